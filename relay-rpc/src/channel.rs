@@ -1,0 +1,138 @@
+//! The channel: one ordered, message-framed, two-way conversation between a caller and a listener.
+//!
+//! Whatever transport carries it, a [`Channel`] is a [`Stream`] of received frames and a [`Sink`]
+//! of frames to send. Nothing above `transport/` knows which transport that is.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Sink, Stream};
+
+use crate::proto::StreamCode;
+
+/// Why a channel stopped carrying frames.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The listener on the other end went away (it disconnected or was killed).
+    #[error("the listener went away")]
+    ListenerGone,
+    /// The caller on the other end went away.
+    #[error("the caller went away")]
+    CallerGone,
+    /// The relay is shutting down.
+    #[error("the relay is shutting down")]
+    RelayShutdown,
+    /// The peer closed the channel.
+    #[error("the channel was closed by the peer")]
+    Closed,
+    /// A peer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// A frame was larger than the channel's limit.
+    #[error("frame exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// The connection to the relay was lost.
+    #[error("connection to the relay lost: {0}")]
+    ConnectionLost(String),
+    /// Another I/O error, including failures to encode or decode a message.
+    #[error("i/o error: {0}")]
+    Io(#[source] Arc<io::Error>),
+}
+
+impl ChannelError {
+    /// The error a peer's stream code stands for.
+    pub fn from_code(code: StreamCode) -> Self {
+        match code {
+            StreamCode::Done => Self::Closed,
+            StreamCode::ListenerGone => Self::ListenerGone,
+            StreamCode::CallerGone => Self::CallerGone,
+            StreamCode::RelayShutdown => Self::RelayShutdown,
+            other => Self::Protocol(format!("stream cut with code {other:?}")),
+        }
+    }
+}
+
+impl From<io::Error> for ChannelError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(Arc::new(e))
+    }
+}
+
+/// What carries a channel's frames: implemented once per transport.
+pub(crate) trait FrameIo:
+    Stream<Item = Result<BytesMut, ChannelError>> + Sink<Bytes, Error = ChannelError> + Send
+{
+}
+
+impl<T> FrameIo for T where
+    T: Stream<Item = Result<BytesMut, ChannelError>> + Sink<Bytes, Error = ChannelError> + Send
+{
+}
+
+/// An open channel: a stream of frames in, a sink of frames out.
+///
+/// Client stubs (`FooClient::new`) and [`Listener::serve`](crate::host::Listener::serve) run
+/// typed RPC over a channel; a channel can also carry raw frames of your own.
+pub struct Channel {
+    frames: Pin<Box<dyn FrameIo>>,
+    address: Arc<str>,
+    id: u64,
+}
+
+impl Channel {
+    pub(crate) fn new(frames: impl FrameIo + 'static, address: Arc<str>, id: u64) -> Self {
+        Self { frames: Box::pin(frames), address, id }
+    }
+
+    /// The address this channel was opened to.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The relay's id for this channel (0 on the caller side, which the relay does not tell).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel").field("address", &self.address).field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl Stream for Channel {
+    type Item = Result<BytesMut, ChannelError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.frames.as_mut().poll_next(cx)
+    }
+}
+
+impl Sink<Bytes> for Channel {
+    type Error = ChannelError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        self.frames.as_mut().poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), ChannelError> {
+        self.frames.as_mut().start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        self.frames.as_mut().poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        self.frames.as_mut().poll_close(cx)
+    }
+}

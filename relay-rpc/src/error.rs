@@ -1,0 +1,161 @@
+//! The errors of connecting, listening, opening channels and calling.
+
+use crate::channel::ChannelError;
+use crate::proto::{ErrorCode, ProtoError, Refusal};
+use crate::tls::TlsError;
+use crate::url::UrlError;
+
+/// Why a connection to a relay could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The relay URL is invalid.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The TLS configuration is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The relay's host name did not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A local socket could not be opened.
+    #[error("cannot open a local socket: {0}")]
+    Socket(#[source] std::io::Error),
+    /// The QUIC or TLS handshake failed (relay unreachable, certificate untrusted, ...).
+    #[error("cannot connect to the relay: {0}")]
+    Handshake(String),
+    /// The handshake did not finish in time.
+    #[error("connecting to the relay timed out")]
+    Timeout,
+}
+
+/// Why a channel to an address could not be opened.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// No listener is registered on the address.
+    #[error("no listener on {address:?}")]
+    NoListener {
+        /// The address.
+        address: String,
+    },
+    /// The relay refused the credential.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The listener serves a different contract, or a different version of it.
+    #[error("contract mismatch: {0}")]
+    ContractMismatch(String),
+    /// Refused for another reason.
+    #[error("refused ({code:?}): {detail}")]
+    Refused {
+        /// The code.
+        code: ErrorCode,
+        /// The detail.
+        detail: String,
+    },
+    /// The address is not a valid address.
+    #[error(transparent)]
+    InvalidAddress(#[from] crate::proto::AddressError),
+    /// The relay did not answer in time.
+    #[error("opening the channel timed out")]
+    Timeout,
+    /// The connection to the relay is gone.
+    #[error("connection to the relay lost: {0}")]
+    ConnectionLost(String),
+    /// The relay broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl OpenError {
+    pub(crate) fn from_refusal(address: &str, refusal: Refusal) -> Self {
+        match refusal.code {
+            ErrorCode::NoListener => Self::NoListener { address: address.to_owned() },
+            ErrorCode::Unauthorized => Self::Unauthorized(refusal.detail),
+            ErrorCode::ContractMismatch => Self::ContractMismatch(refusal.detail),
+            code => Self::Refused { code, detail: refusal.detail },
+        }
+    }
+}
+
+impl From<ProtoError> for OpenError {
+    fn from(e: ProtoError) -> Self {
+        Self::Protocol(e.to_string())
+    }
+}
+
+/// Why a host could not register, or stopped listening, on an address.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// The relay refused the credential.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Refused for another reason.
+    #[error("refused ({code:?}): {detail}")]
+    Refused {
+        /// The code.
+        code: ErrorCode,
+        /// The detail.
+        detail: String,
+    },
+    /// The address is not a valid address.
+    #[error(transparent)]
+    InvalidAddress(#[from] crate::proto::AddressError),
+    /// This host already listens on the address.
+    #[error("already listening on {0:?}")]
+    AlreadyListening(String),
+    /// The relay did not answer in time.
+    #[error("registering timed out")]
+    Timeout,
+    /// The connection to the relay is gone.
+    #[error("connection to the relay lost: {0}")]
+    ConnectionLost(String),
+    /// The relay ended this registration.
+    #[error("the relay ended the registration")]
+    Closed,
+    /// The relay broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl From<ProtoError> for ListenError {
+    fn from(e: ProtoError) -> Self {
+        Self::Protocol(e.to_string())
+    }
+}
+
+/// Why a call failed. The service's own error, if its method returns `Result<T, E>`, is not a
+/// `CallError`: it arrives as the `Ok` value, `Ok(Err(e))`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The call's deadline passed before an answer came; the host was told to cancel it.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The channel broke: the listener went away, the relay shut down, the connection was lost.
+    #[error("channel broken: {0}")]
+    Disconnected(#[from] ChannelError),
+    /// The channel could not be opened (no listener, unauthorized, ...).
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The host gave up on the call (its handler was aborted).
+    #[error("the host aborted the call: {0}")]
+    Aborted(String),
+    /// The host answered with something the contract does not allow.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+impl CallError {
+    /// Whether the call failed because no listener was, or still is, behind the address.
+    pub fn is_listener_gone(&self) -> bool {
+        matches!(self, Self::Disconnected(ChannelError::ListenerGone) | Self::Open(OpenError::NoListener { .. }))
+    }
+}

@@ -1,0 +1,10 @@
+//! The host side: connect outbound to a relay, listen on addresses, serve channels.
+
+mod connection;
+mod incoming;
+mod listener;
+mod serve;
+
+pub use connection::Host;
+pub use incoming::IncomingChannel;
+pub use listener::Listener;

@@ -1,0 +1,114 @@
+//! How a host or caller connects to a relay: trust, credential, timeouts, limits.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+
+use crate::proto::DEFAULT_MAX_FRAME;
+use crate::tls::{TlsError, load_roots};
+
+/// Options for connecting to a relay, shared by hosts and callers.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use relay_rpc::ConnectOptions;
+///
+/// let options = ConnectOptions::new()
+///     .trust_pem_file("relay-data/cert.pem")?
+///     .with_token("SharedAccessSignature ...")
+///     .with_handshake_timeout(Duration::from_secs(5));
+/// # Ok::<(), relay_rpc::TlsError>(())
+/// ```
+#[derive(Clone)]
+pub struct ConnectOptions {
+    pub(crate) roots: Arc<RootCertStore>,
+    pub(crate) token: Option<String>,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) keep_alive: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_frame: usize,
+    pub(crate) max_incoming_channels: u32,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("trusted_certificates", &self.roots.len())
+            .field("token", &self.token.as_ref().map(|_| "MASKED"))
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_frame", &self.max_frame)
+            .field("max_incoming_channels", &self.max_incoming_channels)
+            .finish()
+    }
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            roots: Arc::new(RootCertStore::empty()),
+            token: None,
+            handshake_timeout: Duration::from_secs(10),
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_incoming_channels: 10_000,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Default options, trusting no certificate yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts every certificate in the PEM file `path`, e.g. the relay's `relay-data/cert.pem`.
+    pub fn trust_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+        let mut roots = (*self.roots).clone();
+        roots.roots.extend(load_roots(path.as_ref())?.roots);
+        self.roots = Arc::new(roots);
+        Ok(self)
+    }
+
+    /// Trusts the certificates in `roots`.
+    pub fn with_roots(mut self, roots: RootCertStore) -> Self {
+        self.roots = Arc::new(roots);
+        self
+    }
+
+    /// Presents `token` to the relay when listening or opening channels.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Bounds the connection handshake and every channel handshake (default 10 s).
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sends keep-alives this often (default 5 s) and gives up on a silent relay after
+    /// `idle_timeout` (default 30 s).
+    pub fn with_keep_alive(mut self, keep_alive: Duration, idle_timeout: Duration) -> Self {
+        self.keep_alive = keep_alive;
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Refuses channel frames (single RPC messages) larger than `max` bytes (default 16 MiB).
+    pub fn with_max_frame(mut self, max: usize) -> Self {
+        self.max_frame = max;
+        self
+    }
+
+    /// How many channels a host lets the relay have open to it at once (default 10,000).
+    pub fn with_max_incoming_channels(mut self, max: u32) -> Self {
+        self.max_incoming_channels = max;
+        self
+    }
+}

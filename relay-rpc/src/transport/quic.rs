@@ -1,0 +1,205 @@
+//! The QUIC transport: one connection to the relay, one bidirectional stream per channel.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Sink, Stream};
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{ConnectionError, Endpoint, IdleTimeout, ReadError, RecvStream, SendStream, TransportConfig, VarInt, WriteError};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use crate::channel::{Channel, ChannelError};
+use crate::error::ConnectError;
+use crate::options::ConnectOptions;
+use crate::proto::{self, FRAME_HEADER_LEN, StreamCode};
+use crate::tls;
+use crate::url::RelayUrl;
+
+/// Which end of a relay connection this is: it decides how many streams the relay may open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Host,
+    Caller,
+}
+
+/// A QUIC connection to a relay, with the endpoint that drives it.
+#[derive(Debug, Clone)]
+pub(crate) struct QuicLink {
+    pub(crate) connection: quinn::Connection,
+    /// Keeps the endpoint's driver alive as long as the connection is used.
+    _endpoint: Endpoint,
+}
+
+/// Dials `url` and completes the QUIC and TLS handshake.
+pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -> Result<QuicLink, ConnectError> {
+    let remote = resolve(url).await?;
+    let mut tls = tls::client_config(options.roots.clone(), proto::ALPN)?;
+    tls.enable_early_data = false;
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config(options, role)));
+
+    let bind: SocketAddr = if remote.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
+    let endpoint = Endpoint::client(bind).map_err(ConnectError::Socket)?;
+    let connecting = endpoint
+        .connect_with(config, remote, url.host())
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let connection = tokio::time::timeout(options.handshake_timeout, connecting)
+        .await
+        .map_err(|_| ConnectError::Timeout)?
+        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    Ok(QuicLink { connection, _endpoint: endpoint })
+}
+
+async fn resolve(url: &RelayUrl) -> Result<SocketAddr, ConnectError> {
+    let resolve_err = |source| ConnectError::Resolve { host: url.host().to_owned(), source };
+    let mut addrs = tokio::net::lookup_host((url.host(), url.port())).await.map_err(resolve_err)?;
+    addrs
+        .next()
+        .ok_or_else(|| resolve_err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))
+}
+
+fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    transport.keep_alive_interval(Some(options.keep_alive));
+    transport.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok());
+    let incoming = match role {
+        Role::Host => options.max_incoming_channels,
+        Role::Caller => 0,
+    };
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(incoming));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport
+}
+
+/// Reads one length-prefixed handshake frame of at most `max` bytes.
+pub(crate) async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ChannelError> {
+    let mut header = [0; FRAME_HEADER_LEN];
+    read_exact(recv, &mut header).await?;
+    let len = proto::decode_frame_len(header, max).map_err(|e| ChannelError::Protocol(e.to_string()))?;
+    let mut body = vec![0; len];
+    read_exact(recv, &mut body).await?;
+    Ok(body)
+}
+
+async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), ChannelError> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => ChannelError::Closed,
+        quinn::ReadExactError::ReadError(e) => read_error(&e),
+    })
+}
+
+/// Writes one length-prefixed handshake frame.
+pub(crate) async fn write_frame(send: &mut SendStream, body: &[u8]) -> Result<(), ChannelError> {
+    send.write_all(&proto::encode_frame(body)).await.map_err(|e| write_error(&e))
+}
+
+/// Reads a handshake frame under a timeout.
+pub(crate) async fn read_frame_within(
+    recv: &mut RecvStream,
+    max: usize,
+    timeout: Duration,
+) -> Result<Option<Vec<u8>>, ChannelError> {
+    match tokio::time::timeout(timeout, read_frame(recv, max)).await {
+        Ok(frame) => frame.map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+pub(crate) fn read_error(e: &ReadError) -> ChannelError {
+    match e {
+        ReadError::Reset(code) => ChannelError::from_code(StreamCode::from_u64(code.into_inner())),
+        ReadError::ConnectionLost(e) => connection_error(e),
+        other => ChannelError::Protocol(other.to_string()),
+    }
+}
+
+pub(crate) fn write_error(e: &WriteError) -> ChannelError {
+    match e {
+        WriteError::Stopped(code) => ChannelError::from_code(StreamCode::from_u64(code.into_inner())),
+        WriteError::ConnectionLost(e) => connection_error(e),
+        other => ChannelError::Protocol(other.to_string()),
+    }
+}
+
+pub(crate) fn connection_error(e: &ConnectionError) -> ChannelError {
+    match e {
+        ConnectionError::ApplicationClosed(close)
+            if StreamCode::from_u64(close.error_code.into_inner()) == StreamCode::RelayShutdown =>
+        {
+            ChannelError::RelayShutdown
+        }
+        other => ChannelError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// A channel's frames over one QUIC stream: `u32` length-prefixed, like handshake frames.
+struct QuicFrames {
+    read: FramedRead<RecvStream, LengthDelimitedCodec>,
+    write: FramedWrite<SendStream, LengthDelimitedCodec>,
+    max_frame: usize,
+}
+
+/// Turns a stream whose handshake is done into a channel.
+pub(crate) fn channel(send: SendStream, recv: RecvStream, max_frame: usize, address: Arc<str>, id: u64) -> Channel {
+    let codec = || LengthDelimitedCodec::builder().length_field_length(FRAME_HEADER_LEN).max_frame_length(max_frame).new_codec();
+    Channel::new(
+        QuicFrames { read: FramedRead::new(recv, codec()), write: FramedWrite::new(send, codec()), max_frame },
+        address,
+        id,
+    )
+}
+
+impl QuicFrames {
+    fn classify(&self, e: std::io::Error) -> ChannelError {
+        let Some(inner) = e.get_ref() else { return ChannelError::from(e) };
+        if let Some(e) = inner.downcast_ref::<ReadError>() {
+            read_error(e)
+        } else if let Some(e) = inner.downcast_ref::<WriteError>() {
+            write_error(e)
+        } else if inner.is::<tokio_util::codec::LengthDelimitedCodecError>() {
+            ChannelError::FrameTooLarge { max: self.max_frame }
+        } else {
+            ChannelError::from(e)
+        }
+    }
+}
+
+impl Stream for QuicFrames {
+    type Item = Result<BytesMut, ChannelError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = ready!(Pin::new(&mut self.read).poll_next(cx));
+        Poll::Ready(item.map(|r| r.map_err(|e| self.classify(e))))
+    }
+}
+
+impl Sink<Bytes> for QuicFrames {
+    type Error = ChannelError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        let r = ready!(Sink::<Bytes>::poll_ready(Pin::new(&mut self.write), cx));
+        Poll::Ready(r.map_err(|e| self.classify(e)))
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), ChannelError> {
+        if item.len() > self.max_frame {
+            return Err(ChannelError::FrameTooLarge { max: self.max_frame });
+        }
+        Pin::new(&mut self.write).start_send(item).map_err(|e| self.classify(e))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        let r = ready!(Sink::<Bytes>::poll_flush(Pin::new(&mut self.write), cx));
+        Poll::Ready(r.map_err(|e| self.classify(e)))
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        let r = ready!(Sink::<Bytes>::poll_close(Pin::new(&mut self.write), cx));
+        Poll::Ready(r.map_err(|e| self.classify(e)))
+    }
+}

@@ -1,0 +1,119 @@
+//! The generated code names only absolute paths, and its local names cannot clash with the
+//! user's: the macro is used inside a `#![no_implicit_prelude]` module that also shadows common
+//! names, with arguments named like the generated code's locals. `deny(missing_docs)` proves
+//! every generated public item is documented.
+
+#![deny(missing_docs)]
+
+/// A module without the prelude.
+pub mod hygiene {
+    #![no_implicit_prelude]
+
+    // Shadow names a sloppy expansion might rely on.
+    #[allow(dead_code)]
+    mod core {}
+    #[allow(dead_code)]
+    mod std {}
+    #[allow(dead_code)]
+    mod relay_rpc {}
+    #[allow(dead_code)]
+    struct Arc;
+    #[allow(dead_code)]
+    struct Ok;
+    #[allow(dead_code)]
+    trait Send {}
+    #[allow(dead_code)]
+    trait Clone {}
+
+    /// A service whose argument names match the generated code's locals.
+    #[::relay_rpc::relay_service]
+    pub trait Clash {
+        /// Combines every argument so that a mix-up shows.
+        async fn combine(
+            service: u64,
+            ctx: u64,
+            request: u64,
+            value: u64,
+            inner: u64,
+            __relay_value: u64,
+        ) -> u64;
+        /// A method named like a local.
+        async fn service(self_: u64) -> ::core::result::Result<u64, u64>;
+    }
+
+    /// A trait named like the server's type parameter.
+    #[::relay_rpc::relay_service(name = "hygiene.S")]
+    pub trait S {
+        /// Pings.
+        async fn ping();
+    }
+}
+
+use hygiene::{Clash, ClashRequest, ClashResponse, S, SClient, ServeClash, ServeS};
+use relay_rpc::__private::Dispatch;
+
+struct Impl;
+
+impl Clash for Impl {
+    async fn combine(
+        &self,
+        service: u64,
+        ctx: u64,
+        request: u64,
+        value: u64,
+        inner: u64,
+        __relay_value: u64,
+    ) -> u64 {
+        service + 2 * ctx + 4 * request + 8 * value + 16 * inner + 32 * __relay_value
+    }
+
+    async fn service(&self, self_: u64) -> Result<u64, u64> {
+        Err(self_)
+    }
+}
+
+impl S for Impl {
+    async fn ping(&self) {}
+}
+
+fn run<F: std::future::Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+#[test]
+fn arguments_named_like_locals_reach_the_implementation_in_order() {
+    let request = ClashRequest::Combine {
+        service: 1,
+        ctx: 1,
+        request: 1,
+        value: 1,
+        inner: 1,
+        __relay_value: 1,
+    };
+    let response = run(ServeClash::new(Impl).dispatch(request));
+    assert!(matches!(response, ClashResponse::Combine(63)), "{response:?}");
+    let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Service { self_: 7 }));
+    assert!(matches!(response, ClashResponse::Service(Err(7))), "{response:?}");
+}
+
+#[test]
+fn trait_named_like_the_type_parameter() {
+    assert_eq!(SClient::CONTRACT.name, "hygiene.S");
+    let response = run(ServeS::new(Impl).dispatch(hygiene::SRequest::Ping {}));
+    assert!(matches!(response, hygiene::SResponse::Ping(())));
+}
+
+/// Type-checks client methods whose arguments are named `ctx` and `inner`: never called.
+#[allow(dead_code)]
+async fn client_api(
+    client: hygiene::ClashClient,
+    ctx: relay_rpc::CallContext,
+) -> Result<u64, relay_rpc::CallError> {
+    client.combine(ctx, 1, 2, 3, 4, 5, 6).await
+}
