@@ -1,1 +1,93 @@
+//! The relay: accepts hosts (listeners) and callers, and splices one channel per caller onto each
+//! host's single outbound connection.
+//!
+//! ```no_run
+//! use relay_server::{Config, Relay};
+//!
+//! # async fn run() -> Result<(), relay_server::RelayError> {
+//! let mut config = Config::default();
+//! config.quic_listen = "127.0.0.1:0".parse().unwrap();
+//! let relay = Relay::bind(config)?;
+//! println!("relay on quic://{}", relay.quic_addr());
+//! relay.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
 
+pub mod certs;
+mod config;
+mod quic;
+pub mod registry;
+mod splice;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use config::{Config, ConfigError};
+pub use quic::EndpointError;
+
+use state::Shared;
+
+/// Why a relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The certificate could not be loaded or made.
+    #[error(transparent)]
+    Cert(#[from] certs::CertError),
+    /// The QUIC endpoint could not start.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+/// A relay whose sockets are bound, ready to [`run`](Self::run).
+#[derive(Debug)]
+pub struct Relay {
+    endpoint: quinn::Endpoint,
+    quic_addr: SocketAddr,
+    cert_path: PathBuf,
+    shared: Arc<Shared>,
+}
+
+impl Relay {
+    /// Validates `config`, loads or makes the certificate, and binds the sockets.
+    pub fn bind(config: Config) -> Result<Self, RelayError> {
+        config.validate()?;
+        let identity = certs::load_or_generate(&config.data_dir, config.cert_file.as_deref(), config.key_file.as_deref())?;
+        let cert_path = identity.cert_path.clone();
+        let endpoint = quic::bind(&config, identity)?;
+        let quic_addr = endpoint
+            .local_addr()
+            .map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
+        Ok(Self { endpoint, quic_addr, cert_path, shared: Arc::new(Shared::new(config)) })
+    }
+
+    /// The UDP address QUIC listens on (useful when the config asked for port 0).
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// The certificate file clients should trust.
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert_path
+    }
+
+    /// Serves until `shutdown` resolves, then drains: no new channels, open ones get the
+    /// configured grace period, then every connection closes with a "relay shutting down" code.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tracing::info!(quic = %self.quic_addr, "relay running");
+        quic::accept_loop(self.endpoint, self.shared, shutdown).await;
+        tracing::info!("relay stopped");
+    }
+}
+
+/// Binds a relay with `config` and serves until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RelayError> {
+    Relay::bind(config)?.run(shutdown).await;
+    Ok(())
+}

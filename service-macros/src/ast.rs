@@ -30,7 +30,10 @@ impl Args {
                 }
                 let name: LitStr = meta.value()?.parse()?;
                 if name.value().is_empty() {
-                    return Err(syn::Error::new(name.span(), "the contract name cannot be empty"));
+                    return Err(syn::Error::new(
+                        name.span(),
+                        "the contract name cannot be empty",
+                    ));
                 }
                 args.name = Some(name);
                 Ok(())

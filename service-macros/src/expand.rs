@@ -82,34 +82,49 @@ impl<'a> Generator<'a> {
     /// receivers, bodies and qualifiers are dropped, complex patterns become `_`, and a repeated
     /// method name is emitted once.
     fn rewritten_trait(&self) -> TokenStream {
-        let ItemTrait { attrs, vis, unsafety, ident, generics, supertraits, .. } =
-            self.service.original;
+        let ItemTrait {
+            attrs,
+            vis,
+            unsafety,
+            ident,
+            generics,
+            supertraits,
+            ..
+        } = self.service.original;
         let where_clause = &generics.where_clause;
         let supertraits = supertraits.iter();
         let others = &self.service.others;
         let mut seen = HashSet::new();
-        let methods = self.service.methods.iter().filter(|m| seen.insert(m.ident)).map(|m| {
-            let attrs = &m.original.attrs;
-            let ident = m.ident;
-            let generics = &m.original.sig.generics;
-            let where_clause = &generics.where_clause;
-            let args = m.args.iter().map(|arg| {
-                let ty = arg.ty;
-                match arg.ident {
-                    Some(ident) => quote!(#ident: #ty),
-                    None => quote!(_: #ty),
+        let methods = self
+            .service
+            .methods
+            .iter()
+            .filter(|m| seen.insert(m.ident))
+            .map(|m| {
+                let attrs = &m.original.attrs;
+                let ident = m.ident;
+                // The user's own `fn` and `;` keep lints and errors about the method on the method.
+                let fn_token = &m.original.sig.fn_token;
+                let semi = quote_spanned!(m.original.sig.output.span()=> ;);
+                let generics = &m.original.sig.generics;
+                let where_clause = &generics.where_clause;
+                let args = m.args.iter().map(|arg| {
+                    let ty = arg.ty;
+                    match arg.ident {
+                        Some(ident) => quote!(#ident: #ty),
+                        None => quote!(_: #ty),
+                    }
+                });
+                let output = output_type(m);
+                let span = m.output.map_or_else(|| m.ident.span(), Spanned::span);
+                let future = quote_spanned! {span=>
+                    impl ::core::future::Future<Output = #output> + ::core::marker::Send
+                };
+                quote! {
+                    #(#attrs)*
+                    #fn_token #ident #generics (&self, #(#args),*) -> #future #where_clause;
                 }
             });
-            let output = output_type(m);
-            let span = m.output.map_or_else(|| m.ident.span(), Spanned::span);
-            let future = quote_spanned! {span=>
-                impl ::core::future::Future<Output = #output> + ::core::marker::Send
-            };
-            quote! {
-                #(#attrs)*
-                fn #ident #generics (&self, #(#args),*) -> #future #where_clause;
-            }
-        });
         quote! {
             #(#attrs)*
             #vis #unsafety trait #ident #generics:
@@ -124,7 +139,13 @@ impl<'a> Generator<'a> {
 
     /// `FooRequest` and `FooResponse`, with their `Debug` and `RequestName` impls.
     fn enums(&self) -> TokenStream {
-        let Generator { service, name, request, response, .. } = self;
+        let Generator {
+            service,
+            name,
+            request,
+            response,
+            ..
+        } = self;
         let vis = &service.original.vis;
         let trait_name = service.ident;
         let methods = &service.methods;
@@ -158,7 +179,9 @@ impl<'a> Generator<'a> {
         });
         let variant_names = variants.iter().map(|v| v.to_string());
         let variant_names2 = variant_names.clone();
-        let request_names = methods.iter().map(|m| format!("{}.{}", name.value(), m.name));
+        let request_names = methods
+            .iter()
+            .map(|m| format!("{}.{}", name.value(), m.name));
         let serde = quote! {
             #[derive(::relay_rpc::__private::serde::Serialize, ::relay_rpc::__private::serde::Deserialize)]
             #[serde(crate = "::relay_rpc::__private::serde")]
@@ -204,7 +227,14 @@ impl<'a> Generator<'a> {
 
     /// `FooClient`: `CONTRACT`, `new`, `connect` and one async method per trait method.
     fn client(&self) -> TokenStream {
-        let Generator { service, name, request, response, client, .. } = self;
+        let Generator {
+            service,
+            name,
+            request,
+            response,
+            client,
+            ..
+        } = self;
         let vis = &service.original.vis;
         let trait_name = service.ident;
         let inner = Ident::new("__relay_inner", Span::mixed_site());
@@ -265,12 +295,20 @@ impl<'a> Generator<'a> {
     }
 
     fn client_method(&self, m: &Method<'_>) -> TokenStream {
-        let Generator { name, request, response, .. } = self;
+        let Generator {
+            name,
+            request,
+            response,
+            ..
+        } = self;
         let ident = m.ident;
         let method_name = &m.name;
         let variant = variant(m);
         let docs = docs_or(&m.original.attrs, || {
-            format!("Calls `{}::{}` on the remote service.", self.service.ident, m.name)
+            format!(
+                "Calls `{}::{}` on the remote service.",
+                self.service.ident, m.name
+            )
         });
         let ctx = Ident::new("ctx", Span::mixed_site());
         let value = Ident::new("__relay_value", Span::mixed_site());
@@ -297,7 +335,15 @@ impl<'a> Generator<'a> {
 
     /// `ServeFoo<S>` and its `Dispatch` impl.
     fn server(&self) -> TokenStream {
-        let Generator { service, request, response, client, server, param, .. } = self;
+        let Generator {
+            service,
+            request,
+            response,
+            client,
+            server,
+            param,
+            ..
+        } = self;
         let vis = &service.original.vis;
         let trait_name = service.ident;
         let service_var = Ident::new("__relay_service", Span::mixed_site());
@@ -393,7 +439,11 @@ fn output_type(m: &Method<'_>) -> TokenStream {
 /// `add(i64,i64)->i64`: the name, the argument types and the return type, without whitespace.
 pub(crate) fn signature(m: &Method<'_>) -> String {
     let compact = |tokens: TokenStream| -> String {
-        tokens.to_string().chars().filter(|c| !c.is_whitespace()).collect()
+        tokens
+            .to_string()
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect()
     };
     let args: Vec<String> = m
         .args
@@ -403,7 +453,12 @@ pub(crate) fn signature(m: &Method<'_>) -> String {
             compact(quote!(#ty))
         })
         .collect();
-    format!("{}({})->{}", m.name, args.join(","), compact(output_type(m)))
+    format!(
+        "{}({})->{}",
+        m.name,
+        args.join(","),
+        compact(output_type(m))
+    )
 }
 
 fn doc(text: String) -> TokenStream {

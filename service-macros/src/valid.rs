@@ -54,12 +54,15 @@ impl Service<'_> {
             ));
         } else if let Some(where_clause) = &generics.where_clause {
             errors.push(Error::new_spanned(
-                where_clause,
+                where_clause.where_token,
                 "relay_service traits cannot have a `where` clause",
             ));
         }
         if let Some(auto) = &self.original.auto_token {
-            errors.push(Error::new_spanned(auto, "relay_service traits cannot be `auto` traits"));
+            errors.push(Error::new_spanned(
+                auto,
+                "relay_service traits cannot be `auto` traits",
+            ));
         }
     }
 }
@@ -68,18 +71,26 @@ impl Method<'_> {
     fn check(&self, service: &Service<'_>, errors: &mut Errors) {
         let sig = &self.original.sig;
         if let Some(constness) = &sig.constness {
-            errors.push(Error::new_spanned(constness, "relay_service methods cannot be `const`"));
-        }
-        if let Some(unsafety) = &sig.unsafety {
-            errors.push(Error::new_spanned(unsafety, "relay_service methods cannot be `unsafe`"));
-        }
-        if let Some(abi) = &sig.abi {
-            errors.push(Error::new_spanned(abi, "relay_service methods cannot be `extern`"));
-        }
-        if sig.asyncness.is_none() {
+            errors.push(Error::new_spanned(
+                constness,
+                "relay_service methods must be `async fn`, not `const fn`",
+            ));
+        } else if sig.asyncness.is_none() {
             errors.push(Error::new(
                 sig.fn_token.span,
                 "relay_service methods must be `async fn`",
+            ));
+        }
+        if let Some(unsafety) = &sig.unsafety {
+            errors.push(Error::new_spanned(
+                unsafety,
+                "relay_service methods cannot be `unsafe`",
+            ));
+        }
+        if let Some(abi) = &sig.abi {
+            errors.push(Error::new_spanned(
+                abi,
+                "relay_service methods cannot be `extern`",
             ));
         }
         if !sig.generics.params.is_empty() {
@@ -89,7 +100,7 @@ impl Method<'_> {
             ));
         } else if let Some(where_clause) = &sig.generics.where_clause {
             errors.push(Error::new_spanned(
-                where_clause,
+                where_clause.where_token,
                 "relay_service methods cannot have a `where` clause",
             ));
         }
@@ -101,7 +112,10 @@ impl Method<'_> {
             ));
         }
         if let Some(variadic) = &sig.variadic {
-            errors.push(Error::new_spanned(variadic, "relay_service methods cannot be variadic"));
+            errors.push(Error::new_spanned(
+                variadic,
+                "relay_service methods cannot be variadic",
+            ));
         }
         if let Some(body) = &self.original.default {
             errors.push(Error::new(
@@ -213,7 +227,9 @@ fn check_path_arguments(arguments: &PathArguments, what: &str, errors: &mut Erro
             }
         }
         PathArguments::Parenthesized(args) => {
-            args.inputs.iter().for_each(|t| check_owned(t, what, errors));
+            args.inputs
+                .iter()
+                .for_each(|t| check_owned(t, what, errors));
             if let ReturnType::Type(_, ty) = &args.output {
                 check_owned(ty, what, errors);
             }

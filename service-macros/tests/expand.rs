@@ -30,7 +30,9 @@ impl Calculator for Calc {
     }
 
     async fn divide(&self, a: i64, b: i64) -> Result<i64, MathError> {
-        a.checked_div(b).ok_or(MathError { reason: "division by zero".into() })
+        a.checked_div(b).ok_or(MathError {
+            reason: "division by zero".into(),
+        })
     }
 
     async fn ping(&self) {}
@@ -71,7 +73,11 @@ fn run<F: Future>(future: F) -> F::Output {
 fn contract_lists_methods_with_signatures() {
     let contract = CalculatorClient::CONTRACT;
     assert_eq!(contract.name, "Calculator");
-    let methods: Vec<(&str, &str)> = contract.methods.iter().map(|m| (m.name, m.signature)).collect();
+    let methods: Vec<(&str, &str)> = contract
+        .methods
+        .iter()
+        .map(|m| (m.name, m.signature))
+        .collect();
     assert_eq!(
         methods,
         [
@@ -86,8 +92,14 @@ fn contract_lists_methods_with_signatures() {
 
 #[test]
 fn name_override() {
-    assert_eq!(renamed::CalculatorClient::CONTRACT.name, "example.Calculator");
-    assert_eq!(renamed::CalculatorClient::CONTRACT.methods[0].signature, "add(i64,i64)->i64");
+    assert_eq!(
+        renamed::CalculatorClient::CONTRACT.name,
+        "example.Calculator"
+    );
+    assert_eq!(
+        renamed::CalculatorClient::CONTRACT.methods[0].signature,
+        "add(i64,i64)->i64"
+    );
     assert_eq!(empty::NothingClient::CONTRACT.name, "Nothing");
     assert!(empty::NothingClient::CONTRACT.methods.is_empty());
 }
@@ -112,24 +124,38 @@ fn request_names_and_debug() {
     assert_eq!(renamed.name(), "example.Calculator.add");
     assert_eq!(format!("{add:?}"), "Add");
     assert_eq!(format!("{:?}", CalculatorResponse::Ping(())), "Ping");
-    assert_eq!(format!("{:?}", ServeCalculator::new(Calc)), "ServeCalculator { .. }");
+    assert_eq!(
+        format!("{:?}", ServeCalculator::new(Calc)),
+        "ServeCalculator { .. }"
+    );
 }
 
 #[test]
 fn dispatches_to_the_implementation() {
     let server = ServeCalculator::new(Calc);
     let response = run(server.dispatch(CalculatorRequest::Add { a: 2, b: 3 }));
-    assert!(matches!(response, CalculatorResponse::Add(5)), "{response:?}");
+    assert!(
+        matches!(response, CalculatorResponse::Add(5)),
+        "{response:?}"
+    );
 
     let shared = ServeCalculator::from_arc(std::sync::Arc::new(Calc));
-    let response = run(shared.clone().dispatch(CalculatorRequest::Divide { a: 7, b: 2 }));
-    assert!(matches!(response, CalculatorResponse::Divide(Ok(3))), "{response:?}");
+    let response = run(shared
+        .clone()
+        .dispatch(CalculatorRequest::Divide { a: 7, b: 2 }));
+    assert!(
+        matches!(response, CalculatorResponse::Divide(Ok(3))),
+        "{response:?}"
+    );
     match run(shared.dispatch(CalculatorRequest::Divide { a: 7, b: 0 })) {
         CalculatorResponse::Divide(Err(error)) => assert_eq!(error.reason, "division by zero"),
         other => panic!("unexpected {other:?}"),
     }
     let response = run(server.dispatch(CalculatorRequest::Ping {}));
-    assert!(matches!(response, CalculatorResponse::Ping(())), "{response:?}");
+    assert!(
+        matches!(response, CalculatorResponse::Ping(())),
+        "{response:?}"
+    );
 }
 
 #[test]
@@ -147,10 +173,20 @@ fn generated_types_have_the_bounds_the_runtime_needs() {
 #[allow(dead_code)]
 async fn client_api(
     connection: &relay_rpc::Connection,
-    ctx: relay_rpc::CallContext,
-) -> Result<Result<i64, MathError>, Box<dyn std::error::Error>> {
-    let client = CalculatorClient::connect(connection, "calc").await?;
-    let sum: i64 = client.clone().add(ctx.clone(), 1, 2).await?;
-    client.ping(ctx.clone()).await?;
-    Ok(client.divide(ctx, sum, 1).await?)
+    contexts: [relay_rpc::CallContext; 3],
+) -> Result<Result<i64, MathError>, relay_rpc::CallError> {
+    let client = match CalculatorClient::connect(connection, "calc").await {
+        Ok(client) => client,
+        Err(_) => return Ok(Ok(0)),
+    };
+    let [add, ping, divide] = contexts;
+    let sum: i64 = client.add(add, 1, 2).await?;
+    let (): () = client.ping(ping).await?;
+    client.divide(divide, sum, 1).await
+}
+
+/// `FooClient::new` wraps a channel: never called.
+#[allow(dead_code)]
+fn client_from_channel(channel: relay_rpc::Channel) -> CalculatorClient {
+    CalculatorClient::new(channel)
 }

@@ -97,9 +97,15 @@ fn arguments_named_like_locals_reach_the_implementation_in_order() {
         __relay_value: 1,
     };
     let response = run(ServeClash::new(Impl).dispatch(request));
-    assert!(matches!(response, ClashResponse::Combine(63)), "{response:?}");
+    assert!(
+        matches!(response, ClashResponse::Combine(63)),
+        "{response:?}"
+    );
     let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Service { self_: 7 }));
-    assert!(matches!(response, ClashResponse::Service(Err(7))), "{response:?}");
+    assert!(
+        matches!(response, ClashResponse::Service(Err(7))),
+        "{response:?}"
+    );
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
 }
 
 /// Reads one length-prefixed handshake frame of at most `max` bytes.
-pub(crate) async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ChannelError> {
+pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ChannelError> {
     let mut header = [0; FRAME_HEADER_LEN];
     read_exact(recv, &mut header).await?;
     let len = proto::decode_frame_len(header, max).map_err(|e| ChannelError::Protocol(e.to_string()))?;
@@ -94,12 +94,12 @@ async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), Channel
 }
 
 /// Writes one length-prefixed handshake frame.
-pub(crate) async fn write_frame(send: &mut SendStream, body: &[u8]) -> Result<(), ChannelError> {
+pub async fn write_frame(send: &mut SendStream, body: &[u8]) -> Result<(), ChannelError> {
     send.write_all(&proto::encode_frame(body)).await.map_err(|e| write_error(&e))
 }
 
 /// Reads a handshake frame under a timeout.
-pub(crate) async fn read_frame_within(
+pub async fn read_frame_within(
     recv: &mut RecvStream,
     max: usize,
     timeout: Duration,
@@ -110,7 +110,7 @@ pub(crate) async fn read_frame_within(
     }
 }
 
-pub(crate) fn read_error(e: &ReadError) -> ChannelError {
+pub fn read_error(e: &ReadError) -> ChannelError {
     match e {
         ReadError::Reset(code) => ChannelError::from_code(StreamCode::from_u64(code.into_inner())),
         ReadError::ConnectionLost(e) => connection_error(e),
@@ -118,7 +118,7 @@ pub(crate) fn read_error(e: &ReadError) -> ChannelError {
     }
 }
 
-pub(crate) fn write_error(e: &WriteError) -> ChannelError {
+pub fn write_error(e: &WriteError) -> ChannelError {
     match e {
         WriteError::Stopped(code) => ChannelError::from_code(StreamCode::from_u64(code.into_inner())),
         WriteError::ConnectionLost(e) => connection_error(e),
@@ -126,7 +126,7 @@ pub(crate) fn write_error(e: &WriteError) -> ChannelError {
     }
 }
 
-pub(crate) fn connection_error(e: &ConnectionError) -> ChannelError {
+pub fn connection_error(e: &ConnectionError) -> ChannelError {
     match e {
         ConnectionError::ApplicationClosed(close)
             if StreamCode::from_u64(close.error_code.into_inner()) == StreamCode::RelayShutdown =>

@@ -1,0 +1,142 @@
+//! The relay's configuration: embedded defaults, a TOML file, command-line overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this configuration.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// Everything a relay needs to run. Every field has a default; a TOML file may set any of them.
+///
+/// ```
+/// let config: relay_server::Config = toml::from_str(r#"
+///     quic_listen = "0.0.0.0:7443"
+///     data_dir = "/var/lib/relay"
+///     handshake_timeout_ms = 5000
+/// "#).unwrap();
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where QUIC listens (UDP). Default `127.0.0.1:7443`.
+    pub quic_listen: SocketAddr,
+    /// Where the certificate and keys live; created on first start. Default `./relay-data`.
+    pub data_dir: PathBuf,
+    /// A PEM certificate chain to serve instead of the generated one.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM private key for `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// How long a connection or stream may take to say what it wants. Default 10 s.
+    pub handshake_timeout_ms: u64,
+    /// Keep-alive interval on every connection. Default 5 s.
+    pub keep_alive_ms: u64,
+    /// A connection silent this long is dead, its listeners unregistered. Default 30 s.
+    pub idle_timeout_ms: u64,
+    /// How long open channels may finish after a shutdown signal. Default 10 s.
+    pub shutdown_grace_ms: u64,
+    /// Listeners one address may have. Default 64.
+    pub max_listeners_per_address: usize,
+    /// Channels (streams) one connection may have open at once. Default 10,000.
+    pub max_channels_per_connection: u32,
+    /// Per-stream flow-control window, bounding what the relay buffers per channel. Default 1 MiB.
+    pub stream_window_bytes: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            quic_listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            data_dir: PathBuf::from("relay-data"),
+            cert_file: None,
+            key_file: None,
+            handshake_timeout_ms: 10_000,
+            keep_alive_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+            max_listeners_per_address: 64,
+            max_channels_per_connection: 10_000,
+            stream_window_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Self =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that every value is usable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return invalid("cert_file and key_file must be set together");
+        }
+        if self.handshake_timeout_ms == 0 {
+            return invalid("handshake_timeout_ms must be positive");
+        }
+        if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
+            return invalid("keep_alive_ms must be positive and below idle_timeout_ms");
+        }
+        if self.max_listeners_per_address == 0 || self.max_channels_per_connection == 0 {
+            return invalid("limits must be positive");
+        }
+        if self.stream_window_bytes < 16 * 1024 {
+            return invalid("stream_window_bytes must be at least 16 KiB");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub(crate) fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_unknown_fields_and_bad_values() {
+        assert!(toml::from_str::<Config>("quic_lisen = \"127.0.0.1:1\"").is_err());
+        let config: Config = toml::from_str("keep_alive_ms = 40000").unwrap();
+        assert!(config.validate().is_err());
+        Config::default().validate().unwrap();
+    }
+}

@@ -1,0 +1,214 @@
+//! The QUIC endpoint: accepts hosts and callers, registers listeners, routes and splices channels.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
+use relay_rpc::__wire::{read_frame_within, write_frame};
+use relay_rpc::proto::{self, ContractInfo, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::certs::Identity;
+use crate::config::Config;
+use crate::splice::{Pipe, cut, splice};
+use crate::state::{ChannelGuard, Shared};
+
+/// Why the QUIC endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The TLS configuration was refused.
+    #[error("tls: {0}")]
+    Tls(#[from] rustls::Error),
+    /// QUIC refused the TLS configuration.
+    #[error("quic tls: {0}")]
+    QuicTls(String),
+    /// The socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Binds the QUIC endpoint.
+pub(crate) fn bind(config: &Config, identity: Identity) -> Result<Endpoint, EndpointError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)?;
+    tls.alpn_protocols = vec![proto::ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::QuicTls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(Arc::new(transport_config(config)));
+    Endpoint::server(server, config.quic_listen).map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })
+}
+
+fn transport_config(config: &Config) -> TransportConfig {
+    let mut transport = TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_millis(config.keep_alive_ms)));
+    transport.max_idle_timeout(IdleTimeout::try_from(std::time::Duration::from_millis(config.idle_timeout_ms)).ok());
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(config.max_channels_per_connection));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport.stream_receive_window(VarInt::from_u32(config.stream_window_bytes));
+    transport
+}
+
+/// Accepts connections until `shutdown` resolves; each connection's task is owned here.
+pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let mut connections = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => match incoming {
+                Some(incoming) => { connections.spawn(serve_connection(shared.clone(), incoming)); }
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
+        }
+    }
+    drain(&endpoint, &shared, &mut connections).await;
+}
+
+/// Stops taking new channels, lets open ones finish within the grace period, then closes every
+/// connection with [`StreamCode::RelayShutdown`].
+async fn drain(endpoint: &Endpoint, shared: &Shared, connections: &mut JoinSet<()>) {
+    shared.draining.store(true, Ordering::SeqCst);
+    endpoint.set_server_config(None);
+    let open = shared.open_channels.load(Ordering::SeqCst);
+    tracing::info!(open_channels = open, "draining");
+    let grace = tokio::time::sleep(shared.config.shutdown_grace());
+    tokio::pin!(grace);
+    while shared.open_channels.load(Ordering::SeqCst) > 0 {
+        tokio::select! {
+            () = &mut grace => break,
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+    }
+    endpoint.close(VarInt::from_u64(StreamCode::RelayShutdown.to_u64()).unwrap_or_default(), b"relay shutting down");
+    let _ = tokio::time::timeout(shared.config.handshake_timeout(), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let connection = match tokio::time::timeout(shared.config.handshake_timeout(), incoming).await {
+        Ok(Ok(connection)) => connection,
+        Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "handshake failed"),
+        Err(_) => return tracing::debug!(%remote, "handshake timed out"),
+    };
+    let span = tracing::debug_span!("connection", %remote, id = connection.stable_id());
+    async move {
+        tracing::debug!("connected");
+        let mut streams = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = connection.accept_bi() => match accepted {
+                    Ok((send, recv)) => { streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv)); }
+                    Err(e) => { tracing::debug!(reason = %e, "disconnected"); break; }
+                },
+                Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            }
+        }
+        // Every stream of a closed connection fails at once; let each task clean up its side.
+        while streams.join_next().await.is_some() {}
+    }
+    .instrument(span)
+    .await
+}
+
+async fn serve_stream(shared: Arc<Shared>, connection: Connection, mut send: SendStream, mut recv: RecvStream) {
+    let hello = match read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, shared.config.handshake_timeout()).await {
+        Ok(Some(body)) => match Hello::decode(&body) {
+            Ok(hello) => hello,
+            Err(e) => return refuse(send, recv, ErrorCode::BadRequest, &e.to_string()).await,
+        },
+        Ok(None) => {
+            tracing::debug!("stream handshake timed out");
+            return cut(&mut send, &mut recv, StreamCode::HandshakeTimeout);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "bad stream handshake");
+            return cut(&mut send, &mut recv, StreamCode::ProtocolError);
+        }
+    };
+    match hello {
+        Hello::Listen { address, token: _ } => serve_listener(&shared, connection, address, send, recv).await,
+        Hello::Connect { address, token: _, contract } => serve_caller(&shared, address, contract, send, recv).await,
+        _ => refuse(send, recv, ErrorCode::BadRequest, "unsupported hello").await,
+    }
+}
+
+/// Writes a refusal and ends the stream.
+async fn refuse(mut send: SendStream, _recv: RecvStream, code: ErrorCode, detail: &str) {
+    tracing::debug!(?code, detail, "refused");
+    if write_frame(&mut send, &Reply::refused(code, detail).encode()).await.is_ok() {
+        let _ = send.finish();
+        // Wait for the refusal to be delivered before the stream is dropped.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
+    }
+}
+
+/// Registers a listener for as long as its control stream stays open.
+async fn serve_listener(shared: &Shared, connection: Connection, address: String, mut send: SendStream, mut recv: RecvStream) {
+    if shared.draining.load(Ordering::SeqCst) {
+        return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
+    }
+    let registered = shared.registry().register(&address, connection);
+    let id = match registered {
+        Ok(id) => id,
+        Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,
+    };
+    if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
+        tracing::info!(%address, listener = id, "listener registered");
+        // No host-to-relay control messages are defined yet; read and skip until the end.
+        while let Ok(Some(_)) = recv.read_chunk(1024, true).await {}
+    }
+    shared.registry().unregister(&address, id);
+    tracing::info!(%address, listener = id, "listener left");
+}
+
+/// Picks a listener, opens a stream to it and splices the caller's stream to it.
+async fn serve_caller(shared: &Shared, address: String, contract: ContractInfo, send: SendStream, recv: RecvStream) {
+    if shared.draining.load(Ordering::SeqCst) {
+        return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
+    }
+    let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
+    let incoming = Incoming { address: address.clone(), channel_id, contract }.encode();
+    let mut tried = Vec::new();
+    let host = loop {
+        let picked = shared.registry().pick(&address, &tried);
+        let Some((id, listener)) = picked else {
+            let detail = if tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
+            return refuse(send, recv, ErrorCode::NoListener, detail).await;
+        };
+        tried.push(id);
+        match tokio::time::timeout(shared.config.handshake_timeout(), open_to_listener(&listener, &incoming)).await {
+            Ok(Some(pipe)) => break pipe,
+            _ => tracing::debug!(listener = id, "listener unreachable, trying the next"),
+        }
+    };
+    let _guard = ChannelGuard::new(shared);
+    tracing::debug!(channel = channel_id, "channel open");
+    let failed = splice(Pipe { send, recv }, host).await;
+    tracing::debug!(channel = channel_id, ?failed, "channel closed");
+}
+
+async fn open_to_listener(listener: &Connection, incoming: &[u8]) -> Option<Pipe> {
+    let (mut send, recv) = listener.open_bi().await.ok()?;
+    write_frame(&mut send, incoming).await.ok()?;
+    Some(Pipe { send, recv })
+}

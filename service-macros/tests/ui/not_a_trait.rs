@@ -1,0 +1,4 @@
+#[relay_rpc::relay_service]
+pub struct Store;
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[relay_rpc::relay_service]
+pub trait Store<K> {
+    async fn get(key: u64) -> u64;
+}
+
+fn main() {}
