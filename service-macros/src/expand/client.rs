@@ -1,0 +1,118 @@
+//! `FooClient`: the typed stub a caller uses.
+
+use proc_macro2::{Span, TokenStream};
+use quote::quote;
+use syn::Ident;
+
+use super::{Generator, arg_ident, doc, docs_or, output_type, signature, variant};
+use crate::ast::Method;
+
+impl Generator<'_> {
+    /// `FooClient`: `CONTRACT`, `new`, `connect` and one async method per trait method.
+    pub(super) fn client(&self) -> TokenStream {
+        let Generator {
+            service,
+            name,
+            request,
+            response,
+            client,
+            ..
+        } = self;
+        let vis = &service.original.vis;
+        let trait_name = service.ident;
+        let inner = Ident::new("__relay_inner", Span::mixed_site());
+        let descriptors = service.methods.iter().map(|m| {
+            let name = &m.name;
+            let signature = signature(m);
+            quote!(::relay_rpc::__private::MethodDescriptor::new(#name, #signature))
+        });
+        let methods = service.methods.iter().map(|m| self.client_method(m));
+        let client_doc = doc(format!(
+            "A client for the `{}` contract: one async method per method of `{trait_name}`, \
+             each taking a `CallContext` first.",
+            service.name,
+        ));
+        let client_name = client.to_string();
+        quote! {
+            #client_doc
+            #vis struct #client {
+                inner: ::relay_rpc::__private::ClientStub<#request, #response>,
+            }
+
+            impl ::core::clone::Clone for #client {
+                fn clone(&self) -> Self {
+                    Self { inner: ::core::clone::Clone::clone(&self.inner) }
+                }
+            }
+
+            impl ::core::fmt::Debug for #client {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(#client_name).field("inner", &self.inner).finish()
+                }
+            }
+
+            impl #client {
+                /// The contract this client speaks.
+                pub const CONTRACT: &'static ::relay_rpc::__private::ContractDescriptor =
+                    &::relay_rpc::__private::ContractDescriptor::new(#name, &[#(#descriptors),*]);
+
+                /// Wraps a channel that is already open to a host of this contract.
+                pub fn new(channel: ::relay_rpc::Channel) -> Self {
+                    Self { inner: ::relay_rpc::__private::ClientStub::new(channel) }
+                }
+
+                /// Opens a channel to the service registered at `address` over `connection`,
+                /// checking that the host speaks this contract.
+                pub async fn connect(
+                    connection: &::relay_rpc::Connection,
+                    address: &str,
+                ) -> ::core::result::Result<Self, ::relay_rpc::OpenError> {
+                    ::relay_rpc::__private::ClientStub::connect(connection, address, Self::CONTRACT)
+                        .await
+                        .map(|#inner| Self { inner: #inner })
+                }
+
+                #(#methods)*
+            }
+        }
+    }
+
+    fn client_method(&self, m: &Method<'_>) -> TokenStream {
+        let Generator {
+            name,
+            request,
+            response,
+            ..
+        } = self;
+        let ident = m.ident;
+        let method_name = &m.name;
+        let variant = variant(m);
+        let docs = docs_or(&m.original.attrs, || {
+            format!(
+                "Calls `{}::{}` on the remote service.",
+                self.service.ident, m.name
+            )
+        });
+        let ctx = Ident::new("ctx", Span::mixed_site());
+        let value = Ident::new("__relay_value", Span::mixed_site());
+        let arg_names: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
+        let arg_types = m.args.iter().map(|arg| arg.ty);
+        let output = output_type(m);
+        quote! {
+            #docs
+            pub async fn #ident(
+                &self,
+                #ctx: ::relay_rpc::CallContext,
+                #(#arg_names: #arg_types),*
+            ) -> ::core::result::Result<#output, ::relay_rpc::CallError> {
+                match self.inner.call(#ctx, #request::#variant { #(#arg_names),* }).await? {
+                    #response::#variant(#value) => ::core::result::Result::Ok(#value),
+                    #[allow(unreachable_patterns)]
+                    _ => ::core::result::Result::Err(
+                        ::relay_rpc::__private::unexpected_response(#name, #method_name),
+                    ),
+                }
+            }
+        }
+    }
+}
