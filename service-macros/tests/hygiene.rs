@@ -39,6 +39,8 @@ pub mod hygiene {
         ) -> u64;
         /// A method named like a local.
         async fn service(self_: u64) -> ::core::result::Result<u64, u64>;
+        /// Raw identifiers as method and argument names.
+        async fn r#type(r#in: u64) -> u64;
     }
 
     /// A trait named like the server's type parameter.
@@ -69,6 +71,10 @@ impl Clash for Impl {
 
     async fn service(&self, self_: u64) -> Result<u64, u64> {
         Err(self_)
+    }
+
+    async fn r#type(&self, r#in: u64) -> u64 {
+        r#in + 1
     }
 }
 
@@ -106,6 +112,16 @@ fn arguments_named_like_locals_reach_the_implementation_in_order() {
         matches!(response, ClashResponse::Service(Err(7))),
         "{response:?}"
     );
+    let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Type { r#in: 1 }));
+    assert!(matches!(response, ClashResponse::Type(2)), "{response:?}");
+}
+
+#[test]
+fn raw_identifiers_are_unraw_in_names() {
+    use relay_rpc::__private::RequestName;
+    let method = hygiene::ClashClient::CONTRACT.method("type").unwrap();
+    assert_eq!(method.signature, "type(u64)->u64");
+    assert_eq!(ClashRequest::Type { r#in: 1 }.name(), "Clash.type");
 }
 
 #[test]
@@ -122,4 +138,13 @@ async fn client_api(
     ctx: relay_rpc::CallContext,
 ) -> Result<u64, relay_rpc::CallError> {
     client.combine(ctx, 1, 2, 3, 4, 5, 6).await
+}
+
+/// Type-checks a client method with raw identifiers: never called.
+#[allow(dead_code)]
+async fn raw_client_api(
+    client: hygiene::ClashClient,
+    ctx: relay_rpc::CallContext,
+) -> Result<u64, relay_rpc::CallError> {
+    client.r#type(ctx, 1).await
 }

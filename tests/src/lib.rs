@@ -1,1 +1,109 @@
+//! Support for the end-to-end tests: a real relay on `127.0.0.1:0`, a test contract, hosts.
 
+pub mod lab;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use relay_rpc::{ConnectOptions, Connection, Host};
+use relay_server::{Config, Relay};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A relay running in this process on real sockets, with its own data directory.
+#[derive(Debug)]
+pub struct TestRelay {
+    /// `quic://127.0.0.1:PORT`.
+    pub url: String,
+    /// The relay's generated certificate.
+    pub cert: PathBuf,
+    /// The UDP address.
+    pub addr: std::net::SocketAddr,
+    dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the system's temporary directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("relay-tests-{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl TestRelay {
+    /// Starts a relay on the defaults, but on port 0 and a fresh data directory.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a relay after `configure` has adjusted its configuration.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = temp_dir("relay");
+        let mut config = Config { quic_listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.clone(), ..Config::default() };
+        configure(&mut config);
+        let relay = Relay::bind(config).expect("relay binds");
+        let addr = relay.quic_addr();
+        let cert = relay.cert_path().to_owned();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(relay.run(async {
+            let _ = rx.await;
+        }));
+        Self { url: format!("quic://{addr}"), cert, addr, dir, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// Options that trust this relay's certificate.
+    pub fn options(&self) -> ConnectOptions {
+        ConnectOptions::new().trust_pem_file(&self.cert).expect("cert readable")
+    }
+
+    /// A caller connection.
+    pub async fn caller(&self) -> Connection {
+        Connection::connect(&self.url, self.options()).await.expect("caller connects")
+    }
+
+    /// A host connection.
+    pub async fn host(&self) -> Host {
+        Host::connect(&self.url, self.options()).await.expect("host connects")
+    }
+
+    /// Signals shutdown and waits for the relay to drain and stop.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TestRelay {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    condition()
+}

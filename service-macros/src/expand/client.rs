@@ -98,8 +98,12 @@ impl Generator<'_> {
         let arg_names: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
         let arg_types = m.args.iter().map(|arg| arg.ty);
         let output = output_type(m);
+        // `ctx` makes one argument more than the trait method has, past what the user controls.
+        let allow_many_args =
+            (m.args.len() + 2 > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
         quote! {
             #docs
+            #allow_many_args
             pub async fn #ident(
                 &self,
                 #ctx: ::relay_rpc::CallContext,
