@@ -66,8 +66,10 @@ fn call_error(e: RpcError) -> CallError {
         RpcError::Shutdown => CallError::Disconnected(ChannelError::Closed),
         RpcError::Server(e) => CallError::Aborted(e.detail),
         RpcError::Channel(e) => {
-            let cause = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<ChannelError>());
-            CallError::Disconnected(cause.cloned().unwrap_or_else(|| ChannelError::Protocol(e.to_string())))
+            use tarpc::ChannelError::{Close, Flush, Read, Ready, Write};
+            let (Read(cause) | Ready(cause) | Write(cause) | Flush(cause) | Close(cause)) = &e;
+            let cause = cause.downcast_ref::<ChannelError>().cloned();
+            CallError::Disconnected(cause.unwrap_or_else(|| ChannelError::Protocol(e.to_string())))
         }
         RpcError::Send(e) => match e.downcast::<ChannelError>() {
             Ok(e) => CallError::Disconnected(*e),

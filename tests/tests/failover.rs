@@ -1,0 +1,120 @@
+//! Several hosts on one address: round-robin, prompt removal, typed errors for the callers of a
+//! host that leaves or dies.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use relay_rpc::{CallContext, CallError, ChannelError};
+use relay_tests::TestRelay;
+use relay_tests::lab::{LabClient, LabEvent, LabHost, ServeLab};
+
+fn ctx() -> CallContext {
+    CallContext::with_timeout(Duration::from_secs(30))
+}
+
+/// Starts the `test-host` binary as its own process and waits until it listens.
+fn spawn_host_process(relay: &TestRelay, address: &str, name: &str) -> Child {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_test-host"))
+        .args([&relay.url, relay.cert.to_str().unwrap(), address, name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("test-host starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+async fn who_answers(relay: &TestRelay, channels: usize) -> Vec<String> {
+    let caller = relay.caller().await;
+    let mut names = Vec::new();
+    for _ in 0..channels {
+        let client = LabClient::connect(&caller, "lab").await.unwrap();
+        names.push(client.whoami(ctx()).await.unwrap());
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_host_fails_its_callers_promptly_and_leaves_the_rotation() {
+    // Keep-alives every 200 ms, dead after 1 s of silence: a killed process sends no goodbye.
+    let relay = TestRelay::start_with(|c| {
+        c.keep_alive_ms = 200;
+        c.idle_timeout_ms = 1_000;
+    })
+    .await;
+    let survivor = relay.host().await;
+    let (lab, _events) = LabHost::new("survivor");
+    tokio::spawn(survivor.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
+    let mut doomed = spawn_host_process(&relay, "lab", "doomed");
+
+    let names = who_answers(&relay, 6).await;
+    let distinct: HashSet<_> = names.iter().map(String::as_str).collect();
+    assert_eq!(distinct, HashSet::from(["survivor", "doomed"]), "channels land on both: {names:?}");
+    assert_eq!(names.iter().filter(|n| *n == "doomed").count(), 3, "round-robin: {names:?}");
+
+    // A call in flight on a channel to the doomed host.
+    let caller = relay.caller().await;
+    let client = loop {
+        let client = LabClient::connect(&caller, "lab").await.unwrap();
+        if client.whoami(ctx()).await.unwrap() == "doomed" {
+            break client;
+        }
+    };
+    let call = tokio::spawn(async move { client.sleep(ctx(), 20_000, 1).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    doomed.kill().unwrap();
+    let killed = Instant::now();
+    doomed.wait().unwrap();
+
+    let err = call.await.unwrap().unwrap_err();
+    assert!(killed.elapsed() < Duration::from_secs(2), "typed error after {:?}", killed.elapsed());
+    assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{err:?}");
+    assert!(err.is_listener_gone());
+
+    let names = who_answers(&relay, 4).await;
+    assert!(names.iter().all(|n| n == "survivor"), "new channels go to the survivor: {names:?}");
+}
+
+#[tokio::test]
+async fn a_host_that_leaves_fails_its_callers_at_once() {
+    let relay = TestRelay::start().await;
+    let (lab, mut events) = LabHost::new("leaving");
+    let leaving = relay.host().await;
+    tokio::spawn(leaving.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
+    let caller = relay.caller().await;
+    let client = LabClient::connect(&caller, "lab").await.unwrap();
+    let call = tokio::spawn(async move { client.sleep(ctx(), 20_000, 1).await });
+    assert_eq!(events.recv().await, Some(LabEvent::Started(1)));
+
+    let left = Instant::now();
+    leaving.close();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(left.elapsed() < Duration::from_secs(1), "typed error after {:?}", left.elapsed());
+    assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{err:?}");
+
+    // Dropped from the rotation at once: the next channel finds no listener.
+    let err = LabClient::connect(&caller, "lab").await.unwrap_err();
+    assert!(matches!(err, relay_rpc::OpenError::NoListener { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_dropped_listener_unregisters() {
+    let relay = TestRelay::start().await;
+    let host = relay.host().await;
+    let listener = host.listen("lab").await.unwrap();
+    assert!(matches!(host.listen("lab").await, Err(relay_rpc::ListenError::AlreadyListening(_))));
+    drop(listener);
+    let caller = relay.caller().await;
+    let mut last = None;
+    for _ in 0..100 {
+        match LabClient::connect(&caller, "lab").await {
+            Err(relay_rpc::OpenError::NoListener { .. }) => return,
+            other => last = Some(format!("{other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("still routed after the listener was dropped: {last:?}");
+}

@@ -1,0 +1,138 @@
+//! Garbage, truncated, oversized and stalled handshakes: each is closed with an error, and a
+//! well-behaved caller on the same relay is not disturbed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use calculator::{Calc, CalculatorClient, ServeCalculator};
+use quinn::{Connection, ReadError, RecvStream};
+use relay_rpc::CallContext;
+use relay_rpc::proto::{self, Hello, Reply, StreamCode};
+use relay_tests::TestRelay;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+/// A relay whose handshakes time out after 500 ms, with the calculator served on `calc`.
+async fn relay_with_calculator() -> (TestRelay, relay_rpc::Host) {
+    let relay = TestRelay::start_with(|c| c.handshake_timeout_ms = 500).await;
+    let host = relay.host().await;
+    tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
+    (relay, host)
+}
+
+/// A QUIC connection that speaks raw bytes to the relay.
+async fn raw_connection(relay: &TestRelay, alpn: &[u8]) -> Result<Connection, quinn::ConnectionError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&relay.cert).unwrap()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint.connect(relay.addr, "localhost").unwrap().await
+}
+
+/// A good caller still gets answers.
+async fn good_caller_works(relay: &TestRelay) {
+    let caller = relay.caller().await;
+    let calc = CalculatorClient::connect(&caller, "calc").await.unwrap();
+    assert_eq!(calc.add(CallContext::with_timeout(Duration::from_secs(5)), 20, 22).await.unwrap(), 42);
+}
+
+/// Reads what the relay answers on a stream: a reply, a reset code, or the end.
+async fn answer(recv: &mut RecvStream) -> Result<Option<Reply>, StreamCode> {
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), recv.read_chunk(usize::MAX, true)).await.expect("relay answers in time") {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
+            Ok(None) => break,
+            Err(ReadError::Reset(code)) => return Err(StreamCode::from_u64(code.into_inner())),
+            Err(e) => panic!("unexpected read error {e}"),
+        }
+    }
+    if buf.len() < proto::FRAME_HEADER_LEN {
+        return Ok(None);
+    }
+    Ok(Some(Reply::decode(&buf[proto::FRAME_HEADER_LEN..]).expect("a well-formed reply")))
+}
+
+#[tokio::test]
+async fn garbage_datagrams_are_ignored() {
+    let (relay, _host) = relay_with_calculator().await;
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..200u32 {
+        let junk: Vec<u8> = (0..1200).map(|j| (i.wrapping_mul(31) ^ j) as u8).collect();
+        socket.send_to(&junk, relay.addr).await.unwrap();
+    }
+    good_caller_works(&relay).await;
+}
+
+#[tokio::test]
+async fn a_wrong_protocol_is_refused_at_the_tls_handshake() {
+    let (relay, _host) = relay_with_calculator().await;
+    assert!(raw_connection(&relay, b"h3").await.is_err());
+    good_caller_works(&relay).await;
+}
+
+#[tokio::test]
+async fn a_garbage_hello_is_refused_as_a_bad_request() {
+    let (relay, _host) = relay_with_calculator().await;
+    let connection = raw_connection(&relay, proto::ALPN).await.unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&proto::encode_frame(b"\x01\x02 this is not a hello")).await.unwrap();
+    match answer(&mut recv).await {
+        Ok(Some(Reply::Refused(refusal))) => assert_eq!(refusal.code, proto::ErrorCode::BadRequest),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    good_caller_works(&relay).await;
+}
+
+#[tokio::test]
+async fn an_oversized_length_is_cut_at_once() {
+    let (relay, _host) = relay_with_calculator().await;
+    let connection = raw_connection(&relay, proto::ALPN).await.unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    let started = Instant::now();
+    assert_eq!(answer(&mut recv).await.unwrap_err(), StreamCode::ProtocolError);
+    assert!(started.elapsed() < Duration::from_millis(450), "cut without waiting for the timeout");
+    good_caller_works(&relay).await;
+}
+
+#[tokio::test]
+async fn a_truncated_hello_is_closed() {
+    let (relay, _host) = relay_with_calculator().await;
+    let connection = raw_connection(&relay, proto::ALPN).await.unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    let hello = Hello::Listen { address: "calc".into(), token: None }.encode();
+    let frame = proto::encode_frame(&hello);
+    send.write_all(&frame[..frame.len() - 2]).await.unwrap();
+    send.finish().unwrap();
+    assert_eq!(answer(&mut recv).await.unwrap_err(), StreamCode::ProtocolError);
+    good_caller_works(&relay).await;
+}
+
+#[tokio::test]
+async fn stalled_handshakes_time_out_while_others_are_served() {
+    let (relay, _host) = relay_with_calculator().await;
+    let connection = raw_connection(&relay, proto::ALPN).await.unwrap();
+    let mut stalled = Vec::new();
+    for _ in 0..50 {
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        send.write_all(&[0, 0]).await.unwrap(); // half a length prefix, then nothing
+        stalled.push((send, recv));
+    }
+    // A QUIC connection that never opens a stream does not bother anyone either.
+    let _idle = raw_connection(&relay, proto::ALPN).await.unwrap();
+    let started = Instant::now();
+    good_caller_works(&relay).await;
+    assert!(started.elapsed() < Duration::from_millis(450), "the good caller is not held up by stalled ones");
+    for (_send, mut recv) in stalled {
+        assert_eq!(answer(&mut recv).await.unwrap_err(), StreamCode::HandshakeTimeout);
+    }
+}
