@@ -6,7 +6,7 @@
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -85,11 +85,34 @@ pub struct Channel {
     frames: Pin<Box<dyn FrameIo>>,
     address: Arc<str>,
     id: u64,
+    end: ChannelEnd,
+}
+
+/// How a channel ended, readable after the channel itself has been handed away (to tarpc).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChannelEnd(Arc<OnceLock<ChannelError>>);
+
+impl ChannelEnd {
+    /// Why the channel ended, if it has.
+    pub(crate) fn get(&self) -> Option<&ChannelError> {
+        self.0.get()
+    }
+
+    fn record<T>(&self, result: Poll<Result<T, ChannelError>>) -> Poll<Result<T, ChannelError>> {
+        if let Poll::Ready(Err(e)) = &result {
+            let _ = self.0.set(e.clone());
+        }
+        result
+    }
 }
 
 impl Channel {
     pub(crate) fn new(frames: impl FrameIo + 'static, address: Arc<str>, id: u64) -> Self {
-        Self { frames: Box::pin(frames), address, id }
+        Self { frames: Box::pin(frames), address, id, end: ChannelEnd::default() }
+    }
+
+    pub(crate) fn end(&self) -> ChannelEnd {
+        self.end.clone()
     }
 
     /// The address this channel was opened to.
@@ -113,7 +136,14 @@ impl Stream for Channel {
     type Item = Result<BytesMut, ChannelError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.frames.as_mut().poll_next(cx)
+        match self.frames.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Err(e))) => self.end.record(Poll::Ready(Err(e))).map(Some),
+            Poll::Ready(None) => {
+                let _ = self.end.0.set(ChannelError::Closed);
+                Poll::Ready(None)
+            }
+            other => other,
+        }
     }
 }
 
@@ -121,18 +151,25 @@ impl Sink<Bytes> for Channel {
     type Error = ChannelError;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        self.frames.as_mut().poll_ready(cx)
+        let result = self.frames.as_mut().poll_ready(cx);
+        self.end.record(result)
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), ChannelError> {
-        self.frames.as_mut().start_send(item)
+        let result = self.frames.as_mut().start_send(item);
+        if let Err(e) = &result {
+            let _ = self.end.0.set(e.clone());
+        }
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        self.frames.as_mut().poll_flush(cx)
+        let result = self.frames.as_mut().poll_flush(cx);
+        self.end.record(result)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        self.frames.as_mut().poll_close(cx)
+        let result = self.frames.as_mut().poll_close(cx);
+        self.end.record(result)
     }
 }

@@ -7,7 +7,7 @@ use tarpc::client::RpcError;
 use tokio_serde::formats::Bincode;
 
 use crate::call::CallContext;
-use crate::channel::{Channel, ChannelError};
+use crate::channel::{Channel, ChannelEnd, ChannelError};
 use crate::client::Connection;
 use crate::contract::ContractDescriptor;
 use crate::error::{CallError, OpenError};
@@ -18,11 +18,12 @@ type ClientTransport<Req, Resp> =
 /// The engine of a generated `FooClient`: sends requests over a channel and awaits responses.
 pub struct ClientStub<Req, Resp> {
     inner: tarpc::client::Channel<Req, Resp>,
+    end: ChannelEnd,
 }
 
 impl<Req, Resp> Clone for ClientStub<Req, Resp> {
     fn clone(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self { inner: self.inner.clone(), end: self.end.clone() }
     }
 }
 
@@ -39,9 +40,10 @@ where
 {
     /// Runs a client over `channel`. Must be called within a tokio runtime.
     pub fn new(channel: Channel) -> Self {
+        let end = channel.end();
         let transport: ClientTransport<Req, Resp> = tokio_serde::Framed::new(channel, Bincode::default());
         let inner = tarpc::client::new(tarpc::client::Config::default(), transport).spawn();
-        Self { inner }
+        Self { inner, end }
     }
 
     /// Opens a channel to `address` and runs a client over it.
@@ -56,7 +58,15 @@ where
 
     /// Sends one request and waits for its response or the context's deadline.
     pub async fn call(&self, ctx: CallContext, request: Req) -> Result<Resp, CallError> {
-        self.inner.call(ctx.to_tarpc(), request).await.map_err(call_error)
+        self.inner.call(ctx.to_tarpc(), request).await.map_err(|e| self.call_error(e))
+    }
+
+    fn call_error(&self, e: RpcError) -> CallError {
+        match e {
+            // The channel ended earlier; say why it did.
+            RpcError::Shutdown => CallError::Disconnected(self.end.get().cloned().unwrap_or(ChannelError::Closed)),
+            e => call_error(e),
+        }
     }
 }
 
