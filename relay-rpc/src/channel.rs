@@ -72,10 +72,7 @@ pub(crate) trait FrameIo:
 {
 }
 
-impl<T> FrameIo for T where
-    T: Stream<Item = Result<BytesMut, ChannelError>> + Sink<Bytes, Error = ChannelError> + Send
-{
-}
+impl<T> FrameIo for T where T: Stream<Item = Result<BytesMut, ChannelError>> + Sink<Bytes, Error = ChannelError> + Send {}
 
 /// An open channel: a stream of frames in, a sink of frames out.
 ///

@@ -123,7 +123,10 @@ pub fn check_compatible(host: &ContractDescriptor, caller: &ContractInfo) -> Res
             }
             _ => match host.method(&method.name) {
                 Some(_) => {
-                    return Err(format!("method `{}.{}` is at another position on the listener", host.name, method.name));
+                    return Err(format!(
+                        "method `{}.{}` is at another position on the listener",
+                        host.name, method.name
+                    ));
                 }
                 None => return Err(format!("the listener's `{}` has no method `{}`", host.name, method.name)),
             },
@@ -156,12 +159,14 @@ mod tests {
 
     #[test]
     fn hosts_may_add_methods_at_the_end_only() {
-        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i64,i64)->i64")]);
+        const V1: ContractDescriptor =
+            ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i64,i64)->i64")]);
         const V2: ContractDescriptor = ContractDescriptor::new(
             "Calc",
             &[MethodDescriptor::new("add", "add(i64,i64)->i64"), MethodDescriptor::new("neg", "neg(i64)->i64")],
         );
-        const CHANGED: ContractDescriptor = ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i32,i32)->i64")]);
+        const CHANGED: ContractDescriptor =
+            ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i32,i32)->i64")]);
         assert_eq!(check_compatible(&V1, &(&V1).into()), Ok(()));
         assert_eq!(check_compatible(&V2, &(&V1).into()), Ok(()));
         let err = check_compatible(&V1, &(&V2).into()).unwrap_err();

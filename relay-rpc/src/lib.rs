@@ -66,6 +66,43 @@ pub use client::Connection;
 pub use error::{CallError, ConnectError, ListenError, OpenError};
 pub use host::{Host, IncomingChannel, Listener};
 pub use options::ConnectOptions;
+/// Turns a trait of `async fn`s into a relayed service contract.
+///
+/// ```
+/// use relay_rpc::{CallContext, CallError};
+///
+/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// pub enum MathError { DivisionByZero }
+///
+/// #[relay_rpc::relay_service]
+/// pub trait Calculator {
+///     /// Adds two numbers.
+///     async fn add(a: i64, b: i64) -> i64;
+///     /// Divides, or fails with the service's own error.
+///     async fn divide(a: i64, b: i64) -> Result<i64, MathError>;
+/// }
+///
+/// struct Calc;
+///
+/// impl Calculator for Calc {
+///     async fn add(&self, a: i64, b: i64) -> i64 { a + b }
+///     async fn divide(&self, a: i64, b: i64) -> Result<i64, MathError> {
+///         a.checked_div(b).ok_or(MathError::DivisionByZero)
+///     }
+/// }
+///
+/// // The host side serves `ServeCalculator::new(Calc)`; callers use `CalculatorClient`:
+/// async fn call(calc: &CalculatorClient) -> Result<i64, CallError> {
+///     calc.add(CallContext::default(), 2, 3).await
+/// }
+/// assert_eq!(CalculatorClient::CONTRACT.name, "Calculator");
+/// assert_eq!(CalculatorClient::CONTRACT.methods[1].signature, "divide(i64,i64)->Result<i64,MathError>");
+/// # let _ = ServeCalculator::new(Calc);
+/// ```
+///
+/// Mistakes give one spanned compile error each: a method that is not `async`, a `self`
+/// receiver (the macro adds `&self`), generic methods, borrowed argument types, default bodies,
+/// and method names that clash with the client's own (`new`, `connect`, `clone`).
 pub use service_macros::relay_service;
 pub use tls::TlsError;
 pub use url::{RelayUrl, Scheme, UrlError};

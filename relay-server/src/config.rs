@@ -56,9 +56,10 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// How long a connection or stream may take to say what it wants. Default 10 s.
     pub handshake_timeout_ms: u64,
-    /// Keep-alive interval on every connection. Default 5 s.
+    /// Keep-alive interval on every connection. Default 2 s.
     pub keep_alive_ms: u64,
-    /// A connection silent this long is dead, its listeners unregistered. Default 30 s.
+    /// A connection silent this long is dead, its listeners unregistered and their callers told.
+    /// This bounds how long a killed host (which sends no goodbye) goes unnoticed. Default 8 s.
     pub idle_timeout_ms: u64,
     /// How long open channels may finish after a shutdown signal. Default 10 s.
     pub shutdown_grace_ms: u64,
@@ -78,8 +79,8 @@ impl Default for Config {
             cert_file: None,
             key_file: None,
             handshake_timeout_ms: 10_000,
-            keep_alive_ms: 5_000,
-            idle_timeout_ms: 30_000,
+            keep_alive_ms: 2_000,
+            idle_timeout_ms: 8_000,
             shutdown_grace_ms: 10_000,
             max_listeners_per_address: 64,
             max_channels_per_connection: 10_000,
@@ -91,9 +92,10 @@ impl Default for Config {
 impl Config {
     /// Reads and validates a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Self =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
         config.validate()?;
         Ok(config)
     }

@@ -58,12 +58,12 @@ impl Relay {
     /// Validates `config`, loads or makes the certificate, and binds the sockets.
     pub fn bind(config: Config) -> Result<Self, RelayError> {
         config.validate()?;
-        let identity = certs::load_or_generate(&config.data_dir, config.cert_file.as_deref(), config.key_file.as_deref())?;
+        let identity =
+            certs::load_or_generate(&config.data_dir, config.cert_file.as_deref(), config.key_file.as_deref())?;
         let cert_path = identity.cert_path.clone();
         let endpoint = quic::bind(&config, identity)?;
-        let quic_addr = endpoint
-            .local_addr()
-            .map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
+        let quic_addr =
+            endpoint.local_addr().map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
         Ok(Self { endpoint, quic_addr, cert_path, shared: Arc::new(Shared::new(config)) })
     }
 

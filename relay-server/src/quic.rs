@@ -49,7 +49,8 @@ pub(crate) fn bind(config: &Config, identity: Identity) -> Result<Endpoint, Endp
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::QuicTls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(config)));
-    Endpoint::server(server, config.quic_listen).map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })
+    Endpoint::server(server, config.quic_listen)
+        .map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })
 }
 
 fn transport_config(config: &Config) -> TransportConfig {
@@ -163,7 +164,13 @@ async fn refuse(mut send: SendStream, _recv: RecvStream, code: ErrorCode, detail
 }
 
 /// Registers a listener for as long as its control stream stays open.
-async fn serve_listener(shared: &Shared, connection: Connection, address: String, mut send: SendStream, mut recv: RecvStream) {
+async fn serve_listener(
+    shared: &Shared,
+    connection: Connection,
+    address: String,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) {
     if shared.draining.load(Ordering::SeqCst) {
         return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
     }

@@ -35,10 +35,8 @@ impl<L: Clone> Registry<L> {
 
     /// Adds a listener to `address`'s rotation.
     pub fn register(&mut self, address: &str, listener: L) -> Result<ListenerId, RegisterError> {
-        let rotation = self
-            .addresses
-            .entry(address.to_owned())
-            .or_insert_with(|| Rotation { listeners: Vec::new(), cursor: 0 });
+        let rotation =
+            self.addresses.entry(address.to_owned()).or_insert_with(|| Rotation { listeners: Vec::new(), cursor: 0 });
         if rotation.listeners.len() >= self.max_per_address {
             return Err(RegisterError::Full(self.max_per_address));
         }

@@ -7,10 +7,7 @@
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
-use syn::{
-    FnArg, Ident, ItemTrait, LitStr, Pat, PatType, Receiver, Result, ReturnType, TraitItem,
-    TraitItemFn, Type,
-};
+use syn::{FnArg, Ident, ItemTrait, LitStr, Pat, PatType, Receiver, Result, ReturnType, TraitItem, TraitItemFn, Type};
 
 /// The arguments inside `#[relay_service(...)]`.
 #[derive(Default)]
@@ -30,17 +27,12 @@ impl Args {
                 }
                 let name: LitStr = meta.value()?.parse()?;
                 if name.value().is_empty() {
-                    return Err(syn::Error::new(
-                        name.span(),
-                        "the contract name cannot be empty",
-                    ));
+                    return Err(syn::Error::new(name.span(), "the contract name cannot be empty"));
                 }
                 args.name = Some(name);
                 Ok(())
             } else {
-                Err(meta.error(
-                    "unknown relay_service argument; the only one accepted is `name = \"...\"`",
-                ))
+                Err(meta.error("unknown relay_service argument; the only one accepted is `name = \"...\"`"))
             }
         });
         parser.parse2(tokens)?;
@@ -121,11 +113,7 @@ impl<'a> Method<'a> {
         for input in &sig.inputs {
             match input {
                 FnArg::Receiver(r) => receiver = Some(r),
-                FnArg::Typed(PatType { pat, ty, .. }) => args.push(Arg {
-                    pat,
-                    ident: plain_ident(pat),
-                    ty,
-                }),
+                FnArg::Typed(PatType { pat, ty, .. }) => args.push(Arg { pat, ident: plain_ident(pat), ty }),
             }
         }
         let output = match &sig.output {
@@ -147,9 +135,7 @@ impl<'a> Method<'a> {
 /// The identifier of a pattern that is exactly `name` (no `mut`, `ref` or sub-pattern).
 fn plain_ident(pat: &Pat) -> Option<&Ident> {
     match pat {
-        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
-            Some(&p.ident)
-        }
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => Some(&p.ident),
         _ => None,
     }
 }

@@ -86,47 +86,34 @@ impl<'a> Generator<'a> {
     /// receivers, bodies and qualifiers are dropped, complex patterns become `_`, and a repeated
     /// method name is emitted once.
     fn rewritten_trait(&self) -> TokenStream {
-        let ItemTrait {
-            attrs,
-            vis,
-            unsafety,
-            ident,
-            generics,
-            supertraits,
-            ..
-        } = self.service.original;
+        let ItemTrait { attrs, vis, unsafety, ident, generics, supertraits, .. } = self.service.original;
         let where_clause = &generics.where_clause;
         let supertraits = supertraits.iter();
         let others = &self.service.others;
         let mut seen = HashSet::new();
-        let methods = self
-            .service
-            .methods
-            .iter()
-            .filter(|m| seen.insert(m.ident))
-            .map(|m| {
-                let attrs = &m.original.attrs;
-                let ident = m.ident;
-                let fn_token = &m.original.sig.fn_token;
-                let generics = &m.original.sig.generics;
-                let where_clause = &generics.where_clause;
-                let args = m.args.iter().map(|arg| {
-                    let ty = arg.ty;
-                    match arg.ident {
-                        Some(ident) => quote!(#ident: #ty),
-                        None => quote!(_: #ty),
-                    }
-                });
-                let output = output_type(m);
-                let span = m.output.map_or_else(|| m.ident.span(), Spanned::span);
-                let future = quote_spanned! {span=>
-                    impl ::core::future::Future<Output = #output> + ::core::marker::Send
-                };
-                quote! {
-                    #(#attrs)*
-                    #fn_token #ident #generics (&self, #(#args),*) -> #future #where_clause;
+        let methods = self.service.methods.iter().filter(|m| seen.insert(m.ident)).map(|m| {
+            let attrs = &m.original.attrs;
+            let ident = m.ident;
+            let fn_token = &m.original.sig.fn_token;
+            let generics = &m.original.sig.generics;
+            let where_clause = &generics.where_clause;
+            let args = m.args.iter().map(|arg| {
+                let ty = arg.ty;
+                match arg.ident {
+                    Some(ident) => quote!(#ident: #ty),
+                    None => quote!(_: #ty),
                 }
             });
+            let output = output_type(m);
+            let span = m.output.map_or_else(|| m.ident.span(), Spanned::span);
+            let future = quote_spanned! {span=>
+                impl ::core::future::Future<Output = #output> + ::core::marker::Send
+            };
+            quote! {
+                #(#attrs)*
+                #fn_token #ident #generics (&self, #(#args),*) -> #future #where_clause;
+            }
+        });
         quote! {
             #(#attrs)*
             #vis #unsafety trait #ident #generics:
@@ -160,13 +147,8 @@ fn output_type(m: &Method<'_>) -> TokenStream {
 
 /// `add(i64,i64)->i64`: the name, the argument types and the return type, without whitespace.
 fn signature(m: &Method<'_>) -> String {
-    let compact = |tokens: TokenStream| -> String {
-        tokens
-            .to_string()
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect()
-    };
+    let compact =
+        |tokens: TokenStream| -> String { tokens.to_string().chars().filter(|c| !c.is_whitespace()).collect() };
     let args: Vec<String> = m
         .args
         .iter()
@@ -175,12 +157,7 @@ fn signature(m: &Method<'_>) -> String {
             compact(quote!(#ty))
         })
         .collect();
-    format!(
-        "{}({})->{}",
-        m.name,
-        args.join(","),
-        compact(output_type(m))
-    )
+    format!("{}({})->{}", m.name, args.join(","), compact(output_type(m)))
 }
 
 fn doc(text: String) -> TokenStream {
@@ -190,9 +167,5 @@ fn doc(text: String) -> TokenStream {
 /// The `#[doc]` attributes among `attrs`, or one made by `default` if there are none.
 fn docs_or(attrs: &[Attribute], default: impl FnOnce() -> String) -> TokenStream {
     let docs: Vec<&Attribute> = attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
-    if docs.is_empty() {
-        doc(default())
-    } else {
-        quote!(#(#docs)*)
-    }
+    if docs.is_empty() { doc(default()) } else { quote!(#(#docs)*) }
 }

@@ -18,10 +18,7 @@ impl Service<'_> {
         let mut errors = Errors::default();
         self.check_trait(&mut errors);
         for item in &self.others {
-            errors.push(Error::new_spanned(
-                item,
-                "relay_service traits may only contain `async fn` methods",
-            ));
+            errors.push(Error::new_spanned(item, "relay_service traits may only contain `async fn` methods"));
         }
         let mut variants: HashMap<String, &Method<'_>> = HashMap::new();
         for method in &self.methods {
@@ -48,10 +45,7 @@ impl Service<'_> {
     fn check_trait(&self, errors: &mut Errors) {
         let generics = &self.original.generics;
         if !generics.params.is_empty() {
-            errors.push(Error::new_spanned(
-                &generics.params,
-                "relay_service traits cannot be generic",
-            ));
+            errors.push(Error::new_spanned(&generics.params, "relay_service traits cannot be generic"));
         } else if let Some(where_clause) = &generics.where_clause {
             errors.push(Error::new_spanned(
                 where_clause.where_token,
@@ -59,10 +53,7 @@ impl Service<'_> {
             ));
         }
         if let Some(auto) = &self.original.auto_token {
-            errors.push(Error::new_spanned(
-                auto,
-                "relay_service traits cannot be `auto` traits",
-            ));
+            errors.push(Error::new_spanned(auto, "relay_service traits cannot be `auto` traits"));
         }
     }
 }
@@ -71,27 +62,15 @@ impl Method<'_> {
     fn check(&self, service: &Service<'_>, errors: &mut Errors) {
         let sig = &self.original.sig;
         if let Some(constness) = &sig.constness {
-            errors.push(Error::new_spanned(
-                constness,
-                "relay_service methods must be `async fn`, not `const fn`",
-            ));
+            errors.push(Error::new_spanned(constness, "relay_service methods must be `async fn`, not `const fn`"));
         } else if sig.asyncness.is_none() {
-            errors.push(Error::new(
-                sig.fn_token.span,
-                "relay_service methods must be `async fn`",
-            ));
+            errors.push(Error::new(sig.fn_token.span, "relay_service methods must be `async fn`"));
         }
         if let Some(unsafety) = &sig.unsafety {
-            errors.push(Error::new_spanned(
-                unsafety,
-                "relay_service methods cannot be `unsafe`",
-            ));
+            errors.push(Error::new_spanned(unsafety, "relay_service methods cannot be `unsafe`"));
         }
         if let Some(abi) = &sig.abi {
-            errors.push(Error::new_spanned(
-                abi,
-                "relay_service methods cannot be `extern`",
-            ));
+            errors.push(Error::new_spanned(abi, "relay_service methods cannot be `extern`"));
         }
         if !sig.generics.params.is_empty() {
             errors.push(Error::new_spanned(
@@ -112,10 +91,7 @@ impl Method<'_> {
             ));
         }
         if let Some(variadic) = &sig.variadic {
-            errors.push(Error::new_spanned(
-                variadic,
-                "relay_service methods cannot be variadic",
-            ));
+            errors.push(Error::new_spanned(variadic, "relay_service methods cannot be variadic"));
         }
         if let Some(body) = &self.original.default {
             errors.push(Error::new(
@@ -130,10 +106,7 @@ impl Method<'_> {
         if self.variant.is_none() {
             errors.push(Error::new(
                 self.ident.span(),
-                format!(
-                    "`{}` gives no usable enum variant name in UpperCamelCase; rename the method",
-                    self.name,
-                ),
+                format!("`{}` gives no usable enum variant name in UpperCamelCase; rename the method", self.name,),
             ));
         }
         if CLIENT_ITEMS.contains(&self.name.as_str()) {
@@ -155,14 +128,11 @@ impl Method<'_> {
         let mut seen = Vec::new();
         for arg in &self.args {
             match arg.ident {
-                None => errors.push(Error::new_spanned(
-                    arg.pat,
-                    "relay_service arguments must be plain names, e.g. `id: u64`",
-                )),
-                Some(ident) if seen.contains(&ident) => errors.push(Error::new(
-                    ident.span(),
-                    format!("duplicate argument name `{ident}`"),
-                )),
+                None => errors
+                    .push(Error::new_spanned(arg.pat, "relay_service arguments must be plain names, e.g. `id: u64`")),
+                Some(ident) if seen.contains(&ident) => {
+                    errors.push(Error::new(ident.span(), format!("duplicate argument name `{ident}`")))
+                }
                 Some(ident) => seen.push(ident),
             }
             check_owned(arg.ty, "argument types", errors);
@@ -174,14 +144,12 @@ impl Method<'_> {
 /// the wire must be an owned type. `what` is "argument types" or "return types".
 fn check_owned(ty: &Type, what: &str, errors: &mut Errors) {
     match ty {
-        Type::Reference(_) => errors.push(Error::new_spanned(
-            ty,
-            format!("{what} must be owned, e.g. `String` instead of `&str`"),
-        )),
-        Type::ImplTrait(_) => errors.push(Error::new_spanned(
-            ty,
-            format!("{what} cannot be `impl Trait`; name a concrete owned type"),
-        )),
+        Type::Reference(_) => {
+            errors.push(Error::new_spanned(ty, format!("{what} must be owned, e.g. `String` instead of `&str`")))
+        }
+        Type::ImplTrait(_) => {
+            errors.push(Error::new_spanned(ty, format!("{what} cannot be `impl Trait`; name a concrete owned type")))
+        }
         Type::Array(t) => check_owned(&t.elem, what, errors),
         Type::Group(t) => check_owned(&t.elem, what, errors),
         Type::Paren(t) => check_owned(&t.elem, what, errors),
@@ -227,9 +195,7 @@ fn check_path_arguments(arguments: &PathArguments, what: &str, errors: &mut Erro
             }
         }
         PathArguments::Parenthesized(args) => {
-            args.inputs
-                .iter()
-                .for_each(|t| check_owned(t, what, errors));
+            args.inputs.iter().for_each(|t| check_owned(t, what, errors));
             if let ReturnType::Type(_, ty) = &args.output {
                 check_owned(ty, what, errors);
             }

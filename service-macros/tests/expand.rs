@@ -30,9 +30,7 @@ impl Calculator for Calc {
     }
 
     async fn divide(&self, a: i64, b: i64) -> Result<i64, MathError> {
-        a.checked_div(b).ok_or(MathError {
-            reason: "division by zero".into(),
-        })
+        a.checked_div(b).ok_or(MathError { reason: "division by zero".into() })
     }
 
     async fn ping(&self) {}
@@ -73,18 +71,10 @@ fn run<F: Future>(future: F) -> F::Output {
 fn contract_lists_methods_with_signatures() {
     let contract = CalculatorClient::CONTRACT;
     assert_eq!(contract.name, "Calculator");
-    let methods: Vec<(&str, &str)> = contract
-        .methods
-        .iter()
-        .map(|m| (m.name, m.signature))
-        .collect();
+    let methods: Vec<(&str, &str)> = contract.methods.iter().map(|m| (m.name, m.signature)).collect();
     assert_eq!(
         methods,
-        [
-            ("add", "add(i64,i64)->i64"),
-            ("divide", "divide(i64,i64)->Result<i64,MathError>"),
-            ("ping", "ping()->()"),
-        ]
+        [("add", "add(i64,i64)->i64"), ("divide", "divide(i64,i64)->Result<i64,MathError>"), ("ping", "ping()->()"),]
     );
     assert_eq!(contract.method("divide").unwrap().name, "divide");
     assert_eq!(<ServeCalculator<Calc> as Dispatch>::CONTRACT, contract);
@@ -92,14 +82,8 @@ fn contract_lists_methods_with_signatures() {
 
 #[test]
 fn name_override() {
-    assert_eq!(
-        renamed::CalculatorClient::CONTRACT.name,
-        "example.Calculator"
-    );
-    assert_eq!(
-        renamed::CalculatorClient::CONTRACT.methods[0].signature,
-        "add(i64,i64)->i64"
-    );
+    assert_eq!(renamed::CalculatorClient::CONTRACT.name, "example.Calculator");
+    assert_eq!(renamed::CalculatorClient::CONTRACT.methods[0].signature, "add(i64,i64)->i64");
     assert_eq!(empty::NothingClient::CONTRACT.name, "Nothing");
     assert!(empty::NothingClient::CONTRACT.methods.is_empty());
 }
@@ -124,38 +108,24 @@ fn request_names_and_debug() {
     assert_eq!(renamed.name(), "example.Calculator.add");
     assert_eq!(format!("{add:?}"), "Add");
     assert_eq!(format!("{:?}", CalculatorResponse::Ping(())), "Ping");
-    assert_eq!(
-        format!("{:?}", ServeCalculator::new(Calc)),
-        "ServeCalculator { .. }"
-    );
+    assert_eq!(format!("{:?}", ServeCalculator::new(Calc)), "ServeCalculator { .. }");
 }
 
 #[test]
 fn dispatches_to_the_implementation() {
     let server = ServeCalculator::new(Calc);
     let response = run(server.dispatch(CalculatorRequest::Add { a: 2, b: 3 }));
-    assert!(
-        matches!(response, CalculatorResponse::Add(5)),
-        "{response:?}"
-    );
+    assert!(matches!(response, CalculatorResponse::Add(5)), "{response:?}");
 
     let shared = ServeCalculator::from_arc(std::sync::Arc::new(Calc));
-    let response = run(shared
-        .clone()
-        .dispatch(CalculatorRequest::Divide { a: 7, b: 2 }));
-    assert!(
-        matches!(response, CalculatorResponse::Divide(Ok(3))),
-        "{response:?}"
-    );
+    let response = run(shared.clone().dispatch(CalculatorRequest::Divide { a: 7, b: 2 }));
+    assert!(matches!(response, CalculatorResponse::Divide(Ok(3))), "{response:?}");
     match run(shared.dispatch(CalculatorRequest::Divide { a: 7, b: 0 })) {
         CalculatorResponse::Divide(Err(error)) => assert_eq!(error.reason, "division by zero"),
         other => panic!("unexpected {other:?}"),
     }
     let response = run(server.dispatch(CalculatorRequest::Ping {}));
-    assert!(
-        matches!(response, CalculatorResponse::Ping(())),
-        "{response:?}"
-    );
+    assert!(matches!(response, CalculatorResponse::Ping(())), "{response:?}");
 }
 
 #[test]

@@ -29,14 +29,7 @@ pub mod hygiene {
     #[::relay_rpc::relay_service]
     pub trait Clash {
         /// Combines every argument so that a mix-up shows.
-        async fn combine(
-            service: u64,
-            ctx: u64,
-            request: u64,
-            value: u64,
-            inner: u64,
-            __relay_value: u64,
-        ) -> u64;
+        async fn combine(service: u64, ctx: u64, request: u64, value: u64, inner: u64, __relay_value: u64) -> u64;
         /// A method named like a local.
         async fn service(self_: u64) -> ::core::result::Result<u64, u64>;
         /// Raw identifiers as method and argument names.
@@ -57,15 +50,7 @@ use relay_rpc::__private::Dispatch;
 struct Impl;
 
 impl Clash for Impl {
-    async fn combine(
-        &self,
-        service: u64,
-        ctx: u64,
-        request: u64,
-        value: u64,
-        inner: u64,
-        __relay_value: u64,
-    ) -> u64 {
+    async fn combine(&self, service: u64, ctx: u64, request: u64, value: u64, inner: u64, __relay_value: u64) -> u64 {
         service + 2 * ctx + 4 * request + 8 * value + 16 * inner + 32 * __relay_value
     }
 
@@ -94,24 +79,11 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 
 #[test]
 fn arguments_named_like_locals_reach_the_implementation_in_order() {
-    let request = ClashRequest::Combine {
-        service: 1,
-        ctx: 1,
-        request: 1,
-        value: 1,
-        inner: 1,
-        __relay_value: 1,
-    };
+    let request = ClashRequest::Combine { service: 1, ctx: 1, request: 1, value: 1, inner: 1, __relay_value: 1 };
     let response = run(ServeClash::new(Impl).dispatch(request));
-    assert!(
-        matches!(response, ClashResponse::Combine(63)),
-        "{response:?}"
-    );
+    assert!(matches!(response, ClashResponse::Combine(63)), "{response:?}");
     let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Service { self_: 7 }));
-    assert!(
-        matches!(response, ClashResponse::Service(Err(7))),
-        "{response:?}"
-    );
+    assert!(matches!(response, ClashResponse::Service(Err(7))), "{response:?}");
     let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Type { r#in: 1 }));
     assert!(matches!(response, ClashResponse::Type(2)), "{response:?}");
 }
@@ -133,10 +105,7 @@ fn trait_named_like_the_type_parameter() {
 
 /// Type-checks client methods whose arguments are named `ctx` and `inner`: never called.
 #[allow(dead_code)]
-async fn client_api(
-    client: hygiene::ClashClient,
-    ctx: relay_rpc::CallContext,
-) -> Result<u64, relay_rpc::CallError> {
+async fn client_api(client: hygiene::ClashClient, ctx: relay_rpc::CallContext) -> Result<u64, relay_rpc::CallError> {
     client.combine(ctx, 1, 2, 3, 4, 5, 6).await
 }
 

@@ -44,7 +44,8 @@ impl TestRelay {
     /// Starts a relay after `configure` has adjusted its configuration.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = temp_dir("relay");
-        let mut config = Config { quic_listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.clone(), ..Config::default() };
+        let mut config =
+            Config { quic_listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.clone(), ..Config::default() };
         configure(&mut config);
         let relay = Relay::bind(config).expect("relay binds");
         let addr = relay.quic_addr();

@@ -60,7 +60,8 @@ async fn a_hundred_callers_make_a_hundred_calls_each() {
     tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
     let mut callers = tokio::task::JoinSet::new();
     for c in 0..100i64 {
-        let (url, options) = (relay.url.clone(), relay.options());
+        // A hundred simultaneous TLS handshakes on two cores: be patient with the handshake.
+        let (url, options) = (relay.url.clone(), relay.options().with_handshake_timeout(Duration::from_secs(60)));
         callers.spawn(async move {
             let connection = relay_rpc::Connection::connect(&url, options).await.unwrap();
             let calc = CalculatorClient::connect(&connection, "calc").await.unwrap();
@@ -150,7 +151,9 @@ async fn a_contract_mismatch_is_refused_when_the_channel_opens() {
     let caller = relay.caller().await;
     let err = LabClient::connect(&caller, "calc").await.unwrap_err();
     match err {
-        OpenError::ContractMismatch(detail) => assert!(detail.contains("Calculator") && detail.contains("Lab"), "{detail}"),
+        OpenError::ContractMismatch(detail) => {
+            assert!(detail.contains("Calculator") && detail.contains("Lab"), "{detail}")
+        }
         other => panic!("expected a contract mismatch, got {other:?}"),
     }
 }

@@ -48,7 +48,10 @@ async fn good_caller_works(relay: &TestRelay) {
 async fn answer(recv: &mut RecvStream) -> Result<Option<Reply>, StreamCode> {
     let mut buf = Vec::new();
     loop {
-        match tokio::time::timeout(Duration::from_secs(5), recv.read_chunk(usize::MAX, true)).await.expect("relay answers in time") {
+        match tokio::time::timeout(Duration::from_secs(5), recv.read_chunk(usize::MAX, true))
+            .await
+            .expect("relay answers in time")
+        {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => break,
             Err(ReadError::Reset(code)) => return Err(StreamCode::from_u64(code.into_inner())),

@@ -83,9 +83,9 @@ impl RelayArgs {
     /// The connect options these arguments describe.
     pub fn options(&self) -> anyhow::Result<ConnectOptions> {
         use anyhow::Context as _;
-        let mut options = ConnectOptions::new()
-            .trust_pem_file(&self.ca)
-            .with_context(|| format!("cannot trust {} (is the relay running here? else pass --ca)", self.ca.display()))?;
+        let mut options = ConnectOptions::new().trust_pem_file(&self.ca).with_context(|| {
+            format!("cannot trust {} (is the relay running here? else pass --ca)", self.ca.display())
+        })?;
         if let Some(token) = &self.token {
             options = options.with_token(token);
         }

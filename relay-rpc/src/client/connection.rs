@@ -57,7 +57,8 @@ impl Connection {
             contract: contract.map(ContractInfo::from).unwrap_or_default(),
         };
         let handshake = async {
-            let (mut send, mut recv) = self.inner.link.connection.open_bi().await.map_err(|e| lost(quic::connection_error(&e)))?;
+            let (mut send, mut recv) =
+                self.inner.link.connection.open_bi().await.map_err(|e| lost(quic::connection_error(&e)))?;
             quic::write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
             let body = quic::read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
             match Reply::decode(&body)? {
@@ -65,9 +66,8 @@ impl Connection {
                 Reply::Refused(refusal) => Err(OpenError::from_refusal(address, refusal)),
             }
         };
-        let (send, recv) = tokio::time::timeout(options.handshake_timeout, handshake)
-            .await
-            .map_err(|_| OpenError::Timeout)??;
+        let (send, recv) =
+            tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| OpenError::Timeout)??;
         tracing::trace!(address, "channel open");
         Ok(quic::channel(send, recv, options.max_frame, Arc::from(address), 0))
     }

@@ -12,8 +12,12 @@ use crate::client::Connection;
 use crate::contract::ContractDescriptor;
 use crate::error::{CallError, OpenError};
 
-type ClientTransport<Req, Resp> =
-    tokio_serde::Framed<Channel, tarpc::Response<Resp>, tarpc::ClientMessage<Req>, Bincode<tarpc::Response<Resp>, tarpc::ClientMessage<Req>>>;
+type ClientTransport<Req, Resp> = tokio_serde::Framed<
+    Channel,
+    tarpc::Response<Resp>,
+    tarpc::ClientMessage<Req>,
+    Bincode<tarpc::Response<Resp>, tarpc::ClientMessage<Req>>,
+>;
 
 /// The engine of a generated `FooClient`: sends requests over a channel and awaits responses.
 pub struct ClientStub<Req, Resp> {

@@ -98,7 +98,8 @@ impl Host {
                 Reply::Refused(r) => Err(ListenError::Refused { code: r.code, detail: r.detail }),
             }
         };
-        let registered = tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| ListenError::Timeout)??;
+        let registered =
+            tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| ListenError::Timeout)??;
         tracing::debug!(address, "listening");
         Ok(registered)
     }

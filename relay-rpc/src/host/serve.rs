@@ -12,8 +12,12 @@ use crate::contract::{Dispatch, check_compatible};
 use crate::error::ListenError;
 use crate::proto::ErrorCode;
 
-type ServerTransport<Req, Resp> =
-    tokio_serde::Framed<Channel, tarpc::ClientMessage<Req>, tarpc::Response<Resp>, Bincode<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>>;
+type ServerTransport<Req, Resp> = tokio_serde::Framed<
+    Channel,
+    tarpc::ClientMessage<Req>,
+    tarpc::Response<Resp>,
+    Bincode<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>,
+>;
 
 impl Listener {
     /// Serves `dispatcher` (a generated `ServeFoo`) on every channel callers open, until the
@@ -82,7 +86,11 @@ impl<D: Dispatch> tarpc::server::Serve for Adapter<D> {
     type Req = D::Request;
     type Resp = D::Response;
 
-    async fn serve(self, _ctx: tarpc::context::Context, request: D::Request) -> Result<D::Response, tarpc::ServerError> {
+    async fn serve(
+        self,
+        _ctx: tarpc::context::Context,
+        request: D::Request,
+    ) -> Result<D::Response, tarpc::ServerError> {
         Ok(self.0.dispatch(request).await)
     }
 }

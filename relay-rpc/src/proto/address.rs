@@ -38,9 +38,7 @@ pub fn validate_address(address: &str) -> Result<(), AddressError> {
     if address.len() > MAX_ADDRESS_LEN {
         return Err(AddressError::TooLong);
     }
-    if let Some(c) = address
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')))
+    if let Some(c) = address.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '/')))
     {
         return Err(AddressError::BadCharacter(c));
     }

@@ -1,9 +1,7 @@
 //! Handshake messages and their byte encoding.
 
 use super::wire::{Reader, Writer};
-use super::{
-    ErrorCode, MAX_ADDRESS_LEN, MAX_TOKEN_LEN, PROTOCOL_VERSION, ProtoError, validate_address,
-};
+use super::{ErrorCode, MAX_ADDRESS_LEN, MAX_TOKEN_LEN, PROTOCOL_VERSION, ProtoError, validate_address};
 
 const TAG_LISTEN: u8 = 1;
 const TAG_CONNECT: u8 = 2;

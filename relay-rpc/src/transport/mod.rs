@@ -3,4 +3,3 @@
 //! One file per transport; each hands the layers above the same [`Channel`](crate::Channel).
 
 pub(crate) mod quic;
-

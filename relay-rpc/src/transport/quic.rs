@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{ConnectionError, Endpoint, IdleTimeout, ReadError, RecvStream, SendStream, TransportConfig, VarInt, WriteError};
+use quinn::{
+    ConnectionError, Endpoint, IdleTimeout, ReadError, RecvStream, SendStream, TransportConfig, VarInt, WriteError,
+};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::channel::{Channel, ChannelError};
@@ -45,9 +47,8 @@ pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -
 
     let bind: SocketAddr = if remote.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
     let endpoint = Endpoint::client(bind).map_err(ConnectError::Socket)?;
-    let connecting = endpoint
-        .connect_with(config, remote, url.host())
-        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let connecting =
+        endpoint.connect_with(config, remote, url.host()).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let connection = tokio::time::timeout(options.handshake_timeout, connecting)
         .await
         .map_err(|_| ConnectError::Timeout)?
@@ -58,9 +59,7 @@ pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -
 async fn resolve(url: &RelayUrl) -> Result<SocketAddr, ConnectError> {
     let resolve_err = |source| ConnectError::Resolve { host: url.host().to_owned(), source };
     let mut addrs = tokio::net::lookup_host((url.host(), url.port())).await.map_err(resolve_err)?;
-    addrs
-        .next()
-        .ok_or_else(|| resolve_err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))
+    addrs.next().ok_or_else(|| resolve_err(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))
 }
 
 fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
@@ -146,7 +145,9 @@ struct QuicFrames {
 
 /// Turns a stream whose handshake is done into a channel.
 pub(crate) fn channel(send: SendStream, recv: RecvStream, max_frame: usize, address: Arc<str>, id: u64) -> Channel {
-    let codec = || LengthDelimitedCodec::builder().length_field_length(FRAME_HEADER_LEN).max_frame_length(max_frame).new_codec();
+    let codec = || {
+        LengthDelimitedCodec::builder().length_field_length(FRAME_HEADER_LEN).max_frame_length(max_frame).new_codec()
+    };
     Channel::new(
         QuicFrames { read: FramedRead::new(recv, codec()), write: FramedWrite::new(send, codec()), max_frame },
         address,

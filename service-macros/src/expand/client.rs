@@ -10,14 +10,7 @@ use crate::ast::Method;
 impl Generator<'_> {
     /// `FooClient`: `CONTRACT`, `new`, `connect` and one async method per trait method.
     pub(super) fn client(&self) -> TokenStream {
-        let Generator {
-            service,
-            name,
-            request,
-            response,
-            client,
-            ..
-        } = self;
+        let Generator { service, name, request, response, client, .. } = self;
         let vis = &service.original.vis;
         let trait_name = service.ident;
         let inner = Ident::new("__relay_inner", Span::mixed_site());
@@ -78,29 +71,19 @@ impl Generator<'_> {
     }
 
     fn client_method(&self, m: &Method<'_>) -> TokenStream {
-        let Generator {
-            name,
-            request,
-            response,
-            ..
-        } = self;
+        let Generator { name, request, response, .. } = self;
         let ident = m.ident;
         let method_name = &m.name;
         let variant = variant(m);
-        let docs = docs_or(&m.original.attrs, || {
-            format!(
-                "Calls `{}::{}` on the remote service.",
-                self.service.ident, m.name
-            )
-        });
+        let docs =
+            docs_or(&m.original.attrs, || format!("Calls `{}::{}` on the remote service.", self.service.ident, m.name));
         let ctx = Ident::new("ctx", Span::mixed_site());
         let value = Ident::new("__relay_value", Span::mixed_site());
         let arg_names: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
         let arg_types = m.args.iter().map(|arg| arg.ty);
         let output = output_type(m);
         // `ctx` makes one argument more than the trait method has, past what the user controls.
-        let allow_many_args =
-            (m.args.len() + 2 > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
+        let allow_many_args = (m.args.len() + 2 > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
         quote! {
             #docs
             #allow_many_args

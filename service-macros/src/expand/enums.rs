@@ -9,13 +9,7 @@ use super::{Generator, doc, output_type, variant};
 impl Generator<'_> {
     /// `FooRequest` and `FooResponse`, with their `Debug` and `RequestName` impls.
     pub(super) fn enums(&self) -> TokenStream {
-        let Generator {
-            service,
-            name,
-            request,
-            response,
-            ..
-        } = self;
+        let Generator { service, name, request, response, .. } = self;
         let vis = &service.original.vis;
         let trait_name = service.ident;
         let methods = &service.methods;
@@ -49,9 +43,7 @@ impl Generator<'_> {
         });
         let variant_names = variants.iter().map(|v| v.to_string());
         let variant_names2 = variant_names.clone();
-        let request_names = methods
-            .iter()
-            .map(|m| format!("{}.{}", name.value(), m.name));
+        let request_names = methods.iter().map(|m| format!("{}.{}", name.value(), m.name));
         let serde = quote! {
             #[derive(::relay_rpc::__private::serde::Serialize, ::relay_rpc::__private::serde::Deserialize)]
             #[serde(crate = "::relay_rpc::__private::serde")]

@@ -9,15 +9,7 @@ use super::{Generator, arg_ident, doc, variant};
 impl Generator<'_> {
     /// `ServeFoo<S>` and its `Dispatch` impl.
     pub(super) fn server(&self) -> TokenStream {
-        let Generator {
-            service,
-            request,
-            response,
-            client,
-            server,
-            param,
-            ..
-        } = self;
+        let Generator { service, request, response, client, server, param, .. } = self;
         let vis = &service.original.vis;
         let trait_name = service.ident;
         let service_var = Ident::new("__relay_service", Span::mixed_site());
