@@ -1,5 +1,6 @@
 //! The errors of connecting, listening, opening channels and calling.
 
+use crate::auth::{AuthFailure, ProvideError};
 use crate::channel::ChannelError;
 use crate::proto::{ErrorCode, ProtoError, Refusal};
 use crate::tls::TlsError;
@@ -46,8 +47,16 @@ pub enum OpenError {
         address: String,
     },
     /// The relay refused the credential.
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
+    #[error("unauthorized ({reason}): {detail}")]
+    Unauthorized {
+        /// Why.
+        reason: AuthFailure,
+        /// Details for a human.
+        detail: String,
+    },
+    /// No token could be had from the token provider.
+    #[error(transparent)]
+    Token(#[from] ProvideError),
     /// The listener serves a different contract, or a different version of it.
     #[error("contract mismatch: {0}")]
     ContractMismatch(String),
@@ -77,7 +86,7 @@ impl OpenError {
     pub(crate) fn from_refusal(address: &str, refusal: Refusal) -> Self {
         match refusal.code {
             ErrorCode::NoListener => Self::NoListener { address: address.to_owned() },
-            ErrorCode::Unauthorized => Self::Unauthorized(refusal.detail),
+            ErrorCode::Auth(reason) => Self::Unauthorized { reason, detail: refusal.detail },
             ErrorCode::ContractMismatch => Self::ContractMismatch(refusal.detail),
             code => Self::Refused { code, detail: refusal.detail },
         }
@@ -95,8 +104,23 @@ impl From<ProtoError> for OpenError {
 #[non_exhaustive]
 pub enum ListenError {
     /// The relay refused the credential.
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
+    #[error("unauthorized ({reason}): {detail}")]
+    Unauthorized {
+        /// Why.
+        reason: AuthFailure,
+        /// Details for a human.
+        detail: String,
+    },
+    /// No token could be had from the token provider.
+    #[error(transparent)]
+    Token(#[from] ProvideError),
+    /// The listener's token expired before a renewed one was accepted; the relay ended the
+    /// registration.
+    #[error("the listener's token expired")]
+    TokenExpired,
+    /// The relay refused a renewed token and ended the registration.
+    #[error("the relay refused the renewed token")]
+    RenewalRefused,
     /// Refused for another reason.
     #[error("refused ({code:?}): {detail}")]
     Refused {

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 
+use crate::auth::{ProvideError, SasKeyProvider, SharedAccessKey, StaticToken, Token, TokenProvider};
 use crate::proto::DEFAULT_MAX_FRAME;
 use crate::tls::{TlsError, load_roots};
+use crate::url::RelayUrl;
 
 /// Options for connecting to a relay, shared by hosts and callers.
 ///
@@ -24,7 +26,7 @@ use crate::tls::{TlsError, load_roots};
 #[derive(Clone)]
 pub struct ConnectOptions {
     pub(crate) roots: Arc<RootCertStore>,
-    pub(crate) token: Option<String>,
+    pub(crate) tokens: Option<Arc<dyn TokenProvider>>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) keep_alive: Duration,
     pub(crate) idle_timeout: Duration,
@@ -36,7 +38,7 @@ impl std::fmt::Debug for ConnectOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConnectOptions")
             .field("trusted_certificates", &self.roots.len())
-            .field("token", &self.token.as_ref().map(|_| "MASKED"))
+            .field("tokens", &self.tokens)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("idle_timeout", &self.idle_timeout)
@@ -50,7 +52,7 @@ impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             roots: Arc::new(RootCertStore::empty()),
-            token: None,
+            tokens: None,
             handshake_timeout: Duration::from_secs(10),
             keep_alive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
@@ -80,10 +82,29 @@ impl ConnectOptions {
         self
     }
 
-    /// Presents `token` to the relay when listening or opening channels.
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+    /// Presents `token` (a SAS token, e.g. from `--token` or `RELAY_TOKEN`) to the relay when
+    /// listening or opening channels. A host cannot renew a fixed token: its listeners end when
+    /// it expires. Use [`with_shared_access_key`](Self::with_shared_access_key) or
+    /// [`with_token_provider`](Self::with_token_provider) for long-lived hosts.
+    pub fn with_token(self, token: impl Into<String>) -> Self {
+        self.with_token_provider(StaticToken::new(token))
+    }
+
+    /// Signs a token for each address with `key`, valid for an hour; hosts renew them in time.
+    pub fn with_shared_access_key(self, key: SharedAccessKey) -> Self {
+        self.with_token_provider(SasKeyProvider::new(key))
+    }
+
+    /// Asks `provider` for a token for each address (`{relay url}/{address}`); hosts ask again
+    /// before a token expires and renew their registration over the open connection.
+    pub fn with_token_provider(mut self, provider: impl TokenProvider) -> Self {
+        self.tokens = Some(Arc::new(provider));
         self
+    }
+
+    /// The token for `address` on the relay at `url`, if a provider is set.
+    pub(crate) fn token_for(&self, url: &RelayUrl, address: &str) -> Result<Option<Token>, ProvideError> {
+        self.tokens.as_ref().map(|p| p.token(&format!("{url}/{address}"))).transpose()
     }
 
     /// Bounds the connection handshake and every channel handshake (default 10 s).

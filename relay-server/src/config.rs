@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use relay_rpc::auth::Right;
+use relay_rpc::proto::validate_address;
 use serde::Deserialize;
 
 /// Why a configuration could not be loaded.
@@ -69,6 +71,65 @@ pub struct Config {
     pub max_channels_per_connection: u32,
     /// Per-stream flow-control window, bounding what the relay buffers per channel. Default 1 MiB.
     pub stream_window_bytes: u32,
+    /// The host names tokens may be signed for (scheme and port are ignored).
+    /// Default `localhost`, `127.0.0.1`, `::1`.
+    pub hostnames: Vec<String>,
+    /// How long past its expiry a token is still accepted, for clock skew. Default 30 s.
+    pub clock_skew_secs: u64,
+    /// Shared access keys, in addition to the generated `RootManageSharedAccessKey`.
+    pub keys: Vec<KeyConfig>,
+    /// Per-address options.
+    pub addresses: Vec<AddressConfig>,
+}
+
+/// A named shared access key with its rights.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The key's name (`skn` in tokens).
+    pub name: String,
+    /// The primary key.
+    pub primary_key: Secret,
+    /// The secondary key, for rotation.
+    pub secondary_key: Option<Secret>,
+    /// What tokens signed with this key may do: `listen`, `send`, `manage` (all).
+    pub rights: Vec<Right>,
+    /// The address prefix the key is limited to; everything if unset.
+    pub scope: Option<String>,
+}
+
+/// Options for one address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressConfig {
+    /// The address.
+    pub path: String,
+    /// Callers need no token here (Azure's `RelayClientAuthenticationType.None`); listeners still do.
+    #[serde(default)]
+    pub anonymous_senders: bool,
+}
+
+/// A secret string: `Debug` prints `MASKED`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `secret`.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MASKED")
+    }
 }
 
 impl Default for Config {
@@ -85,6 +146,10 @@ impl Default for Config {
             max_listeners_per_address: 64,
             max_channels_per_connection: 10_000,
             stream_window_bytes: 1024 * 1024,
+            hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
+            clock_skew_secs: 30,
+            keys: Vec::new(),
+            addresses: Vec::new(),
         }
     }
 }
@@ -118,6 +183,25 @@ impl Config {
         if self.stream_window_bytes < 16 * 1024 {
             return invalid("stream_window_bytes must be at least 16 KiB");
         }
+        if self.hostnames.is_empty() {
+            return invalid("hostnames must name at least one host");
+        }
+        let mut names = std::collections::HashSet::new();
+        for key in &self.keys {
+            if key.name.is_empty() || !names.insert(key.name.as_str()) {
+                return Err(ConfigError::Invalid(format!("key name {:?} is empty or repeated", key.name)));
+            }
+            if key.primary_key.expose().is_empty() || key.rights.is_empty() {
+                return Err(ConfigError::Invalid(format!("key {:?} needs a primary_key and rights", key.name)));
+            }
+            if let Some(scope) = &key.scope {
+                validate_address(scope).map_err(|e| ConfigError::Invalid(format!("key {:?} scope: {e}", key.name)))?;
+            }
+        }
+        for address in &self.addresses {
+            validate_address(&address.path)
+                .map_err(|e| ConfigError::Invalid(format!("address {:?}: {e}", address.path)))?;
+        }
         Ok(())
     }
 
@@ -140,5 +224,25 @@ mod tests {
         let config: Config = toml::from_str("keep_alive_ms = 40000").unwrap();
         assert!(config.validate().is_err());
         Config::default().validate().unwrap();
+        let config: Config = toml::from_str(
+            r#"
+            [[keys]]
+            name = "senders"
+            primary_key = "k1"
+            rights = ["send"]
+            scope = "calc"
+            [[addresses]]
+            path = "public"
+            anonymous_senders = true
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert!(!format!("{config:?}").contains("k1"), "keys print as MASKED");
+        let bad: Config =
+            toml::from_str("[[keys]]\nname = \"a\"\nprimary_key = \"k\"\nrights = [\"send\"]\nscope = \"a/../b\"")
+                .unwrap();
+        assert!(bad.validate().is_err());
+        assert!(toml::from_str::<Config>("[[keys]]\nname = \"a\"\nprimary_key = \"k\"\nrights = [\"fly\"]").is_err());
     }
 }

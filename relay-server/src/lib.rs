@@ -14,10 +14,12 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod certs;
 mod config;
 mod quic;
 pub mod registry;
+pub mod root_key;
 mod splice;
 mod state;
 
@@ -25,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{Config, ConfigError};
+pub use config::{AddressConfig, Config, ConfigError, KeyConfig, Secret};
 pub use quic::EndpointError;
 
 use state::Shared;
@@ -43,6 +45,9 @@ pub enum RelayError {
     /// The QUIC endpoint could not start.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// The root key could not be loaded or made.
+    #[error(transparent)]
+    RootKey(#[from] root_key::RootKeyError),
 }
 
 /// A relay whose sockets are bound, ready to [`run`](Self::run).
@@ -51,6 +56,7 @@ pub struct Relay {
     endpoint: quinn::Endpoint,
     quic_addr: SocketAddr,
     cert_path: PathBuf,
+    root_key_path: PathBuf,
     shared: Arc<Shared>,
 }
 
@@ -61,10 +67,13 @@ impl Relay {
         let identity =
             certs::load_or_generate(&config.data_dir, config.cert_file.as_deref(), config.key_file.as_deref())?;
         let cert_path = identity.cert_path.clone();
+        let root_key = root_key::load_or_generate(&config.data_dir)?;
+        let root_key_path = root_key::root_key_path(&config.data_dir);
+        let policy = auth::Policy::new(&config, Some(root_key));
         let endpoint = quic::bind(&config, identity)?;
         let quic_addr =
             endpoint.local_addr().map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
-        Ok(Self { endpoint, quic_addr, cert_path, shared: Arc::new(Shared::new(config)) })
+        Ok(Self { endpoint, quic_addr, cert_path, root_key_path, shared: Arc::new(Shared::new(config, policy)) })
     }
 
     /// The UDP address QUIC listens on (useful when the config asked for port 0).
@@ -75,6 +84,11 @@ impl Relay {
     /// The certificate file clients should trust.
     pub fn cert_path(&self) -> &std::path::Path {
         &self.cert_path
+    }
+
+    /// The file holding the `RootManageSharedAccessKey` (a connection string).
+    pub fn root_key_path(&self) -> &std::path::Path {
+        &self.root_key_path
     }
 
     /// Serves until `shutdown` resolves, then drains: no new channels, open ones get the

@@ -1,25 +1,72 @@
 //! `relay-server`: runs a relay. With no arguments it listens on its embedded defaults.
+//! `relay-server token ...` prints a SAS token.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context as _;
-use clap::Parser;
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use relay_rpc::auth::{SharedAccessKey, sas_token, unix_now};
+use relay_server::root_key::{ROOT_KEY_NAME, root_key_path};
 use relay_server::{Config, Relay};
 
 /// A relay for typed RPC: hosts behind firewalls connect out to it, callers reach them through it.
 #[derive(Debug, Parser)]
 #[command(version)]
-struct Args {
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a SAS token for a resource, signed with a key.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
     /// A TOML configuration file; flags override it.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Where QUIC listens (UDP) [default: 127.0.0.1:7443].
     #[arg(long, value_name = "ADDR")]
     quic_listen: Option<SocketAddr>,
     /// Where the certificate and keys live [default: ./relay-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The resource the token is for, e.g. quic://127.0.0.1:7443/calc (scheme and port do not matter).
+    #[arg(long)]
+    resource: String,
+    /// The key's name.
+    #[arg(long, default_value = ROOT_KEY_NAME)]
+    key_name: String,
+    /// The key; by default read from the data directory (root key) or the config file.
+    #[arg(long, env = "RELAY_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// How long the token is valid: a number with s, m, h or d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit in {s:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 #[tokio::main]
@@ -28,23 +75,54 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let args = Args::parse();
-    let mut config = match &args.config {
+    let cli = Cli::parse();
+    let mut config = match &cli.run.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(addr) = args.quic_listen {
+    if let Some(addr) = cli.run.quic_listen {
         config.quic_listen = addr;
     }
-    if let Some(dir) = args.data_dir {
+    if let Some(dir) = cli.run.data_dir {
         config.data_dir = dir;
     }
+    match cli.command {
+        Some(Command::Token(args)) => print_token(&config, args),
+        None => run(config).await,
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
     let relay = Relay::bind(config).context("cannot start the relay")?;
-    println!("relay listening on quic://{}", relay.quic_addr());
+    let url = format!("quic://{}", relay.quic_addr());
+    println!("relay listening on {url}");
     println!("certificate for clients to trust: {}", relay.cert_path().display());
-    println!("hosts and callers: --relay quic://{} --ca {}", relay.quic_addr(), relay.cert_path().display());
+    println!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display());
+    println!("tools started beside ./relay-data sign their own tokens with it; to make one:");
+    println!("  relay-server token --resource {url}/ADDRESS --ttl 1h");
     relay.run(shutdown_signal()).await;
     Ok(())
+}
+
+fn print_token(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
+    let key = match args.key {
+        Some(key) => key,
+        None => find_key(config, &args.key_name)?,
+    };
+    println!("{}", sas_token(&args.resource, &args.key_name, &key, unix_now() + args.ttl.as_secs()));
+    Ok(())
+}
+
+fn find_key(config: &Config, name: &str) -> anyhow::Result<String> {
+    if let Some(key) = config.keys.iter().find(|k| k.name == name) {
+        return Ok(key.primary_key.expose().to_owned());
+    }
+    let path = root_key_path(&config.data_dir);
+    if name == ROOT_KEY_NAME && path.exists() {
+        let key = SharedAccessKey::from_file(&path)?;
+        return Ok(key.secret().to_owned());
+    }
+    bail!("no key named {name:?} in the config or in {}; pass --key", path.display())
 }
 
 async fn shutdown_signal() {

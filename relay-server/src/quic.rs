@@ -6,8 +6,13 @@ use std::sync::atomic::Ordering;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
-use relay_rpc::__wire::{read_frame_within, write_frame};
-use relay_rpc::proto::{self, ContractInfo, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use relay_rpc::__wire::{read_frame, read_frame_within, write_frame};
+use relay_rpc::auth::{Right, unix_now};
+use relay_rpc::proto::{
+    self, ContractInfo, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode,
+};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -147,8 +152,18 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, mut send: Sen
         }
     };
     match hello {
-        Hello::Listen { address, token: _ } => serve_listener(&shared, connection, address, send, recv).await,
-        Hello::Connect { address, token: _, contract } => serve_caller(&shared, address, contract, send, recv).await,
+        Hello::Listen { address, token } => {
+            match shared.policy.authorize(token.as_deref(), Right::Listen, &address, unix_now()) {
+                Ok(expiry) => serve_listener(&shared, connection, address, expiry, send, recv).await,
+                Err(denied) => refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
+            }
+        }
+        Hello::Connect { address, token, contract } => {
+            match shared.policy.authorize(token.as_deref(), Right::Send, &address, unix_now()) {
+                Ok(_) => serve_caller(&shared, address, contract, send, recv).await,
+                Err(denied) => refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
+            }
+        }
         _ => refuse(send, recv, ErrorCode::BadRequest, "unsupported hello").await,
     }
 }
@@ -163,11 +178,12 @@ async fn refuse(mut send: SendStream, _recv: RecvStream, code: ErrorCode, detail
     }
 }
 
-/// Registers a listener for as long as its control stream stays open.
+/// Registers a listener for as long as its control stream stays open and its token is valid.
 async fn serve_listener(
     shared: &Shared,
     connection: Connection,
     address: String,
+    expiry: Option<u64>,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
@@ -181,11 +197,51 @@ async fn serve_listener(
     };
     if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
         tracing::info!(%address, listener = id, "listener registered");
-        // No host-to-relay control messages are defined yet; read and skip until the end.
-        while let Ok(Some(_)) = recv.read_chunk(1024, true).await {}
+        let ended = hold_registration(shared, &address, expiry, &mut recv).await;
+        if let Some(code) = ended {
+            cut(&mut send, &mut recv, code);
+        }
     }
     shared.registry().unregister(&address, id);
     tracing::info!(%address, listener = id, "listener left");
+}
+
+/// Serves a listener's control stream until the host ends it or its token lapses; renewals
+/// move the expiry. Returns the code to cut the stream with, if the relay ends it.
+async fn hold_registration(
+    shared: &Shared,
+    address: &str,
+    mut expiry: Option<u64>,
+    recv: &mut RecvStream,
+) -> Option<StreamCode> {
+    loop {
+        let lapse = expiry
+            .map(|e| (UNIX_EPOCH + Duration::from_secs(e + 1)).duration_since(SystemTime::now()).unwrap_or_default());
+        let frame = tokio::select! {
+            frame = read_frame(recv, MAX_HANDSHAKE_FRAME) => frame,
+            () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {
+                tracing::info!(%address, "listener token expired");
+                return Some(StreamCode::TokenExpired);
+            }
+        };
+        let Ok(frame) = frame else { return None };
+        match Control::decode(&frame) {
+            Ok(Control::RenewToken { token }) => {
+                match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
+                    Ok(renewed) => expiry = renewed,
+                    Err(denied) => {
+                        tracing::info!(%address, reason = %denied.reason, "renewed token refused");
+                        return Some(StreamCode::Unauthorized);
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(%address, error = %e, "bad control message");
+                return Some(StreamCode::ProtocolError);
+            }
+        }
+    }
 }
 
 /// Picks a listener, opens a stream to it and splices the caller's stream to it.

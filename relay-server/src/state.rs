@@ -5,6 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use quinn::Connection;
 
+use crate::auth::Policy;
 use crate::config::Config;
 use crate::registry::Registry;
 
@@ -12,6 +13,7 @@ use crate::registry::Registry;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
+    pub(crate) policy: Policy,
     registry: Mutex<Registry<Connection>>,
     /// Set on shutdown: no new listeners or channels.
     pub(crate) draining: AtomicBool,
@@ -20,10 +22,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config, policy: Policy) -> Self {
         let registry = Mutex::new(Registry::new(config.max_listeners_per_address));
         Self {
             config,
+            policy,
             registry,
             draining: AtomicBool::new(false),
             open_channels: AtomicUsize::new(0),

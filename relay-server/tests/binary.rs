@@ -25,7 +25,9 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let cert = dir.join("cert.pem");
     assert!(cert.exists() && dir.join("key.pem").exists());
 
-    let options = ConnectOptions::new().trust_pem_file(&cert).unwrap();
+    let key = relay_rpc::auth::SharedAccessKey::from_file(dir.join("root.key")).unwrap();
+    assert_eq!(key.name(), "RootManageSharedAccessKey");
+    let options = ConnectOptions::new().trust_pem_file(&cert).unwrap().with_shared_access_key(key);
     let host = Host::connect(&url, options.clone()).await.unwrap();
     let _listener = host.listen("calc").await.unwrap();
     let caller = Connection::connect(&url, options).await.unwrap();

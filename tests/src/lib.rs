@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::{ConnectOptions, Connection, Host};
 use relay_server::{Config, Relay};
 use tokio::sync::oneshot;
@@ -57,9 +58,19 @@ impl TestRelay {
         Self { url: format!("quic://{addr}"), cert, addr, dir, shutdown: Some(tx), task: Some(task) }
     }
 
-    /// Options that trust this relay's certificate.
+    /// Options that trust this relay's certificate and sign tokens with its root key.
     pub fn options(&self) -> ConnectOptions {
+        self.anonymous_options().with_shared_access_key(self.root_key())
+    }
+
+    /// Options that trust this relay's certificate but present no token.
+    pub fn anonymous_options(&self) -> ConnectOptions {
         ConnectOptions::new().trust_pem_file(&self.cert).expect("cert readable")
+    }
+
+    /// The relay's generated `RootManageSharedAccessKey`.
+    pub fn root_key(&self) -> SharedAccessKey {
+        SharedAccessKey::from_file(relay_server::root_key::root_key_path(&self.dir)).expect("root key readable")
     }
 
     /// A caller connection.

@@ -16,8 +16,9 @@ fn ctx() -> CallContext {
 /// Starts the `test-host` binary as its own process and waits until it listens.
 fn spawn_host_process(relay: &TestRelay, address: &str, name: &str) -> Child {
     use std::io::BufRead;
+    let root_key = relay_server::root_key::root_key_path(relay.dir());
     let mut child = Command::new(env!("CARGO_BIN_EXE_test-host"))
-        .args([&relay.url, relay.cert.to_str().unwrap(), address, name])
+        .args([&relay.url, relay.cert.to_str().unwrap(), root_key.to_str().unwrap(), address, name])
         .stdout(Stdio::piped())
         .spawn()
         .expect("test-host starts");

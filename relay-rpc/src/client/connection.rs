@@ -30,6 +30,7 @@ pub struct Connection {
 
 #[derive(Debug)]
 struct Inner {
+    url: RelayUrl,
     link: QuicLink,
     options: ConnectOptions,
 }
@@ -40,7 +41,7 @@ impl Connection {
         let url: RelayUrl = url.parse()?;
         let link = quic::dial(&url, &options, Role::Caller).await?;
         tracing::debug!(relay = %url, "connected to relay");
-        Ok(Self { inner: Arc::new(Inner { link, options }) })
+        Ok(Self { inner: Arc::new(Inner { url, link, options }) })
     }
 
     /// Opens a channel to `address`, announcing `contract` (if any) to the listener.
@@ -53,7 +54,7 @@ impl Connection {
         let options = &self.inner.options;
         let hello = Hello::Connect {
             address: address.to_owned(),
-            token: options.token.clone(),
+            token: options.token_for(&self.inner.url, address)?.map(|t| t.value().to_owned()),
             contract: contract.map(ContractInfo::from).unwrap_or_default(),
         };
         let handshake = async {

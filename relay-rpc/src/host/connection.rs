@@ -8,9 +8,12 @@ use tokio::task::JoinHandle;
 
 use super::incoming::IncomingChannel;
 use super::listener::Listener;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::auth::{Token, TokenProvider};
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
-use crate::proto::{self, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use crate::proto::{self, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 use crate::transport::quic::{self, QuicLink, Role};
 use crate::url::RelayUrl;
 
@@ -39,6 +42,7 @@ pub struct Host {
 
 #[derive(Debug)]
 pub(crate) struct HostInner {
+    url: RelayUrl,
     pub(crate) link: QuicLink,
     pub(crate) options: ConnectOptions,
     pub(crate) routes: Routes,
@@ -60,7 +64,7 @@ impl Host {
         tracing::debug!(relay = %url, "host connected to relay");
         let routes = Routes::default();
         let router = tokio::spawn(route_incoming(link.connection.clone(), routes.clone(), options.clone()));
-        Ok(Self { inner: Arc::new(HostInner { link, options, routes, router }) })
+        Ok(Self { inner: Arc::new(HostInner { url, link, options, routes, router }) })
     }
 
     /// Registers on `address`; callers' channels to it arrive on the returned [`Listener`].
@@ -75,7 +79,15 @@ impl Host {
             routes.insert(address.to_owned(), tx);
         }
         match self.register(address).await {
-            Ok((send, recv)) => Ok(Listener::new(self.clone(), address.to_owned(), rx, send, recv)),
+            Ok((send, recv, token)) => {
+                let renewal = tokio::spawn(renew_token(
+                    send,
+                    self.inner.options.tokens.clone(),
+                    format!("{}/{address}", self.inner.url),
+                    token.map(|t| t.expires_at()),
+                ));
+                Ok(Listener::new(self.clone(), address.to_owned(), rx, renewal, recv))
+            }
             Err(e) => {
                 self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(address);
                 Err(e)
@@ -83,9 +95,13 @@ impl Host {
         }
     }
 
-    async fn register(&self, address: &str) -> Result<(quinn::SendStream, quinn::RecvStream), ListenError> {
+    async fn register(
+        &self,
+        address: &str,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream, Option<Token>), ListenError> {
         let options = &self.inner.options;
-        let hello = Hello::Listen { address: address.to_owned(), token: options.token.clone() };
+        let token = options.token_for(&self.inner.url, address)?;
+        let hello = Hello::Listen { address: address.to_owned(), token: token.as_ref().map(|t| t.value().to_owned()) };
         let handshake = async {
             let lost = |e: crate::ChannelError| ListenError::ConnectionLost(e.to_string());
             let (mut send, mut recv) =
@@ -93,9 +109,11 @@ impl Host {
             quic::write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
             let body = quic::read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
             match Reply::decode(&body)? {
-                Reply::Accepted => Ok((send, recv)),
-                Reply::Refused(r) if r.code == ErrorCode::Unauthorized => Err(ListenError::Unauthorized(r.detail)),
-                Reply::Refused(r) => Err(ListenError::Refused { code: r.code, detail: r.detail }),
+                Reply::Accepted => Ok((send, recv, token.clone())),
+                Reply::Refused(r) => match r.code {
+                    ErrorCode::Auth(reason) => Err(ListenError::Unauthorized { reason, detail: r.detail }),
+                    code => Err(ListenError::Refused { code, detail: r.detail }),
+                },
             }
         };
         let registered =
@@ -116,6 +134,39 @@ impl Host {
 
 pub(crate) fn code(code: StreamCode) -> quinn::VarInt {
     quinn::VarInt::from_u64(code.to_u64()).unwrap_or_default()
+}
+
+/// Owns a listener's control stream and renews its token over it before it expires. Holding the
+/// stream keeps the registration; dropping it (when the listener drops and aborts this task)
+/// ends the registration.
+async fn renew_token(
+    mut control: quinn::SendStream,
+    provider: Option<Arc<dyn TokenProvider>>,
+    resource: String,
+    mut expires_at: Option<u64>,
+) {
+    while let (Some(provider), Some(expiry)) = (&provider, expires_at) {
+        let remaining =
+            (UNIX_EPOCH + Duration::from_secs(expiry)).duration_since(SystemTime::now()).unwrap_or_default();
+        tokio::time::sleep(remaining * 2 / 3).await;
+        match provider.token(&resource) {
+            Ok(token) if token.expires_at() > expiry => {
+                let renew = Control::RenewToken { token: token.value().to_owned() };
+                if quic::write_frame(&mut control, &renew.encode()).await.is_err() {
+                    break;
+                }
+                tracing::debug!(%resource, expires_at = token.expires_at(), "token renewed");
+                expires_at = Some(token.expires_at());
+            }
+            // A fixed token cannot be renewed: the relay ends the registration when it expires.
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(%resource, error = %e, "cannot renew the token; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// Accepts the streams the relay opens, reads each one's [`Incoming`] header and hands it to the

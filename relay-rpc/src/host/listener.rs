@@ -2,12 +2,14 @@
 
 use std::sync::PoisonError;
 
-use quinn::{RecvStream, SendStream};
+use quinn::RecvStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::connection::Host;
 use super::incoming::IncomingChannel;
 use crate::error::ListenError;
+use crate::proto::StreamCode;
 use crate::transport::quic;
 
 /// A host's registration on an address. Dropping it unregisters.
@@ -16,8 +18,9 @@ pub struct Listener {
     host: Host,
     address: String,
     incoming: mpsc::Receiver<IncomingChannel>,
-    /// The control stream: the registration lives as long as it is open.
-    _control_send: SendStream,
+    /// Owns the control stream's sending half and renews the token over it: the registration
+    /// lives as long as this task does.
+    renewal: JoinHandle<()>,
     control_recv: RecvStream,
 }
 
@@ -26,10 +29,10 @@ impl Listener {
         host: Host,
         address: String,
         incoming: mpsc::Receiver<IncomingChannel>,
-        control_send: SendStream,
+        renewal: JoinHandle<()>,
         control_recv: RecvStream,
     ) -> Self {
-        Self { host, address, incoming, _control_send: control_send, control_recv }
+        Self { host, address, incoming, renewal, control_recv }
     }
 
     /// The address listened on.
@@ -50,6 +53,12 @@ impl Listener {
                     Ok(Some(_)) => continue,
                     Ok(None) => return Err(ListenError::Closed),
                     Err(quinn::ReadError::ConnectionLost(_)) => return Err(self.connection_lost()),
+                    Err(quinn::ReadError::Reset(code)) => return Err(match StreamCode::from_u64(code.into_inner()) {
+                        StreamCode::TokenExpired => ListenError::TokenExpired,
+                        StreamCode::Unauthorized => ListenError::RenewalRefused,
+                        StreamCode::RelayShutdown => ListenError::ConnectionLost("relay shutting down".into()),
+                        _ => ListenError::Closed,
+                    }),
                     Err(e) => return Err(ListenError::ConnectionLost(quic::read_error(&e).to_string())),
                 },
             }
@@ -63,6 +72,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
+        self.renewal.abort();
         self.host.inner.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.address);
     }
 }

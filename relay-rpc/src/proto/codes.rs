@@ -1,13 +1,13 @@
 //! Error codes: why a channel was refused, and why a stream or connection was cut.
 
+use crate::auth::AuthFailure;
+
 /// Why a relay or a listener refused to open a channel or register a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// No listener is registered on the address.
     NoListener,
-    /// The credential is missing, invalid or does not grant the right.
-    Unauthorized,
     /// The caller's contract does not match the listener's.
     ContractMismatch,
     /// The request was malformed.
@@ -20,22 +20,26 @@ pub enum ErrorCode {
     Rejected,
     /// Something failed inside the relay.
     Internal,
+    /// The credential was refused, for the reason given.
+    Auth(AuthFailure),
     /// A code this build does not know.
     Other(u16),
 }
+
+const AUTH_BASE: u16 = 20;
 
 impl ErrorCode {
     /// The code's wire value.
     pub fn to_u16(self) -> u16 {
         match self {
             Self::NoListener => 1,
-            Self::Unauthorized => 2,
             Self::ContractMismatch => 3,
             Self::BadRequest => 4,
             Self::Busy => 5,
             Self::ShuttingDown => 6,
             Self::Rejected => 7,
             Self::Internal => 8,
+            Self::Auth(failure) => AUTH_BASE + AuthFailure::ALL.iter().position(|f| *f == failure).unwrap_or(0) as u16,
             Self::Other(code) => code,
         }
     }
@@ -44,13 +48,15 @@ impl ErrorCode {
     pub fn from_u16(code: u16) -> Self {
         match code {
             1 => Self::NoListener,
-            2 => Self::Unauthorized,
             3 => Self::ContractMismatch,
             4 => Self::BadRequest,
             5 => Self::Busy,
             6 => Self::ShuttingDown,
             7 => Self::Rejected,
             8 => Self::Internal,
+            code if (AUTH_BASE..AUTH_BASE + AuthFailure::ALL.len() as u16).contains(&code) => {
+                Self::Auth(AuthFailure::ALL[(code - AUTH_BASE) as usize])
+            }
             other => Self::Other(other),
         }
     }
@@ -73,6 +79,10 @@ pub enum StreamCode {
     ProtocolError,
     /// A handshake did not finish in time.
     HandshakeTimeout,
+    /// The listener's token expired and was not renewed.
+    TokenExpired,
+    /// A renewed token was refused.
+    Unauthorized,
     /// A code this build does not know.
     Other(u64),
 }
@@ -87,6 +97,8 @@ impl StreamCode {
             Self::RelayShutdown => 0x12,
             Self::ProtocolError => 0x13,
             Self::HandshakeTimeout => 0x14,
+            Self::TokenExpired => 0x15,
+            Self::Unauthorized => 0x16,
             Self::Other(code) => code,
         }
     }
@@ -100,6 +112,8 @@ impl StreamCode {
             0x12 => Self::RelayShutdown,
             0x13 => Self::ProtocolError,
             0x14 => Self::HandshakeTimeout,
+            0x15 => Self::TokenExpired,
+            0x16 => Self::Unauthorized,
             other => Self::Other(other),
         }
     }
@@ -111,7 +125,7 @@ mod tests {
 
     #[test]
     fn codes_round_trip() {
-        for code in 0..20 {
+        for code in 0..40 {
             assert_eq!(ErrorCode::from_u16(code).to_u16(), code);
         }
         for code in 0..40 {

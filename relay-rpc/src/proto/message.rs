@@ -8,6 +8,7 @@ const TAG_CONNECT: u8 = 2;
 const TAG_ACCEPTED: u8 = 3;
 const TAG_REFUSED: u8 = 4;
 const TAG_INCOMING: u8 = 5;
+const TAG_RENEW_TOKEN: u8 = 6;
 
 const MAX_NAME_LEN: usize = 256;
 const MAX_DETAIL_LEN: usize = 1024;
@@ -220,6 +221,37 @@ impl Incoming {
     }
 }
 
+/// A message a host sends on a listener's control stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Replaces the registration's token before it expires.
+    RenewToken {
+        /// The new token.
+        token: String,
+    },
+}
+
+impl Control {
+    /// Encodes the message body (without the frame length).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::RenewToken { token } => Writer::new(PROTOCOL_VERSION, TAG_RENEW_TOKEN).str(token).finish(),
+        }
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let (mut r, tag) = open(body)?;
+        let control = match tag {
+            TAG_RENEW_TOKEN => Self::RenewToken { token: r.str("token", MAX_TOKEN_LEN)?.to_owned() },
+            other => return Err(ProtoError::UnexpectedMessage(other)),
+        };
+        r.end()?;
+        Ok(control)
+    }
+}
+
 fn open(body: &[u8]) -> Result<(Reader<'_>, u8), ProtoError> {
     let mut r = Reader::new(body);
     let version = r.u8()?;
@@ -267,6 +299,8 @@ mod tests {
         }
         let incoming = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
         assert_eq!(Incoming::decode(&incoming.encode()), Ok(incoming));
+        let renew = Control::RenewToken { token: "SharedAccessSignature sr=x".into() };
+        assert_eq!(Control::decode(&renew.encode()), Ok(renew));
     }
 
     #[test]

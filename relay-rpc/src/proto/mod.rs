@@ -18,7 +18,7 @@ mod wire;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, validate_address};
 pub use codes::{ErrorCode, StreamCode};
-pub use message::{ContractInfo, Hello, Incoming, MethodInfo, Refusal, Reply};
+pub use message::{ContractInfo, Control, Hello, Incoming, MethodInfo, Refusal, Reply};
 
 /// The version of this protocol, carried in every handshake frame.
 pub const PROTOCOL_VERSION: u8 = 1;

@@ -1,17 +1,19 @@
 //! A lab host in its own process, so that tests can kill it.
 //!
-//! `test-host RELAY_URL CERT_FILE ADDRESS NAME`; prints `ready` once listening.
+//! `test-host RELAY_URL CERT_FILE ROOT_KEY_FILE ADDRESS NAME`; prints `ready` once listening.
 
+use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::{ConnectOptions, Host};
 use relay_tests::lab::{LabHost, ServeLab};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, cert, address, name] = args.as_slice() else {
-        anyhow::bail!("usage: test-host RELAY_URL CERT_FILE ADDRESS NAME");
+    let [_, url, cert, key, address, name] = args.as_slice() else {
+        anyhow::bail!("usage: test-host RELAY_URL CERT_FILE ROOT_KEY_FILE ADDRESS NAME");
     };
-    let host = Host::connect(url, ConnectOptions::new().trust_pem_file(cert)?).await?;
+    let options = ConnectOptions::new().trust_pem_file(cert)?.with_shared_access_key(SharedAccessKey::from_file(key)?);
+    let host = Host::connect(url, options).await?;
     let listener = host.listen(address).await?;
     println!("ready");
     let (lab, _events) = LabHost::new(name);

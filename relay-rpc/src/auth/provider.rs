@@ -1,0 +1,164 @@
+//! Where hosts and callers get their tokens: a fixed token, or one signed on demand with a key.
+
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::token::{SasToken, sas_token};
+
+/// The current time in unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A token and when it expires. `Debug` prints no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    value: String,
+    expires_at: u64,
+}
+
+impl Token {
+    /// A token valid until `expires_at` (unix seconds).
+    pub fn new(value: impl Into<String>, expires_at: u64) -> Self {
+        Self { value: value.into(), expires_at }
+    }
+
+    /// The token itself.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// When it expires, in unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token").field("value", &"MASKED").field("expires_at", &self.expires_at).finish()
+    }
+}
+
+/// Why a provider could not give a token.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot get a token: {0}")]
+pub struct ProvideError(pub String);
+
+/// Gives tokens for resources; hosts ask again before a token expires and renew their
+/// registration over their open connection.
+pub trait TokenProvider: Send + Sync + fmt::Debug + 'static {
+    /// A token for `resource`, a URI such as `quic://relay.example:7443/calc`.
+    fn token(&self, resource: &str) -> Result<Token, ProvideError>;
+}
+
+/// A fixed token, e.g. from `--token` or `RELAY_TOKEN`. Its expiry is read from its `se` field.
+#[derive(Clone)]
+pub struct StaticToken(Token);
+
+impl StaticToken {
+    /// Wraps `token`.
+    pub fn new(token: impl Into<String>) -> Self {
+        let value = token.into();
+        let expires_at = SasToken::parse(&value).map_or(u64::MAX, |t| t.expiry());
+        Self(Token::new(value, expires_at))
+    }
+}
+
+impl fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StaticToken").field(&self.0).finish()
+    }
+}
+
+impl TokenProvider for StaticToken {
+    fn token(&self, _resource: &str) -> Result<Token, ProvideError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// A named shared access key. `Debug` prints its name only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedAccessKey {
+    name: String,
+    key: String,
+}
+
+impl fmt::Debug for SharedAccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedAccessKey").field("name", &self.name).field("key", &"MASKED").finish()
+    }
+}
+
+impl SharedAccessKey {
+    /// A key named `name`.
+    pub fn new(name: impl Into<String>, key: impl Into<String>) -> Self {
+        Self { name: name.into(), key: key.into() }
+    }
+
+    /// The key's name (`skn` in tokens).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The secret.
+    pub fn secret(&self) -> &str {
+        &self.key
+    }
+
+    /// Parses an Azure-style connection string:
+    /// `[Endpoint=sb://host/;]SharedAccessKeyName=NAME;SharedAccessKey=KEY`.
+    ///
+    /// ```
+    /// use relay_rpc::auth::SharedAccessKey;
+    /// let key = SharedAccessKey::parse("Endpoint=sb://relay.example/;SharedAccessKeyName=root;SharedAccessKey=abc=").unwrap();
+    /// assert_eq!((key.name(), key.secret()), ("root", "abc="));
+    /// assert!(!format!("{key:?}").contains("abc="));
+    /// ```
+    pub fn parse(connection_string: &str) -> Option<Self> {
+        let (mut name, mut key) = (None, None);
+        for part in connection_string.trim().split(';').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=')?;
+            match k.trim() {
+                "SharedAccessKeyName" => name = Some(v.trim().to_owned()),
+                "SharedAccessKey" => key = Some(v.trim().to_owned()),
+                _ => {}
+            }
+        }
+        Some(Self::new(name.filter(|n| !n.is_empty())?, key.filter(|k| !k.is_empty())?))
+    }
+
+    /// Reads a connection string from a file, such as the relay's `relay-data/root.key`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ProvideError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| ProvideError(format!("{}: {e}", path.display())))?;
+        Self::parse(&text).ok_or_else(|| ProvideError(format!("{}: not a key connection string", path.display())))
+    }
+}
+
+/// Signs a fresh token for each resource with a shared access key.
+#[derive(Debug, Clone)]
+pub struct SasKeyProvider {
+    key: SharedAccessKey,
+    ttl: Duration,
+}
+
+impl SasKeyProvider {
+    /// Signs tokens valid for one hour.
+    pub fn new(key: SharedAccessKey) -> Self {
+        Self::with_ttl(key, Duration::from_secs(3600))
+    }
+
+    /// Signs tokens valid for `ttl`.
+    pub fn with_ttl(key: SharedAccessKey, ttl: Duration) -> Self {
+        Self { key, ttl }
+    }
+}
+
+impl TokenProvider for SasKeyProvider {
+    fn token(&self, resource: &str) -> Result<Token, ProvideError> {
+        let expires_at = unix_now() + self.ttl.as_secs().max(1);
+        Ok(Token::new(sas_token(resource, &self.key.name, &self.key.key, expires_at), expires_at))
+    }
+}

@@ -1,0 +1,217 @@
+//! Who may listen on or call which address: keys, rights, scopes and anonymous senders. Sans-IO:
+//! [`Policy::authorize`] takes the token, the right, the address and the time.
+
+use std::collections::{HashMap, HashSet};
+
+use relay_rpc::auth::{AuthFailure, Right, SasToken, SharedAccessKey, path_covers};
+
+use crate::config::{Config, KeyConfig};
+
+/// A refusal: the reason, and a detail for humans that never holds a key or signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    /// Why.
+    pub reason: AuthFailure,
+    /// What exactly, for a human.
+    pub detail: String,
+}
+
+fn denied(reason: AuthFailure, detail: impl Into<String>) -> Denied {
+    Denied { reason, detail: detail.into() }
+}
+
+/// The relay's authorization policy.
+#[derive(Debug)]
+pub struct Policy {
+    keys: HashMap<String, PolicyKey>,
+    anonymous_senders: HashSet<String>,
+    hostnames: Vec<String>,
+    clock_skew: u64,
+}
+
+#[derive(Debug)]
+struct PolicyKey {
+    secrets: Vec<SharedAccessKey>,
+    rights: Vec<Right>,
+    scope: String,
+}
+
+impl Policy {
+    /// The policy of `config`, plus `root` (all rights everywhere) if given.
+    pub fn new(config: &Config, root: Option<SharedAccessKey>) -> Self {
+        let mut keys = HashMap::new();
+        for KeyConfig { name, primary_key, secondary_key, rights, scope } in &config.keys {
+            let secrets = std::iter::once(primary_key)
+                .chain(secondary_key)
+                .map(|secret| SharedAccessKey::new(name.clone(), secret.expose()))
+                .collect();
+            keys.insert(
+                name.clone(),
+                PolicyKey { secrets, rights: rights.clone(), scope: scope.clone().unwrap_or_default() },
+            );
+        }
+        if let Some(root) = root {
+            let entry = keys.entry(root.name().to_owned()).or_insert_with(|| PolicyKey {
+                secrets: Vec::new(),
+                rights: vec![Right::Manage],
+                scope: String::new(),
+            });
+            entry.secrets.push(root);
+        }
+        Self {
+            keys,
+            anonymous_senders: config
+                .addresses
+                .iter()
+                .filter(|a| a.anonymous_senders)
+                .map(|a| a.path.clone())
+                .collect(),
+            hostnames: config.hostnames.iter().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()).collect(),
+            clock_skew: config.clock_skew_secs,
+        }
+    }
+
+    /// Decides whether `token` grants `right` on `address` at `now` (unix seconds). On success,
+    /// returns when the grant ends (`None`: never, for anonymous senders).
+    pub fn authorize(&self, token: Option<&str>, right: Right, address: &str, now: u64) -> Result<Option<u64>, Denied> {
+        if right == Right::Send && self.anonymous_senders.contains(address) {
+            return Ok(None);
+        }
+        let token = token.ok_or_else(|| denied(AuthFailure::MissingToken, "a token is required"))?;
+        let token = SasToken::parse(token).map_err(|e| denied(AuthFailure::Malformed, e.to_string()))?;
+        let key = self.keys.get(token.key_name());
+        if !key.is_some_and(|k| k.secrets.iter().any(|s| token.verify(s.secret()))) {
+            return Err(denied(AuthFailure::BadSignature, "unknown key name or signature mismatch"));
+        }
+        let key = key.expect("checked above");
+        if now > token.expiry().saturating_add(self.clock_skew) {
+            return Err(denied(AuthFailure::Expired, format!("token expired at {}", token.expiry())));
+        }
+        let audience = token.audience();
+        if !self.hostnames.iter().any(|h| *h == audience.host) {
+            return Err(denied(AuthFailure::OutOfScope, format!("token is for host {:?}", audience.host)));
+        }
+        if !audience.covers(address) {
+            return Err(denied(AuthFailure::OutOfScope, format!("token is for {:?}, not {address:?}", audience.path)));
+        }
+        if !path_covers(&key.scope, address) {
+            return Err(denied(
+                AuthFailure::OutOfScope,
+                format!("key {:?} does not cover {address:?}", token.key_name()),
+            ));
+        }
+        if !key.rights.iter().any(|r| *r == right || *r == Right::Manage) {
+            return Err(denied(
+                AuthFailure::WrongRight,
+                format!("key {:?} lacks the {right:?} right", token.key_name()),
+            ));
+        }
+        Ok(Some(token.expiry().saturating_add(self.clock_skew)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relay_rpc::auth::sas_token;
+
+    use super::*;
+    use crate::config::{AddressConfig, Secret};
+
+    const NOW: u64 = 1_900_000_000;
+
+    fn policy() -> Policy {
+        let key = |name: &str, rights: Vec<Right>, scope: Option<&str>| KeyConfig {
+            name: name.into(),
+            primary_key: Secret::new(format!("{name}-primary")),
+            secondary_key: Some(Secret::new(format!("{name}-secondary"))),
+            rights,
+            scope: scope.map(Into::into),
+        };
+        let config = Config {
+            keys: vec![
+                key("listener", vec![Right::Listen], None),
+                key("sender", vec![Right::Send], None),
+                key("calc-only", vec![Right::Listen, Right::Send], Some("calc")),
+            ],
+            addresses: vec![AddressConfig { path: "public".into(), anonymous_senders: true }],
+            clock_skew_secs: 30,
+            ..Config::default()
+        };
+        Policy::new(&config, Some(SharedAccessKey::new("root", "root-key")))
+    }
+
+    fn token(uri: &str, name: &str, key: &str, expiry: u64) -> String {
+        sas_token(uri, name, key, expiry)
+    }
+
+    #[test]
+    fn grants_what_keys_allow() {
+        let p = policy();
+        let t = token("sb://localhost/calc", "root", "root-key", NOW + 60);
+        assert_eq!(p.authorize(Some(&t), Right::Listen, "calc", NOW), Ok(Some(NOW + 90)));
+        assert_eq!(p.authorize(Some(&t), Right::Send, "calc/eu", NOW), Ok(Some(NOW + 90)));
+        let secondary = token("http://127.0.0.1:7443/$hc/calc", "sender", "sender-secondary", NOW + 60);
+        assert!(p.authorize(Some(&secondary), Right::Send, "calc", NOW).is_ok());
+        let whole = token("quic://localhost:7443/", "root", "root-key", NOW + 60);
+        assert!(p.authorize(Some(&whole), Right::Listen, "any/where", NOW).is_ok());
+        assert_eq!(p.authorize(None, Right::Send, "public", NOW), Ok(None));
+    }
+
+    #[test]
+    fn refuses_with_distinct_reasons() {
+        let p = policy();
+        let reason = |token: Option<&str>, right, address| p.authorize(token, right, address, NOW).unwrap_err().reason;
+        let root = |uri: &str, expiry| token(uri, "root", "root-key", expiry);
+        assert_eq!(reason(None, Right::Send, "calc"), AuthFailure::MissingToken);
+        assert_eq!(reason(None, Right::Listen, "public"), AuthFailure::MissingToken, "listeners always need a token");
+        assert_eq!(reason(Some("garbage"), Right::Send, "calc"), AuthFailure::Malformed);
+        let forged = token("sb://localhost/calc", "root", "guessed-key", NOW + 60);
+        assert_eq!(reason(Some(&forged), Right::Send, "calc"), AuthFailure::BadSignature);
+        let unknown = token("sb://localhost/calc", "nobody", "root-key", NOW + 60);
+        assert_eq!(reason(Some(&unknown), Right::Send, "calc"), AuthFailure::BadSignature);
+        let tampered =
+            root("sb://localhost/calc", NOW + 60).replace(&format!("se={}", NOW + 60), &format!("se={}", NOW + 6000));
+        assert_eq!(reason(Some(&tampered), Right::Send, "calc"), AuthFailure::BadSignature);
+        assert_eq!(reason(Some(&root("sb://localhost/calc", NOW - 31)), Right::Send, "calc"), AuthFailure::Expired);
+        assert!(p.authorize(Some(&root("sb://localhost/calc", NOW - 29)), Right::Send, "calc", NOW).is_ok(), "skew");
+        let listen = token("sb://localhost/calc", "listener", "listener-primary", NOW + 60);
+        let send = token("sb://localhost/calc", "sender", "sender-primary", NOW + 60);
+        assert_eq!(reason(Some(&listen), Right::Send, "calc"), AuthFailure::WrongRight);
+        assert_eq!(reason(Some(&send), Right::Listen, "calc"), AuthFailure::WrongRight);
+        let calc = root("sb://localhost/calc", NOW + 60);
+        assert_eq!(reason(Some(&calc), Right::Send, "calc-evil"), AuthFailure::OutOfScope);
+        assert_eq!(reason(Some(&calc), Right::Send, "calculator"), AuthFailure::OutOfScope);
+        assert_eq!(
+            reason(Some(&root("sb://evil.example/calc", NOW + 60)), Right::Send, "calc"),
+            AuthFailure::OutOfScope
+        );
+        assert_eq!(
+            reason(Some(&root("sb://localhost/calc/../admin", NOW + 60)), Right::Send, "admin"),
+            AuthFailure::Malformed
+        );
+        assert_eq!(
+            reason(Some(&root("sb://localhost/%2e%2e/admin", NOW + 60)), Right::Send, "admin"),
+            AuthFailure::Malformed
+        );
+        let scoped = token("sb://localhost/", "calc-only", "calc-only-primary", NOW + 60);
+        assert!(p.authorize(Some(&scoped), Right::Send, "calc/eu", NOW).is_ok());
+        assert_eq!(reason(Some(&scoped), Right::Send, "admin"), AuthFailure::OutOfScope);
+        let oversize = format!("{calc}{}", "x".repeat(5000));
+        assert_eq!(reason(Some(&oversize), Right::Send, "calc"), AuthFailure::Malformed);
+    }
+
+    #[test]
+    fn details_never_hold_keys_or_signatures() {
+        let p = policy();
+        let t = token("sb://localhost/calc", "root", "root-key", NOW + 60);
+        let sig = &t[t.find("sig=").unwrap() + 4..t.find("&se=").unwrap()];
+        for (right, address) in [(Right::Send, "other"), (Right::Listen, "calc-evil")] {
+            let detail = p.authorize(Some(&t), right, address, NOW).unwrap_err().detail;
+            assert!(!detail.contains("root-key") && !detail.contains(sig), "{detail}");
+        }
+        let debug = format!("{p:?}");
+        for secret in ["root-key", "listener-primary", "sender-secondary"] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+}
