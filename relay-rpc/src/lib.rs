@@ -6,6 +6,7 @@
 //! the service runs.
 //!
 //! ```no_run
+//! use relay_rpc::auth::SharedAccessKey;
 //! use relay_rpc::{CallContext, ConnectOptions, Connection, Host};
 //!
 //! #[relay_rpc::relay_service]
@@ -23,7 +24,9 @@
 //! }
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let options = ConnectOptions::new().trust_pem_file("relay-data/cert.pem")?;
+//! // Trust the relay's certificate; sign tokens with a key that grants listen and send.
+//! let key = SharedAccessKey::from_file("relay-data/root.key")?;
+//! let options = ConnectOptions::new().trust_pem_file("relay-data/cert.pem")?.with_shared_access_key(key);
 //!
 //! // The host, behind the firewall:
 //! let host = Host::connect("quic://127.0.0.1:7443", options.clone()).await?;
