@@ -88,7 +88,7 @@ impl Policy {
             return Err(denied(AuthFailure::Expired, format!("token expired at {}", token.expiry())));
         }
         let audience = token.audience();
-        if !self.hostnames.iter().any(|h| *h == audience.host) {
+        if !self.hostnames.contains(&audience.host) {
             return Err(denied(AuthFailure::OutOfScope, format!("token is for host {:?}", audience.host)));
         }
         if !audience.covers(address) {
