@@ -13,6 +13,7 @@
 
 mod address;
 mod codes;
+pub mod hc;
 mod message;
 mod wire;
 
