@@ -50,6 +50,11 @@ pub enum ConfigError {
 pub struct Config {
     /// Where QUIC listens (UDP). Default `127.0.0.1:7443`.
     pub quic_listen: SocketAddr,
+    /// Where WebSocket over TLS (`wss://`, Azure's Hybrid Connections protocol) listens (TCP);
+    /// unset for none. Default `127.0.0.1:7443`.
+    pub ws_listen: Option<SocketAddr>,
+    /// Where plain, unencrypted WebSocket (`ws://`) listens; only when set. Default unset.
+    pub ws_plain_listen: Option<SocketAddr>,
     /// Where the certificate and keys live; created on first start. Default `./relay-data`.
     pub data_dir: PathBuf,
     /// A PEM certificate chain to serve instead of the generated one.
@@ -69,6 +74,9 @@ pub struct Config {
     pub max_listeners_per_address: usize,
     /// Channels (streams) one connection may have open at once. Default 10,000.
     pub max_channels_per_connection: u32,
+    /// The largest channel frame (one RPC message, one WebSocket message) bridged between a
+    /// QUIC end and a WebSocket end, and the largest WebSocket message. Default 16 MiB.
+    pub max_frame_bytes: usize,
     /// Per-stream flow-control window, bounding what the relay buffers per channel. Default 1 MiB.
     pub stream_window_bytes: u32,
     /// The host names tokens may be signed for (scheme and port are ignored).
@@ -136,6 +144,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7443))),
+            ws_plain_listen: None,
             data_dir: PathBuf::from("relay-data"),
             cert_file: None,
             key_file: None,
@@ -146,6 +156,7 @@ impl Default for Config {
             max_listeners_per_address: 64,
             max_channels_per_connection: 10_000,
             stream_window_bytes: 1024 * 1024,
+            max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
             keys: Vec::new(),

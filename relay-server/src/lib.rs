@@ -20,8 +20,11 @@ mod config;
 mod quic;
 pub mod registry;
 pub mod root_key;
+mod router;
 mod splice;
 mod state;
+mod tls;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,7 +33,9 @@ use std::sync::Arc;
 pub use config::{AddressConfig, Config, ConfigError, KeyConfig, Secret};
 pub use quic::EndpointError;
 
-use state::Shared;
+use std::sync::atomic::Ordering;
+
+use state::{Phase, Shared};
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,9 @@ pub enum RelayError {
     /// The QUIC endpoint could not start.
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// A WebSocket listener could not be bound.
+    #[error(transparent)]
+    WsBind(#[from] ws::WsBindError),
     /// The root key could not be loaded or made.
     #[error(transparent)]
     RootKey(#[from] root_key::RootKeyError),
@@ -55,6 +63,9 @@ pub enum RelayError {
 pub struct Relay {
     endpoint: quinn::Endpoint,
     quic_addr: SocketAddr,
+    ws: Vec<ws::WsListener>,
+    ws_addr: Option<SocketAddr>,
+    ws_plain_addr: Option<SocketAddr>,
     cert_path: PathBuf,
     root_key_path: PathBuf,
     shared: Arc<Shared>,
@@ -70,15 +81,48 @@ impl Relay {
         let root_key = root_key::load_or_generate(&config.data_dir)?;
         let root_key_path = root_key::root_key_path(&config.data_dir);
         let policy = auth::Policy::new(&config, Some(root_key));
-        let endpoint = quic::bind(&config, identity)?;
+        let mut ws_listeners = Vec::new();
+        let mut ws_addr = None;
+        if let Some(addr) = config.ws_listen {
+            let acceptor = tls::wss_acceptor(&identity).map_err(EndpointError::Tls)?;
+            let listener = ws::bind(addr, Some(acceptor))?;
+            ws_addr = listener.tcp.local_addr().ok();
+            ws_listeners.push(listener);
+        }
+        let mut ws_plain_addr = None;
+        if let Some(addr) = config.ws_plain_listen {
+            let listener = ws::bind(addr, None)?;
+            ws_plain_addr = listener.tcp.local_addr().ok();
+            ws_listeners.push(listener);
+        }
+        let endpoint = quic::bind(&config, &identity)?;
         let quic_addr =
             endpoint.local_addr().map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
-        Ok(Self { endpoint, quic_addr, cert_path, root_key_path, shared: Arc::new(Shared::new(config, policy)) })
+        Ok(Self {
+            endpoint,
+            quic_addr,
+            ws: ws_listeners,
+            ws_addr,
+            ws_plain_addr,
+            cert_path,
+            root_key_path,
+            shared: Arc::new(Shared::new(config, policy)),
+        })
     }
 
     /// The UDP address QUIC listens on (useful when the config asked for port 0).
     pub fn quic_addr(&self) -> SocketAddr {
         self.quic_addr
+    }
+
+    /// The TCP address `wss://` listens on, if enabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.ws_addr
+    }
+
+    /// The TCP address plain `ws://` listens on, if enabled.
+    pub fn ws_plain_addr(&self) -> Option<SocketAddr> {
+        self.ws_plain_addr
     }
 
     /// The certificate file clients should trust.
@@ -94,8 +138,29 @@ impl Relay {
     /// Serves until `shutdown` resolves, then drains: no new channels, open ones get the
     /// configured grace period, then every connection closes with a "relay shutting down" code.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(quic = %self.quic_addr, "relay running");
-        quic::accept_loop(self.endpoint, self.shared, shutdown).await;
+        let Self { endpoint, ws, shared, .. } = self;
+        tracing::info!(quic = %self.quic_addr, wss = ?self.ws_addr, ws = ?self.ws_plain_addr, "relay running");
+        let coordinator = async {
+            shutdown.await;
+            shared.set_phase(Phase::Draining);
+            tracing::info!(open_channels = shared.open_channels.load(Ordering::SeqCst), "draining");
+            let grace = tokio::time::sleep(shared.config.shutdown_grace());
+            tokio::pin!(grace);
+            while shared.open_channels.load(Ordering::SeqCst) > 0 {
+                tokio::select! {
+                    () = &mut grace => break,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                }
+            }
+            shared.set_phase(Phase::Closing);
+            quic::close(&endpoint);
+        };
+        tokio::join!(
+            quic::accept_loop(endpoint.clone(), shared.clone()),
+            ws::accept_loop(ws, shared.clone()),
+            coordinator
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
         tracing::info!("relay stopped");
     }
 }

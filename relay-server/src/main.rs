@@ -35,6 +35,12 @@ struct RunArgs {
     /// Where QUIC listens (UDP) [default: 127.0.0.1:7443].
     #[arg(long, value_name = "ADDR")]
     quic_listen: Option<SocketAddr>,
+    /// Where wss:// (Azure Hybrid Connections over WebSocket) listens (TCP) [default: 127.0.0.1:7443].
+    #[arg(long, value_name = "ADDR")]
+    ws_listen: Option<SocketAddr>,
+    /// Also serve plain, unencrypted ws:// here (TCP); off unless given.
+    #[arg(long, value_name = "ADDR")]
+    ws_plain_listen: Option<SocketAddr>,
     /// Where the certificate and keys live [default: ./relay-data].
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
@@ -83,6 +89,12 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = cli.run.quic_listen {
         config.quic_listen = addr;
     }
+    if let Some(addr) = cli.run.ws_listen {
+        config.ws_listen = Some(addr);
+    }
+    if let Some(addr) = cli.run.ws_plain_listen {
+        config.ws_plain_listen = Some(addr);
+    }
     if let Some(dir) = cli.run.data_dir {
         config.data_dir = dir;
     }
@@ -96,6 +108,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let relay = Relay::bind(config).context("cannot start the relay")?;
     let url = format!("quic://{}", relay.quic_addr());
     println!("relay listening on {url}");
+    if let Some(addr) = relay.ws_addr() {
+        println!("relay listening on wss://{addr} (Azure Relay Hybrid Connections: /$hc/ADDRESS)");
+    }
+    if let Some(addr) = relay.ws_plain_addr() {
+        println!("relay listening on ws://{addr} (unencrypted)");
+    }
     println!("certificate for clients to trust: {}", relay.cert_path().display());
     println!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display());
     println!("tools started beside ./relay-data sign their own tokens with it; to make one:");

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
@@ -10,16 +9,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_rpc::__wire::{read_frame, read_frame_within, write_frame};
 use relay_rpc::auth::{Right, unix_now};
-use relay_rpc::proto::{
-    self, ContractInfo, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode,
-};
+use relay_rpc::proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::certs::Identity;
 use crate::config::Config;
-use crate::splice::{Pipe, cut, splice};
-use crate::state::{ChannelGuard, Shared};
+use crate::router::{ChannelRequest, ListenerHandle, route};
+use crate::splice::{End, Pipe, cut, splice};
+use crate::state::{ChannelGuard, Phase, Shared};
 
 /// Why the QUIC endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +41,8 @@ pub enum EndpointError {
 }
 
 /// Binds the QUIC endpoint.
-pub(crate) fn bind(config: &Config, identity: Identity) -> Result<Endpoint, EndpointError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
-        .with_single_cert(identity.chain, identity.key)?;
-    tls.alpn_protocols = vec![proto::ALPN.to_vec()];
-    tls.max_early_data_size = 0;
+pub(crate) fn bind(config: &Config, identity: &Identity) -> Result<Endpoint, EndpointError> {
+    let tls = crate::tls::server_config(identity, proto::ALPN, true)?;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::QuicTls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(config)));
@@ -68,10 +60,9 @@ fn transport_config(config: &Config) -> TransportConfig {
     transport
 }
 
-/// Accepts connections until `shutdown` resolves; each connection's task is owned here.
-pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+/// Accepts connections until the relay drains; then waits for open ones until it closes.
+pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
-    let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
@@ -79,34 +70,20 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, shutdow
                 None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = &mut shutdown => break,
+            () = shared.reached(Phase::Draining) => break,
         }
     }
-    drain(&endpoint, &shared, &mut connections).await;
-}
-
-/// Stops taking new channels, lets open ones finish within the grace period, then closes every
-/// connection with [`StreamCode::RelayShutdown`].
-async fn drain(endpoint: &Endpoint, shared: &Shared, connections: &mut JoinSet<()>) {
-    shared.draining.store(true, Ordering::SeqCst);
     endpoint.set_server_config(None);
-    let open = shared.open_channels.load(Ordering::SeqCst);
-    tracing::info!(open_channels = open, "draining");
-    let grace = tokio::time::sleep(shared.config.shutdown_grace());
-    tokio::pin!(grace);
-    while shared.open_channels.load(Ordering::SeqCst) > 0 {
-        tokio::select! {
-            () = &mut grace => break,
-            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-        }
-    }
-    endpoint.close(VarInt::from_u64(StreamCode::RelayShutdown.to_u64()).unwrap_or_default(), b"relay shutting down");
+    shared.reached(Phase::Closing).await;
     let _ = tokio::time::timeout(shared.config.handshake_timeout(), async {
         while connections.join_next().await.is_some() {}
     })
     .await;
-    connections.abort_all();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+/// Closes every QUIC connection with [`StreamCode::RelayShutdown`].
+pub(crate) fn close(endpoint: &Endpoint) {
+    endpoint.close(VarInt::from_u64(StreamCode::RelayShutdown.to_u64()).unwrap_or_default(), b"relay shutting down");
 }
 
 async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
@@ -187,10 +164,10 @@ async fn serve_listener(
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
-    if shared.draining.load(Ordering::SeqCst) {
+    if shared.draining() {
         return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
     }
-    let registered = shared.registry().register(&address, connection);
+    let registered = shared.registry().register(&address, ListenerHandle::Quic(connection));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,
@@ -244,34 +221,31 @@ async fn hold_registration(
     }
 }
 
-/// Picks a listener, opens a stream to it and splices the caller's stream to it.
-async fn serve_caller(shared: &Shared, address: String, contract: ContractInfo, send: SendStream, recv: RecvStream) {
-    if shared.draining.load(Ordering::SeqCst) {
-        return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
-    }
-    let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
-    let incoming = Incoming { address: address.clone(), channel_id, contract }.encode();
-    let mut tried = Vec::new();
-    let host = loop {
-        let picked = shared.registry().pick(&address, &tried);
-        let Some((id, listener)) = picked else {
-            let detail = if tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
-            return refuse(send, recv, ErrorCode::NoListener, detail).await;
-        };
-        tried.push(id);
-        match tokio::time::timeout(shared.config.handshake_timeout(), open_to_listener(&listener, &incoming)).await {
-            Ok(Some(pipe)) => break pipe,
-            _ => tracing::debug!(listener = id, "listener unreachable, trying the next"),
-        }
+/// Routes a caller's channel to a listener on any transport, answers, and splices.
+async fn serve_caller(
+    shared: &Shared,
+    address: String,
+    contract: ContractInfo,
+    mut send: SendStream,
+    recv: RecvStream,
+) {
+    let request = ChannelRequest {
+        path: address.clone(),
+        address,
+        passthrough: Vec::new(),
+        id: None,
+        contract,
+        headers: Default::default(),
     };
-    let _guard = ChannelGuard::new(shared);
-    tracing::debug!(channel = channel_id, "channel open");
-    let failed = splice(Pipe { send, recv }, host).await;
-    tracing::debug!(channel = channel_id, ?failed, "channel closed");
-}
-
-async fn open_to_listener(listener: &Connection, incoming: &[u8]) -> Option<Pipe> {
-    let (mut send, recv) = listener.open_bi().await.ok()?;
-    write_frame(&mut send, incoming).await.ok()?;
-    Some(Pipe { send, recv })
+    match route(shared, &request).await {
+        Ok(opened) => {
+            if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {
+                return;
+            }
+            let _guard = ChannelGuard::new(shared);
+            let failed = splice(End::Quic(Pipe { send, recv }), opened.end, shared).await;
+            tracing::debug!(?failed, "channel closed");
+        }
+        Err(refusal) => refuse(send, recv, refusal.code, &refusal.detail).await,
+    }
 }

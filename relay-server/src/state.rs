@@ -1,22 +1,37 @@
 //! State shared by every connection of a running relay.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use quinn::Connection;
+use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::config::Config;
 use crate::registry::Registry;
+use crate::router::ListenerHandle;
+use crate::ws::rendezvous::Outcome;
+
+/// Where a relay is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    /// Taking connections and channels.
+    Running,
+    /// Shutting down: no new connections or channels; open channels may finish.
+    Draining,
+    /// The grace period is over: everything closes with a "relay shutting down" code.
+    Closing,
+}
 
 /// What every connection task of one relay sees.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) policy: Policy,
-    registry: Mutex<Registry<Connection>>,
-    /// Set on shutdown: no new listeners or channels.
-    pub(crate) draining: AtomicBool,
+    registry: Mutex<Registry<ListenerHandle>>,
+    /// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
+    pub(crate) rendezvous: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    phase: watch::Sender<Phase>,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
 }
@@ -28,15 +43,39 @@ impl Shared {
             config,
             policy,
             registry,
-            draining: AtomicBool::new(false),
+            rendezvous: Mutex::default(),
+            phase: watch::Sender::new(Phase::Running),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
         }
     }
 
     /// The registry; held only for a lookup or an update, never across an await.
-    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry<Connection>> {
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry<ListenerHandle>> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pending rendezvous table; held only for an insert or a removal.
+    pub(crate) fn rendezvous(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
+        self.rendezvous.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.send_replace(phase);
+    }
+
+    /// Resolves once the relay has reached `phase`.
+    pub(crate) async fn reached(&self, phase: Phase) {
+        let mut rx = self.phase.subscribe();
+        let _ = rx.wait_for(|p| *p >= phase).await;
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.phase() >= Phase::Draining
     }
 }
 

@@ -12,7 +12,7 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("relay-binary-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut relay = Command::new(env!("CARGO_BIN_EXE_relay-server"))
-        .args(["--quic-listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+        .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -21,7 +21,9 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let first = lines.next().unwrap().unwrap();
     let url = first.strip_prefix("relay listening on ").expect("prints its address").to_owned();
     let second = lines.next().unwrap().unwrap();
-    assert!(second.contains("cert.pem"), "prints the certificate path: {second}");
+    assert!(second.starts_with("relay listening on wss://127.0.0.1:"), "prints its wss address: {second}");
+    let third = lines.next().unwrap().unwrap();
+    assert!(third.contains("cert.pem"), "prints the certificate path: {third}");
     let cert = dir.join("cert.pem");
     assert!(cert.exists() && dir.join("key.pem").exists());
 

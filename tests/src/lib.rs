@@ -21,6 +21,10 @@ pub struct TestRelay {
     pub cert: PathBuf,
     /// The UDP address.
     pub addr: std::net::SocketAddr,
+    /// `wss://127.0.0.1:PORT`: the Hybrid Connections WebSocket endpoint.
+    pub ws_url: String,
+    /// The TCP address of `wss://`.
+    pub ws_addr: std::net::SocketAddr,
     dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -45,17 +49,31 @@ impl TestRelay {
     /// Starts a relay after `configure` has adjusted its configuration.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = temp_dir("relay");
-        let mut config =
-            Config { quic_listen: "127.0.0.1:0".parse().unwrap(), data_dir: dir.clone(), ..Config::default() };
+        let mut config = Config {
+            quic_listen: "127.0.0.1:0".parse().unwrap(),
+            ws_listen: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: dir.clone(),
+            ..Config::default()
+        };
         configure(&mut config);
         let relay = Relay::bind(config).expect("relay binds");
         let addr = relay.quic_addr();
+        let ws_addr = relay.ws_addr().expect("wss enabled");
         let cert = relay.cert_path().to_owned();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(relay.run(async {
             let _ = rx.await;
         }));
-        Self { url: format!("quic://{addr}"), cert, addr, dir, shutdown: Some(tx), task: Some(task) }
+        Self {
+            url: format!("quic://{addr}"),
+            cert,
+            addr,
+            ws_url: format!("wss://{ws_addr}"),
+            ws_addr,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// Options that trust this relay's certificate and sign tokens with its root key.

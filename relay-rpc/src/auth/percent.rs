@@ -1,7 +1,8 @@
 //! Percent-encoding as JavaScript's `encodeURIComponent` does it, and strict decoding.
 
-/// Encodes everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )`, with upper-case hex digits.
-pub(crate) fn encode_component(s: &str) -> String {
+/// Percent-encodes as JavaScript's `encodeURIComponent`: everything but
+/// `A-Z a-z 0-9 - _ . ! ~ * ' ( )`, with upper-case hex digits.
+pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
     for &b in s.as_bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')') {
@@ -19,7 +20,7 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
 /// Decodes `%XX` sequences (either case) once; `+` is a space, as form encoders (and .NET's
 /// `WebUtility.UrlEncode`) write it. Fails on a broken escape or bytes that are not UTF-8.
-pub(crate) fn decode(s: &str) -> Option<String> {
+pub fn decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -1,27 +1,16 @@
-//! Splicing a caller's stream to a listener's stream, byte for byte, without parsing payloads.
+//! QUIC to QUIC: splicing two streams byte for byte, without copying or parsing payloads.
 
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_rpc::proto::StreamCode;
 
+use super::{Pipe, Side};
+
 /// The largest chunk moved at once; quinn hands over received buffers without copying.
 const MAX_CHUNK: usize = 64 * 1024;
 
-/// Which end of a splice failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Side {
-    Caller,
-    Host,
-}
-
-/// Two halves of a QUIC stream.
-pub(crate) struct Pipe {
-    pub(crate) send: SendStream,
-    pub(crate) recv: RecvStream,
-}
-
 /// Moves bytes both ways until both directions finish, or one end fails. When one end fails the
 /// other is cut at once with a code saying who went away, so no one waits for a deadline.
-pub(crate) async fn splice(caller: Pipe, host: Pipe) -> Option<Side> {
+pub(crate) async fn splice_bytes(caller: Pipe, host: Pipe) -> Option<Side> {
     let Pipe { send: mut caller_send, recv: mut caller_recv } = caller;
     let Pipe { send: mut host_send, recv: mut host_recv } = host;
     let failed = {

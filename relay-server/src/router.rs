@@ -1,0 +1,163 @@
+//! Routing a channel: pick a listener on the address and open the channel to it, whatever
+//! transport the listener is on. The result is the listener's end of the channel, or a refusal.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use relay_rpc::__wire::{read_frame, write_frame};
+use relay_rpc::proto::hc::{Accept, CONTRACT_HEADER};
+use relay_rpc::proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
+use tokio::sync::mpsc;
+
+use crate::splice::{End, Pipe};
+use crate::state::Shared;
+use crate::ws::rendezvous::{Outcome, Rendezvous};
+
+/// How the relay reaches a registered listener.
+#[derive(Debug, Clone)]
+pub(crate) enum ListenerHandle {
+    /// A native host: one QUIC stream per channel on its connection.
+    Quic(quinn::Connection),
+    /// A Hybrid Connections listener: `accept` notifications on its control WebSocket.
+    Hc(HcListener),
+}
+
+/// A Hybrid Connections listener's control channel, as the router sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct HcListener {
+    /// Where `accept` notifications go; the control task writes them to the WebSocket.
+    pub(crate) notify: mpsc::Sender<Accept>,
+    /// `wss://host:port` as the listener dialled it, for rendezvous addresses.
+    pub(crate) base_url: String,
+}
+
+/// What a caller asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct ChannelRequest {
+    /// The registered address.
+    pub(crate) address: String,
+    /// The path the sender used (the address plus any suffix), for the listener.
+    pub(crate) path: String,
+    /// Query parameters for the listener.
+    pub(crate) passthrough: Vec<String>,
+    /// The sender's id for the connection, if it gave one.
+    pub(crate) id: Option<String>,
+    /// The caller's contract (empty for raw WebSocket senders).
+    pub(crate) contract: ContractInfo,
+    /// The sender's HTTP headers (WebSocket senders), token headers removed.
+    pub(crate) headers: BTreeMap<String, String>,
+}
+
+/// Why a channel was not opened.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) detail: String,
+    /// The HTTP status a Hybrid Connections listener rejected with, passed on to WebSocket senders.
+    pub(crate) http: Option<(u16, String)>,
+}
+
+impl Refusal {
+    pub(crate) fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self { code, detail: detail.into(), http: None }
+    }
+}
+
+/// The listener's end of an opened channel.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) end: End,
+    /// The WebSocket sub-protocol the listener chose, for the sender's handshake answer.
+    pub(crate) protocol: Option<String>,
+}
+
+/// Why one listener did not take the channel.
+enum Failed {
+    /// It cannot be reached: try the next listener.
+    Unreachable,
+    /// It answered no: tell the caller.
+    Refused(Refusal),
+}
+
+/// Picks listeners round-robin until one takes the channel or refuses it.
+pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<Opened, Refusal> {
+    if shared.draining() {
+        return Err(Refusal::new(ErrorCode::ShuttingDown, "relay is shutting down"));
+    }
+    let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
+    let mut tried = Vec::new();
+    loop {
+        let picked = shared.registry().pick(&request.address, &tried);
+        let Some((id, listener)) = picked else {
+            let detail = if tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
+            return Err(Refusal::new(ErrorCode::NoListener, detail));
+        };
+        tried.push(id);
+        let opened =
+            tokio::time::timeout(shared.config.handshake_timeout(), open(shared, &listener, request, channel_id));
+        match opened.await {
+            Ok(Ok(end)) => return Ok(end),
+            Ok(Err(Failed::Refused(refusal))) => return Err(refusal),
+            Ok(Err(Failed::Unreachable)) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
+            Err(_) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),
+        }
+    }
+}
+
+async fn open(
+    shared: &Shared,
+    listener: &ListenerHandle,
+    request: &ChannelRequest,
+    channel_id: u64,
+) -> Result<Opened, Failed> {
+    match listener {
+        ListenerHandle::Quic(connection) => open_quic(connection, request, channel_id).await,
+        ListenerHandle::Hc(hc) => open_hc(shared, hc, request, channel_id).await,
+    }
+}
+
+/// Opens a stream to a native host, sends the `Incoming` header and reads the host's answer.
+async fn open_quic(
+    connection: &quinn::Connection,
+    request: &ChannelRequest,
+    channel_id: u64,
+) -> Result<Opened, Failed> {
+    let incoming = Incoming { address: request.address.clone(), channel_id, contract: request.contract.clone() };
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|_| Failed::Unreachable)?;
+    write_frame(&mut send, &incoming.encode()).await.map_err(|_| Failed::Unreachable)?;
+    let reply = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(|_| Failed::Unreachable)?;
+    match Reply::decode(&reply) {
+        Ok(Reply::Accepted) => Ok(Opened { end: End::Quic(Pipe { send, recv }), protocol: None }),
+        Ok(Reply::Refused(r)) => Err(Failed::Refused(Refusal::new(r.code, r.detail))),
+        Ok(_) | Err(_) => Err(Failed::Refused(Refusal::new(ErrorCode::Internal, "the listener answered garbage"))),
+    }
+}
+
+/// Notifies a Hybrid Connections listener and waits for its rendezvous.
+async fn open_hc(
+    shared: &Shared,
+    hc: &HcListener,
+    request: &ChannelRequest,
+    channel_id: u64,
+) -> Result<Opened, Failed> {
+    let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
+    let pending = Rendezvous::register(shared);
+    let mut query: Vec<String> = request.passthrough.clone();
+    query.push("sb-hc-action=accept".into());
+    query.push(format!("sb-hc-id={}", relay_rpc::auth::percent_encode(&id)));
+    query.push(format!("sb-hc-rendezvous={}", pending.secret()));
+    let address = format!("{}/$hc/{}?{}", hc.base_url, request.path, query.join("&"));
+    let mut connect_headers = request.headers.clone();
+    if !request.contract.name.is_empty() {
+        connect_headers.insert(CONTRACT_HEADER.into(), request.contract.to_header());
+    }
+    hc.notify.try_send(Accept { address, id, connect_headers }).map_err(|_| Failed::Unreachable)?;
+    match pending.wait().await {
+        Some(Outcome::Accepted { ws, protocol }) => Ok(Opened { end: End::Ws(ws), protocol }),
+        Some(Outcome::Rejected { status, description }) => {
+            let code = relay_rpc::proto::hc::error_code(status, &description);
+            Err(Failed::Refused(Refusal { code, detail: description.clone(), http: Some((status, description)) }))
+        }
+        None => Err(Failed::Unreachable),
+    }
+}

@@ -1,0 +1,193 @@
+//! Splices with a WebSocket end: message by message, one WebSocket message per QUIC frame.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use quinn::{RecvStream, SendStream, VarInt};
+use relay_rpc::proto::StreamCode;
+use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_RESTART};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+use super::{End, Side};
+use crate::state::{Phase, Shared};
+use crate::ws::WsStream;
+
+/// How long the second direction may take to finish after the first closed cleanly.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// One unit of traffic.
+enum Frame {
+    Binary(Bytes),
+    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+}
+
+/// What a source yields next.
+enum Next {
+    Frame(Frame),
+    /// A clean end: a WebSocket close frame (code, reason), or a QUIC stream's end.
+    Close(Option<(u16, String)>),
+    Failed,
+}
+
+enum Source {
+    Quic(FramedRead<RecvStream, LengthDelimitedCodec>),
+    Ws(SplitStream<WsStream>),
+}
+
+enum Sink {
+    Quic(FramedWrite<SendStream, LengthDelimitedCodec>),
+    Ws(SplitSink<WsStream, Message>),
+}
+
+fn halves(end: End, max_frame: usize) -> (Source, Sink) {
+    match end {
+        End::Quic(pipe) => {
+            let codec =
+                || LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame).new_codec();
+            (Source::Quic(FramedRead::new(pipe.recv, codec())), Sink::Quic(FramedWrite::new(pipe.send, codec())))
+        }
+        End::Ws(ws) => {
+            let (sink, source) = (*ws).split();
+            (Source::Ws(source), Sink::Ws(sink))
+        }
+    }
+}
+
+impl Source {
+    async fn next(&mut self) -> Next {
+        match self {
+            Source::Quic(read) => match read.next().await {
+                Some(Ok(frame)) => Next::Frame(Frame::Binary(frame.freeze())),
+                None => Next::Close(None),
+                Some(Err(_)) => Next::Failed,
+            },
+            Source::Ws(read) => loop {
+                return match read.next().await {
+                    Some(Ok(Message::Binary(data))) => Next::Frame(Frame::Binary(data)),
+                    Some(Ok(Message::Text(text))) => Next::Frame(Frame::Text(text)),
+                    Some(Ok(Message::Close(frame))) => {
+                        Next::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                    }
+                    Some(Ok(_)) => continue, // pings and pongs are the WebSocket's own business
+                    Some(Err(_)) | None => Next::Failed,
+                };
+            },
+        }
+    }
+
+    /// Stops reading, telling a QUIC peer why.
+    fn stop(&mut self, code: StreamCode) {
+        if let Source::Quic(read) = self {
+            let _ = read.get_mut().stop(quic_code(code));
+        }
+    }
+}
+
+impl Sink {
+    async fn send(&mut self, frame: Frame) -> Result<(), ()> {
+        match (self, frame) {
+            (Sink::Quic(write), Frame::Binary(data)) => write.send(data).await.map_err(drop),
+            (Sink::Quic(write), Frame::Text(text)) => write.send(Bytes::from(text)).await.map_err(drop),
+            (Sink::Ws(write), Frame::Binary(data)) => write.send(Message::Binary(data)).await.map_err(drop),
+            (Sink::Ws(write), Frame::Text(text)) => write.send(Message::Text(text)).await.map_err(drop),
+        }
+    }
+
+    /// Ends cleanly: finishes a QUIC stream, sends a WebSocket close frame.
+    async fn close(&mut self, close: Option<(u16, String)>) {
+        match self {
+            Sink::Quic(write) => {
+                let _ = SinkExt::<Bytes>::flush(write).await;
+                let _ = write.get_mut().finish();
+            }
+            Sink::Ws(write) => {
+                let (code, reason) = close.unwrap_or((CLOSE_NORMAL, String::new()));
+                let _ = write.send(Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))).await;
+            }
+        }
+    }
+
+    /// Ends abnormally: resets a QUIC stream with `code`, closes a WebSocket with `ws_code`.
+    async fn cut(&mut self, code: StreamCode, ws_code: u16, reason: &str) {
+        match self {
+            Sink::Quic(write) => {
+                let _ = write.get_mut().reset(quic_code(code));
+            }
+            Sink::Ws(_) => self.close(Some((ws_code, reason.to_owned()))).await,
+        }
+    }
+}
+
+fn quic_code(code: StreamCode) -> VarInt {
+    VarInt::from_u64(code.to_u64()).unwrap_or_default()
+}
+
+/// Copies `from` into `to` until a clean close, which is passed on; on failure names the side.
+async fn pump(from: &mut Source, from_side: Side, to: &mut Sink, to_side: Side) -> Result<(), Side> {
+    loop {
+        match from.next().await {
+            Next::Frame(frame) => to.send(frame).await.map_err(|()| to_side)?,
+            Next::Close(close) => {
+                to.close(close).await;
+                return Ok(());
+            }
+            Next::Failed => return Err(from_side),
+        }
+    }
+}
+
+pub(super) async fn splice_messages(caller: End, host: End, shared: &Shared) -> Option<Side> {
+    let max_frame = shared.config.max_frame_bytes;
+    let (mut caller_source, mut caller_sink) = halves(caller, max_frame);
+    let (mut host_source, mut host_sink) = halves(host, max_frame);
+    enum Ending {
+        Clean,
+        Failed(Side),
+        Shutdown,
+    }
+    let ending = {
+        let mut down = std::pin::pin!(pump(&mut host_source, Side::Host, &mut caller_sink, Side::Caller));
+        let mut up = std::pin::pin!(pump(&mut caller_source, Side::Caller, &mut host_sink, Side::Host));
+        let first = tokio::select! {
+            r = &mut down => (r, true),
+            r = &mut up => (r, false),
+            () = shared.reached(Phase::Closing) => (Ok(()), false),
+        };
+        if shared.phase() >= Phase::Closing {
+            Ending::Shutdown
+        } else {
+            match first {
+                (Err(side), _) => Ending::Failed(side),
+                (Ok(()), down_finished) => {
+                    // One direction closed cleanly; let the other finish its close handshake.
+                    let rest = if down_finished { up.as_mut() } else { down.as_mut() };
+                    let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+                    Ending::Clean
+                }
+            }
+        }
+    };
+    match ending {
+        Ending::Clean => None,
+        Ending::Failed(Side::Host) => {
+            caller_sink.cut(StreamCode::ListenerGone, CLOSE_GOING_AWAY, "the listener went away").await;
+            caller_source.stop(StreamCode::ListenerGone);
+            Some(Side::Host)
+        }
+        Ending::Failed(Side::Caller) => {
+            host_sink.cut(StreamCode::CallerGone, CLOSE_GOING_AWAY, "the sender went away").await;
+            host_source.stop(StreamCode::CallerGone);
+            Some(Side::Caller)
+        }
+        Ending::Shutdown => {
+            for sink in [&mut caller_sink, &mut host_sink] {
+                sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
+            }
+            None
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! A Hybrid Connections listener's rendezvous: accepting (or rejecting) one waiting sender.
+
+use futures::SinkExt;
+use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, Target};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use super::Request;
+use super::rendezvous::{Outcome, take};
+use crate::state::Shared;
+
+pub(crate) async fn serve(shared: &Shared, request: Request) {
+    let slot = Target::raw_param(&request.head.target, "sb-hc-rendezvous").and_then(|secret| take(shared, secret));
+    let Some(slot) = slot else {
+        return request.refuse(403, "the rendezvous address is not valid (used, expired or unknown)").await;
+    };
+    if let Some(status) = request.target.status_code {
+        let status = if (400..600).contains(&status) { status } else { 403 };
+        let description = request.target.status_description.clone().unwrap_or_else(|| "rejected".into());
+        let _ = slot.send(Outcome::Rejected { status, description });
+        // A rejection ends in a defined error, as in Azure's protocol.
+        return request.refuse(410, "Gone").await;
+    }
+    let protocol = request.head.first_protocol();
+    match request.upgrade(shared, protocol.as_deref()).await {
+        Ok(ws) => {
+            if let Err(Outcome::Accepted { mut ws, .. }) = slot.send(Outcome::Accepted { ws: Box::new(ws), protocol }) {
+                let reason = "the sender went away".into();
+                let _ = ws.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY.into(), reason }))).await;
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "listener left during the rendezvous handshake"),
+    }
+}

@@ -1,0 +1,59 @@
+//! A Hybrid Connections sender: authorize, route to a listener, answer the handshake with the
+//! listener's answer, then splice.
+
+use std::collections::BTreeMap;
+
+use relay_rpc::auth::{Right, unix_now};
+use relay_rpc::proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
+use relay_rpc::proto::{ContractInfo, ErrorCode};
+
+use super::Request;
+use crate::router::{ChannelRequest, route};
+use crate::splice::{End, splice};
+use crate::state::{ChannelGuard, Shared};
+
+pub(crate) async fn serve(shared: &Shared, request: Request) {
+    let path = request.target.path.clone();
+    // The registered address is the longest prefix of the path with a listener; the rest is a
+    // suffix for the listener.
+    let address = {
+        let registry = shared.registry();
+        address_prefixes(&path).find(|a| registry.listeners(a) > 0).or_else(|| address_prefixes(&path).next())
+    };
+    let Some(address) = address.map(str::to_owned) else {
+        return request.refuse(404, "no address in the path").await;
+    };
+    if let Err(denied) = shared.policy.authorize(request.token(), Right::Send, &address, unix_now()) {
+        let code = ErrorCode::Auth(denied.reason);
+        return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
+    }
+    let contract = request.head.header(CONTRACT_HEADER).and_then(ContractInfo::from_header).unwrap_or_default();
+    let headers: BTreeMap<String, String> =
+        request.head.headers.iter().filter(|(name, _)| !name.eq_ignore_ascii_case(TOKEN_HEADER)).cloned().collect();
+    let channel = ChannelRequest {
+        address,
+        path,
+        passthrough: request.target.passthrough.clone(),
+        id: request.target.id.clone(),
+        contract,
+        headers,
+    };
+    match route(shared, &channel).await {
+        Ok(opened) => {
+            let ws = match request.upgrade(shared, opened.protocol.as_deref()).await {
+                Ok(ws) => ws,
+                Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
+            };
+            let _guard = ChannelGuard::new(shared);
+            let failed = splice(End::Ws(Box::new(ws)), opened.end, shared).await;
+            tracing::debug!(?failed, "channel closed");
+        }
+        Err(refusal) => {
+            let (status, description) = refusal
+                .http
+                .unwrap_or_else(|| (http_status(refusal.code).0, status_description(refusal.code, &refusal.detail)));
+            tracing::debug!(status, %description, "sender refused");
+            request.refuse(status, &description).await;
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! A Hybrid Connections listener's control channel: registration, `accept` notifications,
+//! `renewToken`, keep-alive pings, and closing with 1008 when its token lapses.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use relay_rpc::auth::{Right, unix_now};
+use relay_rpc::proto::hc::{CLOSE_POLICY, CLOSE_RESTART, ControlMessage, http_status, status_description};
+use relay_rpc::proto::{ErrorCode, validate_address};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use super::{Request, WsStream};
+use crate::router::{HcListener, ListenerHandle};
+use crate::state::{Phase, Shared};
+
+/// How many `accept` notifications may wait for a slow control channel before senders are refused.
+const ACCEPT_QUEUE: usize = 64;
+
+pub(crate) async fn serve(shared: &Shared, request: Request) {
+    let address = request.target.path.clone();
+    if validate_address(&address).is_err() {
+        return request.refuse(404, "a listener registers on an address, without suffix").await;
+    }
+    let expiry = match shared.policy.authorize(request.token(), Right::Listen, &address, unix_now()) {
+        Ok(expiry) => expiry,
+        Err(denied) => {
+            let code = ErrorCode::Auth(denied.reason);
+            return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
+        }
+    };
+    if shared.draining() {
+        return request.refuse(503, "relay is shutting down").await;
+    }
+    let base_url = format!("{}://{}", request.scheme, host_of(&request));
+    let (notify, accepts) = mpsc::channel(ACCEPT_QUEUE);
+    let registered = shared.registry().register(&address, ListenerHandle::Hc(HcListener { notify, base_url }));
+    let id = match registered {
+        Ok(id) => id,
+        Err(e) => return request.refuse(503, &e.to_string()).await,
+    };
+    match request.upgrade(shared, None).await {
+        Ok(ws) => {
+            tracing::info!(%address, listener = id, "hybrid connections listener registered");
+            hold(shared, &address, expiry, ws, accepts).await;
+        }
+        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+    shared.registry().unregister(&address, id);
+    tracing::info!(%address, listener = id, "hybrid connections listener left");
+}
+
+/// The host the listener dialled (its `Host` header), for rendezvous addresses.
+fn host_of(request: &Request) -> String {
+    let valid = |h: &&str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    match (request.head.header("Host").filter(valid), request.local) {
+        (Some(host), _) => host.to_owned(),
+        (None, Some(local)) => local.to_string(),
+        (None, None) => "localhost".to_owned(),
+    }
+}
+
+async fn hold(
+    shared: &Shared,
+    address: &str,
+    mut expiry: Option<u64>,
+    mut ws: WsStream,
+    mut accepts: mpsc::Receiver<relay_rpc::proto::hc::Accept>,
+) {
+    let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
+    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let mut ping = tokio::time::interval(keep_alive);
+    let mut last_heard = Instant::now();
+    let close = |code: u16, reason: &str| {
+        Message::Close(Some(CloseFrame { code: code.into(), reason: reason.to_owned().into() }))
+    };
+    loop {
+        let lapse = expiry
+            .map(|e| (UNIX_EPOCH + Duration::from_secs(e + 1)).duration_since(SystemTime::now()).unwrap_or_default());
+        tokio::select! {
+            accept = accepts.recv() => {
+                let Some(accept) = accept else { break };
+                let json = match serde_json::to_string(&ControlMessage::Accept(accept)) {
+                    Ok(json) => json,
+                    Err(_) => continue,
+                };
+                if ws.send(Message::text(json)).await.is_err() {
+                    break;
+                }
+            }
+            message = ws.next() => {
+                last_heard = Instant::now();
+                match message {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ControlMessage>(&text) {
+                        Ok(ControlMessage::RenewToken { token }) => {
+                            match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
+                                Ok(renewed) => expiry = renewed,
+                                Err(denied) => {
+                                    tracing::info!(%address, reason = %denied.reason, "renewed token refused");
+                                    let _ = ws.send(close(CLOSE_POLICY, &status_description(ErrorCode::Auth(denied.reason), &denied.detail))).await;
+                                    break;
+                                }
+                            }
+                        }
+                        _ => tracing::debug!(%address, "ignoring an unknown control message"),
+                    },
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > idle_timeout {
+                    tracing::info!(%address, "listener silent past the idle timeout; dropping it");
+                    break;
+                }
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {
+                tracing::info!(%address, "listener token expired");
+                let _ = ws.send(close(CLOSE_POLICY, "token expired")).await;
+                break;
+            }
+            () = shared.reached(Phase::Closing) => {
+                let _ = ws.send(close(CLOSE_RESTART, "relay shutting down")).await;
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The WebSocket endpoint: Azure Relay's Hybrid Connections protocol over `wss://` (and `ws://`
+//! when configured). Listeners hold a control WebSocket; senders connect; listeners accept each
+//! sender on a single-use rendezvous WebSocket that the relay splices to the sender's.
+
+mod accept;
+mod connect;
+mod control;
+mod handshake;
+pub(crate) mod rendezvous;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use relay_rpc::proto::hc::{Action, TOKEN_HEADER, Target, TargetError};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument as _;
+
+use crate::state::{Phase, Shared};
+use handshake::{Head, read_head, refuse};
+
+/// Any byte stream a WebSocket runs on: TLS or plain TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A WebSocket at the relay.
+pub(crate) type WsStream = WebSocketStream<Box<dyn Io>>;
+
+/// A bound WebSocket listener: TLS (`wss`) or plain (`ws`).
+pub(crate) struct WsListener {
+    pub(crate) tcp: TcpListener,
+    pub(crate) tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for WsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsListener").field("tcp", &self.tcp).field("tls", &self.tls.is_some()).finish()
+    }
+}
+
+impl WsListener {
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "wss" } else { "ws" }
+    }
+}
+
+/// Why the WebSocket endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {addr}: {source}")]
+pub struct WsBindError {
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// Binds a TCP listener.
+pub(crate) fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<WsListener, WsBindError> {
+    let std = std::net::TcpListener::bind(addr).map_err(|source| WsBindError { addr, source })?;
+    std.set_nonblocking(true).map_err(|source| WsBindError { addr, source })?;
+    let tcp = TcpListener::from_std(std).map_err(|source| WsBindError { addr, source })?;
+    Ok(WsListener { tcp, tls })
+}
+
+/// Accepts connections on every listener until the relay drains; then waits for open ones to
+/// finish until it closes.
+pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>) {
+    let mut connections = JoinSet::new();
+    let listeners: Vec<Arc<WsListener>> = listeners.into_iter().map(Arc::new).collect();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let mut acceptors = JoinSet::new();
+    for listener in &listeners {
+        let (listener, tx) = (listener.clone(), tx.clone());
+        acceptors.spawn(async move {
+            loop {
+                match listener.tcp.accept().await {
+                    Ok((tcp, remote)) => {
+                        let _ = tcp.set_nodelay(true);
+                        if tx.send((listener.clone(), tcp, remote)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    loop {
+        tokio::select! {
+            accepted = rx.recv() => match accepted {
+                Some((listener, tcp, remote)) => {
+                    connections.spawn(serve_connection(shared.clone(), listener, tcp, remote));
+                }
+                None => break,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = shared.reached(Phase::Draining) => break,
+        }
+    }
+    acceptors.abort_all();
+    shared.reached(Phase::Closing).await;
+    let _ = tokio::time::timeout(shared.config.handshake_timeout(), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    listener: Arc<WsListener>,
+    tcp: tokio::net::TcpStream,
+    remote: SocketAddr,
+) {
+    let timeout = shared.config.handshake_timeout();
+    let mut io: Box<dyn Io> = match &listener.tls {
+        Some(tls) => match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+            Ok(Ok(stream)) => Box::new(stream),
+            Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "tls handshake failed"),
+            Err(_) => return tracing::debug!(%remote, "tls handshake timed out"),
+        },
+        None => Box::new(tcp),
+    };
+    let (head, leftover) = match tokio::time::timeout(timeout, read_head(&mut io)).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(e)) => {
+            tracing::debug!(%remote, error = %e, "bad request head");
+            return refuse(io, 400, "Bad Request").await;
+        }
+        Err(_) => return tracing::debug!(%remote, "request head timed out"),
+    };
+    let target = match Target::parse(&head.target) {
+        Ok(target) => target,
+        Err(e @ (TargetError::NotHc | TargetError::BadPath)) => return refuse(io, 404, &e.to_string()).await,
+        Err(e) => return refuse(io, 400, &e.to_string()).await,
+    };
+    let key = match head.websocket_key() {
+        Ok(key) => key.to_owned(),
+        Err(why) => return refuse(io, 400, why).await,
+    };
+    let request =
+        Request { io, leftover, head, target, key, scheme: listener.scheme(), local: listener.tcp.local_addr().ok() };
+    let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
+    match request.target.action {
+        Action::Listen => control::serve(&shared, request).instrument(span).await,
+        Action::Connect => connect::serve(&shared, request).instrument(span).await,
+        Action::Accept => accept::serve(&shared, request).instrument(span).await,
+        _ => refuse(request.io, 400, "unsupported action").await,
+    }
+}
+
+/// A parsed Hybrid Connections handshake, not yet answered.
+pub(crate) struct Request {
+    pub(crate) io: Box<dyn Io>,
+    pub(crate) leftover: Vec<u8>,
+    pub(crate) head: Head,
+    pub(crate) target: Target,
+    pub(crate) key: String,
+    pub(crate) scheme: &'static str,
+    pub(crate) local: Option<SocketAddr>,
+}
+
+impl Request {
+    /// The token from `sb-hc-token`, else from the `ServiceBusAuthorization` header.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.target.token.as_deref().or_else(|| self.head.header(TOKEN_HEADER))
+    }
+
+    /// Answers 101 and returns the WebSocket.
+    pub(crate) async fn upgrade(self, shared: &Shared, protocol: Option<&str>) -> std::io::Result<WsStream> {
+        handshake::upgrade(self.io, self.leftover, &self.key, protocol, shared.config.max_frame_bytes).await
+    }
+
+    /// Answers with an error status.
+    pub(crate) async fn refuse(self, status: u16, description: &str) {
+        refuse(self.io, status, description).await
+    }
+}
