@@ -148,6 +148,11 @@ async fn open_hc(
     query.push(format!("sb-hc-rendezvous={}", pending.secret()));
     let address = format!("{}/$hc/{}?{}", hc.base_url, request.path, query.join("&"));
     let mut connect_headers = request.headers.clone();
+    if !connect_headers.keys().any(|k| k.eq_ignore_ascii_case("Sec-WebSocket-Key")) {
+        // A caller on another transport: listeners expect a WebSocket sender's headers.
+        connect_headers.insert("Sec-WebSocket-Key".into(), crate::ws::rendezvous::websocket_key());
+        connect_headers.insert("Sec-WebSocket-Version".into(), "13".into());
+    }
     if !request.contract.name.is_empty() {
         connect_headers.insert(CONTRACT_HEADER.into(), request.contract.to_header());
     }

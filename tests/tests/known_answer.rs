@@ -4,9 +4,10 @@
 //!
 //! Needs `python3`, `node` and `npm` on `PATH`; installs `tests/node` (`npm ci`) on first use.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
+
+use relay_tests::node::node_dir;
 use std::time::Duration;
 
 use relay_rpc::auth::{SasToken, sas_token, unix_now};
@@ -102,29 +103,6 @@ fn run(program: &str, args: &[&str], dir: Option<&Path>) -> String {
 
 fn python_token(case: &Case) -> String {
     run("python3", &["-c", PYTHON_SAS, case.uri, case.key_name, case.key, &case.expiry.to_string()], None)
-}
-
-/// `tests/node`, with its `node_modules` installed from the lockfile if they are missing.
-fn node_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
-        if !dir.join("node_modules/hyco-ws/package.json").exists() {
-            let output = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
-                .current_dir(&dir)
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run npm (is Node.js installed?): {e}"));
-            assert!(
-                output.status.success(),
-                "`npm ci` in {} failed ({}); run `npm ci --prefix tests/node` by hand to see why:\n{}",
-                dir.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        dir
-    })
 }
 
 fn hyco_token(uri: &str, key_name: &str, key: &str) -> String {

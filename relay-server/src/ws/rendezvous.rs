@@ -67,6 +67,13 @@ impl Drop for Rendezvous<'_> {
     }
 }
 
+/// A fresh `Sec-WebSocket-Key` (base64 of 16 random bytes), for callers that are not WebSockets.
+pub(crate) fn websocket_key() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = SystemRandom::new().fill(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Takes the waiting sender's slot for `secret`, once.
 pub(crate) fn take(shared: &Shared, secret: &str) -> Option<oneshot::Sender<Outcome>> {
     shared.rendezvous().remove(secret)

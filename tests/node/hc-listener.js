@@ -1,0 +1,31 @@
+// A Hybrid Connections listener built on the official hyco-ws package, for interop tests.
+// Usage: node hc-listener.js LISTEN_URL TOKEN
+// Prints one JSON line per event. Echoes text messages as "echo:" + text and binary messages
+// reversed. Exits when stdin closes.
+'use strict';
+const WebSocket = require('hyco-ws');
+
+const [listenUrl, token] = process.argv.slice(2);
+const print = (event) => process.stdout.write(JSON.stringify(event) + '\n');
+
+const server = WebSocket.createRelayedServer({ server: listenUrl, token }, (ws) => {
+  ws.on('open', () => {
+    print({ event: 'connection', address: ws.url, protocol: ws.protocol || null });
+    ws.send('hello from hyco-ws');
+  });
+  ws.on('message', (data, flags) => {
+    if (flags && flags.binary) {
+      const reversed = Buffer.from(data);
+      reversed.reverse();
+      ws.send(reversed, { binary: true });
+    } else {
+      ws.send('echo:' + data);
+    }
+  });
+  ws.on('close', (code) => print({ event: 'closed', code }));
+  ws.on('error', (e) => print({ event: 'error', message: String(e) }));
+});
+server.on('listening', () => print({ event: 'listening' }));
+server.on('error', (e) => print({ event: 'error', message: String(e && e.message || e) }));
+process.stdin.on('end', () => process.exit(0));
+process.stdin.resume();
