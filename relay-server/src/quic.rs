@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use relay_rpc::__wire::{read_frame, read_frame_within, write_frame};
 use relay_rpc::auth::{Right, unix_now};
@@ -192,8 +192,7 @@ async fn hold_registration(
     recv: &mut RecvStream,
 ) -> Option<StreamCode> {
     loop {
-        let lapse = expiry
-            .map(|e| (UNIX_EPOCH + Duration::from_secs(e + 1)).duration_since(SystemTime::now()).unwrap_or_default());
+        let lapse = crate::auth::until_lapse(expiry);
         let frame = tokio::select! {
             frame = read_frame(recv, MAX_HANDSHAKE_FRAME) => frame,
             () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {

@@ -1,7 +1,7 @@
 //! A Hybrid Connections listener's control channel: registration, `accept` notifications,
 //! `renewToken`, keep-alive pings, and closing with 1008 when its token lapses.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use relay_rpc::auth::{Right, unix_now};
@@ -76,8 +76,7 @@ async fn hold(
         Message::Close(Some(CloseFrame { code: code.into(), reason: reason.to_owned().into() }))
     };
     loop {
-        let lapse = expiry
-            .map(|e| (UNIX_EPOCH + Duration::from_secs(e + 1)).duration_since(SystemTime::now()).unwrap_or_default());
+        let lapse = crate::auth::until_lapse(expiry);
         tokio::select! {
             accept = accepts.recv() => {
                 let Some(accept) = accept else { break };
