@@ -28,7 +28,7 @@ pub enum ConnectError {
     /// A local socket could not be opened.
     #[error("cannot open a local socket: {0}")]
     Socket(#[source] std::io::Error),
-    /// The QUIC or TLS handshake failed (relay unreachable, certificate untrusted, ...).
+    /// The QUIC, TCP or TLS handshake failed (relay unreachable, certificate untrusted, ...).
     #[error("cannot connect to the relay: {0}")]
     Handshake(String),
     /// The handshake did not finish in time.

@@ -107,21 +107,25 @@ impl ConnectOptions {
         self.tokens.as_ref().map(|p| p.token(&format!("{url}/{address}"))).transpose()
     }
 
-    /// Bounds the connection handshake and every channel handshake (default 10 s).
+    /// Bounds the connection handshake and every channel handshake (default 10 s); over
+    /// WebSocket, every TCP, TLS and HTTP upgrade handshake, a sender's wait for a listener
+    /// included.
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self
     }
 
     /// Sends keep-alives this often (default 5 s) and gives up on a silent relay after
-    /// `idle_timeout` (default 30 s).
+    /// `idle_timeout` (default 30 s). Over QUIC they are the connection's; over WebSocket every
+    /// listener's control channel and every channel pings the relay.
     pub fn with_keep_alive(mut self, keep_alive: Duration, idle_timeout: Duration) -> Self {
         self.keep_alive = keep_alive;
         self.idle_timeout = idle_timeout;
         self
     }
 
-    /// Refuses channel frames (single RPC messages) larger than `max` bytes (default 16 MiB).
+    /// Refuses channel frames (single RPC messages; over WebSocket, single messages) larger than
+    /// `max` bytes (default 16 MiB).
     pub fn with_max_frame(mut self, max: usize) -> Self {
         self.max_frame = max;
         self

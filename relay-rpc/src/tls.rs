@@ -53,8 +53,8 @@ pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// A rustls client configuration trusting `roots`, speaking `alpn`.
-pub(crate) fn client_config(roots: Arc<RootCertStore>, alpn: &[u8]) -> Result<rustls::ClientConfig, TlsError> {
+/// A rustls client configuration trusting `roots`, offering the ALPN protocols `alpn`.
+pub(crate) fn client_config(roots: Arc<RootCertStore>, alpn: &[&[u8]]) -> Result<rustls::ClientConfig, TlsError> {
     if roots.is_empty() {
         return Err(TlsError::NoTrustAnchors);
     }
@@ -63,6 +63,6 @@ pub(crate) fn client_config(roots: Arc<RootCertStore>, alpn: &[u8]) -> Result<ru
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }

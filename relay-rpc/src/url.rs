@@ -1,17 +1,42 @@
-//! Relay URLs: `quic://host:port`.
+//! Relay URLs: `quic://host:port`, `wss://host:port` or, explicitly unencrypted, `ws://host:port`.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// The port a relay listens on when a URL names none.
+/// The port a relay listens on when a `quic://` URL names none.
 pub const DEFAULT_PORT: u16 = 7443;
 
 /// The transport a relay URL selects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Scheme {
-    /// `quic://`: QUIC with TLS 1.3.
+    /// `quic://`: QUIC with TLS 1.3 (default port 7443).
     Quic,
+    /// `wss://`: WebSocket over TLS, speaking Azure Relay's Hybrid Connections protocol
+    /// (default port 443).
+    Wss,
+    /// `ws://`: WebSocket over plain TCP, unencrypted; only when a URL asks for it (default port 80).
+    Ws,
+}
+
+impl Scheme {
+    /// The scheme as written in URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quic => "quic",
+            Self::Wss => "wss",
+            Self::Ws => "ws",
+        }
+    }
+
+    /// The port a URL of this scheme means when it names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Self::Quic => DEFAULT_PORT,
+            Self::Wss => 443,
+            Self::Ws => 80,
+        }
+    }
 }
 
 /// Why a string is not a relay URL.
@@ -19,10 +44,10 @@ pub enum Scheme {
 #[non_exhaustive]
 pub enum UrlError {
     /// The URL has no `scheme://`.
-    #[error("relay url {0:?} has no scheme; expected quic://host:port")]
+    #[error("relay url {0:?} has no scheme; expected quic://host:port or wss://host:port")]
     MissingScheme(String),
     /// The scheme is not one this build supports.
-    #[error("unsupported relay url scheme {0:?}; expected quic")]
+    #[error("unsupported relay url scheme {0:?}; expected quic, wss or ws")]
     UnsupportedScheme(String),
     /// The host is empty or malformed.
     #[error("relay url {0:?} has no valid host")]
@@ -57,6 +82,20 @@ impl RelayUrl {
         self.scheme
     }
 
+    /// Whether the transport is a WebSocket (`wss://` or `ws://`).
+    pub(crate) fn is_websocket(&self) -> bool {
+        matches!(self.scheme, Scheme::Wss | Scheme::Ws)
+    }
+
+    /// `host:port` as an HTTP `Host` header writes it, with brackets around an IPv6 address.
+    pub(crate) fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
     /// The host name or IP address, without brackets.
     pub fn host(&self) -> &str {
         &self.host
@@ -75,6 +114,8 @@ impl FromStr for RelayUrl {
         let (scheme, rest) = s.split_once("://").ok_or_else(|| UrlError::MissingScheme(s.to_owned()))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "quic" => Scheme::Quic,
+            "wss" => Scheme::Wss,
+            "ws" => Scheme::Ws,
             _ => return Err(UrlError::UnsupportedScheme(scheme.to_owned())),
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
@@ -97,7 +138,7 @@ impl FromStr for RelayUrl {
             return Err(UrlError::InvalidHost(s.to_owned()));
         }
         let port = match port {
-            None => DEFAULT_PORT,
+            None => scheme.default_port(),
             Some(p) => p.parse().ok().filter(|&p| p != 0).ok_or_else(|| UrlError::InvalidPort(s.to_owned()))?,
         };
         Ok(Self { scheme, host: host.to_owned(), port })
@@ -106,14 +147,8 @@ impl FromStr for RelayUrl {
 
 impl fmt::Display for RelayUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Quic => "quic",
-        };
-        if self.host.contains(':') {
-            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{scheme}://{}:{}", self.host, self.port)
-        }
+        let scheme = self.scheme.as_str();
+        write!(f, "{scheme}://{}", self.authority())
     }
 }
 
@@ -129,6 +164,12 @@ mod tests {
         assert_eq!("QUIC://relay.example".parse::<RelayUrl>().unwrap().port(), DEFAULT_PORT);
         assert!(matches!("relay:1".parse::<RelayUrl>(), Err(UrlError::MissingScheme(_))));
         assert!(matches!("http://h:1".parse::<RelayUrl>(), Err(UrlError::UnsupportedScheme(_))));
+        let wss: RelayUrl = "WSS://relay.example".parse().unwrap();
+        assert_eq!((wss.scheme(), wss.port(), wss.to_string().as_str()), (Scheme::Wss, 443, "wss://relay.example:443"));
+        let ws: RelayUrl = "ws://127.0.0.1:7443".parse().unwrap();
+        assert_eq!((ws.scheme(), ws.authority().as_str()), (Scheme::Ws, "127.0.0.1:7443"));
+        assert_eq!("ws://h".parse::<RelayUrl>().unwrap().port(), 80);
+        assert!(matches!("wss://h:1/$hc/calc".parse::<RelayUrl>(), Err(UrlError::Unexpected(_))));
         assert!(matches!("quic://h:0".parse::<RelayUrl>(), Err(UrlError::InvalidPort(_))));
         assert!(matches!("quic://h:x".parse::<RelayUrl>(), Err(UrlError::InvalidPort(_))));
         assert!(matches!("quic://:1".parse::<RelayUrl>(), Err(UrlError::InvalidHost(_))));

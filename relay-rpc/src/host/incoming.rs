@@ -3,27 +3,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{RecvStream, SendStream};
-
 use crate::channel::{Channel, ChannelError};
-use crate::proto::{ContractInfo, ErrorCode, Incoming, Reply};
-use crate::transport::quic;
+use crate::proto::{ContractInfo, ErrorCode, Incoming};
+use crate::transport::PendingChannel;
 
-/// How long a refusal may take to write before the stream is dropped.
+/// How long a refusal may take to deliver before it is given up.
 const REJECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A channel a caller wants to open; [`accept`](Self::accept) or [`reject`](Self::reject) it.
 #[derive(Debug)]
 pub struct IncomingChannel {
     incoming: Incoming,
-    send: SendStream,
-    recv: RecvStream,
-    max_frame: usize,
+    pending: PendingChannel,
 }
 
 impl IncomingChannel {
-    pub(crate) fn new(incoming: Incoming, send: SendStream, recv: RecvStream, max_frame: usize) -> Self {
-        Self { incoming, send, recv, max_frame }
+    pub(crate) fn new(incoming: Incoming, pending: PendingChannel) -> Self {
+        Self { incoming, pending }
     }
 
     /// The address the caller dialled.
@@ -42,17 +38,14 @@ impl IncomingChannel {
     }
 
     /// Accepts the channel.
-    pub async fn accept(mut self) -> Result<Channel, ChannelError> {
-        quic::write_frame(&mut self.send, &Reply::Accepted.encode()).await?;
+    pub async fn accept(self) -> Result<Channel, ChannelError> {
         let address: Arc<str> = Arc::from(self.incoming.address.as_str());
-        Ok(quic::channel(self.send, self.recv, self.max_frame, address, self.incoming.channel_id))
+        self.pending.accept(address, self.incoming.channel_id).await
     }
 
     /// Refuses the channel; the caller's open fails with `code` and `detail`.
-    pub async fn reject(mut self, code: ErrorCode, detail: &str) -> Result<(), ChannelError> {
-        quic::write_frame(&mut self.send, &Reply::refused(code, detail).encode()).await?;
-        let _ = self.send.finish();
-        Ok(())
+    pub async fn reject(self, code: ErrorCode, detail: &str) -> Result<(), ChannelError> {
+        self.pending.reject(code, detail).await
     }
 
     /// Refuses the channel without waiting, bounded by a timeout.

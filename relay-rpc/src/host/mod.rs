@@ -6,5 +6,6 @@ mod listener;
 mod serve;
 
 pub use connection::Host;
+pub(crate) use connection::Routes;
 pub use incoming::IncomingChannel;
 pub use listener::Listener;

@@ -1,5 +1,7 @@
 //! The QUIC transport: one connection to the relay, one bidirectional stream per channel.
 
+pub(crate) mod host;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,19 +16,15 @@ use quinn::{
 };
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use super::Role;
+use crate::auth::Token;
 use crate::channel::{Channel, ChannelError};
-use crate::error::ConnectError;
+use crate::contract::ContractDescriptor;
+use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
-use crate::proto::{self, FRAME_HEADER_LEN, StreamCode};
+use crate::proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 use crate::tls;
 use crate::url::RelayUrl;
-
-/// Which end of a relay connection this is: it decides how many streams the relay may open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    Host,
-    Caller,
-}
 
 /// A QUIC connection to a relay, with the endpoint that drives it.
 #[derive(Debug, Clone)]
@@ -36,10 +34,22 @@ pub(crate) struct QuicLink {
     _endpoint: Endpoint,
 }
 
+impl QuicLink {
+    /// Closes the connection and every stream on it.
+    pub(crate) fn close(&self) {
+        self.connection.close(code(StreamCode::Done), b"closed");
+    }
+}
+
+/// A stream code as a QUIC application error code.
+pub(crate) fn code(code: StreamCode) -> VarInt {
+    VarInt::from_u64(code.to_u64()).unwrap_or_default()
+}
+
 /// Dials `url` and completes the QUIC and TLS handshake.
 pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -> Result<QuicLink, ConnectError> {
     let remote = resolve(url).await?;
-    let mut tls = tls::client_config(options.roots.clone(), proto::ALPN)?;
+    let mut tls = tls::client_config(options.roots.clone(), &[proto::ALPN])?;
     tls.enable_early_data = false;
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
@@ -73,6 +83,35 @@ fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
     transport.max_concurrent_bidi_streams(VarInt::from_u32(incoming));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
     transport
+}
+
+/// Opens a stream to `address`: sends the `Connect` hello, waits for the relay's (or the
+/// listener's) reply, all within the handshake timeout.
+pub(crate) async fn open_channel(
+    link: &QuicLink,
+    options: &ConnectOptions,
+    address: &str,
+    token: Option<Token>,
+    contract: Option<&ContractDescriptor>,
+) -> Result<Channel, OpenError> {
+    let lost = |e: ChannelError| OpenError::ConnectionLost(e.to_string());
+    let hello = Hello::Connect {
+        address: address.to_owned(),
+        token: token.map(|t| t.value().to_owned()),
+        contract: contract.map(ContractInfo::from).unwrap_or_default(),
+    };
+    let handshake = async {
+        let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
+        write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
+        let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
+        match Reply::decode(&body)? {
+            Reply::Accepted => Ok((send, recv)),
+            Reply::Refused(refusal) => Err(OpenError::from_refusal(address, refusal)),
+        }
+    };
+    let (send, recv) =
+        tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| OpenError::Timeout)??;
+    Ok(channel(send, recv, options.max_frame, Arc::from(address), 0))
 }
 
 /// Reads one length-prefixed handshake frame of at most `max` bytes.

@@ -1,0 +1,182 @@
+//! The host side of QUIC: a listener's control stream, and the streams the relay opens for
+//! callers' channels, routed to listeners by address.
+
+use std::sync::{Arc, PoisonError};
+use std::time::SystemTime;
+
+use quinn::{RecvStream, SendStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{QuicLink, code, connection_error, read_error, read_frame, read_frame_within, write_frame};
+use crate::auth::Token;
+use crate::channel::{Channel, ChannelError};
+use crate::error::ListenError;
+use crate::host::{IncomingChannel, Routes};
+use crate::options::ConnectOptions;
+use crate::proto::{Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use crate::transport::PendingChannel;
+use crate::transport::renewal::{Renewal, Renewed};
+
+/// A registration over QUIC: its control stream, whose sending half a task holds to renew the
+/// token. Dropping it aborts that task, which drops the stream and ends the registration.
+#[derive(Debug)]
+pub(crate) struct QuicRegistration {
+    renewal: JoinHandle<()>,
+    control: RecvStream,
+    connection: quinn::Connection,
+}
+
+impl Drop for QuicRegistration {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
+impl QuicRegistration {
+    /// Waits until the relay ends the registration or the connection is lost. Cancel-safe.
+    pub(crate) async fn ended(&mut self) -> ListenError {
+        let mut scratch = [0u8; 256];
+        loop {
+            return match self.control.read(&mut scratch).await {
+                // No relay-to-host control messages are defined yet; later ones are skipped.
+                Ok(Some(_)) => continue,
+                Ok(None) => ListenError::Closed,
+                Err(quinn::ReadError::ConnectionLost(_)) => self.connection_lost(),
+                Err(quinn::ReadError::Reset(code)) => match StreamCode::from_u64(code.into_inner()) {
+                    StreamCode::TokenExpired => ListenError::TokenExpired,
+                    StreamCode::Unauthorized => ListenError::RenewalRefused,
+                    StreamCode::RelayShutdown => ListenError::ConnectionLost("relay shutting down".into()),
+                    _ => ListenError::Closed,
+                },
+                Err(e) => ListenError::ConnectionLost(read_error(&e).to_string()),
+            };
+        }
+    }
+
+    /// The error of a listener whose connection is gone.
+    pub(crate) fn connection_lost(&self) -> ListenError {
+        let reason = self.connection.close_reason().map(|e| connection_error(&e).to_string());
+        ListenError::ConnectionLost(reason.unwrap_or_else(|| "host connection closed".into()))
+    }
+}
+
+/// Registers on `address` with a `Listen` hello on a new control stream, within the handshake
+/// timeout, and starts renewing the token over it.
+pub(crate) async fn register(
+    link: &QuicLink,
+    options: &ConnectOptions,
+    address: &str,
+    token: Option<Token>,
+    renewal: Renewal,
+) -> Result<QuicRegistration, ListenError> {
+    let hello = Hello::Listen { address: address.to_owned(), token: token.map(|t| t.value().to_owned()) };
+    let handshake = async {
+        let lost = |e: ChannelError| ListenError::ConnectionLost(e.to_string());
+        let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
+        write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
+        let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
+        match Reply::decode(&body)? {
+            Reply::Accepted => Ok((send, recv)),
+            Reply::Refused(r) => match r.code {
+                ErrorCode::Auth(reason) => Err(ListenError::Unauthorized { reason, detail: r.detail }),
+                code => Err(ListenError::Refused { code, detail: r.detail }),
+            },
+        }
+    };
+    let (send, control) =
+        tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| ListenError::Timeout)??;
+    let renewal = tokio::spawn(renew_token(send, renewal));
+    Ok(QuicRegistration { renewal, control, connection: link.connection.clone() })
+}
+
+/// Owns a listener's control stream and renews its token over it before it expires. Holding the
+/// stream keeps the registration; dropping it (when the listener drops and aborts this task)
+/// ends the registration.
+async fn renew_token(mut control: SendStream, mut renewal: Renewal) {
+    while let Some(wait) = renewal.due_in(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+        match renewal.renew() {
+            Renewed::Token(token) => {
+                let renew = Control::RenewToken { token: token.value().to_owned() };
+                if write_frame(&mut control, &renew.encode()).await.is_err() {
+                    break;
+                }
+                tracing::debug!(resource = %renewal.resource(), expires_at = token.expires_at(), "token renewed");
+            }
+            // A fixed token cannot be renewed: the relay ends the registration when it expires.
+            Renewed::Stop => break,
+            Renewed::Retry(e) => {
+                tracing::warn!(resource = %renewal.resource(), error = %e, "cannot renew the token; retrying")
+            }
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Accepts the streams the relay opens, reads each one's [`Incoming`] header and hands it to the
+/// listener registered on its address. Ends when the connection does, dropping every route so
+/// that listeners learn of it.
+pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes, options: ConnectOptions) {
+    loop {
+        let (send, mut recv) = match connection.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::debug!(error = %e, "host connection ended");
+                break;
+            }
+        };
+        let header = match read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, options.handshake_timeout).await {
+            Ok(Some(body)) => Incoming::decode(&body).map_err(|e| e.to_string()),
+            Ok(None) => Err("timed out reading the channel header".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        let incoming = match header {
+            Ok(incoming) => incoming,
+            Err(e) => {
+                tracing::warn!(error = %e, "relay sent a bad channel header");
+                let _ = recv.stop(code(StreamCode::ProtocolError));
+                continue;
+            }
+        };
+        let route = routes.lock().unwrap_or_else(PoisonError::into_inner).get(&incoming.address).cloned();
+        let pending = PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame });
+        let channel = IncomingChannel::new(incoming, pending);
+        match route {
+            None => channel.reject_in_background(ErrorCode::NoListener, "not listening on this address"),
+            Some(route) => match route.try_send(channel) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(channel)) => {
+                    channel.reject_in_background(ErrorCode::Busy, "listener is busy")
+                }
+                Err(mpsc::error::TrySendError::Closed(channel)) => {
+                    channel.reject_in_background(ErrorCode::NoListener, "listener closed")
+                }
+            },
+        }
+    }
+    routes.lock().unwrap_or_else(PoisonError::into_inner).clear();
+}
+
+/// A stream the relay opened for a caller's channel, its [`Incoming`] header read, unanswered.
+#[derive(Debug)]
+pub(crate) struct QuicPending {
+    send: SendStream,
+    recv: RecvStream,
+    max_frame: usize,
+}
+
+impl QuicPending {
+    /// Answers `Accepted`; the stream carries the channel from now on.
+    pub(crate) async fn accept(mut self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
+        write_frame(&mut self.send, &Reply::Accepted.encode()).await?;
+        Ok(super::channel(self.send, self.recv, self.max_frame, address, id))
+    }
+
+    /// Answers with a refusal, which the relay passes to the caller.
+    pub(crate) async fn reject(mut self, code: ErrorCode, detail: &str) -> Result<(), ChannelError> {
+        write_frame(&mut self.send, &Reply::refused(code, detail).encode()).await?;
+        let _ = self.send.finish();
+        Ok(())
+    }
+}

@@ -1,0 +1,289 @@
+//! The client side of the WebSocket opening handshake (RFC 6455 §4.1), written out here rather
+//! than left to tungstenite so that a refusal's status, reason phrase and body reach the caller:
+//! Hybrid Connections says in them why it refused. Request building and response parsing are
+//! sans-IO; [`upgrade`] drives them over any byte stream.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::client::generate_key;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use super::target::Endpoint;
+use crate::proto::{ErrorCode, hc};
+
+/// The longest response head (status line and headers) read, in bytes.
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
+
+/// The longest refusal body read, in bytes.
+const MAX_BODY: usize = 4 * 1024;
+
+/// The most response headers parsed.
+const MAX_HEADERS: usize = 64;
+
+/// Why a handshake failed before the relay answered with a status.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    /// Reading or writing the socket failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The relay closed the connection before answering.
+    #[error("the relay closed the connection during the handshake")]
+    Eof,
+    /// The answer is not a valid HTTP response or WebSocket acceptance.
+    #[error("malformed handshake response: {0}")]
+    Malformed(String),
+    /// A header value holds characters a header cannot carry (a token with a line break).
+    #[error("the {0} header holds characters a header cannot carry")]
+    BadHeader(String),
+}
+
+/// How the relay answered.
+#[derive(Debug)]
+pub(crate) enum Upgrade<S> {
+    /// `101 Switching Protocols`: the WebSocket is open.
+    Accepted(Box<WebSocketStream<S>>),
+    /// Another status, with the description the relay gave (reason phrase or body).
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// Why, for a human (and for [`hc::error_code`]).
+        description: String,
+    },
+}
+
+/// The head of the relay's response.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Head {
+    /// `101`, checked: the WebSocket starts after `len` bytes.
+    Switching { len: usize },
+    /// Another status; its body (if any) starts after `len` bytes.
+    Refused { status: u16, reason: String, content_length: Option<usize>, len: usize },
+}
+
+/// The opening handshake request for `endpoint`, with the client's `key` and extra `headers`.
+pub(crate) fn request(endpoint: &Endpoint, key: &str, headers: &[(&str, &str)]) -> Result<Vec<u8>, HandshakeError> {
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
+         Sec-WebSocket-Version: 13\r\n",
+        endpoint.target,
+        endpoint.authority(),
+    );
+    for (name, value) in headers {
+        if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            return Err(HandshakeError::BadHeader((*name).to_owned()));
+        }
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    Ok(request.into_bytes())
+}
+
+/// Parses the response head in `buf`: `None` until it is complete. A `101` must carry the
+/// `Sec-WebSocket-Accept` that matches the request's key (`accept_key`).
+pub(crate) fn parse_head(buf: &[u8], accept_key: &str) -> Result<Option<Head>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
+        Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("response head too long".into())),
+        Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
+    };
+    let status = response.code.unwrap_or_default();
+    let header = |name: &str| {
+        response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value))
+    };
+    if status != 101 {
+        let content_length = header("Content-Length").and_then(|v| v.trim().parse().ok());
+        let reason = response.reason.unwrap_or_default().to_owned();
+        return Ok(Some(Head::Refused { status, reason, content_length, len }));
+    }
+    let upgrade = header("Upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    let connection =
+        header("Connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    if !upgrade || !connection {
+        return Err(HandshakeError::Malformed("101 without an upgrade to websocket".into()));
+    }
+    if header("Sec-WebSocket-Accept").as_deref().map(str::trim) != Some(accept_key) {
+        return Err(HandshakeError::Malformed("wrong Sec-WebSocket-Accept".into()));
+    }
+    Ok(Some(Head::Switching { len }))
+}
+
+/// The description of a refusal: the reason phrase if it names an authorization failure (or the
+/// body is empty), else the body, where servers that write standard reason phrases put it.
+fn description(status: u16, reason: &str, body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() || matches!(hc::error_code(status, reason), ErrorCode::Auth(_)) {
+        reason.trim().to_owned()
+    } else {
+        body.to_owned()
+    }
+}
+
+/// Sends the opening handshake for `endpoint` over `stream` and reads the answer. The caller
+/// bounds it with a timeout.
+pub(crate) async fn upgrade<S>(
+    mut stream: S,
+    endpoint: &Endpoint,
+    headers: &[(&str, &str)],
+    config: WebSocketConfig,
+) -> Result<Upgrade<S>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let key = generate_key();
+    stream.write_all(&request(endpoint, &key, headers)?).await?;
+    stream.flush().await?;
+    let accept_key = derive_accept_key(key.as_bytes());
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let head = loop {
+        if let Some(head) = parse_head(&buf, &accept_key)? {
+            break head;
+        }
+        let room = (MAX_HEAD - buf.len()).min(chunk.len());
+        match stream.read(&mut chunk[..room]).await? {
+            0 => return Err(HandshakeError::Eof),
+            n => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    match head {
+        Head::Switching { len } => {
+            let tail = buf.split_off(len);
+            let ws = WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(config)).await;
+            Ok(Upgrade::Accepted(Box::new(ws)))
+        }
+        Head::Refused { status, reason, content_length, len } => {
+            let mut body = buf.split_off(len);
+            let wanted = content_length.unwrap_or(0).min(MAX_BODY);
+            while body.len() < wanted {
+                let room = (wanted - body.len()).min(chunk.len());
+                match stream.read(&mut chunk[..room]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                }
+            }
+            body.truncate(content_length.unwrap_or(body.len()).min(MAX_BODY));
+            let description = description(status, &reason, &String::from_utf8_lossy(&body));
+            Ok(Upgrade::Refused { status, description })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::DuplexStream;
+    use tokio_tungstenite::tungstenite::Message;
+
+    fn endpoint() -> Endpoint {
+        Endpoint { tls: true, host: "::1".into(), port: 7443, target: "/$hc/calc?sb-hc-action=connect".into() }
+    }
+
+    /// Reads the request on `server` and returns its key and raw text.
+    async fn read_request(server: &mut DuplexStream) -> (String, String) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.ends_with(b"\r\n\r\n") {
+            let n = server.read(&mut chunk).await.unwrap();
+            assert!(n > 0);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8(buf).unwrap();
+        let key = text.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap().to_owned();
+        (key, text)
+    }
+
+    #[test]
+    fn requests_carry_the_target_host_and_headers() {
+        let request = request(&endpoint(), "k", &[("ServiceBusAuthorization", "SharedAccessSignature sr=a")]).unwrap();
+        let text = String::from_utf8(request).unwrap();
+        assert!(text.starts_with("GET /$hc/calc?sb-hc-action=connect HTTP/1.1\r\nHost: [::1]:7443\r\n"), "{text}");
+        assert!(text.contains("\r\nSec-WebSocket-Key: k\r\n") && text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+        assert!(text.ends_with("\r\nServiceBusAuthorization: SharedAccessSignature sr=a\r\n\r\n"), "{text}");
+        let injected = super::request(&endpoint(), "k", &[("ServiceBusAuthorization", "t\r\nX-Evil: 1")]);
+        assert!(matches!(injected, Err(HandshakeError::BadHeader(_))));
+    }
+
+    #[test]
+    fn heads_parse_and_check_the_accept_key() {
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\n\x82";
+        assert_eq!(parse_head(ok, "abc").unwrap(), Some(Head::Switching { len: ok.len() - 1 }));
+        assert!(matches!(parse_head(ok, "xyz"), Err(HandshakeError::Malformed(_))));
+        assert_eq!(parse_head(&ok[..20], "abc").unwrap(), None);
+        let refused = b"HTTP/1.1 404 no listener on calc\r\nContent-Length: 3\r\n\r\nabc";
+        assert_eq!(
+            parse_head(refused, "abc").unwrap(),
+            Some(Head::Refused { status: 404, reason: "no listener on calc".into(), content_length: Some(3), len: 55 })
+        );
+        assert!(matches!(parse_head(b"garbage\r\n\r\n", "abc"), Err(HandshakeError::Malformed(_))));
+        let endless = [b"HTTP/1.1 200 OK\r\n".as_slice(), &b"X: y\r\n".repeat(MAX_HEAD / 6)].concat();
+        assert!(matches!(parse_head(&endless, "abc"), Err(HandshakeError::Malformed(_))));
+    }
+
+    #[test]
+    fn descriptions_come_from_the_reason_or_the_body() {
+        assert_eq!(description(401, "missing token: none", "Unauthorized"), "missing token: none");
+        assert_eq!(description(401, "Unauthorized", "missing token: none\n"), "missing token: none");
+        assert_eq!(description(409, "Conflict", "the listener serves `Calc`"), "the listener serves `Calc`");
+        assert_eq!(description(404, "no listener on calc", ""), "no listener on calc");
+    }
+
+    #[tokio::test]
+    async fn upgrades_and_keeps_frames_sent_with_the_answer() {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let relay = tokio::spawn(async move {
+            let (key, request) = read_request(&mut server).await;
+            assert!(request.contains("\r\nRelay-Contract: Calc;1;\r\n"));
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {}\r\n\r\n",
+                derive_accept_key(key.as_bytes())
+            );
+            // The answer and the first frame (unmasked binary "hi") in one write.
+            server.write_all(&[answer.as_bytes(), b"\x82\x02hi"].concat()).await.unwrap();
+            let mut ws = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+            ws.next().await.unwrap().unwrap()
+        });
+        let endpoint = endpoint();
+        let upgraded = upgrade(client, &endpoint, &[("Relay-Contract", "Calc;1;")], WebSocketConfig::default());
+        let Upgrade::Accepted(mut ws) = upgraded.await.unwrap() else { panic!("refused") };
+        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(&b"hi"[..]));
+        ws.send(Message::binary(&b"back"[..])).await.unwrap();
+        assert_eq!(relay.await.unwrap(), Message::binary(&b"back"[..]));
+    }
+
+    #[tokio::test]
+    async fn refusals_keep_their_status_and_description() {
+        for (answer, status, expected) in [
+            (
+                "HTTP/1.1 401 missing token: no token given\r\nContent-Length: 0\r\n\r\n",
+                401,
+                "missing token: no token given",
+            ),
+            ("HTTP/1.1 409 Conflict\r\nContent-Length: 12\r\n\r\nwrong method", 409, "wrong method"),
+            ("HTTP/1.1 404 Not Found\r\n\r\n", 404, "Not Found"),
+        ] {
+            let (client, mut server) = tokio::io::duplex(64 * 1024);
+            let relay = tokio::spawn(async move {
+                read_request(&mut server).await;
+                server.write_all(answer.as_bytes()).await.unwrap();
+                server // Kept open: the client must not wait for the end of the stream.
+            });
+            let upgraded = upgrade(client, &endpoint(), &[], WebSocketConfig::default()).await.unwrap();
+            let Upgrade::Refused { status: s, description } = upgraded else { panic!("accepted") };
+            assert_eq!((s, description.as_str()), (status, expected));
+            drop(relay.await);
+        }
+        let (client, mut server) = tokio::io::duplex(1024);
+        let relay = tokio::spawn(async move { read_request(&mut server).await });
+        let err = upgrade(client, &endpoint(), &[], WebSocketConfig::default()).await.unwrap_err();
+        assert!(matches!(err, HandshakeError::Eof), "{err:?}");
+        relay.await.unwrap();
+    }
+}
