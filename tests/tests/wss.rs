@@ -229,7 +229,6 @@ async fn a_host_that_leaves_fails_its_callers_at_once() {
 }
 
 #[tokio::test]
-#[ignore = "relay-server passes a wss listener's 1001 close to a QUIC caller as a clean finish (Closed)"]
 async fn a_wss_host_that_leaves_fails_its_quic_callers_at_once() {
     let relay = TestRelay::start().await;
     host_leaves(&relay, &relay.ws_url, &relay.url).await;
@@ -364,7 +363,6 @@ async fn shutdown_drains_then_closes_with_a_distinct_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "relay-server stops accepting wss connections when it drains, so new senders get a reset, not a 503"]
 async fn new_channels_are_refused_while_the_relay_drains() {
     let relay = TestRelay::start_with(|c| c.shutdown_grace_ms = 1_500).await;
     let (_host, mut events) = serve_lab(&relay, &relay.ws_url, "lab", "a").await;

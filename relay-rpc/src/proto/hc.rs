@@ -194,18 +194,21 @@ pub fn http_status(code: ErrorCode) -> (u16, &'static str) {
         ErrorCode::Auth(_) => (401, "Unauthorized"),
         ErrorCode::ContractMismatch => (409, "Conflict"),
         ErrorCode::BadRequest => (400, "Bad Request"),
-        ErrorCode::Busy => (503, "Service Unavailable"),
-        ErrorCode::ShuttingDown => (503, "Service Unavailable"),
+        ErrorCode::Busy | ErrorCode::ShuttingDown => (503, "Service Unavailable"),
         ErrorCode::Rejected => (403, "Forbidden"),
         _ => (500, "Internal Server Error"),
     }
 }
 
-/// The status description the relay sends: `"{reason}: {detail}"`, so that typed clients can
-/// recover an authorization failure's reason with [`error_code`].
+/// What a `503` says when the relay is shutting down (rather than busy).
+const SHUTTING_DOWN: &str = "relay is shutting down";
+
+/// The status description the relay sends: `"{reason}: {detail}"` for authorization failures and
+/// a fixed text when shutting down, so that typed clients recover the code with [`error_code`].
 pub fn status_description(code: ErrorCode, detail: &str) -> String {
     match code {
         ErrorCode::Auth(reason) => format!("{reason}: {detail}"),
+        ErrorCode::ShuttingDown => SHUTTING_DOWN.to_owned(),
         _ => detail.to_owned(),
     }
 }
@@ -220,6 +223,7 @@ pub fn error_code(status: u16, description: &str) -> ErrorCode {
             .map_or(ErrorCode::Rejected, ErrorCode::Auth),
         409 => ErrorCode::ContractMismatch,
         400 => ErrorCode::BadRequest,
+        503 if description.starts_with(SHUTTING_DOWN) => ErrorCode::ShuttingDown,
         503 => ErrorCode::Busy,
         _ => ErrorCode::Rejected,
     }
@@ -307,7 +311,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_to_codes() {
-        for code in [ErrorCode::NoListener, ErrorCode::ContractMismatch, ErrorCode::BadRequest]
+        for code in [ErrorCode::NoListener, ErrorCode::ContractMismatch, ErrorCode::BadRequest, ErrorCode::ShuttingDown]
             .into_iter()
             .chain(AuthFailure::ALL.map(ErrorCode::Auth))
         {

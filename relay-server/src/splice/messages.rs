@@ -97,16 +97,28 @@ impl Sink {
         }
     }
 
-    /// Ends cleanly: finishes a QUIC stream, sends a WebSocket close frame.
-    async fn close(&mut self, close: Option<(u16, String)>) {
+    /// Passes on a close from `from`: a WebSocket close frame as it is; to a QUIC stream, a normal
+    /// close as its end and any other as a reset saying what the close code says.
+    async fn close(&mut self, close: Option<(u16, String)>, from: Side) {
         match self {
             Sink::Quic(write) => {
                 let _ = SinkExt::<Bytes>::flush(write).await;
-                let _ = write.get_mut().finish();
+                let code = match close.as_ref().map(|(code, _)| *code) {
+                    None | Some(CLOSE_NORMAL) => None,
+                    Some(CLOSE_GOING_AWAY) if from == Side::Host => Some(StreamCode::ListenerGone),
+                    Some(CLOSE_GOING_AWAY) => Some(StreamCode::CallerGone),
+                    Some(CLOSE_RESTART) => Some(StreamCode::RelayShutdown),
+                    Some(_) => Some(StreamCode::ProtocolError),
+                };
+                let stream = write.get_mut();
+                let _ = match code {
+                    None => stream.finish(),
+                    Some(code) => stream.reset(quic_code(code)),
+                };
             }
             Sink::Ws(write) => {
                 let (code, reason) = close.unwrap_or((CLOSE_NORMAL, String::new()));
-                let _ = write.send(Message::Close(Some(CloseFrame { code: code.into(), reason: reason.into() }))).await;
+                send_close(write, code, &reason).await;
             }
         }
     }
@@ -117,9 +129,14 @@ impl Sink {
             Sink::Quic(write) => {
                 let _ = write.get_mut().reset(quic_code(code));
             }
-            Sink::Ws(_) => self.close(Some((ws_code, reason.to_owned()))).await,
+            Sink::Ws(write) => send_close(write, ws_code, reason).await,
         }
     }
+}
+
+async fn send_close(write: &mut SplitSink<WsStream, Message>, code: u16, reason: &str) {
+    let frame = CloseFrame { code: code.into(), reason: reason.to_owned().into() };
+    let _ = write.send(Message::Close(Some(frame))).await;
 }
 
 fn quic_code(code: StreamCode) -> VarInt {
@@ -132,7 +149,7 @@ async fn pump(from: &mut Source, from_side: Side, to: &mut Sink, to_side: Side) 
         match from.next().await {
             Next::Frame(frame) => to.send(frame).await.map_err(|()| to_side)?,
             Next::Close(close) => {
-                to.close(close).await;
+                to.close(close, from_side).await;
                 return Ok(());
             }
             Next::Failed => return Err(from_side),

@@ -31,7 +31,8 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         }
     };
     if shared.draining() {
-        return request.refuse(503, "relay is shutting down").await;
+        let code = ErrorCode::ShuttingDown;
+        return request.refuse(http_status(code).0, &status_description(code, "")).await;
     }
     let base_url = format!("{}://{}", request.scheme, host_of(&request));
     let (notify, accepts) = mpsc::channel(ACCEPT_QUEUE);

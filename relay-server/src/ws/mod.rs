@@ -65,8 +65,8 @@ pub(crate) fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<WsListe
     Ok(WsListener { tcp, tls })
 }
 
-/// Accepts connections on every listener until the relay drains; then waits for open ones to
-/// finish until it closes.
+/// Accepts connections on every listener until the relay closes (while it drains they are
+/// refused with 503); then gives open ones a moment to close.
 pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     let listeners: Vec<Arc<WsListener>> = listeners.into_iter().map(Arc::new).collect();
@@ -101,11 +101,11 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
                 None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            () = shared.reached(Phase::Draining) => break,
+            // While draining, new senders and listeners still get an answer: 503, shutting down.
+            () = shared.reached(Phase::Closing) => break,
         }
     }
     acceptors.abort_all();
-    shared.reached(Phase::Closing).await;
     let _ = tokio::time::timeout(shared.config.handshake_timeout(), async {
         while connections.join_next().await.is_some() {}
     })

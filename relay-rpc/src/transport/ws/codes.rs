@@ -9,13 +9,9 @@ use crate::proto::{ErrorCode, Refusal};
 use crate::transport::Role;
 
 /// The refusal a handshake's HTTP status and description stand for. An authorization failure's
-/// reason prefix (`"missing token: …"`) becomes the code and leaves the detail; a `503` that says
-/// the relay is shutting down is [`ErrorCode::ShuttingDown`], as over QUIC.
+/// reason prefix (`"missing token: …"`) becomes the code and leaves the detail.
 pub(crate) fn refusal(status: u16, description: &str) -> Refusal {
-    let code = match hc::error_code(status, description) {
-        ErrorCode::Busy if description.contains("shutting down") => ErrorCode::ShuttingDown,
-        code => code,
-    };
+    let code = hc::error_code(status, description);
     let detail = match code {
         ErrorCode::Auth(reason) => description
             .strip_prefix(reason.as_str())
