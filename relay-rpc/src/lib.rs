@@ -40,6 +40,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Transports
+//! The relay URL picks the transport; nothing else changes:
+//!
+//! | URL | transport |
+//! |---|---|
+//! | `quic://host:port` | QUIC with TLS 1.3: one connection, one stream per channel (default port 7443) |
+//! | `wss://host:port` | WebSocket over TLS speaking Azure Relay's Hybrid Connections protocol: one WebSocket per channel, one message per frame (default port 443) |
+//! | `ws://host:port` | the same without TLS, only where the relay explicitly serves it (default port 80) |
+//!
+//! Over `wss://` hosts and callers work with Azure's own relay service too, and with Azure's
+//! official clients (such as the Node `hyco-ws` package) on the other end.
+//!
 //! # What `#[relay_service]` generates for `trait Foo`
 //! - `trait Foo` itself, with a `&self` receiver added to each method and `Send` futures;
 //! - `FooClient`: the typed stub; each method takes a [`CallContext`] first and returns

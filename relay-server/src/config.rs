@@ -63,6 +63,9 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// How long a connection or stream may take to say what it wants. Default 10 s.
     pub handshake_timeout_ms: u64,
+    /// How long a Hybrid Connections listener may take to open its rendezvous for a sender.
+    /// Default 30 s, as in Azure.
+    pub rendezvous_timeout_ms: u64,
     /// Keep-alive interval on every connection. Default 2 s.
     pub keep_alive_ms: u64,
     /// A connection silent this long is dead, its listeners unregistered and their callers told.
@@ -150,6 +153,7 @@ impl Default for Config {
             cert_file: None,
             key_file: None,
             handshake_timeout_ms: 10_000,
+            rendezvous_timeout_ms: 30_000,
             keep_alive_ms: 2_000,
             idle_timeout_ms: 8_000,
             shutdown_grace_ms: 10_000,
@@ -182,8 +186,8 @@ impl Config {
         if self.cert_file.is_some() != self.key_file.is_some() {
             return invalid("cert_file and key_file must be set together");
         }
-        if self.handshake_timeout_ms == 0 {
-            return invalid("handshake_timeout_ms must be positive");
+        if self.handshake_timeout_ms == 0 || self.rendezvous_timeout_ms == 0 {
+            return invalid("handshake_timeout_ms and rendezvous_timeout_ms must be positive");
         }
         if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
             return invalid("keep_alive_ms must be positive and below idle_timeout_ms");
@@ -218,6 +222,10 @@ impl Config {
 
     pub(crate) fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    pub(crate) fn rendezvous_timeout(&self) -> Duration {
+        Duration::from_millis(self.rendezvous_timeout_ms)
     }
 
     pub(crate) fn shutdown_grace(&self) -> Duration {

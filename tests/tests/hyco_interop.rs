@@ -1,6 +1,6 @@
 //! Interop with Azure Relay's official Node.js client, `hyco-ws` 1.0.5, through our relay over
 //! `wss://` speaking the Hybrid Connections protocol: hyco-ws on both ends, and hyco-ws facing
-//! Rust hosts and callers on QUIC (the relay bridges WebSocket messages and QUIC frames).
+//! Rust hosts and callers on wss and on QUIC (the relay bridges WebSocket messages and QUIC frames).
 
 use std::time::Duration;
 
@@ -104,10 +104,16 @@ async fn senders_get_http_statuses_for_no_listener_bad_tokens_and_rejections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rust_caller_on_quic_reaches_a_hyco_listener() {
+async fn rust_callers_on_quic_and_wss_reach_a_hyco_listener() {
     let relay = TestRelay::start().await;
     let _listener = listener(&relay, "lab");
-    let caller = relay.caller().await;
+    for url in [&relay.url, &relay.ws_url] {
+        rust_caller_reaches_the_hyco_listener(&relay, url).await;
+    }
+}
+
+async fn rust_caller_reaches_the_hyco_listener(relay: &TestRelay, url: &str) {
+    let caller = relay_rpc::Connection::connect(url, relay.options()).await.unwrap();
     let mut channel = caller.open_channel("lab", None).await.unwrap();
     let hello = tokio::time::timeout(WAIT, channel.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(&hello[..], b"hello from hyco-ws", "a text message arrives as a frame");
@@ -117,9 +123,15 @@ async fn a_rust_caller_on_quic_reaches_a_hyco_listener() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hyco_sender_reaches_a_rust_host_on_quic() {
+async fn a_hyco_sender_reaches_rust_hosts_on_quic_and_wss() {
     let relay = TestRelay::start().await;
-    let host = relay.host().await;
+    for url in [relay.url.clone(), relay.ws_url.clone()] {
+        hyco_sender_reaches_a_rust_host(&relay, &url).await;
+    }
+}
+
+async fn hyco_sender_reaches_a_rust_host(relay: &TestRelay, url: &str) {
+    let host = relay_rpc::Host::connect(url, relay.options()).await.unwrap();
     let mut listener = host.listen("echo").await.unwrap();
     tokio::spawn(async move {
         while let Ok(incoming) = listener.accept().await {
