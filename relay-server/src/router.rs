@@ -93,8 +93,11 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
             return Err(Refusal::new(ErrorCode::NoListener, detail));
         };
         tried.push(id);
-        let opened =
-            tokio::time::timeout(shared.config.handshake_timeout(), open(shared, &listener, request, channel_id));
+        let limit = match listener {
+            ListenerHandle::Quic(_) => shared.config.handshake_timeout(),
+            ListenerHandle::Hc(_) => shared.config.rendezvous_timeout(),
+        };
+        let opened = tokio::time::timeout(limit, open(shared, &listener, request, channel_id));
         match opened.await {
             Ok(Ok(end)) => return Ok(end),
             Ok(Err(Failed::Refused(refusal))) => return Err(refusal),
