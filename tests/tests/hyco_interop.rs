@@ -148,7 +148,7 @@ async fn hyco_sender_reaches_a_rust_host(relay: &TestRelay, url: &str) {
         }
     });
     let mut sender =
-        NodeScript::spawn("hc-sender.js", &[&connect_url(&relay, "echo"), &token(&relay, "echo"), "abc"], &relay.cert);
+        NodeScript::spawn("hc-sender.js", &[&connect_url(relay, "echo"), &token(relay, "echo"), "abc"], &relay.cert);
     sender.expect("open", WAIT);
     // The host sees frames; its replies come back as binary messages.
     let mut replies: Vec<serde_json::Value> = (0..2).map(|_| sender.next(WAIT)).collect();
