@@ -140,7 +140,7 @@ mod tests {
                 key("sender", vec![Right::Send], None),
                 key("calc-only", vec![Right::Listen, Right::Send], Some("calc")),
             ],
-            addresses: vec![AddressConfig { path: "public".into(), anonymous_senders: true }],
+            addresses: vec![AddressConfig { path: "public".into(), anonymous_senders: true, ..Default::default() }],
             clock_skew_secs: 30,
             ..Config::default()
         };

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use relay_rpc::auth::Right;
+
+use crate::registry::Balance;
 use relay_rpc::proto::validate_address;
 use serde::Deserialize;
 
@@ -110,7 +112,7 @@ pub struct KeyConfig {
 }
 
 /// Options for one address.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddressConfig {
     /// The address.
@@ -118,6 +120,10 @@ pub struct AddressConfig {
     /// Callers need no token here (Azure's `RelayClientAuthenticationType.None`); listeners still do.
     #[serde(default)]
     pub anonymous_senders: bool,
+    /// How new channels are spread over the address's listeners: `round_robin` (default) or
+    /// `least_open_channels`.
+    #[serde(default)]
+    pub load_balancing: Balance,
 }
 
 /// A secret string: `Debug` prints `MASKED`.

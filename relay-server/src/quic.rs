@@ -241,7 +241,7 @@ async fn serve_caller(
             if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {
                 return;
             }
-            let _guard = ChannelGuard::new(shared);
+            let _guard = ChannelGuard::new(shared, &request.address, opened.listener);
             let failed = splice(End::Quic(Pipe { send, recv }), opened.end, shared).await;
             tracing::debug!(?failed, "channel closed");
         }

@@ -2,8 +2,21 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
+
 /// Identifies one registration.
 pub type ListenerId = u64;
+
+/// How an address spreads new channels over its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each listener in turn.
+    #[default]
+    RoundRobin,
+    /// The listener with the fewest open channels; ties in turn.
+    LeastOpenChannels,
+}
 
 /// Why a listener could not be registered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,24 +26,37 @@ pub enum RegisterError {
     Full(usize),
 }
 
-/// Address → listeners, with a round-robin cursor per address.
+/// Address → listeners, with a cursor and open-channel counts per address.
 #[derive(Debug)]
 pub struct Registry<L> {
     addresses: HashMap<String, Rotation<L>>,
+    balance: HashMap<String, Balance>,
     next_id: ListenerId,
     max_per_address: usize,
 }
 
 #[derive(Debug)]
 struct Rotation<L> {
-    listeners: Vec<(ListenerId, L)>,
+    listeners: Vec<Entry<L>>,
     cursor: usize,
 }
 
+#[derive(Debug)]
+struct Entry<L> {
+    id: ListenerId,
+    listener: L,
+    open_channels: usize,
+}
+
 impl<L: Clone> Registry<L> {
-    /// An empty registry allowing `max_per_address` listeners per address.
+    /// An empty registry allowing `max_per_address` listeners per address, balancing round-robin.
     pub fn new(max_per_address: usize) -> Self {
-        Self { addresses: HashMap::new(), next_id: 1, max_per_address }
+        Self::with_balance(max_per_address, HashMap::new())
+    }
+
+    /// An empty registry with a balancing policy per address (round-robin where none is given).
+    pub fn with_balance(max_per_address: usize, balance: HashMap<String, Balance>) -> Self {
+        Self { addresses: HashMap::new(), balance, next_id: 1, max_per_address }
     }
 
     /// Adds a listener to `address`'s rotation.
@@ -42,14 +68,14 @@ impl<L: Clone> Registry<L> {
         }
         let id = self.next_id;
         self.next_id += 1;
-        rotation.listeners.push((id, listener));
+        rotation.listeners.push(Entry { id, listener, open_channels: 0 });
         Ok(id)
     }
 
     /// Removes a listener at once; returns whether it was registered.
     pub fn unregister(&mut self, address: &str, id: ListenerId) -> bool {
         let Some(rotation) = self.addresses.get_mut(address) else { return false };
-        let Some(index) = rotation.listeners.iter().position(|(l, _)| *l == id) else { return false };
+        let Some(index) = rotation.listeners.iter().position(|e| e.id == id) else { return false };
         rotation.listeners.remove(index);
         if index < rotation.cursor {
             rotation.cursor -= 1;
@@ -60,19 +86,39 @@ impl<L: Clone> Registry<L> {
         true
     }
 
-    /// The next listener on `address`, round-robin, skipping `exclude`.
+    /// The listener for the next channel on `address`, skipping `exclude`, by the address's policy.
     pub fn pick(&mut self, address: &str, exclude: &[ListenerId]) -> Option<(ListenerId, L)> {
+        let balance = self.balance.get(address).copied().unwrap_or_default();
         let rotation = self.addresses.get_mut(address)?;
         let len = rotation.listeners.len();
-        for _ in 0..len {
-            let index = rotation.cursor % len;
-            rotation.cursor = (index + 1) % len;
-            let (id, listener) = &rotation.listeners[index];
-            if !exclude.contains(id) {
-                return Some((*id, listener.clone()));
-            }
+        // Candidates in turn, starting at the cursor; least-open picks the first with the fewest.
+        let candidates =
+            (0..len).map(|k| (rotation.cursor + k) % len).filter(|&i| !exclude.contains(&rotation.listeners[i].id));
+        let index = match balance {
+            Balance::RoundRobin => candidates.into_iter().next(),
+            Balance::LeastOpenChannels => candidates.min_by_key(|&i| rotation.listeners[i].open_channels),
+        }?;
+        rotation.cursor = (index + 1) % len;
+        let entry = &rotation.listeners[index];
+        Some((entry.id, entry.listener.clone()))
+    }
+
+    /// Counts a channel as open on a listener.
+    pub fn channel_opened(&mut self, address: &str, id: ListenerId) {
+        if let Some(entry) = self.entry(address, id) {
+            entry.open_channels += 1;
         }
-        None
+    }
+
+    /// Counts a channel as closed on a listener (if it is still registered).
+    pub fn channel_closed(&mut self, address: &str, id: ListenerId) {
+        if let Some(entry) = self.entry(address, id) {
+            entry.open_channels = entry.open_channels.saturating_sub(1);
+        }
+    }
+
+    fn entry(&mut self, address: &str, id: ListenerId) -> Option<&mut Entry<L>> {
+        self.addresses.get_mut(address)?.listeners.iter_mut().find(|e| e.id == id)
     }
 
     /// How many listeners `address` has.
@@ -115,5 +161,35 @@ mod tests {
         assert_eq!(registry.pick("x", &[]).unwrap().1, 'b');
         registry.unregister("x", ids[0]);
         assert_eq!(registry.pick("x", &[]).unwrap().1, 'c');
+    }
+
+    #[test]
+    fn least_open_channels_prefers_the_idlest_and_breaks_ties_in_turn() {
+        let mut registry = Registry::with_balance(8, HashMap::from([("x".to_owned(), Balance::LeastOpenChannels)]));
+        let a = registry.register("x", 'a').unwrap();
+        let b = registry.register("x", 'b').unwrap();
+        let c = registry.register("x", 'c').unwrap();
+        // All idle: in turn.
+        let picks: String = (0..3).map(|_| registry.pick("x", &[]).unwrap().1).collect();
+        assert_eq!(picks, "abc");
+        for _ in 0..3 {
+            registry.channel_opened("x", a);
+        }
+        registry.channel_opened("x", c);
+        assert_eq!(registry.pick("x", &[]).unwrap().1, 'b');
+        registry.channel_opened("x", b);
+        registry.channel_opened("x", b);
+        assert_eq!(registry.pick("x", &[]).unwrap().1, 'c');
+        assert_eq!(registry.pick("x", &[c]).unwrap().1, 'b');
+        registry.channel_closed("x", a);
+        registry.channel_closed("x", a);
+        registry.channel_closed("x", a);
+        registry.channel_closed("x", a);
+        assert_eq!(registry.pick("x", &[]).unwrap().1, 'a', "closing more than opened stays at zero");
+        // The default policy elsewhere is round-robin, whatever the counts.
+        let d = registry.register("y", 'd').unwrap();
+        registry.register("y", 'e').unwrap();
+        registry.channel_opened("y", d);
+        assert_eq!(registry.pick("y", &[]).unwrap().1, 'd');
     }
 }

@@ -9,6 +9,7 @@ use relay_rpc::proto::hc::{Accept, CONTRACT_HEADER};
 use relay_rpc::proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
 use tokio::sync::mpsc;
 
+use crate::registry::ListenerId;
 use crate::splice::{End, Pipe};
 use crate::state::Shared;
 use crate::ws::rendezvous::{Outcome, Rendezvous};
@@ -67,9 +68,14 @@ impl Refusal {
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) end: End,
+    /// Which listener took it.
+    pub(crate) listener: ListenerId,
     /// The WebSocket sub-protocol the listener chose, for the sender's handshake answer.
     pub(crate) protocol: Option<String>,
 }
+
+/// A listener's end and the sub-protocol it chose.
+type Accepted = (End, Option<String>);
 
 /// Why one listener did not take the channel.
 enum Failed {
@@ -99,7 +105,7 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
         };
         let opened = tokio::time::timeout(limit, open(shared, &listener, request, channel_id));
         match opened.await {
-            Ok(Ok(end)) => return Ok(end),
+            Ok(Ok((end, protocol))) => return Ok(Opened { end, listener: id, protocol }),
             Ok(Err(Failed::Refused(refusal))) => return Err(refusal),
             Ok(Err(Failed::Unreachable)) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
             Err(_) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),
@@ -112,7 +118,7 @@ async fn open(
     listener: &ListenerHandle,
     request: &ChannelRequest,
     channel_id: u64,
-) -> Result<Opened, Failed> {
+) -> Result<Accepted, Failed> {
     match listener {
         ListenerHandle::Quic(connection) => open_quic(connection, request, channel_id).await,
         ListenerHandle::Hc(hc) => open_hc(shared, hc, request, channel_id).await,
@@ -124,13 +130,13 @@ async fn open_quic(
     connection: &quinn::Connection,
     request: &ChannelRequest,
     channel_id: u64,
-) -> Result<Opened, Failed> {
+) -> Result<Accepted, Failed> {
     let incoming = Incoming { address: request.address.clone(), channel_id, contract: request.contract.clone() };
     let (mut send, mut recv) = connection.open_bi().await.map_err(|_| Failed::Unreachable)?;
     write_frame(&mut send, &incoming.encode()).await.map_err(|_| Failed::Unreachable)?;
     let reply = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(|_| Failed::Unreachable)?;
     match Reply::decode(&reply) {
-        Ok(Reply::Accepted) => Ok(Opened { end: End::Quic(Pipe { send, recv }), protocol: None }),
+        Ok(Reply::Accepted) => Ok((End::Quic(Pipe { send, recv }), None)),
         Ok(Reply::Refused(r)) => Err(Failed::Refused(Refusal::new(r.code, r.detail))),
         Ok(_) | Err(_) => Err(Failed::Refused(Refusal::new(ErrorCode::Internal, "the listener answered garbage"))),
     }
@@ -142,7 +148,7 @@ async fn open_hc(
     hc: &HcListener,
     request: &ChannelRequest,
     channel_id: u64,
-) -> Result<Opened, Failed> {
+) -> Result<Accepted, Failed> {
     let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
     let pending = Rendezvous::register(shared);
     let mut query: Vec<String> = request.passthrough.clone();
@@ -161,7 +167,7 @@ async fn open_hc(
     }
     hc.notify.try_send(Accept { address, id, connect_headers }).map_err(|_| Failed::Unreachable)?;
     match pending.wait().await {
-        Some(Outcome::Accepted { ws, protocol }) => Ok(Opened { end: End::Ws(ws), protocol }),
+        Some(Outcome::Accepted { ws, protocol }) => Ok((End::Ws(ws), protocol)),
         Some(Outcome::Rejected { status, description }) => {
             let code = relay_rpc::proto::hc::error_code(status, &description);
             Err(Failed::Refused(Refusal { code, detail: description.clone(), http: Some((status, description)) }))

@@ -8,7 +8,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::config::Config;
-use crate::registry::Registry;
+use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
 
@@ -38,7 +38,8 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: Config, policy: Policy) -> Self {
-        let registry = Mutex::new(Registry::new(config.max_listeners_per_address));
+        let balance = config.addresses.iter().map(|a| (a.path.clone(), a.load_balancing)).collect();
+        let registry = Mutex::new(Registry::with_balance(config.max_listeners_per_address, balance));
         Self {
             config,
             policy,
@@ -79,18 +80,24 @@ impl Shared {
     }
 }
 
-/// Counts a channel as open while it lives.
-pub(crate) struct ChannelGuard<'a>(&'a Shared);
+/// Counts a channel as open, in the relay and on its listener, while it lives.
+pub(crate) struct ChannelGuard<'a> {
+    shared: &'a Shared,
+    address: String,
+    listener: ListenerId,
+}
 
 impl<'a> ChannelGuard<'a> {
-    pub(crate) fn new(shared: &'a Shared) -> Self {
+    pub(crate) fn new(shared: &'a Shared, address: &str, listener: ListenerId) -> Self {
         shared.open_channels.fetch_add(1, Ordering::SeqCst);
-        Self(shared)
+        shared.registry().channel_opened(address, listener);
+        Self { shared, address: address.to_owned(), listener }
     }
 }
 
 impl Drop for ChannelGuard<'_> {
     fn drop(&mut self) {
-        self.0.open_channels.fetch_sub(1, Ordering::SeqCst);
+        self.shared.open_channels.fetch_sub(1, Ordering::SeqCst);
+        self.shared.registry().channel_closed(&self.address, self.listener);
     }
 }

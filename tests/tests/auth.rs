@@ -25,7 +25,7 @@ fn key(name: &str, rights: &[Right], scope: Option<&str>) -> KeyConfig {
 async fn relay() -> TestRelay {
     TestRelay::start_with(|c| {
         c.keys = vec![key("listeners", &[Right::Listen], None), key("senders", &[Right::Send], None)];
-        c.addresses = vec![AddressConfig { path: "public".into(), anonymous_senders: true }];
+        c.addresses = vec![AddressConfig { path: "public".into(), anonymous_senders: true, ..Default::default() }];
     })
     .await
 }

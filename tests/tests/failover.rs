@@ -119,3 +119,41 @@ async fn a_dropped_listener_unregisters() {
     }
     panic!("still routed after the listener was dropped: {last:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_open_channels_sends_new_channels_to_the_idlest_listener() {
+    use relay_server::AddressConfig;
+    use relay_server::registry::Balance;
+    let relay = TestRelay::start_with(|c| {
+        c.addresses = vec![AddressConfig {
+            path: "lab".into(),
+            load_balancing: Balance::LeastOpenChannels,
+            ..Default::default()
+        }];
+    })
+    .await;
+    for name in ["a", "b"] {
+        let host = relay.host().await;
+        let (lab, _events) = LabHost::new(name);
+        tokio::spawn(async move {
+            let _host = host.clone();
+            host.listen("lab").await.unwrap().serve(ServeLab::new(lab)).await
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let caller = relay.caller().await;
+    let open = || async { LabClient::connect(&caller, "lab").await.unwrap() };
+    let first = open().await;
+    let busy = first.whoami(ctx()).await.unwrap();
+    let second = open().await;
+    let idle = second.whoami(ctx()).await.unwrap();
+    assert_ne!(busy, idle, "the second channel goes to the listener without one");
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Round-robin would now pick `busy` again; least-open-channels picks the idle one.
+    let third = open().await;
+    assert_eq!(third.whoami(ctx()).await.unwrap(), idle);
+    let fourth = open().await;
+    assert_eq!(fourth.whoami(ctx()).await.unwrap(), busy, "a tie is broken in turn");
+    drop(first);
+}

@@ -44,7 +44,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
                 Ok(ws) => ws,
                 Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
             };
-            let _guard = ChannelGuard::new(shared);
+            let _guard = ChannelGuard::new(shared, &channel.address, opened.listener);
             let failed = splice(End::Ws(Box::new(ws)), opened.end, shared).await;
             tracing::debug!(?failed, "channel closed");
         }
