@@ -7,9 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use lab::{LabEvent, LabHost, ServeLab};
 use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::{ConnectOptions, Connection, Host};
 use relay_server::{Config, Relay};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -99,7 +104,41 @@ impl TestRelay {
 
     /// A host connection.
     pub async fn host(&self) -> Host {
-        Host::connect(&self.url, self.options()).await.expect("host connects")
+        self.host_on(&self.url).await
+    }
+
+    /// A host connection to `url` (`self.url` or `self.ws_url`), signing with the root key.
+    pub async fn host_on(&self, url: &str) -> Host {
+        Host::connect(url, self.options()).await.expect("host connects")
+    }
+
+    /// A caller connection to `url` (`self.url` or `self.ws_url`), signing with the root key.
+    pub async fn caller_on(&self, url: &str) -> Connection {
+        Connection::connect(url, self.options()).await.expect("caller connects")
+    }
+
+    /// Serves the lab named `name` on `address` from a new host on `url`; returns the host and
+    /// the lab's events.
+    pub async fn serve_lab(&self, url: &str, address: &str, name: &str) -> (Host, UnboundedReceiver<LabEvent>) {
+        let host = self.host_on(url).await;
+        let (lab, events) = LabHost::new(name);
+        tokio::spawn(host.listen(address).await.expect("listens").serve(ServeLab::new(lab)));
+        (host, events)
+    }
+
+    /// Starts the `test-host` binary (`test_host_binary`: `env!("CARGO_BIN_EXE_test-host")`) as its
+    /// own process serving the lab named `name` on `address` over `url`, and waits until it listens.
+    pub fn spawn_host_process(&self, test_host_binary: &str, url: &str, address: &str, name: &str) -> Child {
+        let root_key = relay_server::root_key::root_key_path(&self.dir);
+        let mut child = Command::new(test_host_binary)
+            .args([url, self.cert.to_str().expect("utf-8 path"), root_key.to_str().expect("utf-8 path"), address, name])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("test-host starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("test-host prints");
+        assert_eq!(line.trim(), "ready");
+        child
     }
 
     /// Signals shutdown and waits for the relay to drain and stop.
@@ -125,6 +164,11 @@ impl Drop for TestRelay {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The lab's next event, within 5 s.
+pub async fn next_event(events: &mut UnboundedReceiver<LabEvent>) -> LabEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").expect("host alive")
 }
 
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use calculator::{Calc, CalculatorClient, MathError, ServeCalculator};
 use relay_rpc::{CallContext, CallError, OpenError};
-use relay_tests::TestRelay;
 use relay_tests::lab::{LabClient, LabError, LabEvent, LabHost, Point, ServeLab, Shape};
+use relay_tests::{TestRelay, next_event};
 
 fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(20))
@@ -156,8 +156,4 @@ async fn a_contract_mismatch_is_refused_when_the_channel_opens() {
         }
         other => panic!("expected a contract mismatch, got {other:?}"),
     }
-}
-
-async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<LabEvent>) -> LabEvent {
-    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").expect("host alive")
 }

@@ -2,7 +2,6 @@
 //! host that leaves or dies.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use relay_rpc::{CallContext, CallError, ChannelError};
@@ -13,23 +12,8 @@ fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(30))
 }
 
-/// Starts the `test-host` binary as its own process and waits until it listens.
-fn spawn_host_process(relay: &TestRelay, address: &str, name: &str) -> Child {
-    use std::io::BufRead;
-    let root_key = relay_server::root_key::root_key_path(relay.dir());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_test-host"))
-        .args([&relay.url, relay.cert.to_str().unwrap(), root_key.to_str().unwrap(), address, name])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("test-host starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    child
-}
-
-async fn who_answers(relay: &TestRelay, channels: usize) -> Vec<String> {
-    let caller = relay.caller().await;
+async fn who_answers(relay: &TestRelay, url: &str, channels: usize) -> Vec<String> {
+    let caller = relay.caller_on(url).await;
     let mut names = Vec::new();
     for _ in 0..channels {
         let client = LabClient::connect(&caller, "lab").await.unwrap();
@@ -40,24 +24,29 @@ async fn who_answers(relay: &TestRelay, channels: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_host_fails_its_callers_promptly_and_leaves_the_rotation() {
+    for transport in ["quic", "wss"] {
+        killed_host_case(transport).await;
+    }
+}
+
+async fn killed_host_case(transport: &str) {
     // Keep-alives every 200 ms, dead after 1 s of silence: a killed process sends no goodbye.
     let relay = TestRelay::start_with(|c| {
         c.keep_alive_ms = 200;
         c.idle_timeout_ms = 1_000;
     })
     .await;
-    let survivor = relay.host().await;
-    let (lab, _events) = LabHost::new("survivor");
-    tokio::spawn(survivor.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
-    let mut doomed = spawn_host_process(&relay, "lab", "doomed");
+    let url = if transport == "quic" { relay.url.clone() } else { relay.ws_url.clone() };
+    let (_survivor, _events) = relay.serve_lab(&url, "lab", "survivor").await;
+    let mut doomed = relay.spawn_host_process(env!("CARGO_BIN_EXE_test-host"), &url, "lab", "doomed");
 
-    let names = who_answers(&relay, 6).await;
+    let names = who_answers(&relay, &url, 6).await;
     let distinct: HashSet<_> = names.iter().map(String::as_str).collect();
     assert_eq!(distinct, HashSet::from(["survivor", "doomed"]), "channels land on both: {names:?}");
     assert_eq!(names.iter().filter(|n| *n == "doomed").count(), 3, "round-robin: {names:?}");
 
     // A call in flight on a channel to the doomed host.
-    let caller = relay.caller().await;
+    let caller = relay.caller_on(&url).await;
     let client = loop {
         let client = LabClient::connect(&caller, "lab").await.unwrap();
         if client.whoami(ctx()).await.unwrap() == "doomed" {
@@ -71,12 +60,12 @@ async fn a_killed_host_fails_its_callers_promptly_and_leaves_the_rotation() {
     doomed.wait().unwrap();
 
     let err = call.await.unwrap().unwrap_err();
-    assert!(killed.elapsed() < Duration::from_secs(2), "typed error after {:?}", killed.elapsed());
-    assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{err:?}");
+    assert!(killed.elapsed() < Duration::from_secs(2), "{transport}: typed error after {:?}", killed.elapsed());
+    assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{transport}: {err:?}");
     assert!(err.is_listener_gone());
 
-    let names = who_answers(&relay, 4).await;
-    assert!(names.iter().all(|n| n == "survivor"), "new channels go to the survivor: {names:?}");
+    let names = who_answers(&relay, &url, 4).await;
+    assert!(names.iter().all(|n| n == "survivor"), "{transport}: new channels go to the survivor: {names:?}");
 }
 
 #[tokio::test]

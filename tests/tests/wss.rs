@@ -3,7 +3,6 @@
 //! reverse); the same typed errors as over QUIC for no listener, missing tokens, contract
 //! mismatches, listeners that leave or die, expiring tokens and a draining relay.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,32 +12,11 @@ use relay_rpc::auth::{AuthFailure, SasKeyProvider, sas_token, unix_now};
 use relay_rpc::proto::ErrorCode;
 use relay_rpc::{CallContext, CallError, ChannelError, ConnectError, ConnectOptions, Connection, Host};
 use relay_rpc::{ListenError, OpenError, TlsError};
-use relay_tests::TestRelay;
 use relay_tests::lab::{LabClient, LabError, LabEvent, LabHost, Point, ServeLab, Shape};
+use relay_tests::{TestRelay, next_event};
 
 fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(20))
-}
-
-async fn host_on(relay: &TestRelay, url: &str) -> Host {
-    Host::connect(url, relay.options()).await.expect("host connects")
-}
-
-async fn caller_on(relay: &TestRelay, url: &str) -> Connection {
-    Connection::connect(url, relay.options()).await.expect("caller connects")
-}
-
-/// Serves the lab named `name` on `address` from a host on `url`.
-async fn serve_lab(
-    relay: &TestRelay,
-    url: &str,
-    address: &str,
-    name: &str,
-) -> (Host, tokio::sync::mpsc::UnboundedReceiver<LabEvent>) {
-    let host = host_on(relay, url).await;
-    let (lab, events) = LabHost::new(name);
-    tokio::spawn(host.listen(address).await.unwrap().serve(ServeLab::new(lab)));
-    (host, events)
 }
 
 fn mib() -> (Vec<u8>, Vec<u8>) {
@@ -48,17 +26,13 @@ fn mib() -> (Vec<u8>, Vec<u8>) {
     (bytes, reversed)
 }
 
-async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<LabEvent>) -> LabEvent {
-    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").expect("host alive")
-}
-
 #[tokio::test]
 async fn typed_calls_round_trip_over_wss() {
     let relay = TestRelay::start().await;
-    let (_host, _events) = serve_lab(&relay, &relay.ws_url, "lab", "a").await;
-    let calc_host = host_on(&relay, &relay.ws_url).await;
+    let (_host, _events) = relay.serve_lab(&relay.ws_url, "lab", "a").await;
+    let calc_host = relay.host_on(&relay.ws_url).await;
     tokio::spawn(calc_host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let caller = relay.caller_on(&relay.ws_url).await;
 
     let lab = LabClient::connect(&caller, "lab").await.unwrap();
     let p = |x, label: &str| Point { x, y: -x, label: label.into() };
@@ -96,11 +70,11 @@ async fn the_relay_bridges_quic_and_wss_both_ways() {
     for (host_url, caller_url, name) in
         [(&relay.url, &relay.ws_url, "quic-host"), (&relay.ws_url, &relay.url, "wss-host")]
     {
-        let (_host, _events) = serve_lab(&relay, host_url, name, name).await;
-        let calc_host = host_on(&relay, host_url).await;
+        let (_host, _events) = relay.serve_lab(host_url, name, name).await;
+        let calc_host = relay.host_on(host_url).await;
         let calc_address = format!("{name}/calc");
         tokio::spawn(calc_host.listen(&calc_address).await.unwrap().serve(ServeCalculator::new(Calc)));
-        let caller = caller_on(&relay, caller_url).await;
+        let caller = relay.caller_on(caller_url).await;
 
         let lab = LabClient::connect(&caller, name).await.unwrap();
         assert_eq!(lab.whoami(ctx()).await.unwrap(), name);
@@ -115,7 +89,7 @@ async fn the_relay_bridges_quic_and_wss_both_ways() {
 #[tokio::test]
 async fn an_address_without_listener_fails_at_once() {
     let relay = TestRelay::start().await;
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let caller = relay.caller_on(&relay.ws_url).await;
     let started = Instant::now();
     let err = CalculatorClient::connect(&caller, "nobody").await.unwrap_err();
     assert!(matches!(&err, OpenError::NoListener { address } if address == "nobody"), "{err:?}");
@@ -128,7 +102,7 @@ async fn an_address_without_listener_fails_at_once() {
 #[tokio::test]
 async fn missing_tokens_and_trust_are_refused_with_their_reasons() {
     let relay = TestRelay::start().await;
-    let (_host, _events) = serve_lab(&relay, &relay.ws_url, "lab", "a").await;
+    let (_host, _events) = relay.serve_lab(&relay.ws_url, "lab", "a").await;
     let anonymous = Connection::connect(&relay.ws_url, relay.anonymous_options()).await.unwrap();
     match LabClient::connect(&anonymous, "lab").await {
         Err(OpenError::Unauthorized { reason: AuthFailure::MissingToken, .. }) => {}
@@ -152,10 +126,10 @@ async fn missing_tokens_and_trust_are_refused_with_their_reasons() {
 #[tokio::test]
 async fn a_contract_mismatch_is_refused_when_the_channel_opens() {
     let relay = TestRelay::start().await;
-    let host = host_on(&relay, &relay.ws_url).await;
+    let host = relay.host_on(&relay.ws_url).await;
     tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
     for caller_url in [&relay.ws_url, &relay.url] {
-        let caller = caller_on(&relay, caller_url).await;
+        let caller = relay.caller_on(caller_url).await;
         match LabClient::connect(&caller, "calc").await {
             Err(OpenError::ContractMismatch(detail)) => {
                 assert!(detail.contains("Calculator") && detail.contains("Lab"), "{detail}")
@@ -168,9 +142,9 @@ async fn a_contract_mismatch_is_refused_when_the_channel_opens() {
 #[tokio::test]
 async fn hosts_accept_and_reject_raw_channels() {
     let relay = TestRelay::start().await;
-    let host = host_on(&relay, &relay.ws_url).await;
+    let host = relay.host_on(&relay.ws_url).await;
     let mut listener = host.listen("raw").await.unwrap();
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let caller = relay.caller_on(&relay.ws_url).await;
 
     let refused = tokio::spawn({
         let caller = caller.clone();
@@ -204,8 +178,8 @@ async fn hosts_accept_and_reject_raw_channels() {
 /// Serves the lab from a host on `host_url`, calls it from `caller_url`, closes the host in the
 /// middle of a call: the caller gets `ListenerGone` at once, and the address is free.
 async fn host_leaves(relay: &TestRelay, host_url: &str, caller_url: &str) {
-    let (leaving, mut events) = serve_lab(relay, host_url, "lab", "leaving").await;
-    let caller = caller_on(relay, caller_url).await;
+    let (leaving, mut events) = relay.serve_lab(host_url, "lab", "leaving").await;
+    let caller = relay.caller_on(caller_url).await;
     let client = LabClient::connect(&caller, "lab").await.unwrap();
     let call = tokio::spawn(async move { client.sleep(ctx(), 20_000, 1).await });
     assert_eq!(next_event(&mut events).await, LabEvent::Started(1));
@@ -234,59 +208,11 @@ async fn a_wss_host_that_leaves_fails_its_quic_callers_at_once() {
     host_leaves(&relay, &relay.ws_url, &relay.url).await;
 }
 
-/// Starts the `test-host` binary on `url` as its own process and waits until it listens.
-fn spawn_host_process(relay: &TestRelay, url: &str, address: &str, name: &str) -> Child {
-    use std::io::BufRead;
-    let root_key = relay_server::root_key::root_key_path(relay.dir());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_test-host"))
-        .args([url, relay.cert.to_str().unwrap(), root_key.to_str().unwrap(), address, name])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("test-host starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    child
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_host_fails_its_callers_promptly_and_leaves_the_rotation() {
-    let relay = TestRelay::start_with(|c| {
-        c.keep_alive_ms = 200;
-        c.idle_timeout_ms = 1_000;
-    })
-    .await;
-    let (_survivor, _events) = serve_lab(&relay, &relay.ws_url, "lab", "survivor").await;
-    let mut doomed = spawn_host_process(&relay, &relay.ws_url, "lab", "doomed");
-
-    let caller = caller_on(&relay, &relay.ws_url).await;
-    let client = loop {
-        let client = LabClient::connect(&caller, "lab").await.unwrap();
-        if client.whoami(ctx()).await.unwrap() == "doomed" {
-            break client;
-        }
-    };
-    let call = tokio::spawn(async move { client.sleep(ctx(), 20_000, 1).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    doomed.kill().unwrap();
-    let killed = Instant::now();
-    doomed.wait().unwrap();
-
-    let err = call.await.unwrap().unwrap_err();
-    assert!(killed.elapsed() < Duration::from_secs(2), "typed error after {:?}", killed.elapsed());
-    assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{err:?}");
-
-    for _ in 0..4 {
-        let client = LabClient::connect(&caller, "lab").await.unwrap();
-        assert_eq!(client.whoami(ctx()).await.unwrap(), "survivor", "new channels go to the survivor");
-    }
-}
-
 #[tokio::test]
 async fn deadlines_and_dropped_calls_cancel_handlers() {
     let relay = TestRelay::start().await;
-    let (_host, mut events) = serve_lab(&relay, &relay.ws_url, "lab", "a").await;
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let (_host, mut events) = relay.serve_lab(&relay.ws_url, "lab", "a").await;
+    let caller = relay.caller_on(&relay.ws_url).await;
     let client = LabClient::connect(&caller, "lab").await.unwrap();
 
     let err = client.sleep(CallContext::with_timeout(Duration::from_millis(300)), 10_000, 1).await.unwrap_err();
@@ -306,11 +232,11 @@ async fn deadlines_and_dropped_calls_cancel_handlers() {
 #[tokio::test]
 async fn a_dropped_listener_unregisters() {
     let relay = TestRelay::start().await;
-    let host = host_on(&relay, &relay.ws_url).await;
+    let host = relay.host_on(&relay.ws_url).await;
     let listener = host.listen("lab").await.unwrap();
     assert!(matches!(host.listen("lab").await, Err(ListenError::AlreadyListening(_))));
     drop(listener);
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let caller = relay.caller_on(&relay.ws_url).await;
     let mut last = None;
     for _ in 0..100 {
         match LabClient::connect(&caller, "lab").await {
@@ -340,15 +266,15 @@ async fn hosts_renew_tokens_and_unrenewed_listeners_end_as_expired() {
     assert!(started.elapsed() < Duration::from_secs(5), "ended after {:?}", started.elapsed());
 
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let client = LabClient::connect(&caller_on(&relay, &relay.ws_url).await, "renewing").await.unwrap();
+    let client = LabClient::connect(&relay.caller_on(&relay.ws_url).await, "renewing").await.unwrap();
     assert_eq!(client.whoami(ctx()).await.unwrap(), "renewing", "still registered after 2 lifetimes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_then_closes_with_a_distinct_code() {
     let relay = TestRelay::start_with(|c| c.shutdown_grace_ms = 1_500).await;
-    let (_host, mut events) = serve_lab(&relay, &relay.ws_url, "lab", "a").await;
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let (_host, mut events) = relay.serve_lab(&relay.ws_url, "lab", "a").await;
+    let caller = relay.caller_on(&relay.ws_url).await;
     let busy = LabClient::connect(&caller, "lab").await.unwrap();
     let idle = LabClient::connect(&caller, "lab").await.unwrap();
 
@@ -365,8 +291,8 @@ async fn shutdown_drains_then_closes_with_a_distinct_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_channels_are_refused_while_the_relay_drains() {
     let relay = TestRelay::start_with(|c| c.shutdown_grace_ms = 1_500).await;
-    let (_host, mut events) = serve_lab(&relay, &relay.ws_url, "lab", "a").await;
-    let caller = caller_on(&relay, &relay.ws_url).await;
+    let (_host, mut events) = relay.serve_lab(&relay.ws_url, "lab", "a").await;
+    let caller = relay.caller_on(&relay.ws_url).await;
     let busy = LabClient::connect(&caller, "lab").await.unwrap();
     let in_flight = tokio::spawn(async move { busy.sleep(ctx(), 1_000, 1).await });
     assert_eq!(next_event(&mut events).await, LabEvent::Started(1));
