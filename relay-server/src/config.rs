@@ -65,6 +65,11 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// How long a connection or stream may take to say what it wants. Default 10 s.
     pub handshake_timeout_ms: u64,
+    /// Handshakes (QUIC connections being set up, WebSocket upgrades being read) in progress at
+    /// once; beyond, new ones are refused at once. Default 1024.
+    pub max_pending_handshakes: usize,
+    /// The same, per source IP address, so one source cannot use them all. Default 64.
+    pub max_pending_handshakes_per_ip: usize,
     /// How long a Hybrid Connections listener may take to open its rendezvous for a sender.
     /// Default 30 s, as in Azure.
     pub rendezvous_timeout_ms: u64,
@@ -159,6 +164,8 @@ impl Default for Config {
             cert_file: None,
             key_file: None,
             handshake_timeout_ms: 10_000,
+            max_pending_handshakes: 1024,
+            max_pending_handshakes_per_ip: 64,
             rendezvous_timeout_ms: 30_000,
             keep_alive_ms: 2_000,
             idle_timeout_ms: 8_000,
@@ -198,7 +205,11 @@ impl Config {
         if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
             return invalid("keep_alive_ms must be positive and below idle_timeout_ms");
         }
-        if self.max_listeners_per_address == 0 || self.max_channels_per_connection == 0 {
+        if self.max_listeners_per_address == 0
+            || self.max_channels_per_connection == 0
+            || self.max_pending_handshakes == 0
+            || self.max_pending_handshakes_per_ip == 0
+        {
             return invalid("limits must be positive");
         }
         if self.stream_window_bytes < 16 * 1024 {

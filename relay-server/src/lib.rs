@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod certs;
 mod config;
+mod limits;
 mod quic;
 pub mod registry;
 pub mod root_key;

@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::certs::Identity;
 use crate::config::Config;
+use crate::limits::HandshakePermit;
 use crate::router::{ChannelRequest, ListenerHandle, route};
 use crate::splice::{End, Pipe, cut, splice};
 use crate::state::{ChannelGuard, Phase, Shared};
@@ -66,7 +67,10 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
-                Some(incoming) => { connections.spawn(serve_connection(shared.clone(), incoming)); }
+                Some(incoming) => match HandshakePermit::try_new(&shared, incoming.remote_address().ip()) {
+                    Some(permit) => { connections.spawn(serve_connection(shared.clone(), incoming, permit)); }
+                    None => incoming.refuse(),
+                },
                 None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -86,13 +90,14 @@ pub(crate) fn close(endpoint: &Endpoint) {
     endpoint.close(VarInt::from_u64(StreamCode::RelayShutdown.to_u64()).unwrap_or_default(), b"relay shutting down");
 }
 
-async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming) {
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit: HandshakePermit) {
     let remote = incoming.remote_address();
     let connection = match tokio::time::timeout(shared.config.handshake_timeout(), incoming).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "handshake failed"),
         Err(_) => return tracing::debug!(%remote, "handshake timed out"),
     };
+    drop(permit);
     let span = tracing::debug_span!("connection", %remote, id = connection.stable_id());
     async move {
         tracing::debug!("connected");

@@ -8,6 +8,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::config::Config;
+use crate::limits::{HandshakeCounts, Handshakes};
 use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
@@ -34,6 +35,7 @@ pub(crate) struct Shared {
     phase: watch::Sender<Phase>,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
+    handshakes: Handshakes,
 }
 
 impl Shared {
@@ -48,6 +50,7 @@ impl Shared {
             phase: watch::Sender::new(Phase::Running),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
+            handshakes: Handshakes::default(),
         }
     }
 
@@ -59,6 +62,11 @@ impl Shared {
     /// The pending rendezvous table; held only for an insert or a removal.
     pub(crate) fn rendezvous(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
         self.rendezvous.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Handshakes in progress; held for an update only.
+    pub(crate) fn handshakes(&self) -> MutexGuard<'_, HandshakeCounts> {
+        self.handshakes.lock()
     }
 
     pub(crate) fn phase(&self) -> Phase {

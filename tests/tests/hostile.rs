@@ -139,3 +139,33 @@ async fn stalled_handshakes_time_out_while_others_are_served() {
         assert_eq!(answer(&mut recv).await.unwrap_err(), StreamCode::HandshakeTimeout);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_stalled_wss_handshakes_from_one_source_do_not_keep_others_out() {
+    // Room for 200 handshakes in all, 64 per source (the default).
+    let relay = TestRelay::start_with(|c| {
+        c.handshake_timeout_ms = 20_000;
+        c.max_pending_handshakes = 200;
+    })
+    .await;
+    let host = relay.host().await;
+    tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
+    // A thousand TCP connections from 127.0.0.2 that never finish their TLS handshake.
+    let mut stalled = Vec::new();
+    for _ in 0..1000 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        if let Ok(stream) = socket.connect(relay.ws_addr).await {
+            stalled.push(stream);
+        }
+    }
+    assert!(stalled.len() >= 900, "connected {}", stalled.len());
+    // Someone else, from 127.0.0.1, is served at once, over wss and over QUIC.
+    let started = Instant::now();
+    let caller = relay_rpc::Connection::connect(&relay.ws_url, relay.options()).await.unwrap();
+    let calc = CalculatorClient::connect(&caller, "calc").await.unwrap();
+    assert_eq!(calc.add(CallContext::with_timeout(Duration::from_secs(5)), 1, 2).await.unwrap(), 3);
+    assert!(started.elapsed() < Duration::from_secs(3), "served after {:?}", started.elapsed());
+    good_caller_works(&relay).await;
+    drop(stalled);
+}

@@ -19,6 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument as _;
 
+use crate::limits::HandshakePermit;
 use crate::state::{Phase, Shared};
 use handshake::{Head, read_head, refuse};
 
@@ -96,7 +97,10 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
         tokio::select! {
             accepted = rx.recv() => match accepted {
                 Some((listener, tcp, remote)) => {
-                    connections.spawn(serve_connection(shared.clone(), listener, tcp, remote));
+                    // Over the handshake limits the connection is dropped at once.
+                    if let Some(permit) = HandshakePermit::try_new(&shared, remote.ip()) {
+                        connections.spawn(serve_connection(shared.clone(), listener, tcp, remote, permit));
+                    }
                 }
                 None => break,
             },
@@ -117,6 +121,7 @@ async fn serve_connection(
     listener: Arc<WsListener>,
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
+    permit: HandshakePermit,
 ) {
     let timeout = shared.config.handshake_timeout();
     let mut io: Box<dyn Io> = match &listener.tls {
@@ -135,6 +140,7 @@ async fn serve_connection(
         }
         Err(_) => return tracing::debug!(%remote, "request head timed out"),
     };
+    drop(permit);
     let target = match Target::parse(&head.target) {
         Ok(target) => target,
         Err(e @ (TargetError::NotHc | TargetError::BadPath)) => return refuse(io, 404, &e.to_string()).await,
