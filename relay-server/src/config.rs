@@ -82,6 +82,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Listeners one address may have. Default 64.
     pub max_listeners_per_address: usize,
+    /// Channels one listener may have open at once; a listener at its limit gets no new ones, and
+    /// when all are, callers are refused as busy. Default 10,000.
+    pub max_channels_per_listener: usize,
     /// Channels (streams) one connection may have open at once. Default 10,000.
     pub max_channels_per_connection: u32,
     /// The largest channel frame (one RPC message, one WebSocket message) bridged between a
@@ -171,6 +174,7 @@ impl Default for Config {
             idle_timeout_ms: 8_000,
             shutdown_grace_ms: 10_000,
             max_listeners_per_address: 64,
+            max_channels_per_listener: 10_000,
             max_channels_per_connection: 10_000,
             stream_window_bytes: 1024 * 1024,
             max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
@@ -207,6 +211,7 @@ impl Config {
         }
         if self.max_listeners_per_address == 0
             || self.max_channels_per_connection == 0
+            || self.max_channels_per_listener == 0
             || self.max_pending_handshakes == 0
             || self.max_pending_handshakes_per_ip == 0
         {

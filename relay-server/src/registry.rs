@@ -33,6 +33,7 @@ pub struct Registry<L> {
     balance: HashMap<String, Balance>,
     next_id: ListenerId,
     max_per_address: usize,
+    max_channels_per_listener: usize,
 }
 
 #[derive(Debug)]
@@ -56,7 +57,13 @@ impl<L: Clone> Registry<L> {
 
     /// An empty registry with a balancing policy per address (round-robin where none is given).
     pub fn with_balance(max_per_address: usize, balance: HashMap<String, Balance>) -> Self {
-        Self { addresses: HashMap::new(), balance, next_id: 1, max_per_address }
+        Self { addresses: HashMap::new(), balance, next_id: 1, max_per_address, max_channels_per_listener: usize::MAX }
+    }
+
+    /// Skips listeners with `max` open channels when picking.
+    pub fn with_max_channels_per_listener(mut self, max: usize) -> Self {
+        self.max_channels_per_listener = max;
+        self
     }
 
     /// Adds a listener to `address`'s rotation.
@@ -86,14 +93,18 @@ impl<L: Clone> Registry<L> {
         true
     }
 
-    /// The listener for the next channel on `address`, skipping `exclude`, by the address's policy.
+    /// The listener for the next channel on `address`, skipping `exclude` and listeners at their
+    /// channel limit, by the address's policy.
     pub fn pick(&mut self, address: &str, exclude: &[ListenerId]) -> Option<(ListenerId, L)> {
         let balance = self.balance.get(address).copied().unwrap_or_default();
+        let max = self.max_channels_per_listener;
         let rotation = self.addresses.get_mut(address)?;
         let len = rotation.listeners.len();
         // Candidates in turn, starting at the cursor; least-open picks the first with the fewest.
-        let candidates =
-            (0..len).map(|k| (rotation.cursor + k) % len).filter(|&i| !exclude.contains(&rotation.listeners[i].id));
+        let candidates = (0..len).map(|k| (rotation.cursor + k) % len).filter(|&i| {
+            let entry = &rotation.listeners[i];
+            !exclude.contains(&entry.id) && entry.open_channels < max
+        });
         let index = match balance {
             Balance::RoundRobin => candidates.into_iter().next(),
             Balance::LeastOpenChannels => candidates.min_by_key(|&i| rotation.listeners[i].open_channels),
@@ -119,6 +130,13 @@ impl<L: Clone> Registry<L> {
 
     fn entry(&mut self, address: &str, id: ListenerId) -> Option<&mut Entry<L>> {
         self.addresses.get_mut(address)?.listeners.iter_mut().find(|e| e.id == id)
+    }
+
+    /// Whether every listener of `address` is at its channel limit.
+    pub fn all_full(&self, address: &str) -> bool {
+        self.addresses
+            .get(address)
+            .is_some_and(|r| r.listeners.iter().all(|e| e.open_channels >= self.max_channels_per_listener))
     }
 
     /// How many listeners `address` has.
@@ -191,5 +209,20 @@ mod tests {
         registry.register("y", 'e').unwrap();
         registry.channel_opened("y", d);
         assert_eq!(registry.pick("y", &[]).unwrap().1, 'd');
+    }
+
+    #[test]
+    fn listeners_at_their_channel_limit_are_skipped() {
+        let mut registry = Registry::new(8).with_max_channels_per_listener(1);
+        let a = registry.register("x", 'a').unwrap();
+        let b = registry.register("x", 'b').unwrap();
+        registry.channel_opened("x", a);
+        assert_eq!(registry.pick("x", &[]).unwrap().1, 'b');
+        registry.channel_opened("x", b);
+        assert_eq!(registry.pick("x", &[]), None);
+        assert!(registry.all_full("x"));
+        registry.channel_closed("x", a);
+        assert!(!registry.all_full("x"));
+        assert_eq!(registry.pick("x", &[]).unwrap().1, 'a');
     }
 }

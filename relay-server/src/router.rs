@@ -95,6 +95,9 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
     loop {
         let picked = shared.registry().pick(&request.address, &tried);
         let Some((id, listener)) = picked else {
+            if shared.registry().all_full(&request.address) {
+                return Err(Refusal::new(ErrorCode::Busy, "every listener is at its channel limit"));
+            }
             let detail = if tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
             return Err(Refusal::new(ErrorCode::NoListener, detail));
         };

@@ -41,7 +41,9 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(config: Config, policy: Policy) -> Self {
         let balance = config.addresses.iter().map(|a| (a.path.clone(), a.load_balancing)).collect();
-        let registry = Mutex::new(Registry::with_balance(config.max_listeners_per_address, balance));
+        let registry = Registry::with_balance(config.max_listeners_per_address, balance)
+            .with_max_channels_per_listener(config.max_channels_per_listener);
+        let registry = Mutex::new(registry);
         Self {
             config,
             policy,
