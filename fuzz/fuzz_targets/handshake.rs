@@ -1,0 +1,27 @@
+//! The native handshake codec: every decoder takes any bytes without panicking, and whatever
+//! decodes re-encodes to something that decodes to the same message.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use relay_rpc::proto::{self, Control, Hello, Incoming, Reply};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(hello) = Hello::decode(data) {
+        assert!(proto::validate_address(hello.address()).is_ok());
+        assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
+    }
+    if let Ok(reply) = Reply::decode(data) {
+        assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
+    }
+    if let Ok(incoming) = Incoming::decode(data) {
+        assert_eq!(Incoming::decode(&incoming.encode()), Ok(incoming));
+    }
+    if let Ok(control) = Control::decode(data) {
+        assert_eq!(Control::decode(&control.encode()), Ok(control));
+    }
+    if let Some(header) = data.first_chunk::<{ proto::FRAME_HEADER_LEN }>() {
+        if let Ok(len) = proto::decode_frame_len(*header, proto::MAX_HANDSHAKE_FRAME) {
+            assert!(len <= proto::MAX_HANDSHAKE_FRAME);
+        }
+    }
+});
