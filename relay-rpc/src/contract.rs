@@ -3,8 +3,33 @@
 //! A contract is a name plus the signatures of its methods. Both ends carry a
 //! [`ContractDescriptor`]; the caller sends its descriptor when it opens a channel and the host
 //! refuses a mismatch with a clear error, so a stale client never gets garbage back.
+//!
+//! # Evolving a contract
+//! On the wire a request names its method by a stable 32-bit id, [`method_id`] of the method's
+//! name, followed by the arguments; a response likewise. Positions never matter, so:
+//! - a host may add methods anywhere in the trait, and reorder them: old callers keep working;
+//! - a caller may know methods the host lacks: the channel opens, and calling such a method fails
+//!   with [`CallError::UnknownMethod`](crate::CallError::UnknownMethod);
+//! - changing a method's signature (argument or return types, or whether it is one-way) is
+//!   refused when a channel opens, with [`OpenError::ContractMismatch`](crate::OpenError::ContractMismatch)
+//!   naming the contract and the method. Renaming a method is removing it and adding another.
+//!
+//! # One-way methods
+//! A method marked `#[oneway]` returns nothing, and its client method returns `Ok(())` as soon as
+//! the request is queued on the channel, without waiting for the host (it waits only while the
+//! channel's small queue is full, at most until the call's deadline; it fails at once on a channel
+//! known to be broken). The host runs a channel's one-way requests one after another, in the order
+//! they were sent, each to completion (no deadline applies). A two-way request that arrives while
+//! earlier one-way requests are outstanding starts once they have finished, so a caller that
+//! awaits each call sees its calls take effect in the order it made them; otherwise two-way
+//! requests run concurrently, as before. A one-way request the host cannot run (it lacks the
+//! method, or the channel breaks first) is dropped without a word to the caller.
+//!
+//! A method marked `#[idempotent]` is recorded as such in its [`MethodDescriptor`], for callers
+//! that retry.
 
 use std::future::Future;
+use std::io;
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -12,20 +37,74 @@ use crate::proto::ContractInfo;
 
 /// The description of one method of a contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MethodDescriptor {
     /// The method's name as written in the trait, e.g. `add`.
     pub name: &'static str,
     /// The method's signature with argument names left out, e.g. `add(i64,i64)->i64`.
     pub signature: &'static str,
-    /// A stable 64-bit hash of [`signature`](Self::signature).
+    /// The id that names the method on the wire: [`method_id`] of [`name`](Self::name).
+    pub id: u32,
+    /// A stable 64-bit hash of [`signature`](Self::signature) and [`oneway`](Self::oneway).
     pub fingerprint: u64,
+    /// Whether callers send the request without waiting for an answer (`#[oneway]`).
+    pub oneway: bool,
+    /// Whether running the method twice has the same effect as running it once (`#[idempotent]`),
+    /// so a caller may retry it. Not part of the fingerprint: it is the host's promise, not a
+    /// matter of wire compatibility.
+    pub idempotent: bool,
 }
 
 impl MethodDescriptor {
-    /// Describes a method from its name and signature.
+    /// Describes a two-way, non-idempotent method from its name and signature.
     pub const fn new(name: &'static str, signature: &'static str) -> Self {
-        Self { name, signature, fingerprint: fnv1a(FNV_OFFSET, signature.as_bytes()) }
+        Self {
+            name,
+            signature,
+            id: method_id(name),
+            fingerprint: method_fingerprint(signature, false),
+            oneway: false,
+            idempotent: false,
+        }
     }
+
+    /// Marks the method one-way.
+    pub const fn oneway(mut self) -> Self {
+        self.oneway = true;
+        self.fingerprint = method_fingerprint(self.signature, true);
+        self
+    }
+
+    /// Marks the method idempotent.
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+}
+
+/// The wire id of a method: the 32-bit FNV-1a hash of its name.
+///
+/// `#[relay_service]` refuses, at compile time, a contract in which two methods have the same id.
+///
+/// ```
+/// assert_eq!(relay_rpc::contract::method_id("add"), relay_rpc::contract::method_id("add"));
+/// assert_ne!(relay_rpc::contract::method_id("add"), relay_rpc::contract::method_id("sub"));
+/// ```
+pub const fn method_id(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+}
+
+const fn method_fingerprint(signature: &str, oneway: bool) -> u64 {
+    let hash = fnv1a(FNV_OFFSET, signature.as_bytes());
+    if oneway { fnv1a(hash, b"\n#[oneway]") } else { hash }
 }
 
 /// The description of a contract: its name, its methods and a fingerprint of all their signatures.
@@ -37,16 +116,17 @@ impl MethodDescriptor {
 ///
 /// const CALC: ContractDescriptor = ContractDescriptor::new(
 ///     "Calculator",
-///     &[MethodDescriptor::new("add", "add(i64,i64)->i64")],
+///     &[MethodDescriptor::new("add", "add(i64,i64)->i64"), MethodDescriptor::new("log", "log(String)->()").oneway()],
 /// );
-/// assert_eq!(CALC.methods.len(), 1);
+/// assert_eq!(CALC.methods.len(), 2);
+/// assert!(CALC.method("log").unwrap().oneway);
 /// assert_ne!(CALC.fingerprint, 0);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContractDescriptor {
     /// The contract's name, by default the trait's name.
     pub name: &'static str,
-    /// A stable 64-bit hash of the name and every method's signature, in order.
+    /// A stable 64-bit hash of the name and every method's fingerprint, in order.
     pub fingerprint: u64,
     /// The methods, in declaration order.
     pub methods: &'static [MethodDescriptor],
@@ -59,7 +139,7 @@ impl ContractDescriptor {
         let mut i = 0;
         while i < methods.len() {
             hash = fnv1a(hash, b"\n");
-            hash = fnv1a(hash, methods[i].signature.as_bytes());
+            hash = fnv1a(hash, &methods[i].fingerprint.to_le_bytes());
             i += 1;
         }
         Self { name, fingerprint: hash, methods }
@@ -68,6 +148,11 @@ impl ContractDescriptor {
     /// Looks a method up by name.
     pub fn method(&self, name: &str) -> Option<&MethodDescriptor> {
         self.methods.iter().find(|m| m.name == name)
+    }
+
+    /// Looks a method up by its wire id.
+    pub fn method_by_id(&self, id: u32) -> Option<&MethodDescriptor> {
+        self.methods.iter().find(|m| m.id == id)
     }
 }
 
@@ -84,6 +169,16 @@ const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
+/// A request named a method id this side's contract does not have.
+///
+/// What the generated dispatcher returns for such a request; the host answers the caller with an
+/// error that its stub turns into [`CallError::UnknownMethod`](crate::CallError::UnknownMethod).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownMethod {
+    /// The method id the request carried.
+    pub id: u32,
+}
+
 /// The host side of a contract: turns a decoded request into a response by calling the service.
 ///
 /// Implemented by the `ServeFoo<S>` type that `#[relay_service]` generates for `trait Foo`;
@@ -96,15 +191,21 @@ pub trait Dispatch: Clone + Send + Sync + 'static {
     /// The contract this dispatcher serves.
     const CONTRACT: &'static ContractDescriptor;
 
-    /// Runs one request to completion.
-    fn dispatch(&self, request: Self::Request) -> impl Future<Output = Self::Response> + Send + 'static;
+    /// Runs one request to completion; a request for a method this contract lacks gives
+    /// [`UnknownMethod`].
+    fn dispatch(
+        &self,
+        request: Self::Request,
+    ) -> impl Future<Output = Result<Self::Response, UnknownMethod>> + Send + 'static;
 }
 
 /// Checks that a caller speaking `caller` can talk to a host serving `host`.
 ///
-/// Requests carry a method's position, so the caller's methods must be the host's first methods,
-/// with the same signatures: a host may add methods at the end and old callers keep working.
-/// The error names the contract and the first method that differs.
+/// The names must be equal. A method both sides know must have the same fingerprint (signature
+/// and one-way flag); methods only the host knows are fine (hosts may add methods anywhere), and
+/// so are methods only the caller knows (calling one fails with
+/// [`CallError::UnknownMethod`](crate::CallError::UnknownMethod)), unless its wire id is that of
+/// another method of the host. The error names the contract and every method that differs.
 pub fn check_compatible(host: &ContractDescriptor, caller: &ContractInfo) -> Result<(), String> {
     if caller.name != host.name {
         return Err(format!("the listener serves contract `{}`, the caller speaks `{}`", host.name, caller.name));
@@ -112,68 +213,203 @@ pub fn check_compatible(host: &ContractDescriptor, caller: &ContractInfo) -> Res
     if caller.fingerprint == host.fingerprint {
         return Ok(());
     }
-    for (i, method) in caller.methods.iter().enumerate() {
-        match host.methods.get(i) {
-            Some(m) if m.name == method.name && m.fingerprint == method.fingerprint => {}
-            Some(m) if m.name == method.name => {
-                return Err(format!(
-                    "method `{}.{}` has another signature on the listener: `{}`",
-                    host.name, m.name, m.signature
-                ));
-            }
-            _ => match host.method(&method.name) {
-                Some(_) => {
-                    return Err(format!(
-                        "method `{}.{}` is at another position on the listener",
-                        host.name, method.name
+    let mut problems = Vec::new();
+    for method in &caller.methods {
+        match host.method(&method.name) {
+            Some(m) if m.fingerprint == method.fingerprint => {}
+            Some(m) => problems.push(format!(
+                "method `{}.{}` has another signature on the listener: `{}{}`",
+                host.name,
+                m.name,
+                if m.oneway { "#[oneway] " } else { "" },
+                m.signature,
+            )),
+            None => {
+                if let Some(m) = host.method_by_id(method_id(&method.name)) {
+                    problems.push(format!(
+                        "method `{}.{}` has the same wire id as the listener's method `{}`; rename one of them",
+                        host.name, method.name, m.name,
                     ));
                 }
-                None => return Err(format!("the listener's `{}` has no method `{}`", host.name, method.name)),
-            },
+            }
         }
     }
-    Ok(())
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// The bincode options typed channels use: bincode's defaults (varint integers), but bytes after
+/// a decoded message are ignored. A request or response is the last field of its frame, and one
+/// for a method id this side does not know decodes as "unknown" without reading its arguments,
+/// which it has no types for.
+pub(crate) type WireOptions =
+    bincode::config::WithOtherTrailing<bincode::DefaultOptions, bincode::config::AllowTrailing>;
+
+/// The codec of typed channels: `Item` in, `SinkItem` out.
+pub(crate) type Codec<Item, SinkItem> = tokio_serde::formats::Bincode<Item, SinkItem, WireOptions>;
+
+/// A [`Codec`].
+pub(crate) fn codec<Item, SinkItem>() -> Codec<Item, SinkItem> {
+    use bincode::Options;
+    Codec::from(bincode::DefaultOptions::new().allow_trailing_bytes())
+}
+
+/// Request ids with this bit set are one-way: the host runs them and sends no response. tarpc
+/// numbers its own requests from 0 up, so they never reach this range.
+pub(crate) const ONEWAY_ID_BIT: u64 = 1 << 63;
+
+/// How the host tells a caller that its contract lacks the method called: a tarpc `ServerError`
+/// of this kind whose detail starts with [`UNKNOWN_METHOD_DETAIL`]. (`NotFound` survives tarpc's
+/// encoding of error kinds; nothing else in a relay host answers with it.)
+const UNKNOWN_METHOD_KIND: io::ErrorKind = io::ErrorKind::NotFound;
+const UNKNOWN_METHOD_DETAIL: &str = "relay-rpc: unknown method";
+
+/// The error a host answers a request for a method it lacks with.
+pub(crate) fn unknown_method_error(contract: &ContractDescriptor, unknown: UnknownMethod) -> tarpc::ServerError {
+    let detail = format!("{UNKNOWN_METHOD_DETAIL} {:#010x} in contract `{}`", unknown.id, contract.name);
+    tarpc::ServerError::new(UNKNOWN_METHOD_KIND, detail)
+}
+
+/// Whether a host's error says that it lacks the method called.
+pub(crate) fn is_unknown_method(error: &tarpc::ServerError) -> bool {
+    error.kind == UNKNOWN_METHOD_KIND && error.detail.starts_with(UNKNOWN_METHOD_DETAIL)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const ADD: MethodDescriptor = MethodDescriptor::new("add", "add(i64,i64)->i64");
+    const NEG: MethodDescriptor = MethodDescriptor::new("neg", "neg(i64)->i64");
+    const LOG: MethodDescriptor = MethodDescriptor::new("log", "log(String)->()").oneway();
+
+    fn info(c: &ContractDescriptor) -> ContractInfo {
+        c.into()
+    }
+
     #[test]
     fn fingerprints_depend_on_signatures_not_names_of_arguments() {
         let a = MethodDescriptor::new("add", "add(i64,i64)->i64");
         let b = MethodDescriptor::new("add", "add(i64,i32)->i64");
         assert_ne!(a.fingerprint, b.fingerprint);
-        assert_eq!(a, MethodDescriptor::new("add", "add(i64,i64)->i64"));
+        assert_eq!(a, ADD);
+    }
+
+    #[test]
+    fn fingerprints_cover_the_oneway_flag_but_not_idempotence() {
+        let two_way = MethodDescriptor::new("log", "log(String)->()");
+        assert!(LOG.oneway && !two_way.oneway);
+        assert_ne!(LOG.fingerprint, two_way.fingerprint);
+        let idempotent = two_way.idempotent();
+        assert!(idempotent.idempotent);
+        assert_eq!(idempotent.fingerprint, two_way.fingerprint);
+        assert_eq!(LOG.oneway().fingerprint, LOG.fingerprint, "marking twice changes nothing");
+    }
+
+    #[test]
+    fn method_ids_are_fnv1a_of_the_name() {
+        // Known answers of 32-bit FNV-1a.
+        assert_eq!(method_id(""), 0x811c_9dc5);
+        assert_eq!(method_id("a"), 0xe40c_292c);
+        assert_eq!(method_id("foobar"), 0xbf9c_f968);
+        assert_eq!(ADD.id, method_id("add"));
+        const C: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, NEG]);
+        assert_eq!(C.method_by_id(method_id("neg")), Some(&NEG));
+        assert_eq!(C.method_by_id(method_id("sub")), None);
     }
 
     #[test]
     fn contract_fingerprint_covers_name_and_methods() {
-        const M: &[MethodDescriptor] = &[MethodDescriptor::new("add", "add(i64,i64)->i64")];
+        const M: &[MethodDescriptor] = &[ADD];
         let a = ContractDescriptor::new("Calculator", M);
         let b = ContractDescriptor::new("Calc", M);
         let c = ContractDescriptor::new("Calculator", &[]);
+        const ONEWAY: &[MethodDescriptor] = &[MethodDescriptor::new("add", "add(i64,i64)->i64").oneway()];
+        let d = ContractDescriptor::new("Calculator", ONEWAY);
         assert_ne!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, c.fingerprint);
+        assert_ne!(a.fingerprint, d.fingerprint);
     }
 
     #[test]
-    fn hosts_may_add_methods_at_the_end_only() {
-        const V1: ContractDescriptor =
-            ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i64,i64)->i64")]);
-        const V2: ContractDescriptor = ContractDescriptor::new(
-            "Calc",
-            &[MethodDescriptor::new("add", "add(i64,i64)->i64"), MethodDescriptor::new("neg", "neg(i64)->i64")],
-        );
+    fn hosts_may_add_and_reorder_methods_anywhere() {
+        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, LOG]);
+        const V2: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, LOG, ADD]);
+        assert_eq!(check_compatible(&V1, &info(&V1)), Ok(()));
+        assert_eq!(check_compatible(&V2, &info(&V1)), Ok(()), "new methods first and in the middle");
+    }
+
+    #[test]
+    fn callers_may_know_methods_the_host_lacks() {
+        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
+        const V2: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, ADD, LOG]);
+        assert_eq!(check_compatible(&V1, &info(&V2)), Ok(()));
+    }
+
+    #[test]
+    fn a_changed_signature_is_refused_naming_contract_and_method() {
+        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, ADD]);
         const CHANGED: ContractDescriptor =
-            ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i32,i32)->i64")]);
-        assert_eq!(check_compatible(&V1, &(&V1).into()), Ok(()));
-        assert_eq!(check_compatible(&V2, &(&V1).into()), Ok(()));
-        let err = check_compatible(&V1, &(&V2).into()).unwrap_err();
-        assert!(err.contains("no method `neg`"), "{err}");
-        let err = check_compatible(&CHANGED, &(&V1).into()).unwrap_err();
+            ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i32,i32)->i64"), NEG]);
+        let err = check_compatible(&CHANGED, &info(&V1)).unwrap_err();
+        assert!(err.contains("`Calc.add`") && err.contains("add(i32,i32)->i64"), "{err}");
+        assert!(!err.contains("neg"), "{err}");
+        let err = check_compatible(&V1, &info(&CHANGED)).unwrap_err();
         assert!(err.contains("`Calc.add`"), "{err}");
-        let other = ContractDescriptor::new("Other", &[]);
-        assert!(check_compatible(&other, &(&V1).into()).unwrap_err().contains("`Other`"));
+    }
+
+    #[test]
+    fn a_changed_oneway_flag_is_refused() {
+        const HOST: ContractDescriptor =
+            ContractDescriptor::new("Calc", &[MethodDescriptor::new("log", "log(String)->()")]);
+        const CALLER: ContractDescriptor = ContractDescriptor::new("Calc", &[LOG]);
+        let err = check_compatible(&HOST, &info(&CALLER)).unwrap_err();
+        assert!(err.contains("`Calc.log`"), "{err}");
+        let err = check_compatible(&CALLER, &info(&HOST)).unwrap_err();
+        assert!(err.contains("#[oneway] log(String)->()"), "{err}");
+    }
+
+    #[test]
+    fn every_differing_method_is_named() {
+        const HOST: ContractDescriptor = ContractDescriptor::new(
+            "Calc",
+            &[MethodDescriptor::new("add", "add(i32,i32)->i64"), MethodDescriptor::new("neg", "neg(i32)->i32")],
+        );
+        const CALLER: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, NEG]);
+        let err = check_compatible(&HOST, &info(&CALLER)).unwrap_err();
+        assert!(err.contains("`Calc.add`") && err.contains("`Calc.neg`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_method_with_a_colliding_id_is_refused() {
+        // FNV-1a gives these two names the same 32-bit id.
+        assert_eq!(method_id("m763399"), method_id("m1109514"));
+        const HOST: ContractDescriptor =
+            ContractDescriptor::new("C", &[MethodDescriptor::new("m763399", "m763399()->()")]);
+        const CALLER: ContractDescriptor =
+            ContractDescriptor::new("C", &[MethodDescriptor::new("m1109514", "m1109514()->()")]);
+        let err = check_compatible(&HOST, &info(&CALLER)).unwrap_err();
+        assert!(err.contains("`C.m1109514`") && err.contains("`m763399`"), "{err}");
+    }
+
+    #[test]
+    fn different_contract_names_are_refused() {
+        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
+        const OTHER: ContractDescriptor = ContractDescriptor::new("Other", &[ADD]);
+        let err = check_compatible(&OTHER, &info(&V1)).unwrap_err();
+        assert!(err.contains("`Other`") && err.contains("`Calc`"), "{err}");
+        let untyped = ContractInfo::default();
+        assert!(check_compatible(&V1, &untyped).is_err());
+    }
+
+    #[test]
+    fn unknown_method_errors_are_recognised() {
+        const C: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
+        let error = unknown_method_error(&C, UnknownMethod { id: 0xdead_beef });
+        assert!(is_unknown_method(&error), "{error:?}");
+        assert!(error.detail.contains("0xdeadbeef") && error.detail.contains("`Calc`"), "{}", error.detail);
+        let other = tarpc::ServerError::new(io::ErrorKind::NotFound, "not found".into());
+        assert!(!is_unknown_method(&other));
+        let other = tarpc::ServerError::new(io::ErrorKind::Other, error.detail.clone());
+        assert!(!is_unknown_method(&other));
     }
 }

@@ -175,6 +175,15 @@ pub enum CallError {
     /// The host answered with something the contract does not allow.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The host serves an older (or other) version of the contract, without this method. The
+    /// channel stays usable for the methods the host has.
+    #[error("the listener's `{contract}` has no method `{method}`")]
+    UnknownMethod {
+        /// The contract's name.
+        contract: String,
+        /// The method called.
+        method: String,
+    },
 }
 
 impl CallError {

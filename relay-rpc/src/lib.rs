@@ -66,12 +66,15 @@
 pub mod auth;
 mod call;
 mod channel;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 pub mod contract;
 mod error;
 mod host;
 mod options;
 pub mod proto;
+pub mod stream;
 mod tls;
 mod transport;
 mod url;
@@ -133,7 +136,7 @@ pub mod __wire {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::client::{ClientStub, unexpected_response};
-    pub use crate::contract::{ContractDescriptor, Dispatch, MethodDescriptor};
+    pub use crate::contract::{ContractDescriptor, Dispatch, MethodDescriptor, UnknownMethod, method_id};
     pub use serde;
     pub use std::sync::Arc;
     pub use tarpc::RequestName;

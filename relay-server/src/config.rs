@@ -66,9 +66,9 @@ pub struct Config {
     /// How long a connection or stream may take to say what it wants. Default 10 s.
     pub handshake_timeout_ms: u64,
     /// Handshakes (QUIC connections being set up, WebSocket upgrades being read) in progress at
-    /// once; beyond, new ones are refused at once. Default 1024.
+    /// once; beyond, new ones are refused at once. Default 4096.
     pub max_pending_handshakes: usize,
-    /// The same, per source IP address, so one source cannot use them all. Default 64.
+    /// The same, per source IP address, so one source cannot use them all. Default 256.
     pub max_pending_handshakes_per_ip: usize,
     /// How long a Hybrid Connections listener may take to open its rendezvous for a sender.
     /// Default 30 s, as in Azure.
@@ -167,8 +167,8 @@ impl Default for Config {
             cert_file: None,
             key_file: None,
             handshake_timeout_ms: 10_000,
-            max_pending_handshakes: 1024,
-            max_pending_handshakes_per_ip: 64,
+            max_pending_handshakes: 4096,
+            max_pending_handshakes_per_ip: 256,
             rendezvous_timeout_ms: 30_000,
             keep_alive_ms: 2_000,
             idle_timeout_ms: 8_000,

@@ -7,7 +7,10 @@
 use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::Parser;
-use syn::{FnArg, Ident, ItemTrait, LitStr, Pat, PatType, Receiver, Result, ReturnType, TraitItem, TraitItemFn, Type};
+use syn::{
+    Attribute, FnArg, Ident, ItemTrait, LitStr, Pat, PatType, Receiver, Result, ReturnType, TraitItem, TraitItemFn,
+    Type,
+};
 
 /// The arguments inside `#[relay_service(...)]`.
 #[derive(Default)]
@@ -71,6 +74,54 @@ pub(crate) struct Method<'a> {
     pub args: Vec<Arg<'a>>,
     /// The declared return type; `None` for a missing return type (unit).
     pub output: Option<&'a Type>,
+    /// The method's attributes, sorted by kind.
+    pub attrs: MethodAttrs<'a>,
+}
+
+/// The attributes of one method, sorted by what the macro does with them.
+#[derive(Default)]
+pub(crate) struct MethodAttrs<'a> {
+    /// Doc comments: copied to the trait method, the client method and the request variant.
+    pub docs: Vec<&'a Attribute>,
+    /// Lint attributes (`allow`, `expect`, `warn`, `deny`, `forbid`, `deprecated`): copied to the
+    /// trait method and the client method.
+    pub lints: Vec<&'a Attribute>,
+    /// Every `#[oneway]`: the caller does not wait for the host (more than one is a mistake).
+    pub oneway: Vec<&'a Attribute>,
+    /// Every `#[idempotent]`: the method may safely run twice (more than one is a mistake).
+    pub idempotent: Vec<&'a Attribute>,
+    /// Any other attribute: not allowed.
+    pub others: Vec<&'a Attribute>,
+}
+
+/// The lint attributes, which the macro passes on.
+pub(crate) const LINT_ATTRIBUTES: &[&str] = &["allow", "expect", "warn", "deny", "forbid", "deprecated"];
+
+impl<'a> MethodAttrs<'a> {
+    fn from_syn(attrs: &'a [Attribute]) -> Self {
+        let mut sorted = MethodAttrs::default();
+        for attr in attrs {
+            let path = attr.path();
+            let list = if path.is_ident("doc") {
+                &mut sorted.docs
+            } else if path.is_ident("oneway") {
+                &mut sorted.oneway
+            } else if path.is_ident("idempotent") {
+                &mut sorted.idempotent
+            } else if LINT_ATTRIBUTES.iter().any(|lint| path.is_ident(lint)) {
+                &mut sorted.lints
+            } else {
+                &mut sorted.others
+            };
+            list.push(attr);
+        }
+        sorted
+    }
+
+    /// The attributes copied onto generated methods: docs and lints.
+    pub fn passed_on(&self) -> impl Iterator<Item = &'a Attribute> + '_ {
+        self.docs.iter().chain(&self.lints).copied()
+    }
 }
 
 /// One typed argument of a method.
@@ -105,6 +156,22 @@ impl<'a> Service<'a> {
 }
 
 impl<'a> Method<'a> {
+    /// Whether the method is marked `#[oneway]`.
+    pub fn is_oneway(&self) -> bool {
+        !self.attrs.oneway.is_empty()
+    }
+
+    /// Whether the method is marked `#[idempotent]`.
+    pub fn is_idempotent(&self) -> bool {
+        !self.attrs.idempotent.is_empty()
+    }
+
+    /// The method's wire id: the 32-bit FNV-1a hash of its name, as `relay_rpc::contract::method_id`
+    /// computes it.
+    pub fn id(&self) -> u32 {
+        method_id(&self.name)
+    }
+
     fn from_syn(original: &'a TraitItemFn) -> Self {
         let sig = &original.sig;
         let name = sig.ident.unraw().to_string();
@@ -128,6 +195,7 @@ impl<'a> Method<'a> {
             receiver,
             args,
             output,
+            attrs: MethodAttrs::from_syn(&original.attrs),
         }
     }
 }
@@ -138,6 +206,11 @@ fn plain_ident(pat: &Pat) -> Option<&Ident> {
         Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => Some(&p.ident),
         _ => None,
     }
+}
+
+/// The 32-bit FNV-1a hash of `name`; the same function as `relay_rpc::contract::method_id`.
+pub(crate) fn method_id(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
 }
 
 /// The UpperCamelCase form of a method name: `get_user` and `getUser` both give `GetUser`.
@@ -181,6 +254,34 @@ mod tests {
         assert!(variant_ident("_1", span).is_none());
         assert!(variant_ident("__", span).is_none());
         assert_eq!(variant_ident("ping", span).unwrap(), "Ping");
+    }
+
+    #[test]
+    fn method_ids_are_fnv1a() {
+        assert_eq!(method_id(""), 0x811c_9dc5);
+        assert_eq!(method_id("a"), 0xe40c_292c);
+        assert_eq!(method_id("foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn method_attributes_are_sorted() {
+        let method: TraitItemFn = syn::parse_quote! {
+            /// Docs.
+            #[oneway]
+            #[idempotent]
+            #[allow(dead_code)]
+            #[deprecated]
+            #[cfg(test)]
+            #[inline]
+            async fn log(line: String);
+        };
+        let attrs = MethodAttrs::from_syn(&method.attrs);
+        assert_eq!(attrs.docs.len(), 1);
+        assert_eq!(attrs.oneway.len(), 1);
+        assert_eq!(attrs.idempotent.len(), 1);
+        assert_eq!(attrs.lints.len(), 2);
+        assert_eq!(attrs.others.len(), 2);
+        assert_eq!(attrs.passed_on().count(), 3);
     }
 
     #[test]

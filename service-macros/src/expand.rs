@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Ident, ItemTrait, LitStr};
@@ -92,7 +92,8 @@ impl<'a> Generator<'a> {
         let others = &self.service.others;
         let mut seen = HashSet::new();
         let methods = self.service.methods.iter().filter(|m| seen.insert(m.ident)).map(|m| {
-            let attrs = &m.original.attrs;
+            // `#[oneway]` and `#[idempotent]` are the macro's; anything else was reported.
+            let attrs = m.attrs.passed_on();
             let ident = m.ident;
             let fn_token = &m.original.sig.fn_token;
             let generics = &m.original.sig.generics;
@@ -164,8 +165,13 @@ fn doc(text: String) -> TokenStream {
     quote!(#[doc = #text])
 }
 
-/// The `#[doc]` attributes among `attrs`, or one made by `default` if there are none.
-fn docs_or(attrs: &[Attribute], default: impl FnOnce() -> String) -> TokenStream {
-    let docs: Vec<&Attribute> = attrs.iter().filter(|a| a.path().is_ident("doc")).collect();
+/// The method's doc comments, or one made by `default` if there are none.
+fn docs_or(m: &Method<'_>, default: impl FnOnce() -> String) -> TokenStream {
+    let docs: &[&Attribute] = &m.attrs.docs;
     if docs.is_empty() { doc(default()) } else { quote!(#(#docs)*) }
+}
+
+/// The method's wire id as a `u32` literal.
+fn id_literal(m: &Method<'_>) -> Literal {
+    Literal::u32_suffixed(m.id())
 }

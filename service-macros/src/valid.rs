@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 
-use syn::{Error, GenericArgument, PathArguments, Result, ReturnType, Type, TypeParamBound};
+use syn::{Error, GenericArgument, Meta, PathArguments, Result, ReturnType, Type, TypeParamBound};
 
-use crate::ast::{Method, Service};
+use crate::ast::{LINT_ATTRIBUTES, Method, Service};
 
 /// Method names that would clash with an item of the generated `FooClient`.
 const CLIENT_ITEMS: &[&str] = &["new", "connect", "clone", "CONTRACT"];
@@ -21,8 +21,26 @@ impl Service<'_> {
             errors.push(Error::new_spanned(item, "relay_service traits may only contain `async fn` methods"));
         }
         let mut variants: HashMap<String, &Method<'_>> = HashMap::new();
+        let mut ids: HashMap<u32, &Method<'_>> = HashMap::new();
         for method in &self.methods {
             method.check(self, &mut errors);
+            match ids.get(&method.id()) {
+                // Same name twice is reported as a duplicate variant below.
+                Some(first) if first.name != method.name => errors.push(Error::new(
+                    method.ident.span(),
+                    format!(
+                        "methods `{}` and `{}` have the same wire id {:#010x} (a 32-bit hash of the name); \
+                         rename one of them",
+                        first.name,
+                        method.name,
+                        method.id(),
+                    ),
+                )),
+                Some(_) => {}
+                None => {
+                    ids.insert(method.id(), method);
+                }
+            }
             if let Some(variant) = &method.variant {
                 match variants.get(&variant.to_string()) {
                     Some(first) => errors.push(Error::new(
@@ -122,6 +140,44 @@ impl Method<'_> {
         if let ReturnType::Type(_, ty) = &sig.output {
             check_owned(ty, "return types", errors);
         }
+        self.check_attrs(errors);
+    }
+
+    fn check_attrs(&self, errors: &mut Errors) {
+        let attrs = &self.attrs;
+        for (name, list) in [("oneway", &attrs.oneway), ("idempotent", &attrs.idempotent)] {
+            for (i, attr) in list.iter().enumerate() {
+                if i > 0 {
+                    errors.push(Error::new_spanned(attr, format!("duplicate `#[{name}]`")));
+                } else if !matches!(attr.meta, Meta::Path(_)) {
+                    errors.push(Error::new_spanned(&attr.meta, format!("`#[{name}]` takes no arguments")));
+                }
+            }
+        }
+        for attr in &attrs.others {
+            let path = attr.path();
+            let message = if path.is_ident("cfg") || path.is_ident("cfg_attr") {
+                "relay_service methods cannot be conditional: a contract must be the same in every build \
+                 (put the `#[cfg]` on the whole trait)"
+                    .to_owned()
+            } else {
+                format!(
+                    "unsupported attribute on a relay_service method; accepted are doc comments, `#[oneway]`, \
+                     `#[idempotent]` and lint attributes ({})",
+                    LINT_ATTRIBUTES.iter().map(|lint| format!("`{lint}`")).collect::<Vec<_>>().join(", "),
+                )
+            };
+            errors.push(Error::new_spanned(attr, message));
+        }
+        if self.is_oneway() {
+            if let Some(ty) = self.output.filter(|ty| !is_unit(ty)) {
+                errors.push(Error::new_spanned(
+                    ty,
+                    "a `#[oneway]` method cannot return a value: its caller does not wait for the host; \
+                     remove the return type, or remove `#[oneway]`",
+                ));
+            }
+        }
     }
 
     fn check_args(&self, errors: &mut Errors) {
@@ -137,6 +193,16 @@ impl Method<'_> {
             }
             check_owned(arg.ty, "argument types", errors);
         }
+    }
+}
+
+/// Whether `ty` is `()`.
+fn is_unit(ty: &Type) -> bool {
+    match ty {
+        Type::Tuple(t) => t.elems.is_empty(),
+        Type::Paren(t) => is_unit(&t.elem),
+        Type::Group(t) => is_unit(&t.elem),
+        _ => false,
     }
 }
 

@@ -1,11 +1,13 @@
-//! What `#[relay_service]` generates: the contract descriptor, request names, and dispatch to a
-//! real implementation.
+//! What `#[relay_service]` generates: the contract descriptor, request names, the wire encoding
+//! of requests and responses, and dispatch to a real implementation.
 
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use relay_rpc::__private::{Dispatch, RequestName};
+use bincode::Options;
+use relay_rpc::__private::{Dispatch, RequestName, UnknownMethod};
+use relay_rpc::contract::method_id;
 use serde::{Deserialize, Serialize};
 
 /// An error the service returns inside its result.
@@ -20,6 +22,28 @@ pub trait Calculator {
     async fn add(a: i64, b: i64) -> i64;
     async fn divide(a: i64, b: i64) -> Result<i64, MathError>;
     async fn ping();
+}
+
+/// Version 2 of `Calculator`: methods added first and in the middle, one-way and idempotent ones.
+mod v2 {
+    // Signatures are compared as written: `MathError`, not `super::MathError`.
+    use super::MathError;
+
+    #[relay_rpc::relay_service(name = "Calculator")]
+    pub trait Calculator {
+        async fn negate(a: i64) -> i64;
+        /// Adds.
+        #[idempotent]
+        async fn add(a: i64, b: i64) -> i64;
+        /// Logs.
+        #[oneway]
+        async fn log(line: String);
+        #[oneway]
+        #[allow(clippy::unused_unit)]
+        async fn reset() -> ();
+        async fn divide(a: i64, b: i64) -> Result<i64, MathError>;
+        async fn ping();
+    }
 }
 
 struct Calc;
@@ -115,17 +139,145 @@ fn request_names_and_debug() {
 fn dispatches_to_the_implementation() {
     let server = ServeCalculator::new(Calc);
     let response = run(server.dispatch(CalculatorRequest::Add { a: 2, b: 3 }));
-    assert!(matches!(response, CalculatorResponse::Add(5)), "{response:?}");
+    assert!(matches!(response, Ok(CalculatorResponse::Add(5))), "{response:?}");
 
     let shared = ServeCalculator::from_arc(std::sync::Arc::new(Calc));
     let response = run(shared.clone().dispatch(CalculatorRequest::Divide { a: 7, b: 2 }));
-    assert!(matches!(response, CalculatorResponse::Divide(Ok(3))), "{response:?}");
+    assert!(matches!(response, Ok(CalculatorResponse::Divide(Ok(3)))), "{response:?}");
     match run(shared.dispatch(CalculatorRequest::Divide { a: 7, b: 0 })) {
-        CalculatorResponse::Divide(Err(error)) => assert_eq!(error.reason, "division by zero"),
+        Ok(CalculatorResponse::Divide(Err(error))) => assert_eq!(error.reason, "division by zero"),
         other => panic!("unexpected {other:?}"),
     }
     let response = run(server.dispatch(CalculatorRequest::Ping {}));
+    assert!(matches!(response, Ok(CalculatorResponse::Ping(()))), "{response:?}");
+    let response = run(server.dispatch(CalculatorRequest::__Unknown(7)));
+    assert!(matches!(response, Err(UnknownMethod { id: 7 })), "{response:?}");
+}
+
+/// The options typed channels encode with: bincode's defaults, trailing bytes allowed.
+fn wire() -> impl Options {
+    bincode::DefaultOptions::new().allow_trailing_bytes()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    wire().serialize(value).unwrap()
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> T {
+    wire().deserialize(bytes).unwrap()
+}
+
+#[test]
+fn messages_are_the_method_id_then_the_arguments_or_result() {
+    let id = method_id("add");
+    assert_eq!(encode(&CalculatorRequest::Add { a: 1, b: -2 }), encode(&(id, 1i64, -2i64)));
+    assert_eq!(encode(&CalculatorResponse::Add(3)), encode(&(id, 3i64)));
+    assert_eq!(encode(&CalculatorRequest::Ping {}), encode(&(method_id("ping"),)));
+    // Strict bincode, without trailing bytes, reads them too.
+    let strict = bincode::DefaultOptions::new();
+    let request: CalculatorRequest = strict.deserialize(&encode(&CalculatorRequest::Add { a: 1, b: -2 })).unwrap();
+    assert!(matches!(request, CalculatorRequest::Add { a: 1, b: -2 }), "{request:?}");
+    let response: CalculatorResponse = strict.deserialize(&encode(&CalculatorResponse::Divide(Ok(4)))).unwrap();
+    assert!(matches!(response, CalculatorResponse::Divide(Ok(4))), "{response:?}");
+}
+
+#[test]
+fn messages_survive_reordering_and_additions() {
+    // v1 -> v2: v2 has the method at another position.
+    let request: v2::CalculatorRequest = decode(&encode(&CalculatorRequest::Divide { a: 7, b: 2 }));
+    assert!(matches!(request, v2::CalculatorRequest::Divide { a: 7, b: 2 }), "{request:?}");
+    let response: CalculatorResponse = decode(&encode(&v2::CalculatorResponse::Divide(Ok(3))));
+    assert!(matches!(response, CalculatorResponse::Divide(Ok(3))), "{response:?}");
+    let request: CalculatorRequest = decode(&encode(&v2::CalculatorRequest::Ping {}));
+    assert!(matches!(request, CalculatorRequest::Ping {}), "{request:?}");
+}
+
+#[test]
+fn unknown_methods_decode_to_a_distinct_value() {
+    let request: CalculatorRequest = decode(&encode(&v2::CalculatorRequest::Negate { a: 5 }));
+    assert!(matches!(request, CalculatorRequest::__Unknown(id) if id == method_id("negate")), "{request:?}");
+    assert_eq!(request.name(), "Calculator.<unknown method>");
+    assert_eq!(format!("{request:?}"), format!("Unknown({:#010x})", method_id("negate")));
+    let request: CalculatorRequest = decode(&encode(&v2::CalculatorRequest::Log { line: "x".repeat(300) }));
+    assert!(matches!(request, CalculatorRequest::__Unknown(id) if id == method_id("log")), "{request:?}");
+    let response: CalculatorResponse = decode(&encode(&v2::CalculatorResponse::Negate(-5)));
+    assert!(matches!(response, CalculatorResponse::__Unknown(id) if id == method_id("negate")), "{response:?}");
+    // An unknown value re-encodes as its id alone.
+    assert_eq!(encode(&request), encode(&(method_id("log"),)));
+}
+
+#[test]
+fn truncated_messages_are_errors() {
+    let bytes = encode(&CalculatorRequest::Add { a: 1, b: 2 });
+    assert!(wire().deserialize::<CalculatorRequest>(&bytes[..bytes.len() - 1]).is_err());
+    assert!(wire().deserialize::<CalculatorRequest>(&[]).is_err());
+}
+
+#[test]
+fn self_describing_formats_work_too() {
+    let json = serde_json::to_string(&CalculatorRequest::Add { a: 1, b: 2 }).unwrap();
+    assert_eq!(json, format!("[{},1,2]", method_id("add")));
+    let request: CalculatorRequest = serde_json::from_str(&json).unwrap();
+    assert!(matches!(request, CalculatorRequest::Add { a: 1, b: 2 }), "{request:?}");
+    let response: CalculatorResponse = serde_json::from_str(&format!("[{},null]", method_id("ping"))).unwrap();
     assert!(matches!(response, CalculatorResponse::Ping(())), "{response:?}");
+    let err = serde_json::from_str::<CalculatorRequest>(&format!("[{},1]", method_id("add"))).unwrap_err();
+    assert!(err.to_string().contains("invalid length 2"), "{err}");
+}
+
+#[test]
+fn descriptors_carry_ids_and_flags() {
+    let contract = v2::CalculatorClient::CONTRACT;
+    for method in contract.methods {
+        assert_eq!(method.id, method_id(method.name), "{}", method.name);
+    }
+    let log = contract.method("log").unwrap();
+    assert!(log.oneway && !log.idempotent);
+    assert_eq!(log.signature, "log(String)->()");
+    assert_eq!(contract.method("reset").unwrap().signature, "reset()->()");
+    let add = contract.method("add").unwrap();
+    assert!(add.idempotent && !add.oneway);
+    // Idempotence is not part of the fingerprint; the shared methods are compatible.
+    assert_eq!(add.fingerprint, CalculatorClient::CONTRACT.method("add").unwrap().fingerprint);
+    let info = CalculatorClient::CONTRACT.into();
+    assert_eq!(relay_rpc::contract::check_compatible(contract, &info), Ok(()));
+    let info = contract.into();
+    assert_eq!(relay_rpc::contract::check_compatible(CalculatorClient::CONTRACT, &info), Ok(()));
+}
+
+struct Calc2(std::sync::Mutex<Vec<String>>);
+
+impl v2::Calculator for Calc2 {
+    async fn negate(&self, a: i64) -> i64 {
+        -a
+    }
+
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a + b
+    }
+
+    async fn log(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    async fn reset(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    async fn divide(&self, a: i64, b: i64) -> Result<i64, MathError> {
+        Calc.divide(a, b).await
+    }
+
+    async fn ping(&self) {}
+}
+
+#[test]
+fn one_way_methods_dispatch_like_others() {
+    let service = std::sync::Arc::new(Calc2(Default::default()));
+    let server = v2::ServeCalculator::from_arc(service.clone());
+    let response = run(server.dispatch(v2::CalculatorRequest::Log { line: "hello".into() }));
+    assert!(matches!(response, Ok(v2::CalculatorResponse::Log(()))), "{response:?}");
+    assert_eq!(*service.0.lock().unwrap(), ["hello"]);
 }
 
 #[test]
@@ -153,6 +305,16 @@ async fn client_api(
     let sum: i64 = client.add(add, 1, 2).await?;
     let (): () = client.ping(ping).await?;
     client.divide(divide, sum, 1).await
+}
+
+/// One-way client methods return `Result<(), CallError>`: never called.
+#[allow(dead_code)]
+async fn oneway_client_api(
+    client: v2::CalculatorClient,
+    ctx: relay_rpc::CallContext,
+) -> Result<(), relay_rpc::CallError> {
+    client.log(ctx, "line".to_owned()).await?;
+    client.reset(ctx).await
 }
 
 /// `FooClient::new` wraps a channel: never called.

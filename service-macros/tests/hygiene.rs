@@ -24,6 +24,14 @@ pub mod hygiene {
     trait Send {}
     #[allow(dead_code)]
     trait Clone {}
+    #[allow(dead_code)]
+    struct Some;
+    #[allow(dead_code)]
+    struct Err;
+    #[allow(dead_code)]
+    struct __RelayVisitor;
+    #[allow(dead_code, non_camel_case_types)]
+    struct __S;
 
     /// A service whose argument names match the generated code's locals.
     #[::relay_rpc::relay_service]
@@ -34,6 +42,13 @@ pub mod hygiene {
         async fn service(self_: u64) -> ::core::result::Result<u64, u64>;
         /// Raw identifiers as method and argument names.
         async fn r#type(r#in: u64) -> u64;
+        /// A one-way method whose arguments are named like the encoding's locals.
+        #[oneway]
+        #[idempotent]
+        async fn record(id: u64, f: u64, __relay_id: u64, __relay_seq: u64, __relay_tuple: u64, __relay_element: u64);
+        /// A deprecated method, still served without a warning.
+        #[deprecated = "use `combine`"]
+        async fn old() -> u64;
     }
 
     /// A trait named like the server's type parameter.
@@ -61,6 +76,22 @@ impl Clash for Impl {
     async fn r#type(&self, r#in: u64) -> u64 {
         r#in + 1
     }
+
+    async fn record(
+        &self,
+        id: u64,
+        f: u64,
+        __relay_id: u64,
+        __relay_seq: u64,
+        __relay_tuple: u64,
+        __relay_element: u64,
+    ) {
+        assert_eq!([id, f, __relay_id, __relay_seq, __relay_tuple, __relay_element], [1, 2, 3, 4, 5, 6]);
+    }
+
+    async fn old(&self) -> u64 {
+        0
+    }
 }
 
 impl S for Impl {
@@ -81,11 +112,30 @@ fn run<F: std::future::Future>(future: F) -> F::Output {
 fn arguments_named_like_locals_reach_the_implementation_in_order() {
     let request = ClashRequest::Combine { service: 1, ctx: 1, request: 1, value: 1, inner: 1, __relay_value: 1 };
     let response = run(ServeClash::new(Impl).dispatch(request));
-    assert!(matches!(response, ClashResponse::Combine(63)), "{response:?}");
+    assert!(matches!(response, Ok(ClashResponse::Combine(63))), "{response:?}");
     let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Service { self_: 7 }));
-    assert!(matches!(response, ClashResponse::Service(Err(7))), "{response:?}");
+    assert!(matches!(response, Ok(ClashResponse::Service(Err(7)))), "{response:?}");
     let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Type { r#in: 1 }));
-    assert!(matches!(response, ClashResponse::Type(2)), "{response:?}");
+    assert!(matches!(response, Ok(ClashResponse::Type(2))), "{response:?}");
+    let request =
+        ClashRequest::Record { id: 1, f: 2, __relay_id: 3, __relay_seq: 4, __relay_tuple: 5, __relay_element: 6 };
+    let response = run(ServeClash::new(Impl).dispatch(request));
+    assert!(matches!(response, Ok(ClashResponse::Record(()))), "{response:?}");
+}
+
+#[test]
+fn arguments_named_like_locals_encode_in_order() {
+    let request =
+        ClashRequest::Record { id: 1, f: 2, __relay_id: 3, __relay_seq: 4, __relay_tuple: 5, __relay_element: 6 };
+    let json = serde_json::to_string(&request).unwrap();
+    assert_eq!(json, format!("[{},1,2,3,4,5,6]", relay_rpc::contract::method_id("record")));
+    let back: ClashRequest = serde_json::from_str(&json).unwrap();
+    assert!(matches!(
+        back,
+        ClashRequest::Record { id: 1, f: 2, __relay_id: 3, __relay_seq: 4, __relay_tuple: 5, __relay_element: 6 }
+    ));
+    let record = hygiene::ClashClient::CONTRACT.method("record").unwrap();
+    assert!(record.oneway && record.idempotent);
 }
 
 #[test]
@@ -100,13 +150,22 @@ fn raw_identifiers_are_unraw_in_names() {
 fn trait_named_like_the_type_parameter() {
     assert_eq!(SClient::CONTRACT.name, "hygiene.S");
     let response = run(ServeS::new(Impl).dispatch(hygiene::SRequest::Ping {}));
-    assert!(matches!(response, hygiene::SResponse::Ping(())));
+    assert!(matches!(response, Ok(hygiene::SResponse::Ping(()))));
 }
 
 /// Type-checks client methods whose arguments are named `ctx` and `inner`: never called.
 #[allow(dead_code)]
 async fn client_api(client: hygiene::ClashClient, ctx: relay_rpc::CallContext) -> Result<u64, relay_rpc::CallError> {
     client.combine(ctx, 1, 2, 3, 4, 5, 6).await
+}
+
+/// Type-checks a one-way client method with many arguments: never called.
+#[allow(dead_code)]
+async fn oneway_client_api(
+    client: hygiene::ClashClient,
+    ctx: relay_rpc::CallContext,
+) -> Result<(), relay_rpc::CallError> {
+    client.record(ctx, 1, 2, 3, 4, 5, 6).await
 }
 
 /// Type-checks a client method with raw identifiers: never called.

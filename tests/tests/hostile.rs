@@ -142,10 +142,11 @@ async fn stalled_handshakes_time_out_while_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_stalled_wss_handshakes_from_one_source_do_not_keep_others_out() {
-    // Room for 200 handshakes in all, 64 per source (the default).
+    // Room for 200 handshakes in all, 64 per source.
     let relay = TestRelay::start_with(|c| {
         c.handshake_timeout_ms = 20_000;
         c.max_pending_handshakes = 200;
+        c.max_pending_handshakes_per_ip = 64;
     })
     .await;
     let host = relay.host().await;

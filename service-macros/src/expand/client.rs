@@ -4,7 +4,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::quote;
 use syn::Ident;
 
-use super::{Generator, arg_ident, doc, docs_or, output_type, signature, variant};
+use super::{Generator, arg_ident, doc, docs_or, id_literal, output_type, signature, variant};
 use crate::ast::Method;
 
 impl Generator<'_> {
@@ -17,7 +17,16 @@ impl Generator<'_> {
         let descriptors = service.methods.iter().map(|m| {
             let name = &m.name;
             let signature = signature(m);
-            quote!(::relay_rpc::__private::MethodDescriptor::new(#name, #signature))
+            let oneway = m.is_oneway().then(|| quote!(.oneway()));
+            let idempotent = m.is_idempotent().then(|| quote!(.idempotent()));
+            quote!(::relay_rpc::__private::MethodDescriptor::new(#name, #signature) #oneway #idempotent)
+        });
+        // The macro and the runtime compute each method's wire id; prove at compile time that
+        // they agree.
+        let id_checks = service.methods.iter().map(|m| {
+            let name = &m.name;
+            let id = id_literal(m);
+            quote!(::core::assert!(::relay_rpc::__private::method_id(#name) == #id);)
         });
         let methods = service.methods.iter().map(|m| self.client_method(m));
         let client_doc = doc(format!(
@@ -51,7 +60,7 @@ impl Generator<'_> {
 
                 /// Wraps a channel that is already open to a host of this contract.
                 pub fn new(channel: ::relay_rpc::Channel) -> Self {
-                    Self { inner: ::relay_rpc::__private::ClientStub::new(channel) }
+                    Self { inner: ::relay_rpc::__private::ClientStub::new(channel, Self::CONTRACT) }
                 }
 
                 /// Opens a channel to the service registered at `address` over `connection`,
@@ -67,6 +76,10 @@ impl Generator<'_> {
 
                 #(#methods)*
             }
+
+            const _: () = {
+                #(#id_checks)*
+            };
         }
     }
 
@@ -75,8 +88,17 @@ impl Generator<'_> {
         let ident = m.ident;
         let method_name = &m.name;
         let variant = variant(m);
-        let docs =
-            docs_or(&m.original.attrs, || format!("Calls `{}::{}` on the remote service.", self.service.ident, m.name));
+        let docs = docs_or(m, || {
+            if m.is_oneway() {
+                format!(
+                    "Sends `{}::{}` to the remote service without waiting for it to run (one-way).",
+                    self.service.ident, m.name
+                )
+            } else {
+                format!("Calls `{}::{}` on the remote service.", self.service.ident, m.name)
+            }
+        });
+        let lints = &m.attrs.lints;
         let ctx = Ident::new("ctx", Span::mixed_site());
         let value = Ident::new("__relay_value", Span::mixed_site());
         let arg_names: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
@@ -84,15 +106,30 @@ impl Generator<'_> {
         let output = output_type(m);
         // `ctx` makes one argument more than the trait method has, past what the user controls.
         let allow_many_args = (m.args.len() + 2 > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
+        if m.is_oneway() {
+            return quote! {
+                #docs
+                #(#lints)*
+                #allow_many_args
+                pub async fn #ident(
+                    &self,
+                    #ctx: ::relay_rpc::CallContext,
+                    #(#arg_names: #arg_types),*
+                ) -> ::core::result::Result<(), ::relay_rpc::CallError> {
+                    self.inner.oneway(#ctx, #request::#variant { #(#arg_names),* }).await
+                }
+            };
+        }
         quote! {
             #docs
+            #(#lints)*
             #allow_many_args
             pub async fn #ident(
                 &self,
                 #ctx: ::relay_rpc::CallContext,
                 #(#arg_names: #arg_types),*
             ) -> ::core::result::Result<#output, ::relay_rpc::CallError> {
-                match self.inner.call(#ctx, #request::#variant { #(#arg_names),* }).await? {
+                match self.inner.call(#ctx, #method_name, #request::#variant { #(#arg_names),* }).await? {
                     #response::#variant(#value) => ::core::result::Result::Ok(#value),
                     #[allow(unreachable_patterns)]
                     _ => ::core::result::Result::Err(

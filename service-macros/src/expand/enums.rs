@@ -1,13 +1,19 @@
-//! `FooRequest` and `FooResponse`: the messages, one variant per method.
+//! `FooRequest` and `FooResponse`: the messages, one variant per method, and their encoding.
+//!
+//! Each message is encoded as a tuple: the method's wire id (a `u32`, see `Method::id`), then the
+//! arguments (requests) or the result (responses). A message whose id this side does not know
+//! decodes to the hidden `__Unknown(id)` variant instead of failing or, worse, being read as
+//! another method: that is what lets a contract evolve. The impls are written out rather than
+//! derived because a derived enum encoding names variants by position.
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{ToTokens, quote};
 use syn::Ident;
 
-use super::{Generator, doc, output_type, variant};
+use super::{Generator, arg_ident, doc, id_literal, output_type, variant};
 
 impl Generator<'_> {
-    /// `FooRequest` and `FooResponse`, with their `Debug` and `RequestName` impls.
+    /// `FooRequest` and `FooResponse`, with their serde, `Debug` and `RequestName` impls.
     pub(super) fn enums(&self) -> TokenStream {
         let Generator { service, name, request, response, .. } = self;
         let vis = &service.original.vis;
@@ -28,7 +34,7 @@ impl Generator<'_> {
             let variant = variant(m);
             let variant_doc = doc(format!("The arguments of `{trait_name}::{}`.", m.name));
             let fields = m.args.iter().map(|arg| {
-                let ident = arg.ident.expect("validated: plain argument names");
+                let ident = arg_ident(arg);
                 let ty = arg.ty;
                 let field_doc = doc(format!("The `{ident}` argument."));
                 quote!(#field_doc #ident: #ty)
@@ -44,27 +50,38 @@ impl Generator<'_> {
         let variant_names = variants.iter().map(|v| v.to_string());
         let variant_names2 = variant_names.clone();
         let request_names = methods.iter().map(|m| format!("{}.{}", name.value(), m.name));
-        let serde = quote! {
-            #[derive(::relay_rpc::__private::serde::Serialize, ::relay_rpc::__private::serde::Deserialize)]
-            #[serde(crate = "::relay_rpc::__private::serde")]
-        };
+        let unknown_name = format!("{}.<unknown method>", name.value());
+        let unknown_doc = doc(format!(
+            "A method id the `{}` contract does not have, from a peer that speaks another version of \
+             it. Never sent by this side.",
+            service.name,
+        ));
+        let serde_impls = self.serde_impls();
+        let id = Ident::new("__relay_id", Span::mixed_site());
         quote! {
             #request_doc
-            #serde
             #vis enum #request {
                 #(#request_variants,)*
+                #unknown_doc
+                #[doc(hidden)]
+                __Unknown(::core::primitive::u32),
             }
 
             #response_doc
-            #serde
             #vis enum #response {
                 #(#response_variants,)*
+                #unknown_doc
+                #[doc(hidden)]
+                __Unknown(::core::primitive::u32),
             }
+
+            #serde_impls
 
             impl ::relay_rpc::__private::RequestName for #request {
                 fn name(&self) -> &str {
                     match *self {
                         #(#request::#variants { .. } => #request_names,)*
+                        #request::__Unknown(..) => #unknown_name,
                     }
                 }
             }
@@ -73,6 +90,7 @@ impl Generator<'_> {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     match *self {
                         #(#request::#variants { .. } => f.write_str(#variant_names),)*
+                        #request::__Unknown(#id) => ::core::write!(f, "Unknown({:#010x})", #id),
                     }
                 }
             }
@@ -81,8 +99,156 @@ impl Generator<'_> {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     match *self {
                         #(#response::#variants(..) => f.write_str(#variant_names2),)*
+                        #response::__Unknown(#id) => ::core::write!(f, "Unknown({:#010x})", #id),
                     }
                 }
+            }
+        }
+    }
+
+    /// `Serialize` and `Deserialize` for both enums: `(id, arguments...)` and `(id, result)`.
+    fn serde_impls(&self) -> TokenStream {
+        let Generator { service, request, response, .. } = self;
+        let methods = &service.methods;
+        let serde = quote!(::relay_rpc::__private::serde);
+        let value = Ident::new("__relay_value", Span::mixed_site());
+
+        let request_arms = methods.iter().map(|m| {
+            let variant = variant(m);
+            let args: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
+            let encoded = encode(&id_literal(m), &args.iter().map(|a| quote!(#a)).collect::<Vec<_>>());
+            quote!(#request::#variant { #(#args),* } => { #encoded })
+        });
+        let response_arms = methods.iter().map(|m| {
+            let variant = variant(m);
+            let encoded = encode(&id_literal(m), &[quote!(#value)]);
+            quote!(#response::#variant(#value) => { #encoded })
+        });
+        let id = Ident::new("__relay_id", Span::mixed_site());
+        let encode_unknown = encode(&quote!(#id), &[]);
+
+        let request_decoders = methods.iter().map(|m| {
+            let variant = variant(m);
+            let args: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
+            let reads = args.iter().enumerate().map(|(i, arg)| {
+                let read = next_element(i + 1);
+                quote!(let #arg = #read;)
+            });
+            let id = id_literal(m);
+            quote!(#id => { #(#reads)* ::core::result::Result::Ok(#request::#variant { #(#args),* }) })
+        });
+        let response_decoders = methods.iter().map(|m| {
+            let variant = variant(m);
+            let id = id_literal(m);
+            let read = next_element(1);
+            quote!(#id => { let #value = #read; ::core::result::Result::Ok(#response::#variant(#value)) })
+        });
+        let request_len = 1 + methods.iter().map(|m| m.args.len()).max().unwrap_or(0);
+        let expecting_request = format!("a request of the `{}` contract", service.name);
+        let expecting_response = format!("a response of the `{}` contract", service.name);
+        let decode_request = decode(request, request_len, &expecting_request, request_decoders);
+        let decode_response = decode(response, 2, &expecting_response, response_decoders);
+        let serializer = Ident::new("__relay_serializer", Span::mixed_site());
+        quote! {
+            impl #serde::Serialize for #request {
+                fn serialize<__S>(&self, #serializer: __S) -> ::core::result::Result<__S::Ok, __S::Error>
+                where
+                    __S: #serde::Serializer,
+                {
+                    match self {
+                        #(#request_arms)*
+                        #request::__Unknown(#id) => { #encode_unknown }
+                    }
+                }
+            }
+
+            impl #serde::Serialize for #response {
+                fn serialize<__S>(&self, #serializer: __S) -> ::core::result::Result<__S::Ok, __S::Error>
+                where
+                    __S: #serde::Serializer,
+                {
+                    match self {
+                        #(#response_arms)*
+                        #response::__Unknown(#id) => { #encode_unknown }
+                    }
+                }
+            }
+
+            #decode_request
+            #decode_response
+        }
+    }
+}
+
+/// Serializes the tuple `(id, fields...)`; `fields` are references.
+fn encode(id: &impl ToTokens, fields: &[TokenStream]) -> TokenStream {
+    let serde = quote!(::relay_rpc::__private::serde);
+    let serializer = Ident::new("__relay_serializer", Span::mixed_site());
+    let tuple = Ident::new("__relay_tuple", Span::mixed_site());
+    let len = Literal::usize_unsuffixed(1 + fields.len());
+    quote! {
+        let mut #tuple = #serde::Serializer::serialize_tuple(#serializer, #len)?;
+        #serde::ser::SerializeTuple::serialize_element(&mut #tuple, &#id)?;
+        #(#serde::ser::SerializeTuple::serialize_element(&mut #tuple, #fields)?;)*
+        #serde::ser::SerializeTuple::end(#tuple)
+    }
+}
+
+/// Reads element `index` of the tuple being decoded, or returns an "invalid length" error.
+fn next_element(index: usize) -> TokenStream {
+    let serde = quote!(::relay_rpc::__private::serde);
+    let seq = Ident::new("__relay_seq", Span::mixed_site());
+    let element = Ident::new("__relay_element", Span::mixed_site());
+    let index = Literal::usize_unsuffixed(index);
+    quote! {
+        match #serde::de::SeqAccess::next_element(&mut #seq)? {
+            ::core::option::Option::Some(#element) => #element,
+            ::core::option::Option::None => {
+                return ::core::result::Result::Err(#serde::de::Error::invalid_length(#index, &self));
+            }
+        }
+    }
+}
+
+/// `Deserialize` for `ty`: reads the id, then the arm of `decoders` for it, else `__Unknown(id)`.
+/// `len` is the longest tuple any variant has.
+fn decode(ty: &Ident, len: usize, expecting: &str, decoders: impl Iterator<Item = TokenStream>) -> TokenStream {
+    let serde = quote!(::relay_rpc::__private::serde);
+    let deserializer = Ident::new("__relay_deserializer", Span::mixed_site());
+    let visitor = Ident::new("__RelayVisitor", Span::mixed_site());
+    let seq = Ident::new("__relay_seq", Span::mixed_site());
+    let id = Ident::new("__relay_id", Span::mixed_site());
+    let formatter = Ident::new("__relay_formatter", Span::mixed_site());
+    let read_id = next_element(0);
+    let len = Literal::usize_unsuffixed(len);
+    quote! {
+        impl<'de> #serde::Deserialize<'de> for #ty {
+            fn deserialize<__D>(#deserializer: __D) -> ::core::result::Result<Self, __D::Error>
+            where
+                __D: #serde::Deserializer<'de>,
+            {
+                struct #visitor;
+
+                impl<'de> #serde::de::Visitor<'de> for #visitor {
+                    type Value = #ty;
+
+                    fn expecting(&self, #formatter: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                        #formatter.write_str(#expecting)
+                    }
+
+                    fn visit_seq<__A>(self, mut #seq: __A) -> ::core::result::Result<#ty, __A::Error>
+                    where
+                        __A: #serde::de::SeqAccess<'de>,
+                    {
+                        let #id: ::core::primitive::u32 = #read_id;
+                        match #id {
+                            #(#decoders)*
+                            _ => ::core::result::Result::Ok(#ty::__Unknown(#id)),
+                        }
+                    }
+                }
+
+                #serde::Deserializer::deserialize_tuple(#deserializer, #len, #visitor)
             }
         }
     }

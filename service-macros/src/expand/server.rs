@@ -19,11 +19,12 @@ impl Generator<'_> {
             let variant = variant(m);
             let args: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
             quote! {
-                #request::#variant { #(#args),* } => #response::#variant(
+                #request::#variant { #(#args),* } => ::core::result::Result::Ok(#response::#variant(
                     <#param as #trait_name>::#ident(&*#service_var, #(#args),*).await,
-                ),
+                )),
             }
         });
+        let id = Ident::new("__relay_id", Span::mixed_site());
         let server_doc = doc(format!(
             "Serves the `{}` contract by dispatching each request to an implementation of \
              `{trait_name}`.",
@@ -66,16 +67,21 @@ impl Generator<'_> {
                 const CONTRACT: &'static ::relay_rpc::__private::ContractDescriptor =
                     #client::CONTRACT;
 
+                // Deprecated methods are still served.
+                #[allow(deprecated)]
                 fn dispatch(
                     &self,
                     #request_var: #request,
-                ) -> impl ::core::future::Future<Output = #response>
-                       + ::core::marker::Send
-                       + 'static {
+                ) -> impl ::core::future::Future<
+                    Output = ::core::result::Result<#response, ::relay_rpc::__private::UnknownMethod>,
+                > + ::core::marker::Send + 'static {
                     let #service_var = ::core::clone::Clone::clone(&self.service);
                     async move {
                         match #request_var {
                             #(#arms)*
+                            #request::__Unknown(#id) => ::core::result::Result::Err(
+                                ::relay_rpc::__private::UnknownMethod { id: #id },
+                            ),
                         }
                     }
                 }

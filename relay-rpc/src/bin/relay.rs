@@ -1,0 +1,44 @@
+//! `relay`: forward TCP ports through a relay (feature `cli`). See `relay_rpc::cli`.
+//!
+//! ```text
+//! cargo run --release -p relay-rpc --features cli --bin relay -- forward --address ssh --to 127.0.0.1:22
+//! cargo run --release -p relay-rpc --features cli --bin relay -- connect --address ssh --listen 127.0.0.1:2222
+//! ```
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use relay_rpc::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    match cli::run(Cli::parse(), shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C, or on SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

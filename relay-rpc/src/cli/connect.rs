@@ -1,0 +1,158 @@
+//! `relay connect`: the caller side. Each TCP connection accepted on the local port becomes a
+//! stream to the address.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::pipe::{pipe, reset};
+use super::{CliError, ConnectArgs};
+use crate::client::Connection;
+use crate::error::OpenError;
+use crate::options::ConnectOptions;
+use crate::stream::{self, RelayStream};
+
+/// How long to wait after the local listener failed to accept (out of file descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The caller side of `relay connect`: a local TCP port whose every connection is carried to an
+/// address of the relay over a stream of its own.
+///
+/// ```no_run
+/// use clap::Parser;
+/// use relay_rpc::cli::{Cli, Command, Connector};
+///
+/// # async fn run() -> Result<(), relay_rpc::cli::CliError> {
+/// let cli = Cli::parse_from(["relay", "connect", "--address", "ssh", "--listen", "127.0.0.1:2222"]);
+/// let Command::Connect(args) = cli.command else { unreachable!() };
+/// let connector = Connector::start(&args).await?;
+/// println!("ssh -p {} user@127.0.0.1", connector.local_addr().port());
+/// connector.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Connector {
+    tcp: TcpListener,
+    local_addr: SocketAddr,
+    relay: Arc<Relay>,
+    address: Arc<str>,
+    max_connections: usize,
+}
+
+impl Connector {
+    /// Connects to the relay and opens the local port (`--listen`; port 0 picks one, see
+    /// [`local_addr`](Self::local_addr)).
+    pub async fn start(args: &ConnectArgs) -> Result<Self, CliError> {
+        let options = args.relay.options()?;
+        let url = args.relay.relay.clone();
+        let connection = Connection::connect(&url, options.clone())
+            .await
+            .map_err(|source| CliError::Connect { url: url.clone(), source })?;
+        let tcp =
+            TcpListener::bind(args.listen).await.map_err(|source| CliError::Bind { addr: args.listen, source })?;
+        let local_addr = tcp.local_addr().map_err(|source| CliError::Bind { addr: args.listen, source })?;
+        Ok(Self {
+            tcp,
+            local_addr,
+            relay: Arc::new(Relay { url, options, current: Mutex::new((0, connection)) }),
+            address: Arc::from(args.relay.address.as_str()),
+            max_connections: args.max_connections as usize,
+        })
+    }
+
+    /// The local address connections are accepted on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts connections until `shutdown` completes; then every carried connection is cut.
+    /// A connection whose stream cannot be opened (no listener on the address, say) is reset.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let mut connections = JoinSet::new();
+        loop {
+            let (tcp, peer, slot) = tokio::select! {
+                () = &mut shutdown => return,
+                accepted = accept(&self.tcp, &slots) => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            let span = tracing::info_span!("connection", %peer, address = %self.address);
+            connections.spawn(carry(tcp, self.relay.clone(), self.address.clone(), slot).instrument(span));
+        }
+    }
+}
+
+/// Accepts the next connection once there is room for it. Cancel-safe.
+async fn accept(tcp: &TcpListener, slots: &Arc<Semaphore>) -> (TcpStream, SocketAddr, OwnedSemaphorePermit) {
+    let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+    loop {
+        match tcp.accept().await {
+            Ok((stream, peer)) => return (stream, peer, slot),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Opens a stream for one accepted connection and copies both ways.
+async fn carry(tcp: TcpStream, relay: Arc<Relay>, address: Arc<str>, _slot: OwnedSemaphorePermit) {
+    let stream = match relay.open(&address).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open a stream; resetting the connection");
+            reset(&tcp);
+            return;
+        }
+    };
+    tracing::info!("connected");
+    match pipe(tcp, stream).await {
+        Ok((to_relay, from_relay)) => tracing::info!(bytes_sent = to_relay, bytes_received = from_relay, "closed"),
+        Err(e) => tracing::info!(error = %e, "cut"),
+    }
+}
+
+/// The connection to the relay, made again when it is found lost.
+#[derive(Debug)]
+struct Relay {
+    url: String,
+    options: ConnectOptions,
+    /// The connection, and how many times it was made again.
+    current: Mutex<(u64, Connection)>,
+}
+
+impl Relay {
+    /// Opens a stream to `address`; if the connection turns out lost, connects again (once for
+    /// all the streams that found it lost) and tries once more.
+    async fn open(&self, address: &str) -> Result<RelayStream, OpenError> {
+        let (generation, connection) = self.current.lock().await.clone();
+        match stream::connect(&connection, address).await {
+            Err(OpenError::ConnectionLost(reason)) => {
+                let connection = self.reconnect(generation, &reason).await?;
+                stream::connect(&connection, address).await
+            }
+            opened => opened,
+        }
+    }
+
+    /// Connects again unless another stream already did since `seen`.
+    async fn reconnect(&self, seen: u64, reason: &str) -> Result<Connection, OpenError> {
+        let mut current = self.current.lock().await;
+        if current.0 == seen {
+            tracing::warn!(relay = %self.url, reason, "lost the relay; connecting again");
+            let connection = Connection::connect(&self.url, self.options.clone())
+                .await
+                .map_err(|e| OpenError::ConnectionLost(format!("cannot connect again: {e}")))?;
+            *current = (seen + 1, connection);
+        }
+        Ok(current.1.clone())
+    }
+}

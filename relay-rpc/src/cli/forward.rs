@@ -1,0 +1,206 @@
+//! `relay forward`: the host side. Each stream a caller opens becomes a TCP connection to the
+//! forwarded service.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use super::pipe::pipe;
+use super::{CliError, ForwardArgs};
+use crate::error::ListenError;
+use crate::host::{Host, IncomingChannel, Listener};
+use crate::options::ConnectOptions;
+use crate::proto::ErrorCode;
+use crate::stream;
+
+/// The first wait before registering again after the relay was lost; it doubles up to
+/// [`MAX_BACKOFF`] while attempts fail.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long delivering a refusal may take.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The host side of `relay forward`: registered on an address, forwarding each stream to a new
+/// TCP connection to the target.
+///
+/// ```no_run
+/// use clap::Parser;
+/// use relay_rpc::cli::{Cli, Command, Forwarder};
+///
+/// # async fn run() -> Result<(), relay_rpc::cli::CliError> {
+/// let cli = Cli::parse_from(["relay", "forward", "--address", "ssh", "--to", "127.0.0.1:22"]);
+/// let Command::Forward(args) = cli.command else { unreachable!() };
+/// let forwarder = Forwarder::start(&args).await?;
+/// forwarder.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Forwarder {
+    url: String,
+    options: ConnectOptions,
+    address: String,
+    to: Arc<str>,
+    connect_timeout: Duration,
+    max_connections: usize,
+    listener: Listener,
+}
+
+impl Forwarder {
+    /// Checks that the target resolves, connects to the relay and registers on the address.
+    /// The target need not be up yet: each stream connects to it anew.
+    pub async fn start(args: &ForwardArgs) -> Result<Self, CliError> {
+        let options = args.relay.options()?;
+        let to = args.to.as_str();
+        let target_error = |source| CliError::Target { to: to.to_owned(), source };
+        let resolved = tokio::time::timeout(args.connect_timeout, tokio::net::lookup_host(to))
+            .await
+            .map_err(|_| target_error(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")))?;
+        if resolved.map_err(target_error)?.next().is_none() {
+            return Err(target_error(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")));
+        }
+        let (url, address) = (args.relay.relay.clone(), args.relay.address.clone());
+        let listener = listen(&url, &options, &address).await?;
+        Ok(Self {
+            url,
+            options,
+            address,
+            to: Arc::from(to),
+            connect_timeout: args.connect_timeout,
+            max_connections: args.max_connections as usize,
+            listener,
+        })
+    }
+
+    /// The address registered on.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Forwards streams until `shutdown` completes; then every forwarded connection is cut.
+    /// When the relay is lost it registers again, waiting longer between failed attempts (the
+    /// connections it carried end with it); it fails only when the relay refuses it for good (a
+    /// bad token, a forbidden address).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
+        let Self { url, options, address, to, connect_timeout, max_connections, mut listener } = self;
+        let mut shutdown = std::pin::pin!(shutdown);
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                accepted = listener.accept() => accepted,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            };
+            match accepted {
+                Ok(incoming) => {
+                    let Ok(permit) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(max_connections, "too many forwarded connections; refusing a stream");
+                        incoming.reject_in_background(ErrorCode::Busy, "too many forwarded connections");
+                        continue;
+                    };
+                    let span = tracing::info_span!("stream", address = %address, channel = incoming.id());
+                    let forward = forward_one(incoming, to.clone(), connect_timeout, permit);
+                    connections.spawn(forward.instrument(span));
+                }
+                Err(e) if is_final(&e) => return Err(CliError::Listen { url, address, source: e }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the relay; registering again");
+                    listener = tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        listener = relisten(&url, &options, &address) => listener?,
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// Connects to the relay at `url` and registers on `address`.
+async fn listen(url: &str, options: &ConnectOptions, address: &str) -> Result<Listener, CliError> {
+    let host = Host::connect(url, options.clone())
+        .await
+        .map_err(|source| CliError::Connect { url: url.to_owned(), source })?;
+    host.listen(address).await.map_err(|source| CliError::Listen {
+        url: url.to_owned(),
+        address: address.to_owned(),
+        source,
+    })
+}
+
+/// Registers again, waiting ever longer between attempts, until it succeeds or the relay
+/// refuses for good.
+async fn relisten(url: &str, options: &ConnectOptions, address: &str) -> Result<Listener, CliError> {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        tokio::time::sleep(backoff).await;
+        match listen(url, options, address).await {
+            Ok(listener) => {
+                tracing::info!(relay = %url, address, "registered again");
+                return Ok(listener);
+            }
+            Err(CliError::Listen { source, .. }) if is_final(&source) => {
+                return Err(CliError::Listen { url: url.to_owned(), address: address.to_owned(), source });
+            }
+            Err(e) => {
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tracing::warn!(error = %e, retry_in = ?backoff, "cannot register again");
+            }
+        }
+    }
+}
+
+/// Whether registering again would fail the same way.
+fn is_final(e: &ListenError) -> bool {
+    match e {
+        ListenError::Refused { code, .. } => !matches!(code, ErrorCode::Busy | ErrorCode::ShuttingDown),
+        ListenError::Unauthorized { .. }
+        | ListenError::Token(_)
+        | ListenError::InvalidAddress(_)
+        | ListenError::AlreadyListening(_) => true,
+        _ => false,
+    }
+}
+
+/// Connects to the target first, so that a caller whose target is down is refused at once
+/// rather than accepted and cut; then accepts the stream and copies both ways.
+async fn forward_one(incoming: IncomingChannel, to: Arc<str>, connect_timeout: Duration, _slot: OwnedSemaphorePermit) {
+    if !stream::is_stream(incoming.contract()) {
+        if let Err(e) = stream::accept_channel(incoming).await {
+            tracing::info!(error = %e, "refused");
+        }
+        return;
+    }
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(&*to)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return refuse_unreachable(incoming, &to, &e.to_string()).await,
+        Err(_) => return refuse_unreachable(incoming, &to, "timed out").await,
+    };
+    let stream = match stream::accept_channel(incoming).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            tracing::info!(error = %e, "stream lost before it opened");
+            return;
+        }
+    };
+    tracing::info!(to = %to, "forwarding");
+    match pipe(tcp, stream).await {
+        Ok((to_caller, to_target)) => {
+            tracing::info!(bytes_to_target = to_target, bytes_to_caller = to_caller, "closed")
+        }
+        Err(e) => tracing::info!(error = %e, "cut"),
+    }
+}
+
+/// Refuses a stream whose target cannot be reached. The caller learns that the service is
+/// down, not where it runs.
+async fn refuse_unreachable(incoming: IncomingChannel, to: &str, reason: &str) {
+    tracing::warn!(to, reason, "cannot reach the target; refusing the stream");
+    let refusal = incoming.reject(ErrorCode::Rejected, "the forwarded service is unreachable");
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refusal).await;
+}

@@ -1,0 +1,293 @@
+//! The `relay` command-line tool (feature `cli`): TCP ports forwarded through a relay, one
+//! [stream](crate::stream) channel per TCP connection, as rathole or frp do.
+//!
+//! ```text
+//! # Host side, beside the service (here SSH): expose it on the address `ssh`.
+//! relay forward --relay quic://relay.example:7443 --address ssh --to 127.0.0.1:22
+//! # Caller side, anywhere: a local port that reaches it.
+//! relay connect --relay quic://relay.example:7443 --address ssh --listen 127.0.0.1:2222
+//! ssh -p 2222 user@127.0.0.1
+//! ```
+//!
+//! Both take `--ca FILE` (default `<data-dir>/cert.pem`), `--token TOKEN` (or `RELAY_TOKEN`)
+//! and `--data-dir DIR` (default `relay-data`); without a token they sign their own with
+//! `<data-dir>/root.key` when it exists, so tools started beside the relay's data directory
+//! just work. `quic://` and `wss://` relay URLs both work.
+//!
+//! The binary is a thin `main` over [`run`]; [`Forwarder`] and [`Connector`] are its two halves
+//! for programs (and tests) that embed them: `start` connects and reports errors at once, `run`
+//! serves until its shutdown future completes.
+
+mod connect;
+mod forward;
+mod pipe;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::{ProvideError, SharedAccessKey};
+use crate::error::{ConnectError, ListenError};
+use crate::options::ConnectOptions;
+use crate::tls::TlsError;
+
+pub use connect::Connector;
+pub use forward::Forwarder;
+
+/// Forward TCP ports through a relay: `relay forward` exposes a local service on an address,
+/// `relay connect` gives a local port that reaches it.
+#[derive(Debug, clap::Parser)]
+#[command(name = "relay", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The tool's subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Host side: listen on an address of the relay and forward each stream to a local TCP
+    /// service (a new connection to --to per stream).
+    Forward(ForwardArgs),
+    /// Caller side: listen on a local TCP port and carry each connection to an address of the
+    /// relay (a new stream per connection).
+    Connect(ConnectArgs),
+}
+
+/// How to reach the relay, and the address on it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayArgs {
+    /// The relay's URL: quic://HOST:PORT or wss://HOST:PORT.
+    #[arg(long, env = "RELAY_URL", default_value = "quic://127.0.0.1:7443")]
+    pub relay: String,
+    /// The address on the relay to listen on or connect to, e.g. `ssh` or `eu/db`.
+    #[arg(long)]
+    pub address: String,
+    /// The certificate (or CA) to trust for the relay [default: cert.pem in --data-dir].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// A SAS token to present to the relay. Without one, the tool signs its own with the root
+    /// key in the relay's data directory, if it runs beside it.
+    #[arg(long, env = "RELAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The relay's data directory, for the default certificate and root key.
+    #[arg(long, value_name = "DIR", default_value = "relay-data")]
+    pub data_dir: PathBuf,
+}
+
+/// `relay forward`: the host side.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ForwardArgs {
+    /// The relay and the address to listen on.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The local TCP service each stream is forwarded to, e.g. 127.0.0.1:22.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub to: String,
+    /// How long connecting to --to may take before the stream is refused (e.g. 500ms, 5s).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// How many streams may be forwarded at once; more are refused as busy.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// `relay connect`: the caller side.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectArgs {
+    /// The relay and the address to connect to.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The local TCP address to accept connections on, e.g. 127.0.0.1:2222.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// How many connections may be carried at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// Why the tool stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The relay's certificate could not be read.
+    #[error("cannot trust {} (is the relay's data directory here? else pass --ca): {source}", path.display())]
+    Trust {
+        /// The certificate file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: TlsError,
+    },
+    /// The root key could not be read.
+    #[error("cannot read the root key {}: {source}", path.display())]
+    RootKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ProvideError,
+    },
+    /// The relay could not be reached.
+    #[error("cannot connect to the relay at {url}: {source}")]
+    Connect {
+        /// The relay's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: ConnectError,
+    },
+    /// The relay refused or ended the registration, for good.
+    #[error("cannot listen on {address:?} at {url}: {source}")]
+    Listen {
+        /// The relay's URL.
+        url: String,
+        /// The address.
+        address: String,
+        /// Why.
+        #[source]
+        source: ListenError,
+    },
+    /// The forwarding target does not resolve.
+    #[error("cannot resolve {to}: {source}")]
+    Target {
+        /// The `--to` argument.
+        to: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The local port could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The `--listen` argument.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RelayArgs {
+    /// The connect options these arguments describe: trust `--ca` (or `<data-dir>/cert.pem`);
+    /// present `--token`, or else sign tokens with `<data-dir>/root.key` if it exists.
+    pub fn options(&self) -> Result<ConnectOptions, CliError> {
+        let ca = self.ca.clone().unwrap_or_else(|| self.data_dir.join("cert.pem"));
+        let options =
+            ConnectOptions::new().trust_pem_file(&ca).map_err(|source| CliError::Trust { path: ca, source })?;
+        let root_key = self.data_dir.join("root.key");
+        Ok(match &self.token {
+            Some(token) => options.with_token(token),
+            None if root_key.exists() => {
+                let key = SharedAccessKey::from_file(&root_key)
+                    .map_err(|source| CliError::RootKey { path: root_key, source })?;
+                options.with_shared_access_key(key)
+            }
+            None => options,
+        })
+    }
+}
+
+/// Runs the tool: starts what `cli` asks for, says so on stdout, and serves until `shutdown`
+/// completes (the binary passes Ctrl-C or SIGTERM). Per-connection events are `tracing` events
+/// at `info`.
+pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
+    match cli.command {
+        Command::Forward(args) => {
+            let forwarder = Forwarder::start(&args).await?;
+            println!(
+                "forwarding streams on {:?} at {} to {} (Ctrl-C stops)",
+                args.relay.address, args.relay.relay, args.to
+            );
+            forwarder.run(shutdown).await?;
+        }
+        Command::Connect(args) => {
+            let connector = Connector::start(&args).await?;
+            println!(
+                "listening on {}: each connection reaches {:?} at {} (Ctrl-C stops)",
+                connector.local_addr(),
+                args.relay.address,
+                args.relay.relay
+            );
+            connector.run(shutdown).await;
+        }
+    }
+    println!("stopped");
+    Ok(())
+}
+
+/// Parses a duration such as `250ms`, `5s`, `2m` or `5` (seconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 250ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        _ => Err(format!("unknown unit in {s:?}; use ms, s or m")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn arguments_parse_with_defaults() {
+        let cli = Cli::try_parse_from(["relay", "forward", "--address", "ssh", "--to", "127.0.0.1:22"]).unwrap();
+        let Command::Forward(args) = cli.command else { panic!("forward expected") };
+        assert_eq!(args.relay.address, "ssh");
+        assert_eq!(args.relay.data_dir, PathBuf::from("relay-data"));
+        assert_eq!(args.connect_timeout, Duration::from_secs(5));
+        assert_eq!(args.max_connections, 1024);
+
+        let cli = Cli::try_parse_from([
+            "relay",
+            "connect",
+            "--relay",
+            "wss://relay.example:443",
+            "--address",
+            "ssh",
+            "--listen",
+            "127.0.0.1:2222",
+            "--ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        let Command::Connect(args) = cli.command else { panic!("connect expected") };
+        assert_eq!(args.listen, "127.0.0.1:2222".parse().unwrap());
+        assert_eq!(args.relay.ca, Some(PathBuf::from("ca.pem")));
+
+        assert!(Cli::try_parse_from(["relay", "forward", "--address", "ssh"]).is_err(), "--to is required");
+        assert!(Cli::try_parse_from(["relay", "connect", "--address", "a", "--listen", "nowhere"]).is_err());
+        let zero = ["relay", "connect", "--address", "a", "--listen", "127.0.0.1:1", "--max-connections", "0"];
+        assert!(Cli::try_parse_from(zero).is_err());
+    }
+
+    #[test]
+    fn a_missing_certificate_says_where_it_looked() {
+        let cli =
+            Cli::try_parse_from(["relay", "forward", "--address", "a", "--to", "x:1", "--data-dir", "/nonexistent"])
+                .unwrap();
+        let Command::Forward(args) = cli.command else { panic!("forward expected") };
+        let err = args.relay.options().unwrap_err();
+        assert!(matches!(err, CliError::Trust { .. }), "{err:?}");
+        assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+    }
+}

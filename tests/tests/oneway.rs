@@ -1,0 +1,246 @@
+//! One-way operations (WCF's `NetOnewayRelayBinding`) through a real relay, over QUIC and over
+//! `wss://`: a `#[oneway]` call returns without waiting for the host; the host runs one-way
+//! requests in order, and a two-way call after them sees their effects; a caller faster than the
+//! host is held back rather than buffered without bound; a broken channel fails one-way calls
+//! with a typed error rather than a hang.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use relay_rpc::{CallContext, CallError, ChannelError};
+use relay_tests::{TestRelay, eventually};
+use tokio::sync::{Semaphore, mpsc};
+
+fn ctx() -> CallContext {
+    CallContext::with_timeout(Duration::from_secs(20))
+}
+
+/// The test contract.
+#[relay_rpc::relay_service(name = "oneway.Journal")]
+pub trait Journal {
+    /// Appends `seq` to the journal.
+    #[oneway]
+    async fn record(seq: u64);
+    /// Sleeps `ms`, then reports `Done(tag)`.
+    #[oneway]
+    async fn slow(tag: u64, ms: u64);
+    /// Waits for a permit from the test, then appends `seq`; carries `padding` to fill buffers.
+    #[oneway]
+    async fn gated(seq: u64, padding: Vec<u8>);
+    /// The journal so far.
+    async fn entries() -> Vec<u64>;
+}
+
+/// What the host tells the test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// A `slow` call started.
+    Started(u64),
+    /// A `slow` call finished.
+    Done(u64),
+}
+
+#[derive(Clone)]
+struct Host {
+    entries: Arc<Mutex<Vec<u64>>>,
+    events: mpsc::UnboundedSender<(Event, Instant)>,
+    gate: Arc<Semaphore>,
+}
+
+impl Journal for Host {
+    async fn record(&self, seq: u64) {
+        self.entries.lock().unwrap().push(seq);
+    }
+
+    async fn slow(&self, tag: u64, ms: u64) {
+        let _ = self.events.send((Event::Started(tag), Instant::now()));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let _ = self.events.send((Event::Done(tag), Instant::now()));
+    }
+
+    async fn gated(&self, seq: u64, _padding: Vec<u8>) {
+        self.gate.acquire().await.expect("gate open").forget();
+        self.entries.lock().unwrap().push(seq);
+    }
+
+    async fn entries(&self) -> Vec<u64> {
+        self.entries.lock().unwrap().clone()
+    }
+}
+
+struct Served {
+    client: JournalClient,
+    entries: Arc<Mutex<Vec<u64>>>,
+    events: mpsc::UnboundedReceiver<(Event, Instant)>,
+    gate: Arc<Semaphore>,
+    host: relay_rpc::Host,
+}
+
+/// Serves a journal on `address` from a host on `url` and connects a caller on `url` to it.
+async fn serve(relay: &TestRelay, url: &str, address: &str) -> Served {
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let service = Host { entries: Arc::default(), events: events_tx, gate: Arc::new(Semaphore::new(0)) };
+    let (entries, gate) = (service.entries.clone(), service.gate.clone());
+    let host = relay.host_on(url).await;
+    tokio::spawn(host.listen(address).await.unwrap().serve(ServeJournal::new(service)));
+    let caller = relay.caller_on(url).await;
+    let client = JournalClient::connect(&caller, address).await.unwrap();
+    Served { client, entries, events, gate, host }
+}
+
+fn transports(relay: &TestRelay) -> [(&'static str, String); 2] {
+    [("quic", relay.url.clone()), ("wss", relay.ws_url.clone())]
+}
+
+async fn next_event(events: &mut mpsc::UnboundedReceiver<(Event, Instant)>) -> (Event, Instant) {
+    tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("event in time").expect("host alive")
+}
+
+#[test]
+fn the_contract_marks_one_way_methods() {
+    let contract = JournalClient::CONTRACT;
+    assert!(contract.method("record").unwrap().oneway);
+    assert!(contract.method("gated").unwrap().oneway);
+    assert!(!contract.method("entries").unwrap().oneway);
+}
+
+#[tokio::test]
+async fn a_one_way_call_returns_before_a_slow_handler_finishes() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let Served { client, mut events, .. } = serve(&relay, &url, &format!("journal-{transport}")).await;
+        let called = Instant::now();
+        client.slow(ctx(), 1, 2_000).await.unwrap();
+        let returned = Instant::now();
+        assert!(returned - called < Duration::from_millis(500), "{transport}: took {:?}", returned - called);
+
+        let (started, _) = next_event(&mut events).await;
+        assert_eq!(started, Event::Started(1), "{transport}");
+        let (done, at) = next_event(&mut events).await;
+        assert_eq!(done, Event::Done(1), "{transport}");
+        assert!(at >= called + Duration::from_secs(2), "{transport}: the handler ran its two seconds");
+        assert!(returned < at, "{transport}: the caller did not wait for the handler");
+    }
+}
+
+#[tokio::test]
+async fn a_two_way_call_after_one_way_calls_sees_their_effects() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let Served { client, mut events, .. } = serve(&relay, &url, &format!("journal-{transport}")).await;
+        for seq in 0..100 {
+            client.record(ctx(), seq).await.unwrap();
+        }
+        assert_eq!(client.entries(ctx()).await.unwrap(), (0..100).collect::<Vec<_>>(), "{transport}");
+
+        // A two-way call waits for the slow one-way call before it, not just for its start.
+        client.slow(ctx(), 2, 500).await.unwrap();
+        client.record(ctx(), 100).await.unwrap();
+        let entries = client.entries(ctx()).await.unwrap();
+        let answered = Instant::now();
+        assert_eq!(entries.len(), 101, "{transport}");
+        assert_eq!(next_event(&mut events).await.0, Event::Started(2));
+        let (done, at) = next_event(&mut events).await;
+        assert_eq!(done, Event::Done(2));
+        assert!(at <= answered, "{transport}: answered before the one-way handler finished");
+    }
+}
+
+#[tokio::test]
+async fn a_thousand_one_way_messages_arrive_in_order() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let Served { client, entries, .. } = serve(&relay, &url, &format!("journal-{transport}")).await;
+        let started = Instant::now();
+        for seq in 0..1_000 {
+            client.record(ctx(), seq).await.unwrap();
+        }
+        let sent = started.elapsed();
+        let all = eventually(Duration::from_secs(20), || entries.lock().unwrap().len() == 1_000).await;
+        assert!(all, "{transport}: {} of 1000 arrived", entries.lock().unwrap().len());
+        assert_eq!(*entries.lock().unwrap(), (0..1_000).collect::<Vec<_>>(), "{transport}: in order");
+        eprintln!("{transport}: 1000 one-way calls sent in {sent:?}, all handled after {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn one_way_calls_from_clones_of_a_stub_keep_each_clones_order() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let Served { client, .. } = serve(&relay, &url, &format!("journal-{transport}")).await;
+        let senders = (0..4u64).map(|clone| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for i in 0..250 {
+                    client.record(ctx(), clone * 1_000 + i).await.unwrap();
+                }
+            })
+        });
+        for sender in senders.collect::<Vec<_>>() {
+            sender.await.unwrap();
+        }
+        let entries = client.entries(ctx()).await.unwrap();
+        assert_eq!(entries.len(), 1_000, "{transport}");
+        for clone in 0..4 {
+            let mine: Vec<u64> = entries.iter().copied().filter(|e| e / 1_000 == clone).collect();
+            assert_eq!(mine, (0..250).map(|i| clone * 1_000 + i).collect::<Vec<_>>(), "{transport}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_caller_faster_than_the_host_is_held_back_not_buffered_without_bound() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let Served { client, entries, gate, .. } = serve(&relay, &url, &format!("journal-{transport}")).await;
+        // The handler waits at the gate, so nothing drains: queues and flow-control windows fill
+        // with 64 KiB messages until a call cannot be queued before its deadline.
+        let padding = vec![7u8; 64 * 1024];
+        let mut accepted = 0u64;
+        let refused = loop {
+            let short = CallContext::with_timeout(Duration::from_millis(500));
+            match client.gated(short, accepted, padding.clone()).await {
+                Ok(()) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 2_000, "{transport}: 125 MiB queued and no backpressure");
+        };
+        assert!(matches!(refused, CallError::DeadlineExceeded), "{transport}: {refused:?}");
+        eprintln!("{transport}: {accepted} one-way messages of 64 KiB in flight before the caller was held back");
+
+        // Open the gate: everything accepted arrives, in order, and the channel carries on.
+        gate.add_permits(usize::MAX >> 4);
+        let all = eventually(Duration::from_secs(20), || entries.lock().unwrap().len() as u64 == accepted).await;
+        assert!(all, "{transport}: {} of {accepted} arrived", entries.lock().unwrap().len());
+        assert_eq!(*entries.lock().unwrap(), (0..accepted).collect::<Vec<_>>(), "{transport}");
+        client.gated(ctx(), accepted, Vec::new()).await.unwrap();
+        assert_eq!(client.entries(ctx()).await.unwrap().len() as u64, accepted + 1, "{transport}");
+    }
+}
+
+#[tokio::test]
+async fn a_one_way_call_on_a_channel_whose_listener_is_gone_fails_with_a_typed_error() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let Served { client, host, .. } = serve(&relay, &url, &format!("journal-{transport}")).await;
+        client.record(ctx(), 1).await.unwrap();
+        host.close();
+
+        // Until the caller learns of it a one-way call may still be queued (and lost, as one-way
+        // messages on a broken channel are); then each fails at once, with the reason.
+        let left = Instant::now();
+        let err = loop {
+            let call = tokio::time::timeout(Duration::from_secs(1), client.record(ctx(), 2));
+            match call.await.expect("a one-way call never hangs") {
+                Ok(()) => assert!(left.elapsed() < Duration::from_secs(5), "{transport}: still accepted"),
+                Err(e) => break e,
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{transport}: {err:?}");
+        let err = client.record(ctx(), 3).await.unwrap_err();
+        assert!(matches!(err, CallError::Disconnected(ChannelError::ListenerGone)), "{transport}: {err:?}");
+        let err = client.entries(ctx()).await.unwrap_err();
+        assert!(err.is_listener_gone(), "{transport}: {err:?}");
+    }
+}
