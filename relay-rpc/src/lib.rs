@@ -61,6 +61,13 @@
 //! - `FooClient::CONTRACT`: the [`ContractDescriptor`](contract::ContractDescriptor) (name,
 //!   fingerprint, methods), checked by the host when a channel opens.
 //! - `FooRequest` / `FooResponse`: the messages.
+//!
+//! Methods may be marked `#[oneway]` (the client returns once the request is queued) or
+//! `#[idempotent]`; see [`contract`] for one-way semantics and how contracts evolve.
+//!
+//! # Raw streams and the `relay` tool
+//! [`stream`] carries protocols that are not ours as byte streams; the `relay` binary (feature
+//! `cli`, module `cli` when enabled) forwards TCP ports through a relay with them.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -121,7 +128,12 @@ pub use options::ConnectOptions;
 ///
 /// Mistakes give one spanned compile error each: a method that is not `async`, a `self`
 /// receiver (the macro adds `&self`), generic methods, borrowed argument types, default bodies,
-/// and method names that clash with the client's own (`new`, `connect`, `clone`).
+/// a `#[oneway]` method with a return value, and method names that clash with the client's own
+/// (`new`, `connect`, `clone`, `CONTRACT`).
+///
+/// Method attributes: `#[oneway]` (the client method returns `Ok(())` once the request is queued;
+/// the host runs one-way requests in order) and `#[idempotent]` (safe to retry); see
+/// [`contract`] for the rules by which contracts may evolve.
 pub use service_macros::relay_service;
 pub use tls::TlsError;
 pub use url::{RelayUrl, Scheme, UrlError};
