@@ -1,5 +1,5 @@
 // A Hybrid Connections sender built on the official hyco-ws package, for interop tests.
-// Usage: node hc-sender.js CONNECT_URL TOKEN [TEXT ...]
+// Usage: [PROTOCOL=name] node hc-sender.js CONNECT_URL TOKEN [TEXT ...]
 // Sends each TEXT as a text message and the bytes [1, 2, 3, 4] as a binary message, prints
 // every message received and the close code as JSON lines. Exits when stdin closes.
 'use strict';
@@ -8,11 +8,16 @@ const WebSocket = require('hyco-ws');
 const [connectUrl, token, ...texts] = process.argv.slice(2);
 const print = (event) => process.stdout.write(JSON.stringify(event) + '\n');
 
-const ws = WebSocket.relayedConnect(connectUrl, token, (socket) => {
-  print({ event: 'open' });
+const onOpen = (socket) => {
+  print({ event: 'open', protocol: socket.protocol || null });
   for (const text of texts) socket.send(text);
   socket.send(Buffer.from([1, 2, 3, 4]), { binary: true });
-});
+};
+// With PROTOCOL set, offer that sub-protocol (plain `ws`, as hyco-ws's relayedConnect offers none).
+const ws = process.env.PROTOCOL
+  ? new WebSocket(connectUrl, process.env.PROTOCOL, { headers: { ServiceBusAuthorization: token } })
+  : WebSocket.relayedConnect(connectUrl, token, onOpen);
+if (process.env.PROTOCOL) ws.on('open', () => onOpen(ws));
 ws.on('message', (data, flags) => {
   if (flags && flags.binary) print({ event: 'binary', bytes: Array.from(Buffer.from(data)) });
   else print({ event: 'text', text: String(data) });

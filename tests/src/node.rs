@@ -40,11 +40,17 @@ pub struct NodeScript {
 impl NodeScript {
     /// Runs `node SCRIPT ARGS...` in `tests/node`, trusting `ca` for TLS.
     pub fn spawn(script: &str, args: &[&str], ca: &Path) -> Self {
+        Self::spawn_with_env(script, args, ca, &[])
+    }
+
+    /// Runs `node SCRIPT ARGS...` in `tests/node` with extra environment variables.
+    pub fn spawn_with_env(script: &str, args: &[&str], ca: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new("node")
             .arg(script)
             .args(args)
             .current_dir(node_dir())
             .env("NODE_EXTRA_CA_CERTS", ca)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

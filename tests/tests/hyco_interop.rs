@@ -65,6 +65,19 @@ async fn hyco_listener_and_hyco_sender_talk_through_the_relay() {
     expected.sort_by_key(|v| v.to_string());
     assert_eq!(received, expected, "text and binary messages both ways");
 
+    // A sender offering a sub-protocol: the hyco-ws listener takes the first offered, and both
+    // ends agree on it.
+    let mut chatty = NodeScript::spawn_with_env(
+        "hc-sender.js",
+        &[&connect_url(&relay, "lab"), &token(&relay, "lab")],
+        &relay.cert,
+        &[("PROTOCOL", "chat.v1")],
+    );
+    assert_eq!(chatty.expect("open", WAIT)["protocol"], "chat.v1");
+    assert_eq!(listener.expect("connection", WAIT)["protocol"], "chat.v1");
+    assert_eq!(chatty.next(WAIT), json!({"event": "text", "text": "hello from hyco-ws"}));
+    drop(chatty);
+
     // The listener dies mid-conversation: the sender is told with the documented close code.
     listener.kill();
     let close = sender.expect("close", Duration::from_secs(3));
