@@ -32,6 +32,7 @@ pub struct TestRelay {
     /// The TCP address of `wss://`.
     pub ws_addr: std::net::SocketAddr,
     dir: PathBuf,
+    config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -62,7 +63,16 @@ impl TestRelay {
             ..Config::default()
         };
         configure(&mut config);
-        let relay = Relay::bind(config).expect("relay binds");
+        Self::run(config)
+    }
+
+    fn run(config: Config) -> Self {
+        let relay = Relay::bind(config.clone()).expect("relay binds");
+        Self::start_bound(relay, config)
+    }
+
+    fn start_bound(relay: Relay, config: Config) -> Self {
+        let dir = config.data_dir.clone();
         let addr = relay.quic_addr();
         let ws_addr = relay.ws_addr().expect("wss enabled");
         let cert = relay.cert_path().to_owned();
@@ -77,6 +87,7 @@ impl TestRelay {
             ws_url: format!("wss://{ws_addr}"),
             ws_addr,
             dir,
+            config,
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -151,6 +162,35 @@ impl TestRelay {
         }
     }
 
+    /// Stops the relay and starts it again on the same ports, with the same data directory
+    /// (certificate and keys) and configuration, as an operator's restart would.
+    pub async fn restart(mut self) -> Self {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let mut config = self.config.clone();
+        config.quic_listen = self.addr;
+        config.ws_listen = Some(self.ws_addr);
+        // The new relay owns the data directory from here: this one must not remove it.
+        self.dir = PathBuf::new();
+        drop(self);
+        // In-process, the old endpoint's tasks may hold the ports for a moment after it stopped.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Relay::bind(config.clone()) {
+                Ok(relay) => return Self::start_bound(relay, config),
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "ports still held; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("relay rebinds its ports (quic {}, ws {:?}): {e}", config.quic_listen, config.ws_listen),
+            }
+        }
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -162,7 +202,9 @@ impl Drop for TestRelay {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

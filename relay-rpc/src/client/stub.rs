@@ -1,4 +1,6 @@
-//! What generated client stubs run on: a tarpc client over a channel, plus one-way requests.
+//! The client of one channel: a tarpc client over it, plus one-way requests. Generated stubs run
+//! on [`ClientStub`](super::ClientStub), which holds one of these at a time and opens a new one
+//! when its channel breaks.
 //!
 //! tarpc has no fire-and-forget call, so one-way requests bypass its client: the stub builds the
 //! same `ClientMessage::Request` frame tarpc would, with a request id from the range tarpc never
@@ -7,7 +9,6 @@
 //! request tarpc writes, so the frames leave in the order the calls were made. The host runs
 //! requests from that range without answering them.
 
-use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::call::CallContext;
 use crate::channel::{Channel, ChannelEnd, ChannelError};
-use crate::client::Connection;
 use crate::contract::{Codec, ContractDescriptor, ONEWAY_ID_BIT, codec, is_unknown_method};
-use crate::error::{CallError, OpenError};
+use crate::error::CallError;
 
 /// How many one-way requests may wait for the channel, per channel: more wait for room.
 const ONEWAY_QUEUE: usize = 64;
@@ -34,8 +34,8 @@ type Framed<Req, Resp> = tokio_serde::Framed<
     Codec<tarpc::Response<Resp>, tarpc::ClientMessage<Req>>,
 >;
 
-/// The engine of a generated `FooClient`: sends requests over a channel and awaits responses.
-pub struct ClientStub<Req, Resp> {
+/// Sends requests over one channel and awaits responses.
+pub(crate) struct ChannelStub<Req, Resp> {
     // Declared (so dropped) before `inner`: once tarpc sees its last handle go, no one-way request
     // can be queued any more, and the transport writes those queued before it closes.
     oneway: mpsc::Sender<tarpc::ClientMessage<Req>>,
@@ -45,31 +45,13 @@ pub struct ClientStub<Req, Resp> {
     contract: &'static ContractDescriptor,
 }
 
-impl<Req, Resp> Clone for ClientStub<Req, Resp> {
-    fn clone(&self) -> Self {
-        Self {
-            oneway: self.oneway.clone(),
-            next_oneway: self.next_oneway.clone(),
-            inner: self.inner.clone(),
-            end: self.end.clone(),
-            contract: self.contract,
-        }
-    }
-}
-
-impl<Req, Resp> fmt::Debug for ClientStub<Req, Resp> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientStub").field("contract", &self.contract.name).finish_non_exhaustive()
-    }
-}
-
-impl<Req, Resp> ClientStub<Req, Resp>
+impl<Req, Resp> ChannelStub<Req, Resp>
 where
     Req: Serialize + tarpc::RequestName + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
     /// Runs a client of `contract` over `channel`. Must be called within a tokio runtime.
-    pub fn new(channel: Channel, contract: &'static ContractDescriptor) -> Self {
+    pub(crate) fn new(channel: Channel, contract: &'static ContractDescriptor) -> Self {
         let end = channel.end();
         let (oneway, injected) = mpsc::channel(ONEWAY_QUEUE);
         let framed: Framed<Req, Resp> = tokio_serde::Framed::new(channel, codec());
@@ -78,25 +60,20 @@ where
         Self { oneway, next_oneway: Arc::new(AtomicU64::new(0)), inner, end, contract }
     }
 
-    /// Opens a channel to `address` and runs a client of `contract` over it.
-    pub async fn connect(
-        connection: &Connection,
-        address: &str,
-        contract: &'static ContractDescriptor,
-    ) -> Result<Self, OpenError> {
-        let channel = connection.open_channel(address, Some(contract)).await?;
-        Ok(Self::new(channel, contract))
+    /// Why the channel ended, if it has: then every call on it fails.
+    pub(crate) fn ended(&self) -> Option<&ChannelError> {
+        self.end.get()
     }
 
     /// Sends one request for `method` and waits for its response or the context's deadline.
-    pub async fn call(&self, ctx: CallContext, method: &'static str, request: Req) -> Result<Resp, CallError> {
+    pub(crate) async fn call(&self, ctx: CallContext, method: &'static str, request: Req) -> Result<Resp, CallError> {
         self.inner.call(ctx.to_tarpc(), request).await.map_err(|e| self.call_error(method, e))
     }
 
     /// Queues one one-way request and returns without waiting for the host. Waits only while the
     /// queue is full (the channel is slower than the caller), at most until the context's
     /// deadline. Fails at once if the channel has already ended.
-    pub async fn oneway(&self, ctx: CallContext, request: Req) -> Result<(), CallError> {
+    pub(crate) async fn oneway(&self, ctx: CallContext, request: Req) -> Result<(), CallError> {
         if let Some(e) = self.end.get() {
             return Err(CallError::Disconnected(e.clone()));
         }

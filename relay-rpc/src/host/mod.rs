@@ -3,9 +3,11 @@
 mod connection;
 mod incoming;
 mod listener;
+mod online;
 mod serve;
 
 pub use connection::Host;
 pub(crate) use connection::Routes;
 pub use incoming::IncomingChannel;
 pub use listener::Listener;
+pub use online::{Backoff, HostStatus, OnlineError};

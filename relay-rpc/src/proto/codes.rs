@@ -83,6 +83,9 @@ pub enum StreamCode {
     TokenExpired,
     /// A renewed token was refused.
     Unauthorized,
+    /// A multicast subscriber fell too far behind: its queue at the relay overflowed, so the relay
+    /// cut its channel rather than slow the publisher or the other subscribers.
+    Overflowed,
     /// A code this build does not know.
     Other(u64),
 }
@@ -99,6 +102,7 @@ impl StreamCode {
             Self::HandshakeTimeout => 0x14,
             Self::TokenExpired => 0x15,
             Self::Unauthorized => 0x16,
+            Self::Overflowed => 0x17,
             Self::Other(code) => code,
         }
     }
@@ -114,6 +118,7 @@ impl StreamCode {
             0x14 => Self::HandshakeTimeout,
             0x15 => Self::TokenExpired,
             0x16 => Self::Unauthorized,
+            0x17 => Self::Overflowed,
             other => Self::Other(other),
         }
     }

@@ -58,11 +58,15 @@ pub struct WsBindError {
     source: std::io::Error,
 }
 
-/// Binds a TCP listener.
+/// Binds a TCP listener with `SO_REUSEADDR`, so that a restarted relay gets its port back while
+/// connections of the previous one linger in `TIME_WAIT`.
 pub(crate) fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<WsListener, WsBindError> {
-    let std = std::net::TcpListener::bind(addr).map_err(|source| WsBindError { addr, source })?;
-    std.set_nonblocking(true).map_err(|source| WsBindError { addr, source })?;
-    let tcp = TcpListener::from_std(std).map_err(|source| WsBindError { addr, source })?;
+    let error = |source| WsBindError { addr, source };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(error)?;
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    let tcp = socket.listen(1024).map_err(error)?;
     Ok(WsListener { tcp, tls })
 }
 

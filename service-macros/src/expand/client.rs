@@ -1,8 +1,9 @@
 //! `FooClient`: the typed stub a caller uses.
 
 use proc_macro2::{Span, TokenStream};
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::Ident;
+use syn::spanned::Spanned;
 
 use super::{Generator, arg_ident, doc, docs_or, id_literal, output_type, signature, variant};
 use crate::ast::Method;
@@ -59,12 +60,25 @@ impl Generator<'_> {
                     &::relay_rpc::__private::ContractDescriptor::new(#name, &[#(#descriptors),*]);
 
                 /// Wraps a channel that is already open to a host of this contract.
+                ///
+                /// The client keeps to that one channel: once it breaks (the host went away),
+                /// every call fails with `CallError::Disconnected`. Use `connect` for a client
+                /// that opens a new channel when its channel breaks.
                 pub fn new(channel: ::relay_rpc::Channel) -> Self {
                     Self { inner: ::relay_rpc::__private::ClientStub::new(channel, Self::CONTRACT) }
                 }
 
                 /// Opens a channel to the service registered at `address` over `connection`,
                 /// checking that the host speaks this contract.
+                ///
+                /// When the channel breaks because its host went away, the calls in flight on it
+                /// fail with `CallError::Disconnected`, and the next call opens a new channel to
+                /// `address` (to another host, if one listens there) with a few retries within
+                /// its deadline, or fails with `CallError::Open`. (A channel cut because the
+                /// relay shuts down or the connection is lost is not reopened.) A call in flight
+                /// is sent again on the new channel only if its method is `#[idempotent]` (its
+                /// arguments must then be `Clone`); one-way calls are never sent again. Clones
+                /// share the channel, and open a new one together.
                 pub async fn connect(
                     connection: &::relay_rpc::Connection,
                     address: &str,
@@ -102,7 +116,7 @@ impl Generator<'_> {
         let ctx = Ident::new("ctx", Span::mixed_site());
         let value = Ident::new("__relay_value", Span::mixed_site());
         let arg_names: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
-        let arg_types = m.args.iter().map(|arg| arg.ty);
+        let arg_types: Vec<&syn::Type> = m.args.iter().map(|arg| arg.ty).collect();
         let output = output_type(m);
         // `ctx` makes one argument more than the trait method has, past what the user controls.
         let allow_many_args = (m.args.len() + 2 > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
@@ -120,6 +134,17 @@ impl Generator<'_> {
                 }
             };
         }
+        let call = if m.is_idempotent() {
+            // Each copy of the request clones the arguments; the error for an argument type that
+            // is not `Clone` points at the type.
+            let copies = arg_names
+                .iter()
+                .zip(&arg_types)
+                .map(|(arg, ty)| quote_spanned!(ty.span()=> #arg: <#ty as ::core::clone::Clone>::clone(&#arg)));
+            quote!(self.inner.call_idempotent(#ctx, #method_name, || #request::#variant { #(#copies),* }))
+        } else {
+            quote!(self.inner.call(#ctx, #method_name, #request::#variant { #(#arg_names),* }))
+        };
         quote! {
             #docs
             #(#lints)*
@@ -129,7 +154,7 @@ impl Generator<'_> {
                 #ctx: ::relay_rpc::CallContext,
                 #(#arg_names: #arg_types),*
             ) -> ::core::result::Result<#output, ::relay_rpc::CallError> {
-                match self.inner.call(#ctx, #method_name, #request::#variant { #(#arg_names),* }).await? {
+                match #call.await? {
                     #response::#variant(#value) => ::core::result::Result::Ok(#value),
                     #[allow(unreachable_patterns)]
                     _ => ::core::result::Result::Err(
