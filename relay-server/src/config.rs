@@ -99,6 +99,13 @@ pub struct Config {
     pub clock_skew_secs: u64,
     /// Shared access keys, in addition to the generated `RootManageSharedAccessKey`.
     pub keys: Vec<KeyConfig>,
+    /// Frames one subscriber of a multicast address may have waiting at the relay; past it (or
+    /// past `multicast_queue_bytes`) the subscriber's channel is cut with
+    /// [`StreamCode::Overflowed`](relay_rpc::proto::StreamCode::Overflowed). Default 1024.
+    pub multicast_queue_frames: usize,
+    /// Bytes one subscriber of a multicast address may have waiting at the relay (a single frame
+    /// larger than this still fits in an empty queue). Default 4 MiB.
+    pub multicast_queue_bytes: usize,
     /// Per-address options.
     pub addresses: Vec<AddressConfig>,
 }
@@ -129,9 +136,34 @@ pub struct AddressConfig {
     #[serde(default)]
     pub anonymous_senders: bool,
     /// How new channels are spread over the address's listeners: `round_robin` (default) or
-    /// `least_open_channels`.
+    /// `least_open_channels`. Ignored in multicast mode.
     #[serde(default)]
     pub load_balancing: Balance,
+    /// `unicast` (default): each channel goes to one listener. `multicast` (WCF's
+    /// `NetEventRelayBinding`): every frame a caller (publisher) sends reaches every listener
+    /// (subscriber) registered on the address; see [`AddressMode::Multicast`].
+    #[serde(default)]
+    pub mode: AddressMode,
+}
+
+/// How an address delivers its callers' traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AddressMode {
+    /// Each caller's channel goes to one listener, which answers.
+    #[default]
+    Unicast,
+    /// Publish/subscribe for one-way calls. A caller's channel is accepted at once, even with no
+    /// listener; the relay opens one channel to each listener registered then or later, and
+    /// copies every frame the caller sends to each of them, in order. Listeners' answers are
+    /// discarded, so two-way calls to a multicast address get no answer (they time out): use
+    /// `#[oneway]` methods. Each subscriber has its own bounded queue at the relay
+    /// (`multicast_queue_frames`, `multicast_queue_bytes`); a subscriber that falls behind it is
+    /// cut with [`StreamCode::Overflowed`](relay_rpc::proto::StreamCode::Overflowed) (WebSocket
+    /// close 1008) and is not sent that caller's traffic again, while the others carry on and
+    /// the caller is never slowed. Frames arriving while no listener is registered are dropped.
+    Multicast,
 }
 
 /// A secret string: `Debug` prints `MASKED`.
@@ -181,6 +213,8 @@ impl Default for Config {
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
             keys: Vec::new(),
+            multicast_queue_frames: 1024,
+            multicast_queue_bytes: 4 * 1024 * 1024,
             addresses: Vec::new(),
         }
     }
@@ -214,6 +248,8 @@ impl Config {
             || self.max_channels_per_listener == 0
             || self.max_pending_handshakes == 0
             || self.max_pending_handshakes_per_ip == 0
+            || self.multicast_queue_frames == 0
+            || self.multicast_queue_bytes == 0
         {
             return invalid("limits must be positive");
         }
@@ -275,10 +311,16 @@ mod tests {
             [[addresses]]
             path = "public"
             anonymous_senders = true
+            [[addresses]]
+            path = "events"
+            mode = "multicast"
             "#,
         )
         .unwrap();
         config.validate().unwrap();
+        assert_eq!(config.addresses[0].mode, AddressMode::Unicast);
+        assert_eq!(config.addresses[1].mode, AddressMode::Multicast);
+        assert!(toml::from_str::<Config>("[[addresses]]\npath = \"a\"\nmode = \"broadcast\"").is_err());
         assert!(!format!("{config:?}").contains("k1"), "keys print as MASKED");
         let bad: Config =
             toml::from_str("[[keys]]\nname = \"a\"\nprimary_key = \"k\"\nrights = [\"send\"]\nscope = \"a/../b\"")

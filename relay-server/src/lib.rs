@@ -18,12 +18,14 @@ pub mod auth;
 pub mod certs;
 mod config;
 mod limits;
+mod multicast;
 mod quic;
 pub mod registry;
 pub mod root_key;
 mod router;
 mod splice;
 mod state;
+mod stats;
 mod tls;
 mod ws;
 
@@ -31,8 +33,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{AddressConfig, Config, ConfigError, KeyConfig, Secret};
+pub use config::{AddressConfig, AddressMode, Config, ConfigError, KeyConfig, Secret};
 pub use quic::EndpointError;
+pub use stats::Stats;
 
 use std::sync::atomic::Ordering;
 
@@ -131,6 +134,11 @@ impl Relay {
         &self.cert_path
     }
 
+    /// Live counters of this relay, readable while it runs and after.
+    pub fn stats(&self) -> Stats {
+        Stats::new(self.shared.clone())
+    }
+
     /// The file holding the `RootManageSharedAccessKey` (a connection string).
     pub fn root_key_path(&self) -> &std::path::Path {
         &self.root_key_path
@@ -161,7 +169,8 @@ impl Relay {
             ws::accept_loop(ws, shared.clone()),
             coordinator
         );
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
+        // Closed connections drain for three probe timeouts so peers hear the close; then the port is free.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), endpoint.wait_idle()).await;
         tracing::info!("relay stopped");
     }
 }

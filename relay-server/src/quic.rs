@@ -16,6 +16,7 @@ use tracing::Instrument;
 use crate::certs::Identity;
 use crate::config::Config;
 use crate::limits::HandshakePermit;
+use crate::multicast;
 use crate::router::{ChannelRequest, ListenerHandle, route};
 use crate::splice::{End, Pipe, cut, splice};
 use crate::state::{ChannelGuard, Phase, Shared};
@@ -177,6 +178,7 @@ async fn serve_listener(
         Ok(id) => id,
         Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,
     };
+    shared.listener_registered();
     if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
         tracing::info!(%address, listener = id, "listener registered");
         let ended = hold_registration(shared, &address, expiry, &mut recv).await;
@@ -227,7 +229,7 @@ async fn hold_registration(
 
 /// Routes a caller's channel to a listener on any transport, answers, and splices.
 async fn serve_caller(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     address: String,
     contract: ContractInfo,
     mut send: SendStream,
@@ -241,6 +243,15 @@ async fn serve_caller(
         contract,
         headers: Default::default(),
     };
+    if shared.is_multicast(&request.address) {
+        if shared.draining() {
+            return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
+        }
+        if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
+            multicast::publish(shared, &request, End::Quic(Pipe { send, recv })).await;
+        }
+        return;
+    }
     match route(shared, &request).await {
         Ok(opened) => {
             if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {

@@ -139,6 +139,13 @@ impl<L: Clone> Registry<L> {
             .is_some_and(|r| r.listeners.iter().all(|e| e.open_channels >= self.max_channels_per_listener))
     }
 
+    /// Every listener of `address`, in registration order (for multicast).
+    pub fn all(&self, address: &str) -> Vec<(ListenerId, L)> {
+        self.addresses
+            .get(address)
+            .map_or_else(Vec::new, |r| r.listeners.iter().map(|e| (e.id, e.listener.clone())).collect())
+    }
+
     /// How many listeners `address` has.
     pub fn listeners(&self, address: &str) -> usize {
         self.addresses.get(address).map_or(0, |r| r.listeners.len())
@@ -164,8 +171,10 @@ mod tests {
         assert_eq!(picks, "acac");
         assert_eq!(registry.pick("calc", &[a]).unwrap().1, 'c');
         assert_eq!(registry.pick("calc", &[a, c]), None);
+        assert_eq!(registry.all("calc"), [(a, 'a'), (c, 'c')]);
         registry.unregister("calc", a);
         registry.unregister("calc", c);
+        assert!(registry.all("calc").is_empty());
         assert_eq!(registry.pick("calc", &[]), None);
         assert_eq!(registry.listeners("calc"), 0);
         assert_eq!(registry.pick("other", &[]), None);

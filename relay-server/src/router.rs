@@ -116,6 +116,27 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
     }
 }
 
+/// Opens a channel to one given listener (a multicast subscriber), within the handshake or
+/// rendezvous timeout.
+pub(crate) async fn open_listener(
+    shared: &Shared,
+    id: ListenerId,
+    listener: &ListenerHandle,
+    request: &ChannelRequest,
+) -> Result<Opened, Refusal> {
+    let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
+    let limit = match listener {
+        ListenerHandle::Quic(_) => shared.config.handshake_timeout(),
+        ListenerHandle::Hc(_) => shared.config.rendezvous_timeout(),
+    };
+    match tokio::time::timeout(limit, open(shared, listener, request, channel_id)).await {
+        Ok(Ok((end, protocol))) => Ok(Opened { end, listener: id, protocol }),
+        Ok(Err(Failed::Refused(refusal))) => Err(refusal),
+        Ok(Err(Failed::Unreachable)) => Err(Refusal::new(ErrorCode::NoListener, "listener unreachable")),
+        Err(_) => Err(Refusal::new(ErrorCode::NoListener, "listener did not answer in time")),
+    }
+}
+
 async fn open(
     shared: &Shared,
     listener: &ListenerHandle,

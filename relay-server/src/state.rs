@@ -1,13 +1,13 @@
 //! State shared by every connection of a running relay.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
-use crate::config::Config;
+use crate::config::{AddressMode, Config};
 use crate::limits::{HandshakeCounts, Handshakes};
 use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
@@ -36,6 +36,20 @@ pub(crate) struct Shared {
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
     handshakes: Handshakes,
+    /// Bumped after every listener registration, so multicast publishers pick up new subscribers.
+    registrations: watch::Sender<u64>,
+    /// Addresses in multicast mode.
+    multicast_addresses: HashSet<String>,
+    pub(crate) multicast: MulticastCounters,
+}
+
+/// What multicast addresses count, for [`Stats`](crate::Stats).
+#[derive(Debug, Default)]
+pub(crate) struct MulticastCounters {
+    /// Subscribers cut because their queue overflowed.
+    pub(crate) overflows: AtomicU64,
+    /// Bytes waiting in subscribers' queues.
+    pub(crate) queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -44,6 +58,8 @@ impl Shared {
         let registry = Registry::with_balance(config.max_listeners_per_address, balance)
             .with_max_channels_per_listener(config.max_channels_per_listener);
         let registry = Mutex::new(registry);
+        let multicast_addresses =
+            config.addresses.iter().filter(|a| a.mode == AddressMode::Multicast).map(|a| a.path.clone()).collect();
         Self {
             config,
             policy,
@@ -53,7 +69,25 @@ impl Shared {
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
             handshakes: Handshakes::default(),
+            registrations: watch::Sender::new(0),
+            multicast_addresses,
+            multicast: MulticastCounters::default(),
         }
+    }
+
+    /// Whether `address` is in multicast mode.
+    pub(crate) fn is_multicast(&self, address: &str) -> bool {
+        self.multicast_addresses.contains(address)
+    }
+
+    /// Tells multicast publishers that a listener registered; call after each registration.
+    pub(crate) fn listener_registered(&self) {
+        self.registrations.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time a listener registers.
+    pub(crate) fn registrations(&self) -> watch::Receiver<u64> {
+        self.registrations.subscribe()
     }
 
     /// The registry; held only for a lookup or an update, never across an await.
@@ -87,6 +121,22 @@ impl Shared {
 
     pub(crate) fn draining(&self) -> bool {
         self.phase() >= Phase::Draining
+    }
+}
+
+/// Counts a channel with no listener of its own (a multicast publisher) as open while it lives.
+pub(crate) struct OpenGuard<'a>(&'a Shared);
+
+impl<'a> OpenGuard<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> Self {
+        shared.open_channels.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.open_channels.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -20,30 +20,44 @@ use crate::ws::WsStream;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// One unit of traffic.
-enum Frame {
+#[derive(Clone)]
+pub(crate) enum Frame {
     Binary(Bytes),
     Text(tokio_tungstenite::tungstenite::Utf8Bytes),
 }
 
+impl Frame {
+    /// The payload's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Frame::Binary(data) => data.len(),
+            Frame::Text(text) => text.len(),
+        }
+    }
+}
+
 /// What a source yields next.
-enum Next {
+pub(crate) enum Next {
     Frame(Frame),
     /// A clean end: a WebSocket close frame (code, reason), or a QUIC stream's end.
     Close(Option<(u16, String)>),
     Failed,
 }
 
-enum Source {
+/// The receiving half of an end, frame by frame.
+pub(crate) enum Source {
     Quic(FramedRead<RecvStream, LengthDelimitedCodec>),
     Ws(SplitStream<WsStream>),
 }
 
-enum Sink {
+/// The sending half of an end, frame by frame.
+pub(crate) enum Sink {
     Quic(FramedWrite<SendStream, LengthDelimitedCodec>),
     Ws(SplitSink<WsStream, Message>),
 }
 
-fn halves(end: End, max_frame: usize) -> (Source, Sink) {
+/// Splits an end into frame source and sink; QUIC frames longer than `max_frame` are refused.
+pub(crate) fn halves(end: End, max_frame: usize) -> (Source, Sink) {
     match end {
         End::Quic(pipe) => {
             let codec =
@@ -58,7 +72,7 @@ fn halves(end: End, max_frame: usize) -> (Source, Sink) {
 }
 
 impl Source {
-    async fn next(&mut self) -> Next {
+    pub(crate) async fn next(&mut self) -> Next {
         match self {
             Source::Quic(read) => match read.next().await {
                 Some(Ok(frame)) => Next::Frame(Frame::Binary(frame.freeze())),
@@ -80,15 +94,28 @@ impl Source {
     }
 
     /// Stops reading, telling a QUIC peer why.
-    fn stop(&mut self, code: StreamCode) {
+    pub(crate) fn stop(&mut self, code: StreamCode) {
         if let Source::Quic(read) = self {
             let _ = read.get_mut().stop(quic_code(code));
+        }
+    }
+
+    /// After this end was sent a close: a QUIC stream is stopped with `code`; a WebSocket is read
+    /// (and what arrives dropped) until the peer's close or end, within [`CLOSE_GRACE`], so that
+    /// closing the socket with unread data does not reset the connection and lose the close frame.
+    pub(crate) async fn finish_after_close(&mut self, code: StreamCode) {
+        match self {
+            Source::Quic(_) => self.stop(code),
+            Source::Ws(_) => {
+                let _ =
+                    tokio::time::timeout(CLOSE_GRACE, async { while let Next::Frame(_) = self.next().await {} }).await;
+            }
         }
     }
 }
 
 impl Sink {
-    async fn send(&mut self, frame: Frame) -> Result<(), ()> {
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), ()> {
         match (self, frame) {
             (Sink::Quic(write), Frame::Binary(data)) => write.send(data).await.map_err(drop),
             (Sink::Quic(write), Frame::Text(text)) => write.send(Bytes::from(text)).await.map_err(drop),
@@ -99,7 +126,7 @@ impl Sink {
 
     /// Passes on a close from `from`: a WebSocket close frame as it is; to a QUIC stream, a normal
     /// close as its end and any other as a reset saying what the close code says.
-    async fn close(&mut self, close: Option<(u16, String)>, from: Side) {
+    pub(crate) async fn close(&mut self, close: Option<(u16, String)>, from: Side) {
         match self {
             Sink::Quic(write) => {
                 let _ = SinkExt::<Bytes>::flush(write).await;
@@ -124,7 +151,7 @@ impl Sink {
     }
 
     /// Ends abnormally: resets a QUIC stream with `code`, closes a WebSocket with `ws_code`.
-    async fn cut(&mut self, code: StreamCode, ws_code: u16, reason: &str) {
+    pub(crate) async fn cut(&mut self, code: StreamCode, ws_code: u16, reason: &str) {
         match self {
             Sink::Quic(write) => {
                 let _ = write.get_mut().reset(quic_code(code));
@@ -192,12 +219,12 @@ pub(super) async fn splice_messages(caller: End, host: End, shared: &Shared) -> 
         Ending::Clean => None,
         Ending::Failed(Side::Host) => {
             caller_sink.cut(StreamCode::ListenerGone, CLOSE_GOING_AWAY, "the listener went away").await;
-            caller_source.stop(StreamCode::ListenerGone);
+            caller_source.finish_after_close(StreamCode::ListenerGone).await;
             Some(Side::Host)
         }
         Ending::Failed(Side::Caller) => {
             host_sink.cut(StreamCode::CallerGone, CLOSE_GOING_AWAY, "the sender went away").await;
-            host_source.stop(StreamCode::CallerGone);
+            host_source.finish_after_close(StreamCode::CallerGone).await;
             Some(Side::Caller)
         }
         Ending::Shutdown => {

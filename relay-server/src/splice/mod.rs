@@ -10,6 +10,7 @@ use quinn::{RecvStream, SendStream};
 pub(crate) use bytes::cut;
 use bytes::splice_bytes;
 use messages::splice_messages;
+pub(crate) use messages::{Frame, Next, Sink, Source, halves};
 
 use crate::state::Shared;
 use crate::ws::WsStream;

@@ -2,23 +2,27 @@
 //! listener's answer, then splice.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use relay_rpc::auth::{Right, unix_now};
 use relay_rpc::proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
 use relay_rpc::proto::{ContractInfo, ErrorCode};
 
 use super::Request;
+use crate::multicast;
 use crate::router::{ChannelRequest, route};
 use crate::splice::{End, splice};
 use crate::state::{ChannelGuard, Shared};
 
-pub(crate) async fn serve(shared: &Shared, request: Request) {
+pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     let path = request.target.path.clone();
-    // The registered address is the longest prefix of the path with a listener; the rest is a
-    // suffix for the listener.
+    // The registered address is the longest prefix of the path in multicast mode or with a
+    // listener; the rest is a suffix for the listener.
     let address = {
         let registry = shared.registry();
-        address_prefixes(&path).find(|a| registry.listeners(a) > 0).or_else(|| address_prefixes(&path).next())
+        address_prefixes(&path)
+            .find(|a| shared.is_multicast(a) || registry.listeners(a) > 0)
+            .or_else(|| address_prefixes(&path).next())
     };
     let Some(address) = address.map(str::to_owned) else {
         return request.refuse(404, "no address in the path").await;
@@ -38,6 +42,17 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         contract,
         headers,
     };
+    if shared.is_multicast(&channel.address) {
+        if shared.draining() {
+            let code = ErrorCode::ShuttingDown;
+            return request.refuse(http_status(code).0, &status_description(code, "")).await;
+        }
+        match request.upgrade(shared, None).await {
+            Ok(ws) => multicast::publish(shared, &channel, End::Ws(Box::new(ws))).await,
+            Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
+        }
+        return;
+    }
     match route(shared, &channel).await {
         Ok(opened) => {
             let ws = match request.upgrade(shared, opened.protocol.as_deref()).await {

@@ -41,6 +41,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         Ok(id) => id,
         Err(e) => return request.refuse(503, &e.to_string()).await,
     };
+    shared.listener_registered();
     match request.upgrade(shared, None).await {
         Ok(ws) => {
             tracing::info!(%address, listener = id, "hybrid connections listener registered");

@@ -1,0 +1,33 @@
+//! Live counters of a running relay, for monitoring and tests.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::state::Shared;
+
+/// A handle on a relay's counters; cheap to clone, valid after the relay stops.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    shared: Arc<Shared>,
+}
+
+impl Stats {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Channels open now (each multicast publisher and each of its subscribers count as one).
+    pub fn open_channels(&self) -> usize {
+        self.shared.open_channels.load(Ordering::SeqCst)
+    }
+
+    /// Multicast subscribers cut so far because their queue at the relay overflowed.
+    pub fn multicast_overflows(&self) -> u64 {
+        self.shared.multicast.overflows.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of multicast frames waiting now in subscribers' queues, over all addresses.
+    pub fn multicast_queued_bytes(&self) -> usize {
+        self.shared.multicast.queued_bytes.load(Ordering::Relaxed)
+    }
+}
