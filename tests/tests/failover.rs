@@ -111,6 +111,12 @@ async fn a_dropped_listener_unregisters() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn least_open_channels_sends_new_channels_to_the_idlest_listener() {
+    for transport in ["quic", "wss"] {
+        least_open_channels_case(transport).await;
+    }
+}
+
+async fn least_open_channels_case(transport: &str) {
     use relay_server::AddressConfig;
     use relay_server::registry::Balance;
     let relay = TestRelay::start_with(|c| {
@@ -121,28 +127,22 @@ async fn least_open_channels_sends_new_channels_to_the_idlest_listener() {
         }];
     })
     .await;
-    for name in ["a", "b"] {
-        let host = relay.host().await;
-        let (lab, _events) = LabHost::new(name);
-        tokio::spawn(async move {
-            let _host = host.clone();
-            host.listen("lab").await.unwrap().serve(ServeLab::new(lab)).await
-        });
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let caller = relay.caller().await;
+    let url = if transport == "quic" { relay.url.clone() } else { relay.ws_url.clone() };
+    let (_a, _a_events) = relay.serve_lab(&url, "lab", "a").await;
+    let (_b, _b_events) = relay.serve_lab(&url, "lab", "b").await;
+    let caller = relay.caller_on(&url).await;
     let open = || async { LabClient::connect(&caller, "lab").await.unwrap() };
     let first = open().await;
     let busy = first.whoami(ctx()).await.unwrap();
     let second = open().await;
     let idle = second.whoami(ctx()).await.unwrap();
-    assert_ne!(busy, idle, "the second channel goes to the listener without one");
+    assert_ne!(busy, idle, "{transport}: the second channel goes to the listener without one");
     drop(second);
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Round-robin would now pick `busy` again; least-open-channels picks the idle one.
     let third = open().await;
-    assert_eq!(third.whoami(ctx()).await.unwrap(), idle);
+    assert_eq!(third.whoami(ctx()).await.unwrap(), idle, "{transport}");
     let fourth = open().await;
-    assert_eq!(fourth.whoami(ctx()).await.unwrap(), busy, "a tie is broken in turn");
+    assert_eq!(fourth.whoami(ctx()).await.unwrap(), busy, "{transport}: a tie is broken in turn");
     drop(first);
 }
