@@ -8,10 +8,6 @@
 //! cargo run --release -p calculator --bin calculator-client -- --relay quic://127.0.0.1:7443 --address calc add 2 3
 //! ```
 
-use std::path::PathBuf;
-
-use relay_rpc::ConnectOptions;
-use relay_rpc::auth::SharedAccessKey;
 use serde::{Deserialize, Serialize};
 
 /// The calculator's own errors: they reach the caller as this type, not as a relay error.
@@ -63,40 +59,7 @@ impl Calculator for Calc {
     }
 }
 
-/// How both binaries reach the relay.
-#[derive(Debug, clap::Args)]
-pub struct RelayArgs {
-    /// The relay's URL.
-    #[arg(long, env = "RELAY_URL", default_value = "quic://127.0.0.1:7443")]
-    pub relay: String,
-    /// The address to listen on or call.
-    #[arg(long, default_value = "calc")]
-    pub address: String,
-    /// The certificate (or CA) to trust for the relay [default: relay-data/cert.pem].
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// A SAS token to present to the relay. Without one, the tool signs its own with the root
-    /// key in the relay's data directory, if it runs beside it.
-    #[arg(long, env = "RELAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// The relay's data directory, for the default certificate and root key.
-    #[arg(long, value_name = "DIR", default_value = "relay-data")]
-    pub data_dir: PathBuf,
-}
-
-impl RelayArgs {
-    /// The connect options these arguments describe.
-    pub fn options(&self) -> anyhow::Result<ConnectOptions> {
-        use anyhow::Context as _;
-        let ca = self.ca.clone().unwrap_or_else(|| self.data_dir.join("cert.pem"));
-        let options = ConnectOptions::new()
-            .trust_pem_file(&ca)
-            .with_context(|| format!("cannot trust {} (is the relay running here? else pass --ca)", ca.display()))?;
-        let root_key = self.data_dir.join("root.key");
-        Ok(match &self.token {
-            Some(token) => options.with_token(token),
-            None if root_key.exists() => options.with_shared_access_key(SharedAccessKey::from_file(&root_key)?),
-            None => options,
-        })
-    }
-}
+/// How both binaries reach the relay: `--relay`, `--address`, `--ca`, `--token`/`RELAY_TOKEN` and
+/// `--data-dir`, shared with the `relay` forwarding tool. Without a token they sign their own with
+/// the root key in the relay's data directory, so they work beside `./relay-data` as they are.
+pub use relay_rpc::cli::RelayArgs;
