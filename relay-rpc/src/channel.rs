@@ -83,6 +83,8 @@ pub struct Channel {
     address: Arc<str>,
     id: u64,
     end: ChannelEnd,
+    /// On a host: the caller going away ends the stream of frames, rather than failing it.
+    caller_exit_is_end: bool,
 }
 
 /// How a channel ended, readable after the channel itself has been handed away (to tarpc).
@@ -105,7 +107,13 @@ impl ChannelEnd {
 
 impl Channel {
     pub(crate) fn new(frames: impl FrameIo + 'static, address: Arc<str>, id: u64) -> Self {
-        Self { frames: Box::pin(frames), address, id, end: ChannelEnd::default() }
+        Self { frames: Box::pin(frames), address, id, end: ChannelEnd::default(), caller_exit_is_end: false }
+    }
+
+    /// For a host serving this channel: the caller leaving is its normal end, not an error.
+    pub(crate) fn caller_exit_is_end(mut self) -> Self {
+        self.caller_exit_is_end = true;
+        self
     }
 
     pub(crate) fn end(&self) -> ChannelEnd {
@@ -134,6 +142,10 @@ impl Stream for Channel {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.frames.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Err(e @ ChannelError::CallerGone))) if self.caller_exit_is_end => {
+                let _ = self.end.0.set(e);
+                Poll::Ready(None)
+            }
             Poll::Ready(Some(Err(e))) => self.end.record(Poll::Ready(Err(e))).map(Some),
             Poll::Ready(None) => {
                 let _ = self.end.0.set(ChannelError::Closed);

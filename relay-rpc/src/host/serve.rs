@@ -91,7 +91,7 @@ pub(crate) async fn serve_channel<D: Dispatch>(channel: Channel, dispatcher: D) 
 async fn run_channel<D: Dispatch>(channel: Channel, dispatcher: D) {
     let (queue_tx, queue_rx) = mpsc::channel(ONEWAY_QUEUE);
     let finished = Arc::new(AtomicU64::new(0));
-    let framed: Framed<D::Request, D::Response> = tokio_serde::Framed::new(channel, codec());
+    let framed: Framed<D::Request, D::Response> = tokio_serde::Framed::new(channel.caller_exit_is_end(), codec());
     let transport = OnewaySplit::new(Box::pin(framed), queue_tx, finished.clone());
     let mut requests = Box::pin(BaseChannel::with_defaults(transport).execute(Adapter(dispatcher.clone())));
     let mut oneway = std::pin::pin!(run_oneway(queue_rx, dispatcher, finished));
