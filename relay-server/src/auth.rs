@@ -79,11 +79,10 @@ impl Policy {
         }
         let token = token.ok_or_else(|| denied(AuthFailure::MissingToken, "a token is required"))?;
         let token = SasToken::parse(token).map_err(|e| denied(AuthFailure::Malformed, e.to_string()))?;
-        let key = self.keys.get(token.key_name());
-        if !key.is_some_and(|k| k.secrets.iter().any(|s| token.verify(s.secret()))) {
+        let verified = self.keys.get(token.key_name()).filter(|k| k.secrets.iter().any(|s| token.verify(s.secret())));
+        let Some(key) = verified else {
             return Err(denied(AuthFailure::BadSignature, "unknown key name or signature mismatch"));
-        }
-        let key = key.expect("checked above");
+        };
         if now > token.expiry().saturating_add(self.clock_skew) {
             return Err(denied(AuthFailure::Expired, format!("token expired at {}", token.expiry())));
         }
