@@ -253,6 +253,15 @@ pub(crate) fn codec<Item, SinkItem>() -> Codec<Item, SinkItem> {
     Codec::from(bincode::DefaultOptions::new().allow_trailing_bytes())
 }
 
+/// A channel carrying typed messages: `In` decoded from received frames, `Out` encoded into sent
+/// ones, with [`codec`].
+pub(crate) type Typed<In, Out> = tokio_serde::Framed<crate::Channel, In, Out, Codec<In, Out>>;
+
+/// Runs `channel` with [`codec`].
+pub(crate) fn typed<In, Out>(channel: crate::Channel) -> Typed<In, Out> {
+    tokio_serde::Framed::new(channel, codec())
+}
+
 /// Request ids with this bit set are one-way: the host runs them and sends no response. tarpc
 /// numbers its own requests from 0 up, so they never reach this range.
 pub(crate) const ONEWAY_ID_BIT: u64 = 1 << 63;

@@ -21,18 +21,13 @@ use tokio::sync::mpsc;
 
 use crate::call::CallContext;
 use crate::channel::{Channel, ChannelEnd, ChannelError};
-use crate::contract::{Codec, ContractDescriptor, ONEWAY_ID_BIT, codec, is_unknown_method};
+use crate::contract::{ContractDescriptor, ONEWAY_ID_BIT, Typed, is_unknown_method, typed};
 use crate::error::CallError;
 
 /// How many one-way requests may wait for the channel, per channel: more wait for room.
 const ONEWAY_QUEUE: usize = 64;
 
-type Framed<Req, Resp> = tokio_serde::Framed<
-    Channel,
-    tarpc::Response<Resp>,
-    tarpc::ClientMessage<Req>,
-    Codec<tarpc::Response<Resp>, tarpc::ClientMessage<Req>>,
->;
+type Framed<Req, Resp> = Typed<tarpc::Response<Resp>, tarpc::ClientMessage<Req>>;
 
 /// Sends requests over one channel and awaits responses.
 pub(crate) struct ChannelStub<Req, Resp> {
@@ -54,7 +49,7 @@ where
     pub(crate) fn new(channel: Channel, contract: &'static ContractDescriptor) -> Self {
         let end = channel.end();
         let (oneway, injected) = mpsc::channel(ONEWAY_QUEUE);
-        let framed: Framed<Req, Resp> = tokio_serde::Framed::new(channel, codec());
+        let framed: Framed<Req, Resp> = typed(channel);
         let transport = Injecting { inner: Box::pin(framed), injected, pending: None };
         let inner = tarpc::client::new(tarpc::client::Config::default(), transport).spawn();
         Self { oneway, next_oneway: Arc::new(AtomicU64::new(0)), inner, end, contract }

@@ -30,19 +30,14 @@ use tracing::Instrument;
 
 use super::listener::Listener;
 use crate::channel::Channel;
-use crate::contract::{Codec, Dispatch, ONEWAY_ID_BIT, check_compatible, codec, unknown_method_error};
+use crate::contract::{Dispatch, ONEWAY_ID_BIT, Typed, check_compatible, typed, unknown_method_error};
 use crate::error::ListenError;
 use crate::proto::ErrorCode;
 
 /// How many one-way requests a channel may have waiting for their handler.
 const ONEWAY_QUEUE: usize = 64;
 
-type Framed<Req, Resp> = tokio_serde::Framed<
-    Channel,
-    tarpc::ClientMessage<Req>,
-    tarpc::Response<Resp>,
-    Codec<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>,
->;
+type Framed<Req, Resp> = Typed<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>;
 
 impl Listener {
     /// Serves `dispatcher` (a generated `ServeFoo`) on every channel callers open, until the
@@ -91,7 +86,7 @@ pub(crate) async fn serve_channel<D: Dispatch>(channel: Channel, dispatcher: D) 
 async fn run_channel<D: Dispatch>(channel: Channel, dispatcher: D) {
     let (queue_tx, queue_rx) = mpsc::channel(ONEWAY_QUEUE);
     let finished = Arc::new(AtomicU64::new(0));
-    let framed: Framed<D::Request, D::Response> = tokio_serde::Framed::new(channel.caller_exit_is_end(), codec());
+    let framed: Framed<D::Request, D::Response> = typed(channel.caller_exit_is_end());
     let transport = OnewaySplit::new(Box::pin(framed), queue_tx, finished.clone());
     let mut requests = Box::pin(BaseChannel::with_defaults(transport).execute(Adapter(dispatcher.clone())));
     let mut oneway = std::pin::pin!(run_oneway(queue_rx, dispatcher, finished));

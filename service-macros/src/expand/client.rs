@@ -120,16 +120,16 @@ impl Generator<'_> {
         let output = output_type(m);
         // `ctx` makes one argument more than the trait method has, past what the user controls.
         let allow_many_args = (m.args.len() + 2 > 7).then(|| quote!(#[allow(clippy::too_many_arguments)]));
+        // Docs, attributes, name and parameters: the same for every kind of method.
+        let head = quote! {
+            #docs
+            #(#lints)*
+            #allow_many_args
+            pub async fn #ident(&self, #ctx: ::relay_rpc::CallContext, #(#arg_names: #arg_types),*)
+        };
         if m.is_oneway() {
             return quote! {
-                #docs
-                #(#lints)*
-                #allow_many_args
-                pub async fn #ident(
-                    &self,
-                    #ctx: ::relay_rpc::CallContext,
-                    #(#arg_names: #arg_types),*
-                ) -> ::core::result::Result<(), ::relay_rpc::CallError> {
+                #head -> ::core::result::Result<(), ::relay_rpc::CallError> {
                     self.inner.oneway(#ctx, #request::#variant { #(#arg_names),* }).await
                 }
             };
@@ -146,14 +146,7 @@ impl Generator<'_> {
             quote!(self.inner.call(#ctx, #method_name, #request::#variant { #(#arg_names),* }))
         };
         quote! {
-            #docs
-            #(#lints)*
-            #allow_many_args
-            pub async fn #ident(
-                &self,
-                #ctx: ::relay_rpc::CallContext,
-                #(#arg_names: #arg_types),*
-            ) -> ::core::result::Result<#output, ::relay_rpc::CallError> {
+            #head -> ::core::result::Result<#output, ::relay_rpc::CallError> {
                 match #call.await? {
                     #response::#variant(#value) => ::core::result::Result::Ok(#value),
                     #[allow(unreachable_patterns)]
