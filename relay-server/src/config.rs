@@ -70,6 +70,15 @@ pub struct Config {
     pub max_pending_handshakes: usize,
     /// The same, per source IP address, so one source cannot use them all. Default 256.
     pub max_pending_handshakes_per_ip: usize,
+    /// Channels one caller may open per second, on average: a token bucket per QUIC connection,
+    /// and per source IP for WebSocket senders (each of which is a connection of its own). An
+    /// open beyond it is refused at once with
+    /// [`ErrorCode::RateLimited`](relay_rpc::proto::ErrorCode::RateLimited) (HTTP 429), before
+    /// any listener hears of it, so a caller flooding opens and cancellations costs the hosts
+    /// nothing and the others little. Default 1000.
+    pub channel_opens_per_sec: u32,
+    /// How many opens a caller may make at once above that rate (the bucket's size). Default 1000.
+    pub channel_open_burst: u32,
     /// How long a Hybrid Connections listener may take to open its rendezvous for a sender.
     /// Default 30 s, as in Azure.
     pub rendezvous_timeout_ms: u64,
@@ -201,6 +210,8 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_pending_handshakes: 4096,
             max_pending_handshakes_per_ip: 256,
+            channel_opens_per_sec: 1000,
+            channel_open_burst: 1000,
             rendezvous_timeout_ms: 30_000,
             keep_alive_ms: 2_000,
             idle_timeout_ms: 8_000,
@@ -248,6 +259,8 @@ impl Config {
             || self.max_channels_per_listener == 0
             || self.max_pending_handshakes == 0
             || self.max_pending_handshakes_per_ip == 0
+            || self.channel_opens_per_sec == 0
+            || self.channel_open_burst == 0
             || self.multicast_queue_frames == 0
             || self.multicast_queue_bytes == 0
         {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use relay_rpc::__wire::{read_frame, read_frame_within, write_frame};
 use relay_rpc::auth::{Right, unix_now};
@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::certs::Identity;
 use crate::config::Config;
-use crate::limits::HandshakePermit;
+use crate::limits::{HandshakePermit, TokenBucket};
 use crate::multicast;
 use crate::router::{ChannelRequest, ListenerHandle, route};
 use crate::splice::{End, Pipe, cut, splice};
@@ -103,10 +103,17 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit
     async move {
         tracing::debug!("connected");
         let mut streams = JoinSet::new();
+        let mut opens = TokenBucket::for_caller(&shared.config, Instant::now());
         loop {
             tokio::select! {
                 accepted = connection.accept_bi() => match accepted {
-                    Ok((send, recv)) => { streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv)); }
+                    Ok((send, recv)) if opens.try_take(Instant::now()) => {
+                        streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv));
+                    }
+                    Ok((send, recv)) => {
+                        tracing::debug!("channel opens over the rate; refusing");
+                        streams.spawn(refuse(send, recv, ErrorCode::RateLimited, "too many channel opens"));
+                    }
                     Err(e) => { tracing::debug!(reason = %e, "disconnected"); break; }
                 },
                 Some(_) = streams.join_next(), if !streams.is_empty() => {}

@@ -8,7 +8,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::config::{AddressMode, Config};
-use crate::limits::{HandshakeCounts, Handshakes};
+use crate::limits::{HandshakeCounts, Handshakes, OpenRates};
 use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
     handshakes: Handshakes,
+    /// Channel-open rates of WebSocket senders, per source IP.
+    pub(crate) open_rates: OpenRates,
     /// Bumped after every listener registration, so multicast publishers pick up new subscribers.
     registrations: watch::Sender<u64>,
     /// Addresses in multicast mode.
@@ -69,6 +71,7 @@ impl Shared {
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
             handshakes: Handshakes::default(),
+            open_rates: OpenRates::default(),
             registrations: watch::Sender::new(0),
             multicast_addresses,
             multicast: MulticastCounters::default(),

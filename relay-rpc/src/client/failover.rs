@@ -288,7 +288,9 @@ pub(crate) fn reopens_after(error: &ChannelError) -> bool {
 pub(crate) fn retry_after(attempt: u32, error: &OpenError, remaining: Duration, random: u64) -> Option<Duration> {
     let transient = matches!(
         error,
-        OpenError::NoListener { .. } | OpenError::Timeout | OpenError::Refused { code: ErrorCode::Busy, .. }
+        OpenError::NoListener { .. }
+            | OpenError::Timeout
+            | OpenError::Refused { code: ErrorCode::Busy | ErrorCode::RateLimited, .. }
     );
     if !transient || attempt >= REOPEN_ATTEMPTS {
         return None;

@@ -20,6 +20,9 @@ pub enum ErrorCode {
     Rejected,
     /// Something failed inside the relay.
     Internal,
+    /// The caller opened channels faster than the relay allows (a token bucket per caller
+    /// connection, or per source IP on WebSocket); try again after a short wait.
+    RateLimited,
     /// The credential was refused, for the reason given.
     Auth(AuthFailure),
     /// A code this build does not know.
@@ -39,6 +42,7 @@ impl ErrorCode {
             Self::ShuttingDown => 6,
             Self::Rejected => 7,
             Self::Internal => 8,
+            Self::RateLimited => 9,
             Self::Auth(failure) => AUTH_BASE + AuthFailure::ALL.iter().position(|f| *f == failure).unwrap_or(0) as u16,
             Self::Other(code) => code,
         }
@@ -54,6 +58,7 @@ impl ErrorCode {
             6 => Self::ShuttingDown,
             7 => Self::Rejected,
             8 => Self::Internal,
+            9 => Self::RateLimited,
             code if (AUTH_BASE..AUTH_BASE + AuthFailure::ALL.len() as u16).contains(&code) => {
                 Self::Auth(AuthFailure::ALL[(code - AUTH_BASE) as usize])
             }

@@ -196,6 +196,7 @@ pub fn http_status(code: ErrorCode) -> (u16, &'static str) {
         ErrorCode::BadRequest => (400, "Bad Request"),
         ErrorCode::Busy | ErrorCode::ShuttingDown => (503, "Service Unavailable"),
         ErrorCode::Rejected => (403, "Forbidden"),
+        ErrorCode::RateLimited => (429, "Too Many Requests"),
         _ => (500, "Internal Server Error"),
     }
 }
@@ -223,6 +224,7 @@ pub fn error_code(status: u16, description: &str) -> ErrorCode {
             .map_or(ErrorCode::Rejected, ErrorCode::Auth),
         409 => ErrorCode::ContractMismatch,
         400 => ErrorCode::BadRequest,
+        429 => ErrorCode::RateLimited,
         503 if description.starts_with(SHUTTING_DOWN) => ErrorCode::ShuttingDown,
         503 => ErrorCode::Busy,
         _ => ErrorCode::Rejected,
@@ -311,7 +313,7 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_to_codes() {
-        for code in [ErrorCode::NoListener, ErrorCode::ContractMismatch, ErrorCode::BadRequest, ErrorCode::ShuttingDown]
+        for code in [ErrorCode::NoListener, ErrorCode::ContractMismatch, ErrorCode::BadRequest, ErrorCode::ShuttingDown, ErrorCode::RateLimited]
             .into_iter()
             .chain(AuthFailure::ALL.map(ErrorCode::Auth))
         {

@@ -10,8 +10,10 @@ pub(crate) mod rendezvous;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
-use relay_rpc::proto::hc::{Action, TOKEN_HEADER, Target, TargetError};
+use relay_rpc::proto::ErrorCode;
+use relay_rpc::proto::hc::{Action, TOKEN_HEADER, Target, TargetError, http_status, status_description};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -159,6 +161,11 @@ async fn serve_connection(
     let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
     match request.target.action {
         Action::Listen => control::serve(&shared, request).instrument(span).await,
+        Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.config, Instant::now()) => {
+            let code = ErrorCode::RateLimited;
+            tracing::debug!(%remote, "channel opens over the rate; refusing");
+            refuse(request.io, http_status(code).0, &status_description(code, "too many channel opens")).await
+        }
         Action::Connect => connect::serve(&shared, request).instrument(span).await,
         Action::Accept => accept::serve(&shared, request).instrument(span).await,
         _ => refuse(request.io, 400, "unsupported action").await,
