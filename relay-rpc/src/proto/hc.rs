@@ -313,9 +313,15 @@ mod tests {
 
     #[test]
     fn statuses_round_trip_to_codes() {
-        for code in [ErrorCode::NoListener, ErrorCode::ContractMismatch, ErrorCode::BadRequest, ErrorCode::ShuttingDown, ErrorCode::RateLimited]
-            .into_iter()
-            .chain(AuthFailure::ALL.map(ErrorCode::Auth))
+        for code in [
+            ErrorCode::NoListener,
+            ErrorCode::ContractMismatch,
+            ErrorCode::BadRequest,
+            ErrorCode::ShuttingDown,
+            ErrorCode::RateLimited,
+        ]
+        .into_iter()
+        .chain(AuthFailure::ALL.map(ErrorCode::Auth))
         {
             let (status, _) = http_status(code);
             assert_eq!(error_code(status, &status_description(code, "detail")), code);
