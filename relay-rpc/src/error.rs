@@ -144,6 +144,12 @@ pub enum ListenError {
     /// The relay ended this registration.
     #[error("the relay ended the registration")]
     Closed,
+    /// The relay is draining and asked this listener to register again, elsewhere or later.
+    /// Channels already open keep running: [`Listener::serve`](crate::Listener::serve) lets them
+    /// finish before it returns this, and [`Host::serve_online`](crate::Host::serve_online)
+    /// registers again at once while they do.
+    #[error("the relay is draining: register elsewhere")]
+    GoAway,
     /// The relay broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),

@@ -90,7 +90,7 @@ pub use call::{CallContext, DEFAULT_CALL_TIMEOUT};
 pub use channel::{Channel, ChannelError};
 pub use client::Connection;
 pub use error::{CallError, ConnectError, ListenError, OpenError};
-pub use host::{Backoff, Host, HostStatus, IncomingChannel, Listener, OnlineError};
+pub use host::{Backoff, Host, HostStatus, IncomingChannel, Listener, OnlineError, Services};
 pub use options::ConnectOptions;
 /// Turns a trait of `async fn`s into a relayed service contract.
 ///

@@ -188,7 +188,7 @@ async fn serve_listener(
     shared.listener_registered();
     if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
         tracing::info!(%address, listener = id, "listener registered");
-        let ended = hold_registration(shared, &address, expiry, &mut recv).await;
+        let ended = hold_registration(shared, &address, expiry, &mut send, &mut recv).await;
         if let Some(code) = ended {
             cut(&mut send, &mut recv, code);
         }
@@ -198,17 +198,26 @@ async fn serve_listener(
 }
 
 /// Serves a listener's control stream until the host ends it or its token lapses; renewals
-/// move the expiry. Returns the code to cut the stream with, if the relay ends it.
+/// move the expiry. When the relay starts draining, tells the host to go elsewhere (its open
+/// channels run on). Returns the code to cut the stream with, if the relay ends it.
 async fn hold_registration(
     shared: &Shared,
     address: &str,
     mut expiry: Option<u64>,
+    send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Option<StreamCode> {
+    let mut told_to_go = false;
     loop {
         let lapse = crate::auth::until_lapse(expiry);
         let frame = tokio::select! {
             frame = read_frame(recv, MAX_HANDSHAKE_FRAME) => frame,
+            () = shared.reached(Phase::Draining), if !told_to_go => {
+                told_to_go = true;
+                tracing::debug!(%address, "telling the listener to go elsewhere");
+                let _ = write_frame(send, &Control::GoAway.encode()).await;
+                continue;
+            }
             () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {
                 tracing::info!(%address, "listener token expired");
                 return Some(StreamCode::TokenExpired);

@@ -12,7 +12,7 @@ use crate::transport::Registration;
 /// A host's registration on an address. Dropping it unregisters.
 #[derive(Debug)]
 pub struct Listener {
-    host: Host,
+    pub(super) host: Host,
     address: String,
     incoming: mpsc::Receiver<IncomingChannel>,
     /// The registration with the relay (and its token renewal): it lives as long as this does.

@@ -10,4 +10,4 @@ pub use connection::Host;
 pub(crate) use connection::Routes;
 pub use incoming::IncomingChannel;
 pub use listener::Listener;
-pub use online::{Backoff, HostStatus, OnlineError};
+pub use online::{Backoff, HostStatus, OnlineError, Services};

@@ -2,12 +2,19 @@
 //! token refresh failure) connect and register again, with capped exponential backoff and full
 //! jitter, reset after a stable period. Status changes are observable.
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::watch;
 
+use futures::future::BoxFuture;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
 use super::connection::Host;
+use super::listener::Listener;
+use super::serve::OpenChannels;
 use crate::contract::Dispatch;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
@@ -75,11 +82,62 @@ pub enum OnlineError {
     Listen(#[from] ListenError),
 }
 
+/// The services a host keeps online: each address it registers on, with the dispatcher (a
+/// generated `ServeFoo`) that serves it. All of them share the host's one connection.
+///
+/// ```
+/// # use relay_rpc::Services;
+/// # fn build<A: relay_rpc::contract::Dispatch, B: relay_rpc::contract::Dispatch>(calc: A, billing: B) -> Services {
+/// Services::new().add("calc", calc).add("eu/billing", billing)
+/// # }
+/// ```
+#[derive(Default)]
+pub struct Services {
+    entries: Vec<(String, Box<dyn Service>)>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.entries.iter().map(|(address, _)| address)).finish()
+    }
+}
+
+impl Services {
+    /// No services yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serves `dispatcher` on `address` too.
+    pub fn add<D: Dispatch>(mut self, address: &str, dispatcher: D) -> Self {
+        self.entries.push((address.to_owned(), Box::new(dispatcher)));
+        self
+    }
+
+    /// The addresses, in the order they were added.
+    pub fn addresses(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(address, _)| address.as_str())
+    }
+}
+
+/// A dispatcher of any contract, serving one listener.
+trait Service: Send + Sync {
+    fn serve(&self, listener: Listener, stop: CancellationToken) -> BoxFuture<'static, Served>;
+}
+
+/// How one listener's serving ended: its error (`None` if stopped) and its open channels.
+type Served = (Option<ListenError>, OpenChannels);
+
+impl<D: Dispatch> Service for D {
+    fn serve(&self, listener: Listener, stop: CancellationToken) -> BoxFuture<'static, Served> {
+        let dispatcher = self.clone();
+        Box::pin(async move { listener.serve_until(dispatcher, stop.cancelled_owned()).await })
+    }
+}
+
 impl Host {
     /// Serves `dispatcher` on `address` of the relay at `url` for as long as the returned future
-    /// is polled: connects, registers and serves; after any loss connects and registers again
-    /// with `backoff`. Every status change is sent on `status`. Returns only for errors that
-    /// retrying cannot mend (a bad URL or certificate, a refused token, an invalid address).
+    /// is polled; [`serve_all_online`](Self::serve_all_online) with one service.
     ///
     /// ```no_run
     /// # use relay_rpc::{Backoff, ConnectOptions, Host, HostStatus};
@@ -99,30 +157,76 @@ impl Host {
         backoff: Backoff,
         status: watch::Sender<HostStatus>,
     ) -> OnlineError {
+        Self::serve_all_online(url, options, Services::new().add(address, dispatcher), backoff, status).await
+    }
+
+    /// Serves every one of `services` through one connection to the relay at `url`, for as long
+    /// as the returned future is polled: connects, registers every address and serves them;
+    /// after any loss (relay restart, network drop, token refresh failure, one registration
+    /// ending) connects and registers all of them again, with `backoff`. A draining relay's
+    /// [`GoAway`](ListenError::GoAway) brings a new registration at once (within the first
+    /// backoff step's jitter) while the channels already open finish on the old connection.
+    /// Every status change is sent on `status`. Returns only for errors that retrying cannot
+    /// mend (a bad URL or certificate, a refused token, an invalid address).
+    ///
+    /// ```no_run
+    /// # use relay_rpc::{Backoff, ConnectOptions, Host, HostStatus, Services};
+    /// # async fn run<A: relay_rpc::contract::Dispatch, B: relay_rpc::contract::Dispatch>(calc: A, billing: B, options: ConnectOptions) {
+    /// let services = Services::new().add("calc", calc).add("eu/billing", billing);
+    /// let (status, _changes) = tokio::sync::watch::channel(HostStatus::Connecting);
+    /// let fatal = Host::serve_all_online("quic://relay.example:7443", options, services, Backoff::default(), status).await;
+    /// eprintln!("host gave up: {fatal}");
+    /// # }
+    /// ```
+    pub async fn serve_all_online(
+        url: &str,
+        options: ConnectOptions,
+        services: Services,
+        backoff: Backoff,
+        status: watch::Sender<HostStatus>,
+    ) -> OnlineError {
         let mut attempt = 0u32;
+        // Channels of earlier connections finishing after a go-away; dropped with this future.
+        let mut finishing = JoinSet::new();
         loop {
+            while finishing.try_join_next().is_some() {}
             status.send_replace(HostStatus::Connecting);
             let mut online_since = None;
-            let lost = async {
+            let lost: Result<Infallible, OnlineError> = async {
                 let host = Host::connect(url, options.clone()).await?;
-                let listener = host.listen(address).await?;
+                let mut listeners = Vec::with_capacity(services.entries.len());
+                for (address, _) in &services.entries {
+                    listeners.push(host.listen(address).await?);
+                }
                 status.send_replace(HostStatus::Online);
                 online_since = Some(Instant::now());
-                listener.serve(dispatcher.clone()).await?;
-                Ok::<_, OnlineError>(())
+                let stop = CancellationToken::new();
+                let mut serving = JoinSet::new();
+                for (listener, (_, service)) in listeners.into_iter().zip(&services.entries) {
+                    serving.spawn(service.serve(listener, stop.clone()));
+                }
+                // The first registration to end ends them all; their open channels finish if the
+                // relay is draining, and end now otherwise.
+                let mut ended = None;
+                while let Some(served) = serving.join_next().await {
+                    stop.cancel();
+                    let Ok((error, open)) = served else { continue };
+                    if matches!(ended.get_or_insert(error), Some(ListenError::GoAway)) {
+                        finishing.spawn(open.finish());
+                    }
+                }
+                Err(OnlineError::Listen(ended.flatten().unwrap_or(ListenError::Closed)))
             }
             .await;
-            let reason = match lost {
-                Err(e) if is_permanent(&e) => {
-                    status.send_replace(HostStatus::Offline(e.to_string()));
-                    return e;
-                }
-                Err(e) => e.to_string(),
-                Ok(()) => "the registration ended".to_owned(),
-            };
-            tracing::info!(%address, %reason, "host offline; reconnecting");
+            let Err(lost) = lost;
+            if is_permanent(&lost) {
+                status.send_replace(HostStatus::Offline(lost.to_string()));
+                return lost;
+            }
+            let (reason, went_away) = (lost.to_string(), matches!(lost, OnlineError::Listen(ListenError::GoAway)));
+            tracing::info!(addresses = ?services, %reason, "host offline; reconnecting");
             status.send_replace(HostStatus::Offline(reason));
-            if online_since.is_some_and(|since| since.elapsed() >= backoff.stable) {
+            if went_away || online_since.is_some_and(|since| since.elapsed() >= backoff.stable) {
                 attempt = 0;
             }
             tokio::time::sleep(backoff.delay(attempt, random())).await;

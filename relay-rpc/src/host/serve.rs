@@ -42,7 +42,9 @@ type Framed<Req, Resp> = Typed<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>
 impl Listener {
     /// Serves `dispatcher` (a generated `ServeFoo`) on every channel callers open, until the
     /// registration or the connection ends. Channels whose contract does not match are refused
-    /// with [`ErrorCode::ContractMismatch`]. Returning ends every channel still open.
+    /// with [`ErrorCode::ContractMismatch`]. When the relay drains ([`ListenError::GoAway`]),
+    /// the channels already open run until they finish before this returns; otherwise returning
+    /// ends every channel still open.
     ///
     /// ```no_run
     /// # use relay_rpc::{Host, ListenError};
@@ -50,12 +52,31 @@ impl Listener {
     /// host.listen("calc").await?.serve(dispatcher).await
     /// # }
     /// ```
-    pub async fn serve<D: Dispatch>(mut self, dispatcher: D) -> Result<(), ListenError> {
+    pub async fn serve<D: Dispatch>(self, dispatcher: D) -> Result<(), ListenError> {
+        let (ended, open) = self.serve_until(dispatcher, std::future::pending()).await;
+        let ended = ended.unwrap_or(ListenError::Closed);
+        if matches!(ended, ListenError::GoAway) {
+            open.finish().await;
+        }
+        Err(ended)
+    }
+
+    /// Serves until the registration ends (its error) or `stop` resolves (`None`), and hands
+    /// back the channels still open, to finish or to drop.
+    pub(crate) async fn serve_until<D: Dispatch>(
+        mut self,
+        dispatcher: D,
+        stop: impl Future<Output = ()>,
+    ) -> (Option<ListenError>, OpenChannels) {
         let mut channels = JoinSet::new();
-        loop {
+        let mut stop = std::pin::pin!(stop);
+        let ended = loop {
             tokio::select! {
                 incoming = self.accept() => {
-                    let incoming = incoming?;
+                    let incoming = match incoming {
+                        Ok(incoming) => incoming,
+                        Err(e) => break Some(e),
+                    };
                     if let Err(detail) = check_compatible(D::CONTRACT, incoming.contract()) {
                         tracing::debug!(address = %incoming.address(), %detail, "refusing channel");
                         channels.spawn(async move { let _ = incoming.reject(ErrorCode::ContractMismatch, &detail).await; });
@@ -70,8 +91,25 @@ impl Listener {
                     });
                 }
                 Some(_) = channels.join_next(), if !channels.is_empty() => {}
+                () = &mut stop => break None,
             }
-        }
+        };
+        (ended, OpenChannels { channels, _host: self.host.clone() })
+    }
+}
+
+/// The channels of a listener that stopped taking new ones, with its host connection, which
+/// they need: dropping this ends them.
+#[derive(Debug)]
+pub(crate) struct OpenChannels {
+    channels: JoinSet<()>,
+    _host: super::Host,
+}
+
+impl OpenChannels {
+    /// Waits until every channel has ended.
+    pub(crate) async fn finish(mut self) {
+        while self.channels.join_next().await.is_some() {}
     }
 }
 

@@ -9,6 +9,7 @@ const TAG_ACCEPTED: u8 = 3;
 const TAG_REFUSED: u8 = 4;
 const TAG_INCOMING: u8 = 5;
 const TAG_RENEW_TOKEN: u8 = 6;
+const TAG_GO_AWAY: u8 = 7;
 
 const MAX_NAME_LEN: usize = 256;
 const MAX_DETAIL_LEN: usize = 1024;
@@ -221,15 +222,19 @@ impl Incoming {
     }
 }
 
-/// A message a host sends on a listener's control stream.
+/// A message on a listener's control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Control {
-    /// Replaces the registration's token before it expires.
+    /// Host to relay: replaces the registration's token before it expires.
     RenewToken {
         /// The new token.
         token: String,
     },
+    /// Relay to host: the relay is draining. It routes no new channel to this listener; the
+    /// channels already open run until they finish or the relay's grace period ends. The host
+    /// should register again, elsewhere (another relay node) or later, at once.
+    GoAway,
 }
 
 impl Control {
@@ -237,6 +242,7 @@ impl Control {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Self::RenewToken { token } => Writer::new(PROTOCOL_VERSION, TAG_RENEW_TOKEN).str(token).finish(),
+            Self::GoAway => Writer::new(PROTOCOL_VERSION, TAG_GO_AWAY).finish(),
         }
     }
 
@@ -245,6 +251,7 @@ impl Control {
         let (mut r, tag) = open(body)?;
         let control = match tag {
             TAG_RENEW_TOKEN => Self::RenewToken { token: r.str("token", MAX_TOKEN_LEN)?.to_owned() },
+            TAG_GO_AWAY => Self::GoAway,
             other => return Err(ProtoError::UnexpectedMessage(other)),
         };
         r.end()?;
@@ -299,8 +306,9 @@ mod tests {
         }
         let incoming = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
         assert_eq!(Incoming::decode(&incoming.encode()), Ok(incoming));
-        let renew = Control::RenewToken { token: "SharedAccessSignature sr=x".into() };
-        assert_eq!(Control::decode(&renew.encode()), Ok(renew));
+        for control in [Control::RenewToken { token: "SharedAccessSignature sr=x".into() }, Control::GoAway] {
+            assert_eq!(Control::decode(&control.encode()), Ok(control));
+        }
     }
 
     #[test]

@@ -96,6 +96,21 @@ pub fn decode_frame_len(header: [u8; FRAME_HEADER_LEN], max: usize) -> Result<us
     Ok(len)
 }
 
+/// The first whole frame in `bytes`, as its body and the number of bytes it takes (header
+/// included); `None` while it is still incomplete. Refuses lengths above `max`.
+///
+/// ```
+/// use relay_rpc::proto::{encode_frame, split_frame};
+/// let frame = encode_frame(b"hi");
+/// assert_eq!(split_frame(&frame, 64), Ok(Some((&b"hi"[..], 6))));
+/// assert_eq!(split_frame(&frame[..5], 64), Ok(None));
+/// ```
+pub fn split_frame(bytes: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, ProtoError> {
+    let Some((header, rest)) = bytes.split_first_chunk::<FRAME_HEADER_LEN>() else { return Ok(None) };
+    let len = decode_frame_len(*header, max)?;
+    Ok(rest.get(..len).map(|body| (body, FRAME_HEADER_LEN + len)))
+}
+
 /// Prefixes `body` with its length, making one frame.
 pub fn encode_frame(body: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + body.len());

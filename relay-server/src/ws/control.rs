@@ -63,6 +63,9 @@ fn host_of(request: &Request) -> String {
     }
 }
 
+/// The reason a draining relay closes a listener's control channel with.
+const GO_AWAY_REASON: &str = "relay draining: register again elsewhere";
+
 async fn hold(
     shared: &Shared,
     address: &str,
@@ -124,8 +127,11 @@ async fn hold(
                 let _ = ws.send(close(CLOSE_POLICY, "token expired")).await;
                 break;
             }
-            () = shared.reached(Phase::Closing) => {
-                let _ = ws.send(close(CLOSE_RESTART, "relay shutting down")).await;
+            // Hybrid Connections has no "go away" message: closing the control channel with 1012
+            // (service restart) says it, while the listener's rendezvous sockets, its open
+            // channels, run on until they finish or the grace period ends.
+            () = shared.reached(Phase::Draining) => {
+                let _ = ws.send(close(CLOSE_RESTART, GO_AWAY_REASON)).await;
                 break;
             }
         }

@@ -14,7 +14,7 @@ use crate::channel::{Channel, ChannelError};
 use crate::error::ListenError;
 use crate::host::{IncomingChannel, Routes};
 use crate::options::ConnectOptions;
-use crate::proto::{Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use crate::proto::{self, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, ProtoError, Reply, StreamCode};
 use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
 
@@ -24,6 +24,8 @@ use crate::transport::renewal::{Renewal, Renewed};
 pub(crate) struct QuicRegistration {
     renewal: JoinHandle<()>,
     control: RecvStream,
+    /// Bytes of the relay's control messages read so far, kept across cancelled reads.
+    unread: Vec<u8>,
     connection: quinn::Connection,
 }
 
@@ -34,13 +36,29 @@ impl Drop for QuicRegistration {
 }
 
 impl QuicRegistration {
-    /// Waits until the relay ends the registration or the connection is lost. Cancel-safe.
+    /// Waits until the relay ends the registration, tells the listener to go away, or the
+    /// connection is lost. Cancel-safe: a control message read in part is kept for the next call.
     pub(crate) async fn ended(&mut self) -> ListenError {
-        let mut scratch = [0u8; 256];
         loop {
-            return match self.control.read(&mut scratch).await {
-                // No relay-to-host control messages are defined yet; later ones are skipped.
-                Ok(Some(_)) => continue,
+            match proto::split_frame(&self.unread, MAX_HANDSHAKE_FRAME) {
+                Ok(Some((body, len))) => {
+                    let control = Control::decode(body);
+                    self.unread.drain(..len);
+                    match control {
+                        Ok(Control::GoAway) => return ListenError::GoAway,
+                        // Messages for the relay, or from a later relay, are skipped.
+                        Ok(_) | Err(ProtoError::UnexpectedMessage(_)) => continue,
+                        Err(e) => return ListenError::Protocol(e.to_string()),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return ListenError::Protocol(e.to_string()),
+            }
+            return match self.control.read_chunk(MAX_HANDSHAKE_FRAME, true).await {
+                Ok(Some(chunk)) => {
+                    self.unread.extend_from_slice(&chunk.bytes);
+                    continue;
+                }
                 Ok(None) => ListenError::Closed,
                 Err(quinn::ReadError::ConnectionLost(_)) => self.connection_lost(),
                 Err(quinn::ReadError::Reset(code)) => match StreamCode::from_u64(code.into_inner()) {
@@ -87,7 +105,7 @@ pub(crate) async fn register(
     let (send, control) =
         tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| ListenError::Timeout)??;
     let renewal = tokio::spawn(renew_token(send, renewal));
-    Ok(QuicRegistration { renewal, control, connection: link.connection.clone() })
+    Ok(QuicRegistration { renewal, control, unread: Vec::new(), connection: link.connection.clone() })
 }
 
 /// Owns a listener's control stream and renews its token over it before it expires. Holding the

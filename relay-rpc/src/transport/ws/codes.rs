@@ -53,7 +53,8 @@ pub(crate) fn listener_closed(code: Option<u16>, reason: &str) -> ListenError {
             Some(AuthFailure::Expired) | None => ListenError::TokenExpired,
             Some(_) => ListenError::RenewalRefused,
         },
-        Some(CLOSE_RESTART) => ListenError::ConnectionLost("relay shutting down".into()),
+        // A draining relay closes listeners' control channels with 1012 while their channels run on.
+        Some(CLOSE_RESTART) => ListenError::GoAway,
         Some(CLOSE_ERROR) => ListenError::ConnectionLost(format!("relay error: {reason}")),
         None | Some(CLOSE_NORMAL | CLOSE_GOING_AWAY) => ListenError::Closed,
         Some(code) => ListenError::Protocol(format!("control channel closed with code {code}: {reason}")),
@@ -98,9 +99,7 @@ mod tests {
         assert!(matches!(listener_closed(Some(CLOSE_POLICY), "token expired: at 12"), ListenError::TokenExpired));
         assert!(matches!(listener_closed(Some(CLOSE_POLICY), ""), ListenError::TokenExpired));
         assert!(matches!(listener_closed(Some(CLOSE_POLICY), "bad signature: renewal"), ListenError::RenewalRefused));
-        assert!(
-            matches!(listener_closed(Some(CLOSE_RESTART), ""), ListenError::ConnectionLost(d) if d.contains("shutting"))
-        );
+        assert!(matches!(listener_closed(Some(CLOSE_RESTART), ""), ListenError::GoAway));
         assert!(matches!(listener_closed(Some(CLOSE_NORMAL), ""), ListenError::Closed));
         assert!(matches!(listener_closed(Some(CLOSE_GOING_AWAY), "address removed"), ListenError::Closed));
         assert!(matches!(listener_closed(Some(4000), "x"), ListenError::Protocol(_)));
