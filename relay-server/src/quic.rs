@@ -48,7 +48,7 @@ pub(crate) fn bind(config: &Config, identity: &Identity) -> Result<Endpoint, End
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::QuicTls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(config)));
-    Endpoint::server(server, config.quic_listen)
+    relay_rpc::__wire::bind_endpoint(config.quic_listen, Some(server))
         .map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })
 }
 

@@ -146,6 +146,19 @@ fn output_type(m: &Method<'_>) -> TokenStream {
     }
 }
 
+/// Whether `ty` is written `Vec<u8>` (with or without a path): such arguments and results are
+/// encoded as one byte string, copied in one go, rather than byte by byte as a sequence. The
+/// bytes on the wire are the same for bincode.
+fn is_byte_vec(ty: &syn::Type) -> bool {
+    let syn::Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else { return false };
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return false };
+    last.ident == "Vec"
+        && args.args.len() == 1
+        && matches!(&args.args[0], syn::GenericArgument::Type(syn::Type::Path(inner))
+            if inner.qself.is_none() && inner.path.is_ident("u8"))
+}
+
 /// `add(i64,i64)->i64`: the name, the argument types and the return type, without whitespace.
 fn signature(m: &Method<'_>) -> String {
     let compact =

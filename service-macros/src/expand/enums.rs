@@ -10,7 +10,7 @@ use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::Ident;
 
-use super::{Generator, arg_ident, doc, id_literal, output_type, variant};
+use super::{Generator, arg_ident, doc, id_literal, is_byte_vec, output_type, variant};
 
 impl Generator<'_> {
     /// `FooRequest` and `FooResponse`, with their serde, `Debug` and `RequestName` impls.
@@ -116,12 +116,14 @@ impl Generator<'_> {
         let request_arms = methods.iter().map(|m| {
             let variant = variant(m);
             let args: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
-            let encoded = encode(&id_literal(m), &args.iter().map(|a| quote!(#a)).collect::<Vec<_>>());
+            let fields: Vec<TokenStream> =
+                m.args.iter().map(|arg| field(arg_ident(arg), is_byte_vec(arg.ty))).collect();
+            let encoded = encode(&id_literal(m), &fields);
             quote!(#request::#variant { #(#args),* } => { #encoded })
         });
         let response_arms = methods.iter().map(|m| {
             let variant = variant(m);
-            let encoded = encode(&id_literal(m), &[quote!(#value)]);
+            let encoded = encode(&id_literal(m), &[field(&value, m.output.is_some_and(is_byte_vec))]);
             quote!(#response::#variant(#value) => { #encoded })
         });
         let id = Ident::new("__relay_id", Span::mixed_site());
@@ -130,9 +132,10 @@ impl Generator<'_> {
         let request_decoders = methods.iter().map(|m| {
             let variant = variant(m);
             let args: Vec<&Ident> = m.args.iter().map(arg_ident).collect();
-            let reads = args.iter().enumerate().map(|(i, arg)| {
-                let read = next_element(i + 1);
-                quote!(let #arg = #read;)
+            let reads = m.args.iter().enumerate().map(|(i, arg)| {
+                let ident = arg_ident(arg);
+                let read = next_element(i + 1, is_byte_vec(arg.ty));
+                quote!(let #ident = #read;)
             });
             let id = id_literal(m);
             quote!(#id => { #(#reads)* ::core::result::Result::Ok(#request::#variant { #(#args),* }) })
@@ -140,7 +143,7 @@ impl Generator<'_> {
         let response_decoders = methods.iter().map(|m| {
             let variant = variant(m);
             let id = id_literal(m);
-            let read = next_element(1);
+            let read = next_element(1, m.output.is_some_and(is_byte_vec));
             quote!(#id => { let #value = #read; ::core::result::Result::Ok(#response::#variant(#value)) })
         });
         let request_len = 1 + methods.iter().map(|m| m.args.len()).max().unwrap_or(0);
@@ -194,15 +197,26 @@ fn encode(id: &impl ToTokens, fields: &[TokenStream]) -> TokenStream {
     }
 }
 
-/// Reads element `index` of the tuple being decoded, or returns an "invalid length" error.
-fn next_element(index: usize) -> TokenStream {
+/// A field to encode (a reference named `ident`); a `Vec<u8>` as one byte string.
+fn field(ident: &Ident, byte_vec: bool) -> TokenStream {
+    if byte_vec { quote!(&::relay_rpc::__private::AsBytes(#ident)) } else { quote!(#ident) }
+}
+
+/// Reads element `index` of the tuple being decoded (a `Vec<u8>` from one byte string if
+/// `byte_vec`), or returns an "invalid length" error.
+fn next_element(index: usize, byte_vec: bool) -> TokenStream {
     let serde = quote!(::relay_rpc::__private::serde);
     let seq = Ident::new("__relay_seq", Span::mixed_site());
     let element = Ident::new("__relay_element", Span::mixed_site());
     let index = Literal::usize_unsuffixed(index);
+    let (ty, value) = if byte_vec {
+        (quote!(::<::relay_rpc::__private::ByteBuf>), quote!(#element.0))
+    } else {
+        (quote!(), quote!(#element))
+    };
     quote! {
-        match #serde::de::SeqAccess::next_element(&mut #seq)? {
-            ::core::option::Option::Some(#element) => #element,
+        match #serde::de::SeqAccess::next_element #ty(&mut #seq)? {
+            ::core::option::Option::Some(#element) => #value,
             ::core::option::Option::None => {
                 return ::core::result::Result::Err(#serde::de::Error::invalid_length(#index, &self));
             }
@@ -219,7 +233,7 @@ fn decode(ty: &Ident, len: usize, expecting: &str, decoders: impl Iterator<Item 
     let seq = Ident::new("__relay_seq", Span::mixed_site());
     let id = Ident::new("__relay_id", Span::mixed_site());
     let formatter = Ident::new("__relay_formatter", Span::mixed_site());
-    let read_id = next_element(0);
+    let read_id = next_element(0, false);
     let len = Literal::usize_unsuffixed(len);
     quote! {
         impl<'de> #serde::Deserialize<'de> for #ty {

@@ -1,6 +1,7 @@
 //! The QUIC transport: one connection to the relay, one bidirectional stream per channel.
 
 pub(crate) mod host;
+pub(crate) mod udp;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -56,7 +57,7 @@ pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -
     config.transport_config(Arc::new(transport_config(options, role)));
 
     let bind: SocketAddr = if remote.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
-    let endpoint = Endpoint::client(bind).map_err(ConnectError::Socket)?;
+    let endpoint = udp::bind_endpoint(bind, None).map_err(ConnectError::Socket)?;
     let connecting =
         endpoint.connect_with(config, remote, url.host()).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let connection = tokio::time::timeout(options.handshake_timeout, connecting)
