@@ -34,11 +34,7 @@ async fn flood(caller: &Connection, total: usize, concurrency: usize) -> (usize,
     (opened, limited)
 }
 
-fn tally(
-    done: Option<Result<Result<(), OpenError>, tokio::task::JoinError>>,
-    opened: &mut usize,
-    limited: &mut usize,
-) {
+fn tally(done: Option<Result<Result<(), OpenError>, tokio::task::JoinError>>, opened: &mut usize, limited: &mut usize) {
     match done.expect("an open is running").expect("open task") {
         Ok(()) => *opened += 1,
         Err(OpenError::Refused { code: ErrorCode::RateLimited, .. }) => *limited += 1,
