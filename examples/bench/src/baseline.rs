@@ -8,6 +8,7 @@
 //! `relay_rpc::contract::codec`. The host side dispatches to the same generated `ServeBench`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bincode::Options as _;
@@ -32,6 +33,9 @@ type Typed<In, Out> = tokio_serde::Framed<
     tokio_serde::formats::Bincode<In, Out, WireOptions>,
 >;
 
+/// How long a TCP connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A direct client of the bench contract.
 pub type DirectClient = tarpc::client::Channel<BenchRequest, BenchResponse>;
 
@@ -46,7 +50,11 @@ fn typed<In, Out>(tcp: TcpStream) -> std::io::Result<Typed<In, Out>> {
 
 /// Connects a tarpc client to a [`serve`]r at `addr`.
 pub async fn connect(addr: SocketAddr) -> anyhow::Result<DirectClient> {
-    let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let connect = TcpStream::connect(addr);
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .with_context(|| format!("connecting to {addr} timed out"))?
+        .with_context(|| format!("connecting to {addr}"))?;
     let transport = typed(tcp).context("setting TCP_NODELAY")?;
     Ok(tarpc::client::new(tarpc::client::Config::default(), transport).spawn())
 }

@@ -19,12 +19,14 @@
 //! with 64 calls in flight on one channel, and the relay process's CPU time per call over that
 //! run (`/proc/<pid>/stat`); MB/s of 64 KiB and 1 MiB echoes one at a time (the payload counted
 //! once per call), and of 1 MiB `Vec<u8>` echoes; and the time a freshly started process takes
-//! from the start of connecting to its first answer (median of several).
+//! from the start of connecting to its first answer (median of several). The transports take
+//! turns, in rounds, so that other load on the machine falls on all three alike.
 //!
-//! Then, against a relay of their own, the relay's resident memory (`VmRSS`): with one host
+//! Then, against relays of their own, the relay's resident memory (`VmRSS`): with one host
 //! registered; per idle QUIC channel (10,000 in the full run), each then called once; after
-//! closing them; per idle WebSocket channel; and per idle listener, each registered by a host
-//! connection of its own.
+//! closing them, and after a second batch as large (growth there would be a leak); the same over
+//! WebSocket (1,000); and per idle listener (1,000), each registered by a host connection of its
+//! own, on a relay with the default configuration.
 //!
 //! Output: a table with each relay transport's figures relative to the baseline, or with
 //! `--json` one object `{"baseline", "quic", "wss", "scale"}`. Progress goes to stderr.
@@ -48,9 +50,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
+use crate::caller::Target;
 use crate::cluster::RelayProc;
-use crate::measure::Plan;
-use crate::report::Figures;
+use crate::measure::{Plan, Subject};
+use crate::report::{Figures, TransportFigures};
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmark the relay over QUIC and WebSocket against direct tarpc over TCP")]
@@ -105,20 +108,28 @@ async fn bench(quick: bool, json: bool, svg: Option<PathBuf>) -> anyhow::Result<
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let started = Instant::now();
     let load = procfs::load_average();
+    measure::progress("relay-bench", "starting the relay and the host");
 
     let relay = RelayProc::start("transports", None).await?;
     let host = relay.start_host(true, true, true).await?;
-    let direct = crate::caller::Target::Direct(host.tcp.context("the host serves no TCP port")?);
-    let baseline = measure::transport(&plan, "baseline", &direct, None).await?;
-    let quic = measure::transport(&plan, "quic", &relay.quic_target(), Some(relay.pid())).await?;
-    let wss = measure::transport(&plan, "wss", &relay.wss_target(), Some(relay.pid())).await?;
+    let direct = Target::Direct(host.tcp.context("the host serves no TCP port")?);
+    let subjects = [
+        Subject { name: "baseline", target: direct, relay_pid: None },
+        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()) },
+        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()) },
+    ];
+    let [baseline, quic, wss]: [TransportFigures; 3] = measure::transports(&plan, &subjects)
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected the figures of three transports"))?;
+    measure::progress("relay-bench", "stopping the relay and the host");
     host.stop().await;
     relay.stop().await;
 
     let scale = scale::run(&plan).await.context("scale")?;
     let figures = Figures { baseline, quic, wss, scale };
     let took = started.elapsed();
-    eprintln!("relay-bench: done in {:.1} s", took.as_secs_f64());
+    measure::progress("relay-bench", "done");
 
     if json {
         println!("{}", figures.json());

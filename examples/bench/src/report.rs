@@ -56,7 +56,7 @@ pub struct ScaleFigures {
     /// The relay's limit of channels per connection and per listener for the channel figures
     /// (its default, 10,000, unless more channels were needed).
     pub max_channels_per_connection: usize,
-    /// RSS with one host registered over QUIC and no channel, KiB.
+    /// RSS with one host registered over QUIC, a caller connected and no channel, KiB.
     pub rss_idle_start_kib: u64,
     /// RSS with the idle QUIC channels open, KiB.
     pub rss_with_channels_kib: u64,
@@ -64,11 +64,14 @@ pub struct ScaleFigures {
     pub rss_per_channel_kib: f64,
     /// How many of the idle QUIC channels answered a call afterwards.
     pub channels_answered: usize,
-    /// RSS once the QUIC channels (and their caller connection) are closed, KiB.
+    /// RSS once the QUIC channels are closed, KiB.
     pub rss_after_close_kib: u64,
+    /// RSS once as many QUIC channels again have been opened, called and closed, KiB: no more
+    /// than `rss_after_close_kib` means what closing left was kept for reuse, not lost.
+    pub rss_after_second_close_kib: u64,
     /// Idle WebSocket channels opened.
     pub wss_channels: usize,
-    /// RSS before them, with one host registered over WebSocket, KiB.
+    /// RSS before them, with one host registered over WebSocket (after the QUIC channels), KiB.
     pub rss_before_wss_kib: u64,
     /// RSS with the idle WebSocket channels open, KiB.
     pub rss_with_wss_kib: u64,
@@ -78,6 +81,8 @@ pub struct ScaleFigures {
     pub channels_answered_wss: usize,
     /// RSS once the WebSocket channels are closed, KiB.
     pub rss_after_close_wss_kib: u64,
+    /// RSS after a second batch of WebSocket channels, KiB.
+    pub rss_after_second_close_wss_kib: u64,
     /// Idle listeners registered, each by a host connection of its own (QUIC).
     pub listeners: usize,
     /// RSS of a fresh relay with the default configuration, before them, KiB.
@@ -164,7 +169,7 @@ impl Figures {
         let mut line = |label: String, kib: u64, note: String| {
             let _ = writeln!(out, "{}", format!("  {label:<52} {kib:>9}  {note}").trim_end());
         };
-        line("one host registered over QUIC".into(), s.rss_idle_start_kib, String::new());
+        line("one host registered over QUIC, a caller connected".into(), s.rss_idle_start_kib, String::new());
         line(
             format!("+ {} idle QUIC channels", s.channels),
             s.rss_with_channels_kib,
@@ -174,6 +179,7 @@ impl Figures {
             ),
         );
         line("after closing them".into(), s.rss_after_close_kib, String::new());
+        line("after opening, calling, closing as many again".into(), s.rss_after_second_close_kib, String::new());
         line("one host registered over WebSocket".into(), s.rss_before_wss_kib, String::new());
         line(
             format!("+ {} idle WebSocket channels", s.wss_channels),
@@ -184,6 +190,7 @@ impl Figures {
             ),
         );
         line("after closing them".into(), s.rss_after_close_wss_kib, String::new());
+        line("after opening, calling, closing as many again".into(), s.rss_after_second_close_wss_kib, String::new());
         line("fresh relay, default configuration".into(), s.rss_before_listeners_kib, String::new());
         line(
             format!("+ {} idle listeners, one QUIC host connection each", s.listeners),

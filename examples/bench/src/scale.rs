@@ -1,10 +1,13 @@
-//! The relay's memory at scale: per idle channel (QUIC and WebSocket), after closing them, and
-//! per idle listener, read from `VmRSS` of a relay process started for this alone.
+//! The relay's memory at scale: per idle channel (QUIC and WebSocket), after closing them and
+//! after a second batch, and per idle listener, read from `VmRSS` of relay processes started for
+//! this alone.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
+
+use relay_rpc::Connection;
 
 use crate::caller::{Caller, RelayTarget};
 use crate::cluster::{self, RelayProc};
@@ -45,6 +48,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     let idle_wss =
         idle_channels(&mut relay, &wss, plan.wss_channels, OPEN_WSS_AT_ONCE).await.context("WebSocket channels")?;
     wss_host.stop().await;
+    progress("scale", "stopping that relay");
     relay.stop().await;
 
     progress("scale", &format!("{} idle listeners", plan.listeners));
@@ -65,12 +69,14 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
         rss_per_channel_kib: per(idle.rss_with_kib, idle.rss_before_kib, plan.channels),
         channels_answered: idle.answered,
         rss_after_close_kib: idle.rss_after_close_kib,
+        rss_after_second_close_kib: idle.rss_after_second_close_kib,
         wss_channels: plan.wss_channels,
         rss_before_wss_kib: idle_wss.rss_before_kib,
         rss_with_wss_kib: idle_wss.rss_with_kib,
         rss_per_channel_kib_wss: per(idle_wss.rss_with_kib, idle_wss.rss_before_kib, plan.wss_channels),
         channels_answered_wss: idle_wss.answered,
         rss_after_close_wss_kib: idle_wss.rss_after_close_kib,
+        rss_after_second_close_wss_kib: idle_wss.rss_after_second_close_kib,
         listeners: plan.listeners,
         rss_before_listeners_kib,
         rss_with_listeners_kib,
@@ -84,37 +90,61 @@ fn per(with: u64, without: u64, count: usize) -> f64 {
     (kib * 10.0).round() / 10.0
 }
 
-/// What the relay's memory did around a batch of idle channels.
+/// What the relay's memory did around two batches of idle channels, one after the other.
 #[derive(Debug)]
 struct IdleChannels {
+    /// With the caller's connection open, before any channel.
     rss_before_kib: u64,
+    /// With the first batch open.
     rss_with_kib: u64,
+    /// Channels of the first batch that answered a call.
     answered: usize,
+    /// Once the first batch is closed.
     rss_after_close_kib: u64,
+    /// Once a second batch as large has been opened, called and closed.
+    rss_after_second_close_kib: u64,
 }
 
 /// Opens `count` channels to `target` over one caller connection, reads the relay's memory with
-/// them idle, calls once on each, closes them and reads the memory again.
+/// them idle, calls once on each, closes them and reads the memory again; then does the same
+/// again, which tells memory kept for reuse (no growth) from memory lost (growth).
 async fn idle_channels(
     relay: &mut RelayProc,
     target: &RelayTarget,
     count: usize,
     at_once: usize,
 ) -> anyhow::Result<IdleChannels> {
+    let connection = target.connect().await?;
     relay.wait_open_channels(0, CHANNELS_TIMEOUT).await?;
     tokio::time::sleep(SETTLE).await;
     let pid = relay.pid();
     let rss_before_kib = procfs::rss_kib(pid)?;
+    let (rss_with_kib, answered) = batch(relay, &connection, &target.address, count, at_once).await?;
+    let rss_after_close_kib = procfs::rss_kib(pid)?;
+    batch(relay, &connection, &target.address, count, at_once).await.context("the second batch")?;
+    let rss_after_second_close_kib = procfs::rss_kib(pid)?;
+    connection.close();
+    Ok(IdleChannels { rss_before_kib, rss_with_kib, answered, rss_after_close_kib, rss_after_second_close_kib })
+}
 
-    let connection = target.connect().await?;
+/// Opens `count` channels to `address`, `at_once` at a time; once the relay has them all and has
+/// settled, reads its memory; calls once on each; closes them all and waits until the relay has
+/// and has settled. Returns the memory with the channels open and how many answered.
+async fn batch(
+    relay: &mut RelayProc,
+    connection: &Connection,
+    address: &str,
+    count: usize,
+    at_once: usize,
+) -> anyhow::Result<(u64, usize)> {
     let open = futures::stream::iter(0..count)
-        .map(|_| Caller::open(&connection, &target.address))
+        .map(|_| Caller::open(connection, address))
         .buffer_unordered(at_once)
         .try_collect::<Vec<Caller>>();
     let callers = tokio::time::timeout(CHANNELS_TIMEOUT, open).await.context("opening channels timed out")??;
     relay.wait_open_channels(count, CHANNELS_TIMEOUT).await?;
     tokio::time::sleep(SETTLE).await;
-    let rss_with_kib = procfs::rss_kib(pid)?;
+    let rss_with_kib = procfs::rss_kib(relay.pid())?;
 
     let small = payload(SMALL);
     let answers = futures::stream::iter(&callers)
@@ -133,8 +163,6 @@ async fn idle_channels(
 
     drop(callers);
     relay.wait_open_channels(0, CHANNELS_TIMEOUT).await?;
-    connection.close();
     tokio::time::sleep(SETTLE).await;
-    let rss_after_close_kib = procfs::rss_kib(pid)?;
-    Ok(IdleChannels { rss_before_kib, rss_with_kib, answered, rss_after_close_kib })
+    Ok((rss_with_kib, answered))
 }

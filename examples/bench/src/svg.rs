@@ -33,8 +33,8 @@ pub fn render(figures: &Figures) -> String {
         r##"<text x="{LEFT_X}" y="{:.0}" font-size="11" fill="#555555">{}</text>"##,
         HEIGHT - 12.0,
         escape(
-            "relay-bench on loopback: relay, host and caller in separate processes. Baseline: tarpc over TCP, \
-             same contract and codec. MB = 10^6 bytes of payload, counted one way."
+            "Loopback; relay, host and caller in separate processes. Baseline: tarpc over TCP, same codec. \
+             MB = 10^6 bytes of payload, counted one way."
         )
     );
     svg.push_str("</svg>\n");
@@ -86,7 +86,7 @@ fn latency_panel(svg: &mut String, figures: &Figures) {
 }
 
 fn throughput_panel(svg: &mut String, figures: &Figures) {
-    title(svg, RIGHT_X, "Throughput, % of baseline (bars labelled with values)");
+    title(svg, RIGHT_X, "Throughput, % of baseline (labels: values)");
     let metrics: [Metric; 3] = [
         ("calls/s, 64 in flight", |t| t.calls_per_s),
         ("MB/s, 64 KiB echo", |t| t.mbps_64k),
