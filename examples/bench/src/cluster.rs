@@ -1,0 +1,165 @@
+//! The parent's handles on the relay and host processes it starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use crate::caller::{RelayTarget, Target};
+use crate::child::{ChildProc, TempDir};
+use crate::contract::{QUIC_ADDRESS, WSS_ADDRESS};
+
+/// How long a child may take to start and say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a child may take to stop once asked.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A relay in a process of its own, with its data directory.
+#[derive(Debug)]
+pub struct RelayProc {
+    child: ChildProc,
+    /// `quic://127.0.0.1:PORT`.
+    pub quic_url: String,
+    /// `wss://127.0.0.1:PORT`.
+    pub wss_url: String,
+    /// The relay's certificate.
+    pub cert: PathBuf,
+    /// The relay's root key.
+    pub key: PathBuf,
+    /// The channel limit it was started with, if not the default; hosts get the same.
+    max_channels: Option<u32>,
+    // Dropped after `child`, which is killed first.
+    _dir: TempDir,
+}
+
+impl RelayProc {
+    /// Starts a relay with a fresh data directory and waits until it listens. `max_channels`
+    /// replaces the default limit of channels per connection and per listener.
+    pub async fn start(tag: &str, max_channels: Option<u32>) -> anyhow::Result<Self> {
+        let dir = TempDir::new(tag)?;
+        let mut args = vec!["relay".to_owned(), "--data-dir".to_owned(), dir.path().display().to_string()];
+        if let Some(max) = max_channels {
+            args.extend(["--max-channels".to_owned(), max.to_string()]);
+        }
+        let mut child = ChildProc::spawn("relay", &args)?;
+        let ready = child.expect("ready", READY_TIMEOUT).await?;
+        let quic: SocketAddr = ready.parse_value("quic")?;
+        let wss: SocketAddr = ready.parse_value("wss")?;
+        Ok(Self {
+            quic_url: format!("quic://{quic}"),
+            wss_url: format!("wss://{wss}"),
+            cert: ready.get("cert")?.into(),
+            key: ready.get("key")?.into(),
+            max_channels,
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    /// The bench's address on this relay over `url`.
+    pub fn target(&self, url: &str, address: &str) -> RelayTarget {
+        RelayTarget { url: url.to_owned(), address: address.to_owned(), cert: self.cert.clone(), key: self.key.clone() }
+    }
+
+    /// The bench host's QUIC address.
+    pub fn quic_target(&self) -> Target {
+        Target::Relay(self.target(&self.quic_url, QUIC_ADDRESS))
+    }
+
+    /// The bench host's WebSocket address.
+    pub fn wss_target(&self) -> Target {
+        Target::Relay(self.target(&self.wss_url, WSS_ADDRESS))
+    }
+
+    /// The channels the relay has open now.
+    pub async fn open_channels(&mut self) -> anyhow::Result<usize> {
+        self.child.send("stats").await?;
+        self.child.expect("stats", Duration::from_secs(5)).await?.parse_value("open_channels")
+    }
+
+    /// Waits at most `timeout` until the relay has `expected` channels open.
+    pub async fn wait_open_channels(&mut self, expected: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let open = self.open_channels().await?;
+            if open == expected {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("the relay has {open} channels open after {timeout:?}, not {expected}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Args naming this relay's credentials, for a host process.
+    fn credentials(&self) -> Vec<String> {
+        vec!["--cert".into(), self.cert.display().to_string(), "--key".into(), self.key.display().to_string()]
+    }
+
+    /// Starts the bench host: over QUIC if `quic`, over WebSocket if `wss`, and directly on
+    /// TCP if `tcp`; waits until it listens.
+    pub async fn start_host(&self, quic: bool, wss: bool, tcp: bool) -> anyhow::Result<HostProc> {
+        let mut args = vec!["host".to_owned()];
+        args.extend(self.credentials());
+        if quic {
+            args.extend(["--quic".to_owned(), self.quic_url.clone()]);
+        }
+        if wss {
+            args.extend(["--wss".to_owned(), self.wss_url.clone()]);
+        }
+        if tcp {
+            args.push("--tcp".to_owned());
+        }
+        if let Some(max) = self.max_channels {
+            args.extend(["--max-channels".to_owned(), max.to_string()]);
+        }
+        let mut child = ChildProc::spawn("host", &args)?;
+        let ready = child.expect("ready", READY_TIMEOUT).await?;
+        let tcp = if tcp { Some(ready.parse_value("tcp")?) } else { None };
+        Ok(HostProc { child, tcp })
+    }
+
+    /// Starts `count` idle hosts over QUIC, one listener each, and waits until all listen.
+    pub async fn start_idle_hosts(&self, count: usize) -> anyhow::Result<ChildProc> {
+        let mut args = vec!["hosts".to_owned(), "--url".to_owned(), self.quic_url.clone()];
+        args.extend(self.credentials());
+        args.extend(["--count".to_owned(), count.to_string()]);
+        let mut child = ChildProc::spawn("hosts", &args)?;
+        let ready = child.expect("ready", READY_TIMEOUT * 4).await?;
+        let listeners: usize = ready.parse_value("listeners")?;
+        anyhow::ensure!(listeners == count, "{listeners} of {count} hosts listen");
+        Ok(child)
+    }
+
+    /// Stops the relay.
+    pub async fn stop(self) {
+        self.child.stop(STOP_TIMEOUT).await;
+    }
+}
+
+/// The bench host in a process of its own.
+#[derive(Debug)]
+pub struct HostProc {
+    child: ChildProc,
+    /// Its TCP address, when it serves the baseline.
+    pub tcp: Option<SocketAddr>,
+}
+
+impl HostProc {
+    /// Stops the host.
+    pub async fn stop(self) {
+        self.child.stop(STOP_TIMEOUT).await;
+    }
+}
+
+/// Stops `child`, for children handed out bare.
+pub async fn stop(child: ChildProc) {
+    child.stop(STOP_TIMEOUT).await;
+}

@@ -1,0 +1,146 @@
+//! The relay's benchmark: what going through the relay costs, against tarpc over plain TCP.
+//!
+//! How to run, from the repository root:
+//! ```text
+//! cargo run --release -p relay-bench                 # full run, a few minutes; writes BENCHMARKS.svg
+//! cargo run --release -p relay-bench -- --quick      # seconds, for CI; writes no chart
+//! cargo run --release -p relay-bench -- --quick --json --svg /tmp/bench.svg
+//! ```
+//!
+//! Everything runs on loopback, with the relay, the host and the caller in separate processes:
+//! the bench starts itself with hidden subcommands (`relay`, `host`, `hosts`, `connect-once`)
+//! and is itself the caller. For each of three transports,
+//! - **baseline**: tarpc over one TCP connection, served by the host process with the same
+//!   contract, framing and bincode codec as a relay channel (see `baseline.rs`),
+//! - **quic**: through the relay over `quic://`, one channel (a QUIC stream) per client,
+//! - **wss**: through the relay over `wss://` (Hybrid Connections: a WebSocket per channel),
+//!
+//! it measures the p50/p90/p99/p99.9 latency of sequential 64-byte echo calls; calls per second
+//! with 64 calls in flight on one channel, and the relay process's CPU time per call over that
+//! run (`/proc/<pid>/stat`); MB/s of 64 KiB and 1 MiB echoes one at a time (the payload counted
+//! once per call), and of 1 MiB `Vec<u8>` echoes; and the time a freshly started process takes
+//! from the start of connecting to its first answer (median of several). The transports take
+//! turns, in rounds, so that other load on the machine falls on all three alike.
+//!
+//! Then, against relays of their own, the relay's resident memory (`VmRSS`): with one host
+//! registered; per idle QUIC channel (10,000 in the full run), each then called once; after
+//! closing them, and after a second batch as large (growth there would be a leak); the same over
+//! WebSocket (1,000); and per idle listener (1,000), each registered by a host connection of its
+//! own, on a relay with the default configuration.
+//!
+//! Output: a table with each relay transport's figures relative to the baseline, or with
+//! `--json` one object `{"baseline", "quic", "wss", "scale"}`. Progress goes to stderr.
+
+mod baseline;
+mod caller;
+mod child;
+mod cluster;
+mod contract;
+mod measure;
+mod procfs;
+mod report;
+mod roles;
+mod scale;
+mod svg;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::caller::Target;
+use crate::cluster::RelayProc;
+use crate::measure::{Plan, Subject};
+use crate::report::{Figures, TransportFigures};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmark the relay over QUIC and WebSocket against direct tarpc over TCP")]
+struct Args {
+    /// A short run (seconds) with fewer calls, channels and listeners; writes no chart unless `--svg` says where.
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Where to write the SVG chart (default: BENCHMARKS.svg for a full run, none for `--quick`).
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    #[command(subcommand)]
+    role: Option<roles::Role>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,tarpc=error".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.role {
+            Some(role) => roles::run(role).await,
+            None => bench(args.quick, args.json, args.svg).await,
+        }
+    });
+    // A child's read of its stdin may still be blocked in a thread of the runtime: don't wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The benchmark itself: every figure, then the report and the chart.
+async fn bench(quick: bool, json: bool, svg: Option<PathBuf>) -> anyhow::Result<()> {
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let started = Instant::now();
+    let load = procfs::load_average();
+    measure::progress("relay-bench", "starting the relay and the host");
+
+    let relay = RelayProc::start("transports", None).await?;
+    let host = relay.start_host(true, true, true).await?;
+    let direct = Target::Direct(host.tcp.context("the host serves no TCP port")?);
+    let subjects = [
+        Subject { name: "baseline", target: direct, relay_pid: None },
+        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()) },
+        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()) },
+    ];
+    let [baseline, quic, wss]: [TransportFigures; 3] = measure::transports(&plan, &subjects)
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected the figures of three transports"))?;
+    measure::progress("relay-bench", "stopping the relay and the host");
+    host.stop().await;
+    relay.stop().await;
+
+    let scale = scale::run(&plan).await.context("scale")?;
+    let figures = Figures { baseline, quic, wss, scale };
+    let took = started.elapsed();
+    measure::progress("relay-bench", "done");
+
+    if json {
+        println!("{}", figures.json());
+    } else {
+        print!("{}", figures.table(plan.quick, took, load.as_deref()));
+    }
+    let svg = svg.or_else(|| (!plan.quick).then(|| PathBuf::from("BENCHMARKS.svg")));
+    if let Some(path) = svg {
+        std::fs::write(&path, svg::render(&figures.rounded()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("relay-bench: chart written to {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! The child processes' side: the hidden subcommands the bench runs itself with.
+//!
+//! Each reports on standard output with one line (`ready key=value ...`) and, except
+//! `connect-once`, runs until its standard input closes (the parent stopping, or dying).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use futures::{StreamExt, TryStreamExt};
+use relay_rpc::{Host, Listener};
+use relay_server::{Config, Relay};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::baseline;
+use crate::caller::{Caller, RelayTarget, Target, relay_options};
+use crate::contract::{Echo, QUIC_ADDRESS, ServeBench, WSS_ADDRESS, payload};
+
+/// The hidden subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Role {
+    /// A relay on 127.0.0.1, ports chosen by the system, limits raised for the bench.
+    #[command(hide = true)]
+    Relay(RelayRole),
+    /// The bench host: serves the contract over QUIC, WebSocket and/or plain TCP.
+    #[command(hide = true)]
+    Host(HostRole),
+    /// Many idle hosts, one listener each.
+    #[command(hide = true)]
+    Hosts(HostsRole),
+    /// Connects, calls once, and says how long that took.
+    #[command(hide = true)]
+    ConnectOnce(ConnectOnceRole),
+}
+
+/// `relay --data-dir DIR [--max-channels N]`: prints `ready quic=ADDR wss=ADDR cert=PATH key=PATH`,
+/// then answers each `stats` line on stdin with `stats open_channels=N`.
+#[derive(Debug, clap::Args)]
+pub struct RelayRole {
+    /// The relay's data directory (certificate and root key).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Channels one connection and one listener may have open (default: the relay's default).
+    #[arg(long)]
+    max_channels: Option<u32>,
+}
+
+/// `host --cert C --key K [--quic URL] [--wss URL] [--tcp]`: prints `ready [tcp=ADDR]`.
+#[derive(Debug, clap::Args)]
+pub struct HostRole {
+    /// Listen on the bench's QUIC address through this relay URL.
+    #[arg(long)]
+    quic: Option<String>,
+    /// Listen on the bench's WebSocket address through this relay URL.
+    #[arg(long)]
+    wss: Option<String>,
+    /// Also serve the contract directly on a TCP port of 127.0.0.1 (the baseline).
+    #[arg(long)]
+    tcp: bool,
+    /// The relay's certificate.
+    #[arg(long)]
+    cert: PathBuf,
+    /// The relay's root key.
+    #[arg(long)]
+    key: PathBuf,
+    /// Channels the relay may have open to the host at once (default: relay-rpc's default).
+    #[arg(long)]
+    max_channels: Option<u32>,
+}
+
+/// `hosts --url URL --cert C --key K --count N`: N host connections, each listening on an address
+/// of its own; prints `ready listeners=N`.
+#[derive(Debug, clap::Args)]
+pub struct HostsRole {
+    /// The relay URL.
+    #[arg(long)]
+    url: String,
+    /// The relay's certificate.
+    #[arg(long)]
+    cert: PathBuf,
+    /// The relay's root key.
+    #[arg(long)]
+    key: PathBuf,
+    /// How many hosts.
+    #[arg(long)]
+    count: usize,
+}
+
+/// `connect-once (--tcp ADDR | --url URL --address A --cert C --key K)`: prints
+/// `connected ms=X`, the time from the start of the connection to the first answer.
+#[derive(Debug, clap::Args)]
+pub struct ConnectOnceRole {
+    /// The host's TCP address, for the baseline.
+    #[arg(long, conflicts_with = "url")]
+    tcp: Option<SocketAddr>,
+    /// The relay URL.
+    #[arg(long, requires_all = ["address", "cert", "key"])]
+    url: Option<String>,
+    /// The address on the relay.
+    #[arg(long)]
+    address: Option<String>,
+    /// The relay's certificate.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// The relay's root key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+}
+
+/// How long a child waits for any one step of its setup.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `role` to its end.
+pub async fn run(role: Role) -> anyhow::Result<()> {
+    match role {
+        Role::Relay(args) => relay(args).await,
+        Role::Host(args) => host(args).await,
+        Role::Hosts(args) => hosts(args).await,
+        Role::ConnectOnce(args) => connect_once(args).await,
+    }
+}
+
+/// The relay's configuration for the bench: the defaults, on loopback ports the system chooses,
+/// with a short shutdown grace and, if asked, other channel limits.
+///
+/// The channel limit is raised only where the scale figures need it: quinn sets up the state of
+/// every stream a peer may open when a connection starts, so each connection's memory and
+/// handshake time grow with `max_channels_per_connection`.
+fn relay_config(data_dir: PathBuf, max_channels: Option<u32>) -> Config {
+    let mut config = Config {
+        quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        data_dir,
+        shutdown_grace_ms: 500,
+        ..Config::default()
+    };
+    if let Some(max) = max_channels {
+        config.max_channels_per_connection = max;
+        config.max_channels_per_listener = max as usize;
+    }
+    config
+}
+
+async fn relay(args: RelayRole) -> anyhow::Result<()> {
+    let relay = Relay::bind(relay_config(args.data_dir, args.max_channels)).context("starting the relay")?;
+    let stats = relay.stats();
+    let wss = relay.ws_addr().context("the relay serves no wss://")?;
+    println!(
+        "ready quic={} wss={} cert={} key={}",
+        relay.quic_addr(),
+        wss,
+        relay.cert_path().display(),
+        relay.root_key_path().display()
+    );
+    let control = async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim() == "stats" {
+                println!("stats open_channels={}", stats.open_channels());
+            }
+        }
+    };
+    relay.run(control).await;
+    Ok(())
+}
+
+/// Resolves once standard input closes.
+async fn stdin_closed() {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(_)) = lines.next_line().await {}
+}
+
+async fn host(args: HostRole) -> anyhow::Result<()> {
+    let mut options = relay_options(&args.cert, &args.key)?;
+    if let Some(max) = args.max_channels {
+        options = options.with_max_incoming_channels(max);
+    }
+    let mut serving: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let mut report = String::from("ready");
+    if args.tcp {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the baseline's TCP port")?;
+        report.push_str(&format!(" tcp={}", listener.local_addr()?));
+        serving.spawn(baseline::serve(listener, ServeBench::new(Echo)));
+    }
+    for (url, address) in [(&args.quic, QUIC_ADDRESS), (&args.wss, WSS_ADDRESS)] {
+        let Some(url) = url else { continue };
+        let host = Host::connect(url, options.clone()).await.with_context(|| format!("host connecting to {url}"))?;
+        let listener = host.listen(address).await.with_context(|| format!("listening on {address} at {url}"))?;
+        serving.spawn(async move { listener.serve(ServeBench::new(Echo)).await.context("serving") });
+    }
+    println!("{report}");
+    tokio::select! {
+        () = stdin_closed() => Ok(()),
+        Some(ended) = serving.join_next() => match ended {
+            Ok(Ok(())) => bail!("a listener stopped"),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e).context("a listener failed"),
+        },
+    }
+}
+
+async fn hosts(args: HostsRole) -> anyhow::Result<()> {
+    let options = relay_options(&args.cert, &args.key)?;
+    let url = args.url.as_str();
+    let listen = |i: usize| {
+        let options = options.clone();
+        async move {
+            let host = Host::connect(url, options).await.with_context(|| format!("host {i} connecting"))?;
+            host.listen(&format!("idle-{i}")).await.with_context(|| format!("host {i} listening"))
+        }
+    };
+    let register = futures::stream::iter(0..args.count).map(listen).buffer_unordered(32).try_collect::<Vec<Listener>>();
+    let listeners =
+        tokio::time::timeout(SETUP_TIMEOUT * 4, register).await.context("registering hosts timed out")??;
+    println!("ready listeners={}", listeners.len());
+    stdin_closed().await;
+    drop(listeners);
+    Ok(())
+}
+
+async fn connect_once(args: ConnectOnceRole) -> anyhow::Result<()> {
+    let target = match (args.tcp, args.url) {
+        (Some(addr), None) => Target::Direct(addr),
+        (None, Some(url)) => Target::Relay(RelayTarget {
+            url,
+            address: args.address.context("--address is required with --url")?,
+            cert: args.cert.context("--cert is required with --url")?,
+            key: args.key.context("--key is required with --url")?,
+        }),
+        _ => bail!("give either --tcp or --url"),
+    };
+    // What a relay caller needs before it dials (certificate, key) is read outside the timing.
+    let relay_options = match &target {
+        Target::Relay(relay) => Some(relay.options()?),
+        Target::Direct(_) => None,
+    };
+    let probe = payload(64);
+    let once = async {
+        let start = Instant::now();
+        let caller = match (&target, relay_options) {
+            (Target::Relay(relay), Some(options)) => {
+                let connection = relay_rpc::Connection::connect(&relay.url, options)
+                    .await
+                    .with_context(|| format!("connecting to {}", relay.url))?;
+                Caller::open(&connection, &relay.address).await?
+            }
+            _ => Caller::connect(&target).await?,
+        };
+        let back = caller.echo(probe.clone()).await?;
+        let elapsed = start.elapsed();
+        anyhow::ensure!(back == probe, "the echo came back different");
+        anyhow::Ok(elapsed)
+    };
+    let elapsed = tokio::time::timeout(SETUP_TIMEOUT, once).await.context("connect and first call timed out")??;
+    println!("connected ms={:.3}", elapsed.as_secs_f64() * 1000.0);
+    Ok(())
+}
