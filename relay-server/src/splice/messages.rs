@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_rpc::proto::StreamCode;
 use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_RESTART};
@@ -115,12 +115,27 @@ impl Source {
 }
 
 impl Sink {
+    /// Sends `frame` and flushes it.
     pub(crate) async fn send(&mut self, frame: Frame) -> Result<(), ()> {
+        self.feed(frame).await?;
+        self.flush().await
+    }
+
+    /// Queues `frame` for sending without flushing; the sink writes out as its buffer fills.
+    pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), ()> {
         match (self, frame) {
-            (Sink::Quic(write), Frame::Binary(data)) => write.send(data).await.map_err(drop),
-            (Sink::Quic(write), Frame::Text(text)) => write.send(Bytes::from(text)).await.map_err(drop),
-            (Sink::Ws(write), Frame::Binary(data)) => write.send(Message::Binary(data)).await.map_err(drop),
-            (Sink::Ws(write), Frame::Text(text)) => write.send(Message::Text(text)).await.map_err(drop),
+            (Sink::Quic(write), Frame::Binary(data)) => write.feed(data).await.map_err(drop),
+            (Sink::Quic(write), Frame::Text(text)) => write.feed(Bytes::from(text)).await.map_err(drop),
+            (Sink::Ws(write), Frame::Binary(data)) => write.feed(Message::Binary(data)).await.map_err(drop),
+            (Sink::Ws(write), Frame::Text(text)) => write.feed(Message::Text(text)).await.map_err(drop),
+        }
+    }
+
+    /// Writes out every queued frame.
+    pub(crate) async fn flush(&mut self) -> Result<(), ()> {
+        match self {
+            Sink::Quic(write) => SinkExt::<Bytes>::flush(write).await.map_err(drop),
+            Sink::Ws(write) => write.flush().await.map_err(drop),
         }
     }
 
@@ -170,17 +185,31 @@ fn quic_code(code: StreamCode) -> VarInt {
     VarInt::from_u64(code.to_u64()).unwrap_or_default()
 }
 
+/// Frames passed on before a flush, at most, when they arrive faster than they go.
+const MAX_BATCH: usize = 64;
+
 /// Copies `from` into `to` until a clean close, which is passed on; on failure names the side.
+/// Frames that have already arrived go out together, in one write (and one TLS record, one
+/// packet) where they fit, and are flushed as soon as no more are waiting.
 async fn pump(from: &mut Source, from_side: Side, to: &mut Sink, to_side: Side) -> Result<(), Side> {
     loop {
-        match from.next().await {
-            Next::Frame(frame) => to.send(frame).await.map_err(|()| to_side)?,
-            Next::Close(close) => {
-                to.close(close, from_side).await;
-                return Ok(());
+        let mut next = Some(from.next().await);
+        let mut fed = 0;
+        while let Some(arrived) = next.take() {
+            match arrived {
+                Next::Frame(frame) => to.feed(frame).await.map_err(|()| to_side)?,
+                Next::Close(close) => {
+                    to.close(close, from_side).await;
+                    return Ok(());
+                }
+                Next::Failed => return Err(from_side),
             }
-            Next::Failed => return Err(from_side),
+            fed += 1;
+            if fed < MAX_BATCH {
+                next = from.next().now_or_never();
+            }
         }
+        to.flush().await.map_err(|()| to_side)?;
     }
 }
 

@@ -120,9 +120,17 @@ pub(crate) async fn upgrade(
     response.push_str("\r\n");
     io.write_all(response.as_bytes()).await?;
     io.flush().await?;
-    let config = WebSocketConfig::default().max_message_size(Some(max_message)).max_frame_size(Some(max_message));
+    // tungstenite reserves its whole read buffer per socket up front (128 KiB by default), and
+    // every channel holds two sockets here; a large message reserves its own length anyway.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
     Ok(WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config)).await)
 }
+
+/// The read buffer of each WebSocket: one TLS record's worth.
+const WS_READ_BUFFER: usize = 16 * 1024;
 
 /// Answers with an error status and closes. The description goes in the reason phrase (as
 /// Azure's relay does) and in the body.
