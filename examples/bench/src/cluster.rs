@@ -126,8 +126,9 @@ impl RelayProc {
         Ok(HostProc { child, tcp })
     }
 
-    /// Starts `count` idle hosts over QUIC, one listener each, and waits until all listen.
-    pub async fn start_idle_hosts(&self, count: usize) -> anyhow::Result<ChildProc> {
+    /// Starts `count` idle hosts over QUIC, one listener each, in one process, and waits until
+    /// all listen; returns the process and its memory before it connected, in KiB.
+    pub async fn start_idle_hosts(&self, count: usize) -> anyhow::Result<(ChildProc, u64)> {
         let mut args = vec!["hosts".to_owned(), "--url".to_owned(), self.quic_url.clone()];
         args.extend(self.credentials());
         args.extend(["--count".to_owned(), count.to_string()]);
@@ -135,7 +136,8 @@ impl RelayProc {
         let ready = child.expect("ready", READY_TIMEOUT * 4).await?;
         let listeners: usize = ready.parse_value("listeners")?;
         anyhow::ensure!(listeners == count, "{listeners} of {count} hosts listen");
-        Ok(child)
+        let rss_before_kib = ready.parse_value("rss_before_kib")?;
+        Ok((child, rss_before_kib))
     }
 
     /// Stops the relay.

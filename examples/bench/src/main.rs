@@ -5,6 +5,7 @@
 //! cargo run --release -p relay-bench                 # full run, a few minutes; writes BENCHMARKS.svg
 //! cargo run --release -p relay-bench -- --quick      # seconds, for CI; writes no chart
 //! cargo run --release -p relay-bench -- --quick --json --svg /tmp/bench.svg
+//! cargo run --release -p relay-bench -- --json-file bench.json  # the table, and the JSON in a file
 //! ```
 //!
 //! Everything runs on loopback, with the relay, the host and the caller in separate processes:
@@ -64,6 +65,9 @@ struct Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the JSON object to this file (whatever is printed).
+    #[arg(long)]
+    json_file: Option<PathBuf>,
     /// Where to write the SVG chart (default: BENCHMARKS.svg for a full run, none for `--quick`).
     #[arg(long)]
     svg: Option<PathBuf>,
@@ -89,7 +93,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.role {
             Some(role) => roles::run(role).await,
-            None => bench(args.quick, args.json, args.svg).await,
+            None => bench(args.quick, args.json, args.json_file, args.svg).await,
         }
     });
     // A child's read of its stdin may still be blocked in a thread of the runtime: don't wait for it.
@@ -104,7 +108,7 @@ fn main() -> ExitCode {
 }
 
 /// The benchmark itself: every figure, then the report and the chart.
-async fn bench(quick: bool, json: bool, svg: Option<PathBuf>) -> anyhow::Result<()> {
+async fn bench(quick: bool, json: bool, json_file: Option<PathBuf>, svg: Option<PathBuf>) -> anyhow::Result<()> {
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let started = Instant::now();
     let load = procfs::load_average();
@@ -135,6 +139,9 @@ async fn bench(quick: bool, json: bool, svg: Option<PathBuf>) -> anyhow::Result<
         println!("{}", figures.json());
     } else {
         print!("{}", figures.table(plan.quick, took, load.as_deref()));
+    }
+    if let Some(path) = json_file {
+        std::fs::write(&path, figures.json() + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     let svg = svg.or_else(|| (!plan.quick).then(|| PathBuf::from("BENCHMARKS.svg")));
     if let Some(path) = svg {

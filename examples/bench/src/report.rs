@@ -91,6 +91,8 @@ pub struct ScaleFigures {
     pub rss_with_listeners_kib: u64,
     /// RSS per idle listener (and its host connection), KiB.
     pub rss_per_listener_kib: f64,
+    /// On the other side: the hosts' process's RSS per host connection (one listener each), KiB.
+    pub host_rss_per_connection_kib: f64,
 }
 
 /// Everything one run measured.
@@ -195,7 +197,10 @@ impl Figures {
         line(
             format!("+ {} idle listeners, one QUIC host connection each", s.listeners),
             s.rss_with_listeners_kib,
-            format!("{:.1} KiB per listener", s.rss_per_listener_kib),
+            format!(
+                "{:.1} KiB per listener (the hosts' process: {:.1} KiB per host connection)",
+                s.rss_per_listener_kib, s.host_rss_per_connection_kib
+            ),
         );
         let _ = writeln!(
             out,

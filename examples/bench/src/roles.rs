@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::baseline;
 use crate::caller::{Caller, RelayTarget, Target, relay_options};
 use crate::contract::{Echo, QUIC_ADDRESS, ServeBench, WSS_ADDRESS, payload};
+use crate::procfs;
 
 /// The hidden subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -72,7 +73,7 @@ pub struct HostRole {
 }
 
 /// `hosts --url URL --cert C --key K --count N`: N host connections, each listening on an address
-/// of its own; prints `ready listeners=N`.
+/// of its own; prints `ready listeners=N rss_before_kib=KIB` (its own memory before connecting).
 #[derive(Debug, clap::Args)]
 pub struct HostsRole {
     /// The relay URL.
@@ -204,6 +205,7 @@ async fn host(args: HostRole) -> anyhow::Result<()> {
 
 async fn hosts(args: HostsRole) -> anyhow::Result<()> {
     let options = relay_options(&args.cert, &args.key)?;
+    let rss_before_kib = procfs::rss_kib(std::process::id())?;
     let url = args.url.as_str();
     let listen = |i: usize| {
         let options = options.clone();
@@ -215,7 +217,7 @@ async fn hosts(args: HostsRole) -> anyhow::Result<()> {
     let register = futures::stream::iter(0..args.count).map(listen).buffer_unordered(32).try_collect::<Vec<Listener>>();
     let listeners =
         tokio::time::timeout(SETUP_TIMEOUT * 4, register).await.context("registering hosts timed out")??;
-    println!("ready listeners={}", listeners.len());
+    println!("ready listeners={} rss_before_kib={rss_before_kib}", listeners.len());
     stdin_closed().await;
     drop(listeners);
     Ok(())

@@ -55,9 +55,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     let relay = RelayProc::start("listeners", None).await?;
     tokio::time::sleep(SETTLE).await;
     let rss_before_listeners_kib = procfs::rss_kib(relay.pid())?;
-    let hosts = relay.start_idle_hosts(plan.listeners).await?;
+    let (hosts, hosts_rss_before_kib) = relay.start_idle_hosts(plan.listeners).await?;
     tokio::time::sleep(SETTLE).await;
     let rss_with_listeners_kib = procfs::rss_kib(relay.pid())?;
+    let hosts_rss_kib = procfs::rss_kib(hosts.pid())?;
     cluster::stop(hosts).await;
     relay.stop().await;
 
@@ -81,6 +82,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
         rss_before_listeners_kib,
         rss_with_listeners_kib,
         rss_per_listener_kib: per(rss_with_listeners_kib, rss_before_listeners_kib, plan.listeners),
+        host_rss_per_connection_kib: per(hosts_rss_kib, hosts_rss_before_kib, plan.listeners),
     })
 }
 
