@@ -166,7 +166,10 @@ async fn open_quic(
     }
 }
 
-/// Notifies a Hybrid Connections listener and waits for its rendezvous.
+/// How long a rendezvous may still arrive after its listener's control channel closed.
+const LATE_RENDEZVOUS: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Notifies a Hybrid Connections listener and waits for its rendezvous, or until it goes.
 async fn open_hc(
     shared: &Shared,
     hc: &HcListener,
@@ -190,7 +193,17 @@ async fn open_hc(
         connect_headers.insert(CONTRACT_HEADER.into(), request.contract.to_header());
     }
     hc.notify.try_send(Accept { address, id, connect_headers }).map_err(|_| Failed::Unreachable)?;
-    match pending.wait().await {
+    // A listener that goes (closes its control channel, or is dropped as dead after the idle
+    // timeout) will not open the rendezvous: stop waiting for it, after a moment for a rendezvous
+    // it may have started before it went.
+    let outcome = {
+        let mut wait = std::pin::pin!(pending.wait());
+        tokio::select! {
+            outcome = &mut wait => outcome,
+            () = hc.notify.closed() => tokio::time::timeout(LATE_RENDEZVOUS, wait).await.ok().flatten(),
+        }
+    };
+    match outcome {
         Some(Outcome::Accepted { ws, protocol }) => Ok((End::Ws(ws), protocol)),
         Some(Outcome::Rejected { status, description }) => {
             let code = relay_rpc::proto::hc::error_code(status, &description);
