@@ -379,6 +379,47 @@ async fn a_channel_offered_to_a_dead_wss_listener_goes_to_the_next_one() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: over QUIC, a listener leaving as it accepts makes the open fail with ConnectionLost"]
+/// A listener that accepts a channel and leaves at once: the caller's open may succeed (the
+/// channel then ends with `ListenerGone`) or find no listener, but its connection is not lost.
+/// Over QUIC, the relay's reset of the caller's stream (`ListenerGone`) can overtake its
+/// `Accepted` reply, and the caller reports `OpenError::ConnectionLost("the listener went
+/// away")`, which a failover stub does not retry (an `#[idempotent]` call fails; seen in the soak
+/// test a few times per million calls).
+async fn a_listener_leaving_as_it_accepts_does_not_lose_the_callers_connection() {
+    let relay = TestRelay::start().await;
+    let caller = relay.caller().await;
+    let mut lost = Vec::new();
+    for round in 0..300 {
+        let host = relay.host().await;
+        let mut listener = host.listen("leaving").await.unwrap();
+        let leaving = tokio::spawn(async move {
+            if let Ok(incoming) = listener.accept().await {
+                let channel = incoming.accept().await;
+                // Leave after 0 to 1 ms, yielding meanwhile: at some point in that window the
+                // relay's `Accepted` is on its way to the caller.
+                let spin = Instant::now();
+                while spin.elapsed() < Duration::from_micros(round % 25 * 40) {
+                    tokio::task::yield_now().await;
+                }
+                host.close();
+                drop(channel);
+            }
+        });
+        match caller.open_channel("leaving", None).await {
+            Ok(_) | Err(OpenError::NoListener { .. }) => {}
+            Err(e) => lost.push(format!("round {round}: {e:?}")),
+        }
+        leaving.await.unwrap();
+    }
+    // The connection was fine all along.
+    let (_host, _events) = relay.serve_lab(&relay.url, "lab", "healthy").await;
+    assert_eq!(LabClient::connect(&caller, "lab").await.unwrap().whoami(ctx()).await.unwrap(), "healthy");
+    let first = &lost[..lost.len().min(5)];
+    assert!(lost.is_empty(), "{} of 300 opens failed as if the connection were lost: {first:?} ...", lost.len());
+}
+
 /// Serves the lab named `name` on `address` over `url`, connecting again after every loss.
 fn serve_online(relay: &TestRelay, url: &str, address: &str, name: &str) -> watch::Receiver<HostStatus> {
     let backoff =
