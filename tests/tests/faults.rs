@@ -208,9 +208,8 @@ async fn blackholed_host_case(transport: &str, promise: Promise) {
     let relay = TestRelay::start_with(|c| {
         c.keep_alive_ms = KEEP_ALIVE_MS;
         c.idle_timeout_ms = IDLE_TIMEOUT_MS;
-        // A channel offered to the stopped wss listener waits this long for its rendezvous before
-        // the relay tries the next listener, even once the listener is known dead (see
-        // `a_channel_offered_to_a_dead_wss_listener_goes_to_the_next_one`).
+        // A channel offered to the stopped wss listener waits at most this long for its rendezvous
+        // before the relay tries the next listener.
         c.rendezvous_timeout_ms = IDLE_TIMEOUT_MS;
     })
     .await;
@@ -339,12 +338,10 @@ async fn blackholed_host_case(transport: &str, promise: Promise) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the relay waits out rendezvous_timeout for a wss listener that has gone (see the test's doc)"]
 /// A channel the relay offered a wss listener that then goes (here: stopped, and dropped after
-/// the idle timeout; in the soak test: closed while the offer was on its way) should be offered to
-/// the next listener once the first is gone. The relay waits out the whole `rendezvous_timeout`
-/// (30 s) instead, so the caller's open times out (`OpenError::Timeout` after its 10 s handshake
-/// timeout) though a healthy listener is there.
+/// the idle timeout; in the soak test: closed while the offer was on its way) is offered to the
+/// next listener once the first is gone, rather than waiting out the whole `rendezvous_timeout`
+/// (30 s) while a healthy listener is there.
 async fn a_channel_offered_to_a_dead_wss_listener_goes_to_the_next_one() {
     let _alone = ALONE.lock().await;
     let relay = TestRelay::start_with(|c| {
@@ -380,13 +377,11 @@ async fn a_channel_offered_to_a_dead_wss_listener_goes_to_the_next_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: over QUIC, a listener leaving as it accepts makes the open fail with ConnectionLost"]
 /// A listener that accepts a channel and leaves at once: the caller's open may succeed (the
 /// channel then ends with `ListenerGone`) or find no listener, but its connection is not lost.
 /// Over QUIC, the relay's reset of the caller's stream (`ListenerGone`) can overtake its
-/// `Accepted` reply, and the caller reports `OpenError::ConnectionLost("the listener went
-/// away")`, which a failover stub does not retry (an `#[idempotent]` call fails; seen in the soak
-/// test a few times per million calls).
+/// `Accepted` reply; that reads as `NoListener`, which a failover stub retries (it once read as
+/// `ConnectionLost`, which it does not; seen in the soak test a few times per million calls).
 async fn a_listener_leaving_as_it_accepts_does_not_lose_the_callers_connection() {
     let relay = TestRelay::start().await;
     let caller = relay.caller().await;
