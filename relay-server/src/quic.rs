@@ -307,7 +307,7 @@ async fn serve_caller(
                 return;
             }
             let _guard = ChannelGuard::new(shared, &request.address, opened.listener);
-            let failed = splice(End::Quic(Pipe { send, recv }), opened.end, shared).await;
+            let failed = splice(End::Quic(Pipe { send, recv }), opened.end, opened.listener_dead, shared).await;
             tracing::debug!(?failed, "channel closed");
         }
         Err(refusal) => refuse(send, recv, refusal.code, &refusal.detail).await,

@@ -8,6 +8,7 @@ use relay_rpc::__wire::{read_frame, write_frame};
 use relay_rpc::proto::hc::{Accept, CONTRACT_HEADER};
 use relay_rpc::proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::registry::ListenerId;
 use crate::splice::{End, Pipe};
@@ -30,6 +31,19 @@ pub(crate) struct HcListener {
     pub(crate) notify: mpsc::Sender<Accept>,
     /// `wss://host:port` as the listener dialled it, for rendezvous addresses.
     pub(crate) base_url: String,
+    /// Cancelled when the listener is found dead (silent past the idle timeout). Its channels
+    /// are WebSockets of their own, which a blackholed host leaves open: they are cut then.
+    pub(crate) dead: CancellationToken,
+}
+
+impl ListenerHandle {
+    /// What is cancelled when the listener is found dead, where its channels need telling.
+    fn dead_signal(&self) -> Option<CancellationToken> {
+        match self {
+            Self::Quic(_) => None,
+            Self::Hc(hc) => Some(hc.dead.clone()),
+        }
+    }
 }
 
 /// What a caller asks for.
@@ -72,6 +86,8 @@ pub(crate) struct Opened {
     pub(crate) listener: ListenerId,
     /// The WebSocket sub-protocol the listener chose, for the sender's handshake answer.
     pub(crate) protocol: Option<String>,
+    /// Cancelled when the listener is found dead, for channels that would not notice.
+    pub(crate) listener_dead: Option<CancellationToken>,
 }
 
 /// A listener's end and the sub-protocol it chose.
@@ -108,7 +124,9 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
         };
         let opened = tokio::time::timeout(limit, open(shared, &listener, request, channel_id));
         match opened.await {
-            Ok(Ok((end, protocol))) => return Ok(Opened { end, listener: id, protocol }),
+            Ok(Ok((end, protocol))) => {
+                return Ok(Opened { end, listener: id, protocol, listener_dead: listener.dead_signal() });
+            }
             Ok(Err(Failed::Refused(refusal))) => return Err(refusal),
             Ok(Err(Failed::Unreachable)) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
             Err(_) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),
@@ -130,7 +148,7 @@ pub(crate) async fn open_listener(
         ListenerHandle::Hc(_) => shared.config.rendezvous_timeout(),
     };
     match tokio::time::timeout(limit, open(shared, listener, request, channel_id)).await {
-        Ok(Ok((end, protocol))) => Ok(Opened { end, listener: id, protocol }),
+        Ok(Ok((end, protocol))) => Ok(Opened { end, listener: id, protocol, listener_dead: listener.dead_signal() }),
         Ok(Err(Failed::Refused(refusal))) => Err(refusal),
         Ok(Err(Failed::Unreachable)) => Err(Refusal::new(ErrorCode::NoListener, "listener unreachable")),
         Err(_) => Err(Refusal::new(ErrorCode::NoListener, "listener did not answer in time")),

@@ -183,13 +183,13 @@ async fn a_blackholed_quic_host_fails_its_callers_within_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the relay never cuts the channels of a blackholed wss listener (see blackholed_host_case)"]
 async fn a_blackholed_wss_host_fails_its_callers_within_the_idle_timeout() {
     blackholed_host_case("wss", Promise::ListenerGone).await;
 }
 
-/// What holds over wss today: no call hangs past its deadline, and the healthy host takes every
-/// new channel. (It accepts `ListenerGone` too, so it still passes once the bug above is fixed.)
+/// With short deadlines: no call hangs past its deadline (it ends `DeadlineExceeded`, or
+/// `ListenerGone` if the relay finds the host dead first), and the healthy host takes every new
+/// channel.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blackholed_wss_host_leaves_no_call_hung() {
     blackholed_host_case("wss", Promise::ByDeadline(Duration::from_secs(3))).await;
@@ -200,9 +200,8 @@ async fn a_blackholed_wss_host_leaves_no_call_hung() {
 ///
 /// Over QUIC a host's channels are streams of its one connection: when that connection idles
 /// out, the relay cuts them all with `ListenerGone`. Over wss each channel is a WebSocket of its
-/// own, and the relay notices the silence only on the listener's control WebSocket: it drops the
-/// listener from the rotation but leaves its channels open, so their calls end only at their
-/// deadlines, and a stub whose channel went there keeps sending calls to the stopped host.
+/// own, which a stopped host leaves open: the relay notices the silence on the listener's control
+/// WebSocket, drops the listener from the rotation and cuts its channels with `ListenerGone`.
 async fn blackholed_host_case(transport: &str, promise: Promise) {
     let _alone = ALONE.lock().await;
     let relay = TestRelay::start_with(|c| {

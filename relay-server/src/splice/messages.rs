@@ -11,6 +11,7 @@ use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_RESTART};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
 
 use super::{End, Side};
 use crate::state::{Phase, Shared};
@@ -213,7 +214,12 @@ async fn pump(from: &mut Source, from_side: Side, to: &mut Sink, to_side: Side) 
     }
 }
 
-pub(super) async fn splice_messages(caller: End, host: End, shared: &Shared) -> Option<Side> {
+pub(super) async fn splice_messages(
+    caller: End,
+    host: End,
+    host_dead: Option<CancellationToken>,
+    shared: &Shared,
+) -> Option<Side> {
     let max_frame = shared.config.max_frame_bytes;
     let (mut caller_source, mut caller_sink) = halves(caller, max_frame);
     let (mut host_source, mut host_sink) = halves(host, max_frame);
@@ -229,6 +235,10 @@ pub(super) async fn splice_messages(caller: End, host: End, shared: &Shared) -> 
             r = &mut down => (r, true),
             r = &mut up => (r, false),
             () = shared.reached(Phase::Closing) => (Ok(()), false),
+            () = async { match &host_dead { Some(dead) => dead.cancelled().await, None => std::future::pending().await } } => {
+                tracing::debug!("the listener was found dead; cutting its channel");
+                (Err(Side::Host), true)
+            }
         };
         if shared.phase() >= Phase::Closing {
             Ending::Shutdown

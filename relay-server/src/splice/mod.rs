@@ -6,6 +6,7 @@ mod bytes;
 mod messages;
 
 use quinn::{RecvStream, SendStream};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use bytes::cut;
 use bytes::splice_bytes;
@@ -46,11 +47,17 @@ impl std::fmt::Debug for End {
     }
 }
 
-/// Moves a channel's traffic both ways until both directions finish or one end fails; the other
-/// end is then told who went away.
-pub(crate) async fn splice(caller: End, host: End, shared: &Shared) -> Option<Side> {
+/// Moves a channel's traffic both ways until both directions finish or one end fails (or
+/// `host_dead` is cancelled: the listener was found dead); the other end is then told who went
+/// away.
+pub(crate) async fn splice(
+    caller: End,
+    host: End,
+    host_dead: Option<CancellationToken>,
+    shared: &Shared,
+) -> Option<Side> {
     match (caller, host) {
         (End::Quic(caller), End::Quic(host)) => splice_bytes(caller, host).await,
-        (caller, host) => splice_messages(caller, host, shared).await,
+        (caller, host) => splice_messages(caller, host, host_dead, shared).await,
     }
 }

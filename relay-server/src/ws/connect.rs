@@ -60,7 +60,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
                 Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
             };
             let _guard = ChannelGuard::new(shared, &channel.address, opened.listener);
-            let failed = splice(End::Ws(Box::new(ws)), opened.end, shared).await;
+            let failed = splice(End::Ws(Box::new(ws)), opened.end, opened.listener_dead, shared).await;
             tracing::debug!(?failed, "channel closed");
         }
         Err(refusal) => {

@@ -10,6 +10,7 @@ use relay_rpc::proto::{ErrorCode, validate_address};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_util::sync::CancellationToken;
 
 use super::{Request, WsStream};
 use crate::router::{HcListener, ListenerHandle};
@@ -36,7 +37,9 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     }
     let base_url = format!("{}://{}", request.scheme, host_of(&request));
     let (notify, accepts) = mpsc::channel(ACCEPT_QUEUE);
-    let registered = shared.registry().register(&address, ListenerHandle::Hc(HcListener { notify, base_url }));
+    let dead = CancellationToken::new();
+    let listener = HcListener { notify, base_url, dead: dead.clone() };
+    let registered = shared.registry().register(&address, ListenerHandle::Hc(listener));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return request.refuse(503, &e.to_string()).await,
@@ -45,7 +48,9 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     match request.upgrade(shared, None).await {
         Ok(ws) => {
             tracing::info!(%address, listener = id, "hybrid connections listener registered");
-            hold(shared, &address, expiry, ws, accepts).await;
+            if hold(shared, &address, expiry, ws, accepts).await == Held::Dead {
+                dead.cancel();
+            }
         }
         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
     }
@@ -63,6 +68,15 @@ fn host_of(request: &Request) -> String {
     }
 }
 
+/// How a listener's registration ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Held {
+    /// It closed, or the relay closed it.
+    Ended,
+    /// It went silent past the idle timeout: its host is dead or cut off.
+    Dead,
+}
+
 /// The reason a draining relay closes a listener's control channel with.
 const GO_AWAY_REASON: &str = "relay draining: register again elsewhere";
 
@@ -72,7 +86,7 @@ async fn hold(
     mut expiry: Option<u64>,
     mut ws: WsStream,
     mut accepts: mpsc::Receiver<relay_rpc::proto::hc::Accept>,
-) {
+) -> Held {
     let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
     let mut ping = tokio::time::interval(keep_alive);
@@ -115,8 +129,8 @@ async fn hold(
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > idle_timeout {
-                    tracing::info!(%address, "listener silent past the idle timeout; dropping it");
-                    break;
+                    tracing::info!(%address, "listener silent past the idle timeout; dropping it and its channels");
+                    return Held::Dead;
                 }
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
                     break;
@@ -136,4 +150,5 @@ async fn hold(
             }
         }
     }
+    Held::Ended
 }

@@ -23,7 +23,7 @@ use crate::channel::{Channel, ChannelError};
 use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
-use crate::proto::{self, ContractInfo, ErrorCode, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use crate::proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 use crate::tls;
 use crate::url::RelayUrl;
 
@@ -95,11 +95,10 @@ pub(crate) async fn open_channel(
     token: Option<Token>,
     contract: Option<&ContractDescriptor>,
 ) -> Result<Channel, OpenError> {
-    // A reset of the stream during the handshake is about this channel alone: a listener that
-    // accepted and left at once can have its relay's `ListenerGone` overtake the `Accepted`.
+    // A `ListenerGone` reset during the handshake is about this channel alone: a listener that
+    // accepted and left at once can have its relay's reset overtake the `Accepted`.
     let lost = |e: ChannelError| match e {
         ChannelError::ListenerGone => OpenError::NoListener { address: address.to_owned() },
-        ChannelError::RelayShutdown => OpenError::Refused { code: ErrorCode::ShuttingDown, detail: e.to_string() },
         e => OpenError::ConnectionLost(e.to_string()),
     };
     let hello = Hello::Connect {
