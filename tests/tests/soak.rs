@@ -82,13 +82,6 @@ const DEFAULT_CALLS: u64 = 1_000_000;
 const RSS_GROWTH_MIB: f64 = 64.0;
 const RSS_LATE_GROWTH_MIB: f64 = 16.0;
 
-/// A failure from a known bug, tolerated here at most once per [`KNOWN_BUG_EVERY`] calls: a
-/// listener leaving as it accepts a channel makes the open fail as if the caller's connection were
-/// lost, and the stub does not retry (`a_listener_leaving_as_it_accepts_does_not_lose_the_callers_
-/// connection` in faults.rs).
-const KNOWN_BUG: &str = "call: Open(ConnectionLost(\"the listener went away\"))";
-const KNOWN_BUG_EVERY: u64 = 10_000;
-
 fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(10))
 }
@@ -162,19 +155,13 @@ impl Tally {
         self.errors.lock().unwrap().iter().filter(|(what, _)| what.starts_with("call: ")).map(|(_, n)| n).sum()
     }
 
-    /// Asserts that every call was answered correctly: none wrong, none hung, none failed (but
-    /// for the [`KNOWN_BUG`]).
+    /// Asserts that every call was answered correctly: none wrong, none hung, none failed.
     fn assert_all_answered(&self, what: &str) {
         assert_eq!(self.wrong.load(Ordering::Relaxed), 0, "{what}: wrong answers");
         assert_eq!(self.hung.load(Ordering::Relaxed), 0, "{what}: hung calls");
         let errors = self.errors.lock().unwrap().clone();
-        let known_bug = errors.get(KNOWN_BUG).copied().unwrap_or(0);
-        assert!(
-            known_bug <= self.total.div_ceil(KNOWN_BUG_EVERY),
-            "{what}: {known_bug} calls failed with the known bug"
-        );
         let correct = self.correct.load(Ordering::Relaxed);
-        assert_eq!(correct + known_bug, self.total, "{what}: every call answered correctly: {errors:?}");
+        assert_eq!(correct, self.total, "{what}: every call answered correctly: {errors:?}");
     }
 
     fn ended(&self) -> u64 {
@@ -360,11 +347,7 @@ async fn phase(relay: &Relay, calls: u64, served: &[Arc<AtomicU64>], report: boo
 async fn a_million_calls_with_churn_leak_nothing() {
     let calls: u64 =
         std::env::var("SOAK_CALLS").ok().map(|v| v.parse().expect("SOAK_CALLS is a number")).unwrap_or(DEFAULT_CALLS);
-    // A channel offered to a wss host that rotates out before it takes it waits this long before
-    // the relay offers it to the next host (a relay bug: it should not wait once the host has gone,
-    // see `a_channel_offered_to_a_dead_wss_listener_goes_to_the_next_one` in faults.rs). The default
-    // (30 s) would outlast the calls' deadline.
-    let test_relay = TestRelay::start_with(|c| c.rendezvous_timeout_ms = 2_000).await;
+    let test_relay = TestRelay::start().await;
     let relay = Relay { urls: [test_relay.url.clone(), test_relay.ws_url.clone()], options: test_relay.options() };
     // The hosts that stay: two over QUIC, two over wss.
     let mut hosts = Vec::new();
