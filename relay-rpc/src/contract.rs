@@ -283,6 +283,8 @@ pub(crate) fn is_unknown_method(error: &tarpc::ServerError) -> bool {
     error.kind == UNKNOWN_METHOD_KIND && error.detail.starts_with(UNKNOWN_METHOD_DETAIL)
 }
 
+pub use crate::host::TarpcServe;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,6 +220,16 @@ pub async fn next_event(events: &mut UnboundedReceiver<LabEvent>) -> LabEvent {
     tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").expect("host alive")
 }
 
+/// This process's open file descriptors.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+}
+
+/// The tasks alive in the current tokio runtime.
+pub fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+}
+
 /// Waits until `condition` holds, checking every 10 ms, for at most `limit`.
 pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use relay_rpc::proto::ErrorCode;
 use relay_rpc::{Backoff, CallContext, CallError, ChannelError, Connection, Host, HostStatus, OpenError};
-use relay_tests::TestRelay;
 use relay_tests::lab::{LabClient, LabHost, ServeLab};
+use relay_tests::{TestRelay, alive_tasks, open_fds};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -42,14 +42,6 @@ static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A deadline far past every bound, so that no deadline stands in for a prompt typed error.
 fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(30))
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
 }
 
 /// Asserts that the task and file-descriptor counts come back to `baseline` (within 2).

@@ -5,15 +5,7 @@ use std::time::Duration;
 
 use calculator::{Calc, CalculatorClient, ServeCalculator};
 use relay_rpc::CallContext;
-use relay_tests::TestRelay;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
-}
+use relay_tests::{TestRelay, alive_tasks, open_fds};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_channel_cycles_leak_no_fds_or_tasks() {

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use relay_rpc::{CallContext, CallError, ConnectOptions, Connection, Host};
-use relay_tests::TestRelay;
+use relay_tests::{TestRelay, alive_tasks, open_fds};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -84,14 +84,6 @@ const RSS_LATE_GROWTH_MIB: f64 = 16.0;
 
 fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(10))
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
-}
-
-fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
 }
 
 /// Resident memory, in MiB (`VmRSS` of `/proc/self/status`).

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bincode::Options as _;
 use futures::StreamExt;
-use relay_rpc::contract::Dispatch;
+use relay_rpc::contract::{Dispatch, TarpcServe};
 use relay_rpc::proto::{DEFAULT_MAX_FRAME, FRAME_HEADER_LEN};
 use tarpc::server::{BaseChannel, Channel as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -83,7 +83,7 @@ async fn serve_connection<D: Dispatch>(
     transport: Typed<tarpc::ClientMessage<D::Request>, tarpc::Response<D::Response>>,
     dispatcher: D,
 ) {
-    let mut requests = Box::pin(BaseChannel::with_defaults(transport).execute(Adapter(dispatcher)));
+    let mut requests = Box::pin(BaseChannel::with_defaults(transport).execute(TarpcServe(dispatcher)));
     let mut handlers = JoinSet::new();
     loop {
         tokio::select! {
@@ -93,24 +93,5 @@ async fn serve_connection<D: Dispatch>(
             },
             Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
         }
-    }
-}
-
-/// Runs a [`Dispatch`] as a tarpc service, as relay-rpc's host does.
-#[derive(Clone)]
-struct Adapter<D>(D);
-
-impl<D: Dispatch> tarpc::server::Serve for Adapter<D> {
-    type Req = D::Request;
-    type Resp = D::Response;
-
-    async fn serve(
-        self,
-        _ctx: tarpc::context::Context,
-        request: D::Request,
-    ) -> Result<D::Response, tarpc::ServerError> {
-        self.0.dispatch(request).await.map_err(|unknown| {
-            tarpc::ServerError::new(std::io::ErrorKind::NotFound, format!("unknown method {:#010x}", unknown.id))
-        })
     }
 }

@@ -11,3 +11,4 @@ pub(crate) use connection::Routes;
 pub use incoming::IncomingChannel;
 pub use listener::Listener;
 pub use online::{Backoff, HostStatus, OnlineError, Services};
+pub use serve::TarpcServe;

@@ -126,7 +126,7 @@ async fn run_channel<D: Dispatch>(channel: Channel, dispatcher: D) {
     let finished = Arc::new(AtomicU64::new(0));
     let framed: Framed<D::Request, D::Response> = typed(channel.caller_exit_is_end());
     let transport = OnewaySplit::new(Box::pin(framed), queue_tx, finished.clone());
-    let mut requests = Box::pin(BaseChannel::with_defaults(transport).execute(Adapter(dispatcher.clone())));
+    let mut requests = Box::pin(BaseChannel::with_defaults(transport).execute(TarpcServe(dispatcher.clone())));
     let mut oneway = std::pin::pin!(run_oneway(queue_rx, dispatcher, finished));
     let mut oneway_done = false;
     let mut handlers = JoinSet::new();
@@ -185,11 +185,21 @@ async fn run_oneway<D: Dispatch>(mut queue: mpsc::Receiver<Work<D::Request>>, di
     }
 }
 
-/// Runs a [`Dispatch`] as a tarpc service.
-#[derive(Clone)]
-struct Adapter<D>(D);
+/// A dispatcher (a generated `ServeFoo`) as a [`tarpc::server::Serve`], for serving a contract
+/// over a tarpc transport of your own, without a relay (the benchmark's direct baseline does).
+/// A request for a method the contract lacks is answered with the same error a host gives.
+///
+/// ```
+/// # fn check<D: relay_rpc::contract::Dispatch>(dispatcher: D) {
+/// use relay_rpc::contract::TarpcServe;
+/// fn is_serve<S: tarpc::server::Serve>(_: &S) {}
+/// is_serve(&TarpcServe(dispatcher));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TarpcServe<D>(pub D);
 
-impl<D: Dispatch> tarpc::server::Serve for Adapter<D> {
+impl<D: Dispatch> tarpc::server::Serve for TarpcServe<D> {
     type Req = D::Request;
     type Resp = D::Response;
 
