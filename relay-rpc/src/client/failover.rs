@@ -6,9 +6,14 @@
 //! [`CallError::Disconnected`], and the next call opens a new channel to the address (the relay
 //! picks the listener) before it is sent: up to [`REOPEN_ATTEMPTS`] tries, with exponential
 //! backoff and jitter between them, all within the call's deadline. If no listener is there the
-//! call fails with [`CallError::Open`] ([`OpenError::NoListener`]). A channel that broke for
-//! another reason (the relay is shutting down, the connection is lost) is not reopened: a new
-//! channel on the same connection would fail too, and the reason says more.
+//! call fails with [`CallError::Open`] ([`OpenError::NoListener`]).
+//!
+//! A channel that broke because the relay shut down or the connection was lost is reopened too,
+//! but only after a call has failed with that reason ([`ChannelError::RelayShutdown`],
+//! [`ChannelError::ConnectionLost`]), so that the caller learns the relay went away. The next
+//! call opens a new channel the same way, on a [`Connection`] that connects to the relay again
+//! if it has to; while the relay is still down, that call fails with the typed error of its last
+//! try.
 //!
 //! No call runs twice unless its method says it may: a call in flight when the channel breaks is
 //! retried on a new channel only if its method is `#[idempotent]`. One-way calls are never
@@ -196,7 +201,7 @@ where
         let failures = {
             let state = self.state();
             match &state.current {
-                Some(stub) if self.shared.target.is_none() || !stub.ended().is_some_and(reopens_after) => {
+                Some(stub) if self.shared.target.is_none() || !stub.ended().is_some_and(reopens_unseen) => {
                     return Ok((state.generation, stub.clone()));
                 }
                 _ => state.failures,
@@ -214,7 +219,7 @@ where
             let state = self.state();
             match &state.current {
                 // Another call opened one while this one waited.
-                Some(stub) if !stub.ended().is_some_and(reopens_after) => {
+                Some(stub) if !stub.ended().is_some_and(reopens_unseen) => {
                     return Ok((state.generation, stub.clone()));
                 }
                 // Another call failed to open one while this one waited.
@@ -272,9 +277,23 @@ where
     }
 }
 
-/// Whether a channel that ended with `error` is worth replacing: its listener went away, or
-/// ended the channel, and another may take it. Not when the relay or the connection is gone.
+/// Whether a channel that a call saw end with `error` is worth replacing: its listener went
+/// away, or ended the channel, and another may take it; or the relay shut down or the connection
+/// was lost, and the relay (restarted, or reached again) may have one. Not on a protocol error.
 pub(crate) fn reopens_after(error: &ChannelError) -> bool {
+    matches!(
+        error,
+        ChannelError::ListenerGone
+            | ChannelError::Closed
+            | ChannelError::RelayShutdown
+            | ChannelError::ConnectionLost(_)
+    )
+}
+
+/// Whether a channel that ended with `error` before any call saw it is replaced before the
+/// next call, which then does not fail: only when its listener went away or ended it. A relay
+/// that shut down or a lost connection fails one call with that reason first.
+fn reopens_unseen(error: &ChannelError) -> bool {
     matches!(error, ChannelError::ListenerGone | ChannelError::Closed)
 }
 
@@ -343,12 +362,21 @@ mod tests {
     }
 
     #[test]
-    fn only_channels_whose_listener_left_are_reopened() {
+    fn channels_are_reopened_unless_the_protocol_broke() {
         assert!(reopens_after(&ChannelError::ListenerGone));
         assert!(reopens_after(&ChannelError::Closed));
-        assert!(!reopens_after(&ChannelError::RelayShutdown));
-        assert!(!reopens_after(&ChannelError::ConnectionLost("gone".into())));
+        assert!(reopens_after(&ChannelError::RelayShutdown));
+        assert!(reopens_after(&ChannelError::ConnectionLost("gone".into())));
         assert!(!reopens_after(&ChannelError::Protocol("bad".into())));
+    }
+
+    #[test]
+    fn only_channels_whose_listener_left_are_reopened_before_a_call_fails() {
+        assert!(reopens_unseen(&ChannelError::ListenerGone));
+        assert!(reopens_unseen(&ChannelError::Closed));
+        assert!(!reopens_unseen(&ChannelError::RelayShutdown));
+        assert!(!reopens_unseen(&ChannelError::ConnectionLost("gone".into())));
+        assert!(!reopens_unseen(&ChannelError::Protocol("bad".into())));
     }
 
     #[test]

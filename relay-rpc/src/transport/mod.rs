@@ -95,6 +95,15 @@ impl Link {
         }
     }
 
+    /// Whether the relay connection under this link has ended for good: a QUIC connection that
+    /// closed. A WebSocket link dials each registration and channel, so it never ends.
+    pub(crate) fn ended(&self) -> bool {
+        match self {
+            Self::Quic(link) => link.connection.close_reason().is_some(),
+            Self::Ws(_) => false,
+        }
+    }
+
     /// Closes the link: every registration and channel on it ends.
     pub(crate) fn close(&self) {
         match self {
