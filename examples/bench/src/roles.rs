@@ -141,6 +141,9 @@ fn relay_config(data_dir: PathBuf, max_channels: Option<u32>) -> Config {
     if let Some(max) = max_channels {
         config.max_channels_per_connection = max;
         config.max_channels_per_listener = max as usize;
+        // The scale figures open their channels as fast as they go, from one caller.
+        config.channel_opens_per_sec = max;
+        config.channel_open_burst = max;
     }
     config
 }
