@@ -24,4 +24,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(len <= proto::MAX_HANDSHAKE_FRAME);
         }
     }
+    // The control stream's reader: a whole frame, within bounds, or none yet.
+    if let Ok(Some((body, taken))) = proto::split_frame(data, 1024) {
+        assert!(body.len() <= 1024 && taken == body.len() + proto::FRAME_HEADER_LEN && taken <= data.len());
+    }
 });
