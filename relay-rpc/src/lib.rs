@@ -142,6 +142,7 @@ pub use url::{RelayUrl, Scheme, UrlError};
 /// Stream framing over QUIC, shared with `relay-server`; not a public API.
 #[doc(hidden)]
 pub mod __wire {
+    pub use crate::transport::quic::grant::{OpenStream, StreamGrant};
     pub use crate::transport::quic::udp::{UDP_BUFFER_BYTES, bind_endpoint, bind_udp};
     pub use crate::transport::quic::{read_frame, read_frame_within, write_frame};
 }

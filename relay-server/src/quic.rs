@@ -7,7 +7,7 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
 use std::time::{Duration, Instant};
 
-use relay_rpc::__wire::{read_frame, read_frame_within, write_frame};
+use relay_rpc::__wire::{OpenStream, StreamGrant, read_frame, read_frame_within, write_frame};
 use relay_rpc::auth::{Right, unix_now};
 use relay_rpc::proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 use tokio::task::JoinSet;
@@ -56,41 +56,10 @@ fn transport_config(config: &Config) -> TransportConfig {
     let mut transport = TransportConfig::default();
     transport.keep_alive_interval(Some(std::time::Duration::from_millis(config.keep_alive_ms)));
     transport.max_idle_timeout(IdleTimeout::try_from(std::time::Duration::from_millis(config.idle_timeout_ms)).ok());
-    transport.max_concurrent_bidi_streams(VarInt::from_u32(StreamAllowance::initial(config)));
+    transport.max_concurrent_bidi_streams(VarInt::from_u32(StreamGrant::initial(config.max_channels_per_connection)));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
     transport.stream_receive_window(VarInt::from_u32(config.stream_window_bytes));
     transport
-}
-
-/// How many streams (channels) a connection may have open at once, raised as it uses them up
-/// to `max_channels_per_connection`. quinn keeps a little state for every stream a peer may
-/// open, so granting the maximum to every connection up front would cost each one, a host's
-/// included, hundreds of KiB.
-#[derive(Debug)]
-struct StreamAllowance {
-    granted: u32,
-    max: u32,
-}
-
-impl StreamAllowance {
-    /// What a new connection is granted.
-    const INITIAL: u32 = 32;
-
-    fn initial(config: &Config) -> u32 {
-        Self::INITIAL.min(config.max_channels_per_connection)
-    }
-
-    fn new(config: &Config) -> Self {
-        Self { granted: Self::initial(config), max: config.max_channels_per_connection }
-    }
-
-    /// Doubles the grant once half of it is in use.
-    fn grow_if_used(&mut self, open: usize, connection: &Connection) {
-        if open.saturating_mul(2) >= self.granted as usize && self.granted < self.max {
-            self.granted = self.granted.saturating_mul(2).min(self.max);
-            connection.set_max_concurrent_bi_streams(VarInt::from_u32(self.granted));
-        }
-    }
 }
 
 /// Accepts connections until the relay drains; then waits for open ones until it closes.
@@ -135,13 +104,13 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit
         tracing::debug!("connected");
         let mut streams = JoinSet::new();
         let mut opens = TokenBucket::for_caller(&shared.config, Instant::now());
-        let mut allowance = StreamAllowance::new(&shared.config);
+        let mut grant = StreamGrant::new(shared.config.max_channels_per_connection);
         loop {
             tokio::select! {
                 accepted = connection.accept_bi() => match accepted {
                     Ok((send, recv)) if opens.try_take(Instant::now()) => {
-                        streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv));
-                        allowance.grow_if_used(streams.len(), &connection);
+                        let open = grant.opened(&connection);
+                        streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv, open));
                     }
                     Ok((send, recv)) => {
                         tracing::debug!("channel opens over the rate; refusing");
@@ -159,7 +128,14 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit
     .await
 }
 
-async fn serve_stream(shared: Arc<Shared>, connection: Connection, mut send: SendStream, mut recv: RecvStream) {
+/// Serves one stream a peer opened; `_open` counts it in the connection's stream grant.
+async fn serve_stream(
+    shared: Arc<Shared>,
+    connection: Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    _open: OpenStream,
+) {
     let hello = match read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, shared.config.handshake_timeout()).await {
         Ok(Some(body)) => match Hello::decode(&body) {
             Ok(hello) => hello,

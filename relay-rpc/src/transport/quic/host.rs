@@ -8,6 +8,7 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::grant::{OpenStream, StreamGrant};
 use super::{QuicLink, code, connection_error, read_error, read_frame, read_frame_within, write_frame};
 use crate::auth::Token;
 use crate::channel::{Channel, ChannelError};
@@ -136,9 +137,10 @@ async fn renew_token(mut control: SendStream, mut renewal: Renewal) {
 /// listener registered on its address. Ends when the connection does, dropping every route so
 /// that listeners learn of it.
 pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes, options: ConnectOptions) {
+    let mut grant = StreamGrant::new(options.max_incoming_channels);
     loop {
-        let (send, mut recv) = match connection.accept_bi().await {
-            Ok(streams) => streams,
+        let (send, mut recv, open) = match connection.accept_bi().await {
+            Ok((send, recv)) => (send, recv, grant.opened(&connection)),
             Err(e) => {
                 tracing::debug!(error = %e, "host connection ended");
                 break;
@@ -158,7 +160,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
             }
         };
         let route = routes.lock().unwrap_or_else(PoisonError::into_inner).get(&incoming.address).cloned();
-        let pending = PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame });
+        let pending = PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame, open });
         let channel = IncomingChannel::new(incoming, pending);
         match route {
             None => channel.reject_in_background(ErrorCode::NoListener, "not listening on this address"),
@@ -182,13 +184,15 @@ pub(crate) struct QuicPending {
     send: SendStream,
     recv: RecvStream,
     max_frame: usize,
+    /// Counts the stream in the host's grant until the channel (or its refusal) is done.
+    open: OpenStream,
 }
 
 impl QuicPending {
     /// Answers `Accepted`; the stream carries the channel from now on.
     pub(crate) async fn accept(mut self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
         write_frame(&mut self.send, &Reply::Accepted.encode()).await?;
-        Ok(super::channel(self.send, self.recv, self.max_frame, address, id))
+        Ok(super::channel(self.send, self.recv, self.max_frame, Some(self.open), address, id))
     }
 
     /// Answers with a refusal, which the relay passes to the caller.

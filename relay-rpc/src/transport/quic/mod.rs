@@ -1,5 +1,6 @@
 //! The QUIC transport: one connection to the relay, one bidirectional stream per channel.
 
+pub(crate) mod grant;
 pub(crate) mod host;
 pub(crate) mod udp;
 
@@ -78,7 +79,7 @@ fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
     transport.keep_alive_interval(Some(options.keep_alive));
     transport.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok());
     let incoming = match role {
-        Role::Host => options.max_incoming_channels,
+        Role::Host => grant::StreamGrant::initial(options.max_incoming_channels),
         Role::Caller => 0,
     };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(incoming));
@@ -117,7 +118,7 @@ pub(crate) async fn open_channel(
     };
     let (send, recv) =
         tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| OpenError::Timeout)??;
-    Ok(channel(send, recv, options.max_frame, Arc::from(address), 0))
+    Ok(channel(send, recv, options.max_frame, None, Arc::from(address), 0))
 }
 
 /// Reads one length-prefixed handshake frame of at most `max` bytes.
@@ -186,15 +187,29 @@ struct QuicFrames {
     read: FramedRead<RecvStream, LengthDelimitedCodec>,
     write: FramedWrite<SendStream, LengthDelimitedCodec>,
     max_frame: usize,
+    /// A stream the relay opened to a host counts against the host's grant while it lives.
+    _open: Option<grant::OpenStream>,
 }
 
 /// Turns a stream whose handshake is done into a channel.
-pub(crate) fn channel(send: SendStream, recv: RecvStream, max_frame: usize, address: Arc<str>, id: u64) -> Channel {
+pub(crate) fn channel(
+    send: SendStream,
+    recv: RecvStream,
+    max_frame: usize,
+    open: Option<grant::OpenStream>,
+    address: Arc<str>,
+    id: u64,
+) -> Channel {
     let codec = || {
         LengthDelimitedCodec::builder().length_field_length(FRAME_HEADER_LEN).max_frame_length(max_frame).new_codec()
     };
     Channel::new(
-        QuicFrames { read: FramedRead::new(recv, codec()), write: FramedWrite::new(send, codec()), max_frame },
+        QuicFrames {
+            read: FramedRead::new(recv, codec()),
+            write: FramedWrite::new(send, codec()),
+            max_frame,
+            _open: open,
+        },
         address,
         id,
     )
