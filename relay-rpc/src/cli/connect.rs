@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::pipe::{pipe, reset};
 use super::{CliError, ConnectArgs};
 use crate::client::Connection;
-use crate::error::OpenError;
-use crate::options::ConnectOptions;
-use crate::stream::{self, RelayStream};
+use crate::stream;
 
 /// How long to wait after the local listener failed to accept (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -40,7 +38,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Connector {
     tcp: TcpListener,
     local_addr: SocketAddr,
-    relay: Arc<Relay>,
+    /// Connects to the relay again by itself when the relay restarts or the network drops.
+    connection: Connection,
     address: Arc<str>,
     max_connections: usize,
 }
@@ -51,7 +50,7 @@ impl Connector {
     pub async fn start(args: &ConnectArgs) -> Result<Self, CliError> {
         let options = args.relay.options()?;
         let url = args.relay.relay.clone();
-        let connection = Connection::connect(&url, options.clone())
+        let connection = Connection::connect(&url, options)
             .await
             .map_err(|source| CliError::Connect { url: url.clone(), source })?;
         let tcp =
@@ -60,7 +59,7 @@ impl Connector {
         Ok(Self {
             tcp,
             local_addr,
-            relay: Arc::new(Relay { url, options, current: Mutex::new((0, connection)) }),
+            connection,
             address: Arc::from(args.relay.address.as_str()),
             max_connections: args.max_connections as usize,
         })
@@ -84,7 +83,7 @@ impl Connector {
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let span = tracing::info_span!("connection", %peer, address = %self.address);
-            connections.spawn(carry(tcp, self.relay.clone(), self.address.clone(), slot).instrument(span));
+            connections.spawn(carry(tcp, self.connection.clone(), self.address.clone(), slot).instrument(span));
         }
     }
 }
@@ -104,8 +103,8 @@ async fn accept(tcp: &TcpListener, slots: &Arc<Semaphore>) -> (TcpStream, Socket
 }
 
 /// Opens a stream for one accepted connection and copies both ways.
-async fn carry(tcp: TcpStream, relay: Arc<Relay>, address: Arc<str>, _slot: OwnedSemaphorePermit) {
-    let stream = match relay.open(&address).await {
+async fn carry(tcp: TcpStream, connection: Connection, address: Arc<str>, _slot: OwnedSemaphorePermit) {
+    let stream = match stream::connect(&connection, &address).await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::warn!(error = %e, "cannot open a stream; resetting the connection");
@@ -117,42 +116,5 @@ async fn carry(tcp: TcpStream, relay: Arc<Relay>, address: Arc<str>, _slot: Owne
     match pipe(tcp, stream).await {
         Ok((to_relay, from_relay)) => tracing::info!(bytes_sent = to_relay, bytes_received = from_relay, "closed"),
         Err(e) => tracing::info!(error = %e, "cut"),
-    }
-}
-
-/// The connection to the relay, made again when it is found lost.
-#[derive(Debug)]
-struct Relay {
-    url: String,
-    options: ConnectOptions,
-    /// The connection, and how many times it was made again.
-    current: Mutex<(u64, Connection)>,
-}
-
-impl Relay {
-    /// Opens a stream to `address`; if the connection turns out lost, connects again (once for
-    /// all the streams that found it lost) and tries once more.
-    async fn open(&self, address: &str) -> Result<RelayStream, OpenError> {
-        let (generation, connection) = self.current.lock().await.clone();
-        match stream::connect(&connection, address).await {
-            Err(OpenError::ConnectionLost(reason)) => {
-                let connection = self.reconnect(generation, &reason).await?;
-                stream::connect(&connection, address).await
-            }
-            opened => opened,
-        }
-    }
-
-    /// Connects again unless another stream already did since `seen`.
-    async fn reconnect(&self, seen: u64, reason: &str) -> Result<Connection, OpenError> {
-        let mut current = self.current.lock().await;
-        if current.0 == seen {
-            tracing::warn!(relay = %self.url, reason, "lost the relay; connecting again");
-            let connection = Connection::connect(&self.url, self.options.clone())
-                .await
-                .map_err(|e| OpenError::ConnectionLost(format!("cannot connect again: {e}")))?;
-            *current = (seen + 1, connection);
-        }
-        Ok(current.1.clone())
     }
 }
