@@ -97,6 +97,8 @@ type Accepted = (End, Option<String>);
 enum Failed {
     /// It cannot be reached: try the next listener.
     Unreachable,
+    /// It did not answer within the handshake (QUIC) or rendezvous (Hybrid Connections) timeout.
+    TimedOut,
     /// It answered no: tell the caller.
     Refused(Refusal),
 }
@@ -118,18 +120,11 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
             return Err(Refusal::new(ErrorCode::NoListener, detail));
         };
         tried.push(id);
-        let limit = match listener {
-            ListenerHandle::Quic(_) => shared.config.handshake_timeout(),
-            ListenerHandle::Hc(_) => shared.config.rendezvous_timeout(),
-        };
-        let opened = tokio::time::timeout(limit, open(shared, &listener, request, channel_id));
-        match opened.await {
-            Ok(Ok((end, protocol))) => {
-                return Ok(Opened { end, listener: id, protocol, listener_dead: listener.dead_signal() });
-            }
-            Ok(Err(Failed::Refused(refusal))) => return Err(refusal),
-            Ok(Err(Failed::Unreachable)) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
-            Err(_) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),
+        match open_within(shared, id, &listener, request, channel_id).await {
+            Ok(opened) => return Ok(opened),
+            Err(Failed::Refused(refusal)) => return Err(refusal),
+            Err(Failed::Unreachable) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
+            Err(Failed::TimedOut) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),
         }
     }
 }
@@ -143,16 +138,29 @@ pub(crate) async fn open_listener(
     request: &ChannelRequest,
 ) -> Result<Opened, Refusal> {
     let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
+    open_within(shared, id, listener, request, channel_id).await.map_err(|failed| match failed {
+        Failed::Refused(refusal) => refusal,
+        Failed::Unreachable => Refusal::new(ErrorCode::NoListener, "listener unreachable"),
+        Failed::TimedOut => Refusal::new(ErrorCode::NoListener, "listener did not answer in time"),
+    })
+}
+
+/// Opens a channel to the listener `id` within its transport's timeout.
+async fn open_within(
+    shared: &Shared,
+    id: ListenerId,
+    listener: &ListenerHandle,
+    request: &ChannelRequest,
+    channel_id: u64,
+) -> Result<Opened, Failed> {
     let limit = match listener {
         ListenerHandle::Quic(_) => shared.config.handshake_timeout(),
         ListenerHandle::Hc(_) => shared.config.rendezvous_timeout(),
     };
-    match tokio::time::timeout(limit, open(shared, listener, request, channel_id)).await {
-        Ok(Ok((end, protocol))) => Ok(Opened { end, listener: id, protocol, listener_dead: listener.dead_signal() }),
-        Ok(Err(Failed::Refused(refusal))) => Err(refusal),
-        Ok(Err(Failed::Unreachable)) => Err(Refusal::new(ErrorCode::NoListener, "listener unreachable")),
-        Err(_) => Err(Refusal::new(ErrorCode::NoListener, "listener did not answer in time")),
-    }
+    let (end, protocol) = tokio::time::timeout(limit, open(shared, listener, request, channel_id))
+        .await
+        .map_err(|_| Failed::TimedOut)??;
+    Ok(Opened { end, listener: id, protocol, listener_dead: listener.dead_signal() })
 }
 
 async fn open(
