@@ -109,7 +109,13 @@ pub(crate) async fn open_channel(
     };
     let handshake = async {
         let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
-        write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
+        // The relay may answer before it has read the hello: a stream counts as opened at the
+        // relay as soon as a later one is, so an open over the rate can be refused, and its
+        // stream stopped, before this task has written a byte. The reply then says why.
+        match write_frame(&mut send, &hello.encode()).await {
+            Ok(()) | Err(ChannelError::Closed) => {}
+            Err(e) => return Err(lost(e)),
+        }
         let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
         match Reply::decode(&body)? {
             Reply::Accepted => Ok((send, recv)),
