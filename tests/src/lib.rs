@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use lab::{LabEvent, LabHost, ServeLab};
 use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::{ConnectOptions, Connection, Host};
-use relay_server::{Config, Relay};
+use relay_server::{Config, Relay, RelayError};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -63,12 +63,30 @@ impl TestRelay {
             ..Config::default()
         };
         configure(&mut config);
-        Self::run(config)
+        Self::bind_retrying(config).await
     }
 
-    fn run(config: Config) -> Self {
-        let relay = Relay::bind(config.clone()).expect("relay binds");
-        Self::start_bound(relay, config)
+    /// Binds the relay's sockets and starts it. Ports a stopped relay held may not be free yet:
+    /// in-process, the old QUIC endpoint keeps its UDP port until its last connection has drained
+    /// (seen up to ~13 s with 200 hosts), where a real restart's process exit frees it at once.
+    async fn bind_retrying(config: Config) -> Self {
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(40);
+        loop {
+            match Relay::bind(config.clone()) {
+                Ok(relay) => {
+                    tracing::debug!(after = ?started.elapsed(), "relay bound its ports");
+                    return Self::start_bound(relay, config);
+                }
+                Err(e @ (RelayError::Endpoint(_) | RelayError::WsBind(_)))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "ports still held; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("relay binds (quic {}, ws {:?}): {e}", config.quic_listen, config.ws_listen),
+            }
+        }
     }
 
     fn start_bound(relay: Relay, config: Config) -> Self {
@@ -177,25 +195,7 @@ impl TestRelay {
         // The new relay owns the data directory from here: this one must not remove it.
         self.dir = PathBuf::new();
         drop(self);
-        // In-process, the old QUIC endpoint keeps its UDP port until its last connection has
-        // drained (seen up to ~13 s with 200 hosts); a real restart's process exit frees it at once.
-        let stopped = tokio::time::Instant::now();
-        let deadline = stopped + Duration::from_secs(40);
-        loop {
-            match Relay::bind(config.clone()) {
-                Ok(relay) => {
-                    tracing::debug!(after = ?stopped.elapsed(), "relay restarted on its ports");
-                    return Self::start_bound(relay, config);
-                }
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "ports still held; retrying");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    panic!("relay rebinds its ports (quic {}, ws {:?}): {e}", config.quic_listen, config.ws_listen)
-                }
-            }
-        }
+        Self::bind_retrying(config).await
     }
 
     /// The data directory.
