@@ -108,14 +108,20 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit
         loop {
             tokio::select! {
                 accepted = connection.accept_bi() => match accepted {
-                    Ok((send, recv)) if opens.try_take(Instant::now()) => {
-                        let open = grant.opened(&connection);
-                        streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv, open));
-                    }
-                    Ok((send, recv)) => {
+                    Ok((send, recv)) if !opens.try_take(Instant::now()) => {
                         tracing::debug!("channel opens over the rate; refusing");
                         streams.spawn(refuse(send, recv, ErrorCode::RateLimited, "too many channel opens"));
                     }
+                    Ok((send, recv)) => match grant.opened(&connection) {
+                        Some(open) => {
+                            streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv, open));
+                        }
+                        None => {
+                            tracing::debug!("channels over the connection's limit; refusing");
+                            let detail = "too many channels open on this connection";
+                            streams.spawn(refuse(send, recv, ErrorCode::Busy, detail));
+                        }
+                    },
                     Err(e) => { tracing::debug!(reason = %e, "disconnected"); break; }
                 },
                 Some(_) = streams.join_next(), if !streams.is_empty() => {}

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use lab::{LabEvent, LabHost, ServeLab};
 use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::{ConnectOptions, Connection, Host};
-use relay_server::{Config, Relay, RelayError};
+use relay_server::{Config, Relay, RelayError, Stats};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -31,6 +31,8 @@ pub struct TestRelay {
     pub ws_url: String,
     /// The TCP address of `wss://`.
     pub ws_addr: std::net::SocketAddr,
+    /// The relay's live counters.
+    pub stats: Stats,
     dir: PathBuf,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
@@ -94,6 +96,7 @@ impl TestRelay {
         let addr = relay.quic_addr();
         let ws_addr = relay.ws_addr().expect("wss enabled");
         let cert = relay.cert_path().to_owned();
+        let stats = relay.stats();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(relay.run(async {
             let _ = rx.await;
@@ -104,6 +107,7 @@ impl TestRelay {
             addr,
             ws_url: format!("wss://{ws_addr}"),
             ws_addr,
+            stats,
             dir,
             config,
             shutdown: Some(tx),

@@ -160,8 +160,13 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
             }
         };
         let route = routes.lock().unwrap_or_else(PoisonError::into_inner).get(&incoming.address).cloned();
+        let over_limit = open.is_none();
         let pending = PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame, open });
         let channel = IncomingChannel::new(incoming, pending);
+        if over_limit {
+            channel.reject_in_background(ErrorCode::Busy, "the host has as many channels open as it allows");
+            continue;
+        }
         match route {
             None => channel.reject_in_background(ErrorCode::NoListener, "not listening on this address"),
             Some(route) => match route.try_send(channel) {
@@ -184,15 +189,16 @@ pub(crate) struct QuicPending {
     send: SendStream,
     recv: RecvStream,
     max_frame: usize,
-    /// Counts the stream in the host's grant until the channel (or its refusal) is done.
-    open: OpenStream,
+    /// Counts the stream in the host's grant until the channel (or its refusal) is done; `None`
+    /// for a stream over the grant, which is refused.
+    open: Option<OpenStream>,
 }
 
 impl QuicPending {
     /// Answers `Accepted`; the stream carries the channel from now on.
     pub(crate) async fn accept(mut self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
         write_frame(&mut self.send, &Reply::Accepted.encode()).await?;
-        Ok(super::channel(self.send, self.recv, self.max_frame, Some(self.open), address, id))
+        Ok(super::channel(self.send, self.recv, self.max_frame, self.open, address, id))
     }
 
     /// Answers with a refusal, which the relay passes to the caller.
