@@ -42,7 +42,13 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     let idle = idle_channels(&mut relay, &quic, plan.channels, OPEN_QUIC_AT_ONCE).await.context("QUIC channels")?;
     quic_host.stop().await;
 
+    progress("scale", "stopping that relay");
+    relay.stop().await;
+
+    // A fresh relay for WebSocket channels: memory the QUIC channels left free in the first one
+    // would take their allocations without growing the process, and hide what they cost.
     progress("scale", &format!("{} idle WebSocket channels", plan.wss_channels));
+    let mut relay = RelayProc::start("scale-wss", max_channels).await?;
     let wss_host = relay.start_host(false, true, false).await?;
     let wss = relay.target(&relay.wss_url, WSS_ADDRESS);
     let idle_wss =

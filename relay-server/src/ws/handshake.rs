@@ -130,7 +130,7 @@ pub(crate) async fn upgrade(
 }
 
 /// The read buffer of each WebSocket: one TLS record's worth.
-const WS_READ_BUFFER: usize = 16 * 1024;
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// Answers with an error status and closes. The description goes in the reason phrase (as
 /// Azure's relay does) and in the body.
