@@ -50,6 +50,12 @@ use crate::url::{RelayUrl, Scheme};
 
 pub(crate) use control::WsRegistration;
 
+
+/// Bytes read from a WebSocket at a time. tungstenite zero-fills this much before every read, so
+/// a large buffer costs a memset per read (and its size in memory per socket), while a large
+/// message reserves its own length anyway; rustls itself reads 4 KiB at a time.
+const READ_BUFFER: usize = 4 * 1024;
+
 /// A WebSocket to the relay.
 type WsStream = WebSocketStream<Heard<MaybeTls>>;
 
@@ -188,10 +194,9 @@ impl WsLink {
         headers: &[(&str, &str)],
         max_message: usize,
     ) -> Result<Upgrade<Heard<MaybeTls>>, DialError> {
-        let read_buffer = if max_message <= MAX_HANDSHAKE_FRAME { 4 * 1024 } else { 64 * 1024 };
         let write_buffer = WebSocketConfig::default().write_buffer_size;
         let config = WebSocketConfig::default()
-            .read_buffer_size(read_buffer)
+            .read_buffer_size(READ_BUFFER)
             .max_write_buffer_size(write_buffer.saturating_add(max_message).saturating_add(1024))
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message));
