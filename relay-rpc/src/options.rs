@@ -131,7 +131,8 @@ impl ConnectOptions {
         self
     }
 
-    /// How many channels a host lets the relay have open to it at once (default 10,000).
+    /// How many channels a host lets the relay have open to it at once (default 10,000); the
+    /// host refuses one more as busy, and the relay tells its caller.
     pub fn with_max_incoming_channels(mut self, max: u32) -> Self {
         self.max_incoming_channels = max;
         self
