@@ -50,7 +50,6 @@ use crate::url::{RelayUrl, Scheme};
 
 pub(crate) use control::WsRegistration;
 
-
 /// Bytes read from a WebSocket at a time. tungstenite zero-fills this much before every read, so
 /// a large buffer costs a memset per read (and its size in memory per socket), while a large
 /// message reserves its own length anyway; rustls itself reads 4 KiB at a time.
