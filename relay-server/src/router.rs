@@ -103,16 +103,21 @@ enum Failed {
     Refused(Refusal),
 }
 
-/// Picks listeners round-robin until one takes the channel or refuses it.
+/// Picks listeners round-robin until one takes the channel or refuses it. A listener that
+/// refuses as busy (its host is at its own channel limit) passes the channel on to the next.
 pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<Opened, Refusal> {
     if shared.draining() {
         return Err(Refusal::new(ErrorCode::ShuttingDown, "relay is shutting down"));
     }
     let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
     let mut tried = Vec::new();
+    let mut busy = None;
     loop {
         let picked = shared.registry().pick(&request.address, &tried);
         let Some((id, listener)) = picked else {
+            if let Some(refusal) = busy {
+                return Err(refusal);
+            }
             if shared.registry().all_full(&request.address) {
                 return Err(Refusal::new(ErrorCode::Busy, "every listener is at its channel limit"));
             }
@@ -122,6 +127,10 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
         tried.push(id);
         match open_within(shared, id, &listener, request, channel_id).await {
             Ok(opened) => return Ok(opened),
+            Err(Failed::Refused(refusal)) if refusal.code == ErrorCode::Busy => {
+                tracing::debug!(listener = id, "listener busy, trying the next");
+                busy = Some(refusal);
+            }
             Err(Failed::Refused(refusal)) => return Err(refusal),
             Err(Failed::Unreachable) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
             Err(Failed::TimedOut) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),

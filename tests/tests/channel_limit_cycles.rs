@@ -82,3 +82,18 @@ async fn a_channel_over_the_hosts_limit_is_refused() {
     let (relay, _host) = start(LIMIT * 100, LIMIT).await;
     one_over_the_limit_is_refused(&relay).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_at_its_limit_passes_channels_to_another_host() {
+    let (relay, _full) = start(LIMIT * 100, 2).await;
+    let roomy = Host::connect(&relay.url, relay.options()).await.unwrap();
+    tokio::spawn(roomy.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
+    let caller = relay.caller().await;
+    // Round-robin sends every other channel to the host that takes two: all but two of those
+    // are passed on to the other host.
+    let stubs = open_all(&caller, 20).await;
+    for (i, stub) in stubs.iter().enumerate() {
+        let i = i as i64;
+        assert_eq!(stub.add(CallContext::with_timeout(Duration::from_secs(5)), i, 1).await.unwrap(), i + 1);
+    }
+}
