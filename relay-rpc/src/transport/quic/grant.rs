@@ -29,13 +29,14 @@ pub struct StreamGrant {
 }
 
 impl StreamGrant {
-    /// What a connection whose peer may have at most `max` streams open grants at its handshake
-    /// (the transport configuration's `max_concurrent_bidi_streams`).
+    /// What a connection whose peer may have at most `max` streams open allows at the QUIC level
+    /// at its handshake (the transport configuration's `max_concurrent_bidi_streams`): the first
+    /// grant, with its allowance.
     pub fn initial(max: u32) -> u32 {
         allowance(INITIAL.min(max))
     }
 
-    /// A grant of [`initial`](Self::initial)`(max)`, growing up to `max`.
+    /// A grant of 32 streams (or `max`, if fewer), growing up to `max`.
     pub fn new(max: u32) -> Self {
         Self { granted: INITIAL.min(max), max, open: Arc::default() }
     }
