@@ -176,6 +176,10 @@ impl TestRelay {
 
     /// Signals shutdown and waits for the relay to drain and stop.
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -187,12 +191,7 @@ impl TestRelay {
     /// Stops the relay and starts it again on the same ports, with the same data directory
     /// (certificate and keys) and configuration, as an operator's restart would.
     pub async fn restart(mut self) -> Self {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.shut_down().await;
         let mut config = self.config.clone();
         config.quic_listen = self.addr;
         config.ws_listen = Some(self.ws_addr);

@@ -4,7 +4,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use bytes::Bytes;
 
 use crate::caller::{Caller, Target};
 use crate::child::ChildProc;
@@ -288,27 +287,28 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// Bytes of `size`-byte payloads, counted one way (the payload once per call), echoed one call
 /// at a time for `duration` (and at least 3 calls), after one untimed call that checks the echo.
 async fn bulk(caller: &Caller, size: usize, duration: Duration) -> anyhow::Result<Rate> {
-    let data: Bytes = payload(size);
-    ensure!(caller.echo(data.clone()).await? == data, "the echo came back different");
-    let start = Instant::now();
-    let mut calls = 0usize;
-    while calls < 3 || start.elapsed() < duration {
-        let back = caller.echo(data.clone()).await?;
-        ensure!(back.len() == size, "the echo came back with {} bytes", back.len());
-        calls += 1;
-    }
-    Ok(Rate { amount: (calls * size) as f64, secs: start.elapsed().as_secs_f64() })
+    bulk_of(payload(size), duration, |data| caller.echo(data)).await
 }
 
-/// [`bulk`] with `Vec<u8>` payloads, which serde encodes byte by byte.
+/// [`bulk`] with `Vec<u8>` payloads, which the generated stubs encode as one byte string.
 async fn bulk_vec(caller: &Caller, size: usize, duration: Duration) -> anyhow::Result<Rate> {
-    let data: Vec<u8> = payload(size).to_vec();
-    ensure!(caller.echo_vec(data.clone()).await? == data, "the echo came back different");
+    bulk_of(payload(size).to_vec(), duration, |data| caller.echo_vec(data)).await
+}
+
+/// [`bulk`] of `data`, echoed by `echo`.
+async fn bulk_of<P, F, Fut>(data: P, duration: Duration, echo: F) -> anyhow::Result<Rate>
+where
+    P: Clone + PartialEq + AsRef<[u8]>,
+    F: Fn(P) -> Fut,
+    Fut: Future<Output = anyhow::Result<P>>,
+{
+    let size = data.as_ref().len();
+    ensure!(echo(data.clone()).await? == data, "the echo came back different");
     let start = Instant::now();
     let mut calls = 0usize;
     while calls < 3 || start.elapsed() < duration {
-        let back = caller.echo_vec(data.clone()).await?;
-        ensure!(back.len() == size, "the echo came back with {} bytes", back.len());
+        let back = echo(data.clone()).await?;
+        ensure!(back.as_ref().len() == size, "the echo came back with {} bytes", back.as_ref().len());
         calls += 1;
     }
     Ok(Rate { amount: (calls * size) as f64, secs: start.elapsed().as_secs_f64() })
