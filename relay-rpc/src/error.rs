@@ -80,6 +80,16 @@ pub enum OpenError {
     /// The relay broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The channel's hello (address, token and contract) is larger than a relay reads from a
+    /// peer it has not authorized yet ([`MAX_HELLO_FRAME`](crate::proto::MAX_HELLO_FRAME)): a
+    /// contract of too many methods, or too long a token.
+    #[error("the channel's hello of {len} bytes exceeds the limit of {max}")]
+    HelloTooLarge {
+        /// The hello's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl OpenError {

@@ -65,11 +65,20 @@ pub struct Config {
     pub key_file: Option<PathBuf>,
     /// How long a connection or stream may take to say what it wants. Default 10 s.
     pub handshake_timeout_ms: u64,
-    /// Handshakes (QUIC connections being set up, WebSocket upgrades being read) in progress at
-    /// once; beyond, new ones are refused at once. Default 4096.
+    /// Handshakes in progress at once, per transport (QUIC and WebSocket each have a pool this
+    /// large, so a flood on one does not keep the other's clients out); beyond, new ones are
+    /// refused at once. A QUIC connection is in its handshake until its first authorized hello
+    /// (a connection without one is closed after `handshake_timeout_ms`); a WebSocket until its
+    /// request head is read. Past half of the QUIC pool, a client whose address QUIC has not
+    /// validated yet is sent a Retry first, so spoofed sources cannot hold slots. Default 4096.
     pub max_pending_handshakes: usize,
-    /// The same, per source IP address, so one source cannot use them all. Default 256.
+    /// The same, per source (an IPv4 address or an IPv6 /64), so one source cannot use them all.
+    /// Default 256.
     pub max_pending_handshakes_per_ip: usize,
+    /// Connections one source (an IPv4 address or an IPv6 /64) may have open at once: QUIC
+    /// connections and TCP connections (each WebSocket sender channel is one) together; beyond,
+    /// new ones are refused at once. Default 4096.
+    pub max_connections_per_ip: usize,
     /// Channels one caller may open per second, on average: a token bucket per QUIC connection,
     /// and per source IP for WebSocket senders (each of which is a connection of its own). An
     /// open beyond it is refused at once with
@@ -101,6 +110,10 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Per-stream flow-control window, bounding what the relay buffers per channel. Default 1 MiB.
     pub stream_window_bytes: u32,
+    /// Per-connection flow-control window of a QUIC connection, bounding what the relay buffers
+    /// for all of its channels together. Until a connection's first authorized hello it is
+    /// 256 KiB, whatever this says. Default 16 MiB.
+    pub connection_window_bytes: u32,
     /// The host names tokens may be signed for (scheme and port are ignored).
     /// Default `localhost`, `127.0.0.1`, `::1`.
     pub hostnames: Vec<String>,
@@ -210,6 +223,7 @@ impl Default for Config {
             handshake_timeout_ms: 10_000,
             max_pending_handshakes: 4096,
             max_pending_handshakes_per_ip: 256,
+            max_connections_per_ip: 4096,
             channel_opens_per_sec: 1000,
             channel_open_burst: 1000,
             rendezvous_timeout_ms: 30_000,
@@ -220,6 +234,7 @@ impl Default for Config {
             max_channels_per_listener: 10_000,
             max_channels_per_connection: 10_000,
             stream_window_bytes: 1024 * 1024,
+            connection_window_bytes: 16 * 1024 * 1024,
             max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
@@ -259,6 +274,7 @@ impl Config {
             || self.max_channels_per_listener == 0
             || self.max_pending_handshakes == 0
             || self.max_pending_handshakes_per_ip == 0
+            || self.max_connections_per_ip == 0
             || self.channel_opens_per_sec == 0
             || self.channel_open_burst == 0
             || self.multicast_queue_frames == 0
@@ -268,6 +284,9 @@ impl Config {
         }
         if self.stream_window_bytes < 16 * 1024 {
             return invalid("stream_window_bytes must be at least 16 KiB");
+        }
+        if self.connection_window_bytes < self.stream_window_bytes {
+            return invalid("connection_window_bytes must be at least stream_window_bytes");
         }
         if self.hostnames.is_empty() {
             return invalid("hostnames must name at least one host");

@@ -1,82 +1,122 @@
-//! Bounds on handshakes in progress, in total and per source IP, so that a flood of stalled
-//! handshakes from one place cannot keep anyone else out; and on the rate at which one caller
-//! opens channels, so that a flood of opens and cancellations costs others little.
+//! Bounds per source of traffic: slots in a pool (handshakes in progress, connections open),
+//! in total and per source, so that a flood from one place cannot keep anyone else out; and the
+//! rate at which one caller opens channels, so that a flood of opens and cancellations costs
+//! others little. Sans-IO but for the locks: callers say what time it is.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::state::Shared;
+/// Where traffic comes from, for limits per source: an IPv4 address, or an IPv6 /64. One machine
+/// commonly holds a whole /64, so limits per IPv6 address would limit nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Source(IpAddr);
 
-/// Counts of handshakes in progress.
-#[derive(Debug, Default)]
-pub(crate) struct HandshakeCounts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
+impl Source {
+    /// The source `ip` belongs to (an IPv4-mapped IPv6 address is its IPv4 address).
+    pub(crate) fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self(ip),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Self(IpAddr::V4(v4)),
+                None => Self(IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX)))),
+            },
+        }
+    }
 }
 
-impl HandshakeCounts {
-    /// Takes a slot for `ip` unless a limit is reached.
-    pub(crate) fn try_take(&mut self, ip: IpAddr, max_total: usize, max_per_ip: usize) -> bool {
-        let of_ip = self.per_ip.entry(ip).or_default();
-        if self.total >= max_total || *of_ip >= max_per_ip {
-            if *of_ip == 0 {
-                self.per_ip.remove(&ip);
-            }
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => v4.fmt(f),
+            IpAddr::V6(v6) => write!(f, "{v6}/64"),
+        }
+    }
+}
+
+/// Counts of slots held, in total and per source.
+#[derive(Debug, Default)]
+struct SlotCounts {
+    total: usize,
+    per_source: HashMap<Source, usize>,
+}
+
+impl SlotCounts {
+    /// Takes a slot for `source` unless a limit is reached.
+    fn try_take(&mut self, source: Source, max_total: usize, max_per_source: usize) -> bool {
+        let of_source = self.per_source.get(&source).copied().unwrap_or(0);
+        if self.total >= max_total || of_source >= max_per_source {
             return false;
         }
-        *of_ip += 1;
+        self.per_source.insert(source, of_source + 1);
         self.total += 1;
         true
     }
 
-    /// Gives back a slot of `ip`.
-    pub(crate) fn give_back(&mut self, ip: IpAddr) {
-        if let Some(of_ip) = self.per_ip.get_mut(&ip) {
-            *of_ip -= 1;
+    /// Gives back a slot of `source`.
+    fn give_back(&mut self, source: Source) {
+        if let Some(of_source) = self.per_source.get_mut(&source) {
+            *of_source -= 1;
             self.total -= 1;
-            if *of_ip == 0 {
-                self.per_ip.remove(&ip);
+            if *of_source == 0 {
+                self.per_source.remove(&source);
             }
         }
     }
 }
 
-/// A handshake slot, given back when dropped.
+/// A bounded pool of slots shared by every connection of one kind (QUIC handshakes, WebSocket
+/// handshakes, connections open): at most `max_total` taken, at most `max_per_source` by one
+/// source.
 #[derive(Debug)]
-pub(crate) struct HandshakePermit {
-    shared: Arc<Shared>,
-    ip: IpAddr,
+pub(crate) struct SlotPool {
+    what: &'static str,
+    max_total: usize,
+    max_per_source: usize,
+    counts: Mutex<SlotCounts>,
 }
 
-impl HandshakePermit {
-    /// A slot for a handshake from `ip`, if the limits allow one.
-    pub(crate) fn try_new(shared: &Arc<Shared>, ip: IpAddr) -> Option<Self> {
-        let config = &shared.config;
-        let taken =
-            shared.handshakes().try_take(ip, config.max_pending_handshakes, config.max_pending_handshakes_per_ip);
-        if !taken {
-            tracing::debug!(%ip, "too many handshakes in progress; refusing");
+impl SlotPool {
+    pub(crate) fn new(what: &'static str, max_total: usize, max_per_source: usize) -> Arc<Self> {
+        Arc::new(Self { what, max_total, max_per_source, counts: Mutex::default() })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for `ip`, if the limits allow one; given back when dropped.
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let source = Source::of(ip);
+        if !self.counts().try_take(source, self.max_total, self.max_per_source) {
+            tracing::debug!(%source, what = self.what, "over the limit; refusing");
             return None;
         }
-        Some(Self { shared: shared.clone(), ip })
+        Some(Slot { pool: self.clone(), source })
+    }
+
+    /// Whether at least half of the pool is taken.
+    pub(crate) fn under_pressure(&self) -> bool {
+        self.counts().total.saturating_mul(2) >= self.max_total
+    }
+
+    /// Slots taken now.
+    pub(crate) fn taken(&self) -> usize {
+        self.counts().total
     }
 }
 
-impl Drop for HandshakePermit {
+/// A slot of a [`SlotPool`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pool: Arc<SlotPool>,
+    source: Source,
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.handshakes().give_back(self.ip);
-    }
-}
-
-/// The counts behind a lock held for an update only.
-#[derive(Debug, Default)]
-pub(crate) struct Handshakes(Mutex<HandshakeCounts>);
-
-impl Handshakes {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HandshakeCounts> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.pool.counts().give_back(self.source);
     }
 }
 
@@ -102,6 +142,12 @@ impl TokenBucket {
         Self::new(config.channel_opens_per_sec, config.channel_open_burst, now)
     }
 
+    /// How long an untouched bucket takes to fill up from empty; past it, forgetting the bucket
+    /// changes nothing.
+    fn refill_time(&self) -> Duration {
+        Duration::from_secs_f64(self.burst / self.rate)
+    }
+
     fn refill(&mut self, now: Instant) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -117,38 +163,55 @@ impl TokenBucket {
         self.tokens -= 1.0;
         true
     }
-
-    /// Whether the bucket has refilled, so forgetting it changes nothing.
-    fn is_full(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= self.burst
-    }
 }
 
-/// One token bucket per source IP, for callers whose every channel is a connection of its own
-/// (WebSocket senders). Buckets that have refilled are forgotten once there are many, so the
-/// table stays as large as the set of sources that opened channels recently.
-#[derive(Debug, Default)]
-pub(crate) struct OpenRates(Mutex<HashMap<IpAddr, TokenBucket>>);
+/// One token bucket per source, for callers whose every channel is a connection of its own
+/// (WebSocket senders). Buckets expire by time, in two generations: every refill time the older
+/// generation is forgotten whole and the newer one becomes older. A bucket untouched for a
+/// whole generation has refilled, so forgetting it changes nothing, and no request ever pays
+/// for a sweep of the others.
+#[derive(Debug)]
+pub(crate) struct OpenRates(Mutex<Generations>);
 
-/// How many buckets are kept before full ones are swept out.
-const SWEEP_ABOVE: usize = 1024;
+#[derive(Debug)]
+struct Generations {
+    current: HashMap<Source, TokenBucket>,
+    previous: HashMap<Source, TokenBucket>,
+    started: Instant,
+}
 
 impl OpenRates {
-    /// Takes a token from `ip`'s bucket.
+    pub(crate) fn new(now: Instant) -> Self {
+        Self(Mutex::new(Generations { current: HashMap::new(), previous: HashMap::new(), started: now }))
+    }
+
+    /// Takes a token from the bucket of `ip`'s source.
     pub(crate) fn try_take(&self, ip: IpAddr, config: &crate::Config, now: Instant) -> bool {
-        let mut buckets = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= SWEEP_ABOVE && !buckets.contains_key(&ip) {
-            buckets.retain(|_, bucket| !bucket.is_full(now));
+        let source = Source::of(ip);
+        let mut generations = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = TokenBucket::for_caller(config, now);
+        if now.saturating_duration_since(generations.started) >= fresh.refill_time() {
+            let current = std::mem::take(&mut generations.current);
+            generations.previous = current;
+            generations.started = now;
         }
-        buckets.entry(ip).or_insert_with(|| TokenBucket::for_caller(config, now)).try_take(now)
+        let bucket = match generations.previous.remove(&source) {
+            Some(bucket) => generations.current.entry(source).or_insert(bucket),
+            None => generations.current.entry(source).or_insert(fresh),
+        };
+        bucket.try_take(now)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let generations = self.0.lock().unwrap();
+        generations.current.len() + generations.previous.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {
@@ -163,39 +226,55 @@ mod tests {
     }
 
     #[test]
-    fn per_ip_buckets_are_apart_and_swept() {
+    fn per_source_buckets_are_apart_and_expire_by_time() {
         let config = crate::Config { channel_opens_per_sec: 1, channel_open_burst: 2, ..Default::default() };
-        let rates = OpenRates::default();
         let now = Instant::now();
+        let rates = OpenRates::new(now);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         assert!(rates.try_take(a, &config, now) && rates.try_take(a, &config, now));
         assert!(!rates.try_take(a, &config, now), "a's burst is spent");
         assert!(rates.try_take(b, &config, now), "b has its own");
-        for n in 0..SWEEP_ABOVE as u32 {
+        for n in 0..5000u32 {
             rates.try_take(IpAddr::from(n.to_be_bytes()), &config, now);
         }
-        let later = now + Duration::from_secs(10);
-        rates.try_take("10.0.0.3".parse().unwrap(), &config, later);
-        assert_eq!(rates.0.lock().unwrap().len(), 1, "refilled buckets are forgotten");
+        assert_eq!(rates.len(), 5002, "no sweep while the generation lasts");
+        // A bucket spent just before a generation ends is remembered in the next one...
+        let end_of_first = now + Duration::from_millis(1900);
+        while rates.try_take(b, &config, end_of_first) {}
+        let next = now + Duration::from_millis(2100);
+        assert!(!rates.try_take(b, &config, next), "b is still spent after the rotation (0.2 tokens)");
+        // ...and the untouched ones are forgotten one generation later.
+        let much_later = next + Duration::from_millis(2100);
+        rates.try_take("10.0.0.3".parse().unwrap(), &config, much_later);
+        assert_eq!(rates.len(), 2, "b and 10.0.0.3 only");
     }
 
     #[test]
-    fn limits_per_ip_and_in_total() {
-        let mut counts = HandshakeCounts::default();
+    fn ipv6_sources_are_slash_64s_and_mapped_ipv4_is_ipv4() {
+        let a = Source::of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        assert_eq!(a, Source::of("2001:db8:1:2:ffff:1:2:3".parse().unwrap()));
+        assert_ne!(a, Source::of("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(a.to_string(), "2001:db8:1:2::/64");
+        assert_eq!(Source::of("::ffff:10.0.0.1".parse().unwrap()), Source::of("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn pools_limit_per_source_and_in_total() {
+        let pool = SlotPool::new("test", 3, 2);
         let (a, b, c): (IpAddr, IpAddr, IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
-        assert!(counts.try_take(a, 3, 2));
-        assert!(counts.try_take(a, 3, 2));
-        assert!(!counts.try_take(a, 3, 2), "per-ip limit");
-        assert!(counts.try_take(b, 3, 2));
-        assert!(!counts.try_take(c, 3, 2), "total limit");
-        counts.give_back(a);
-        assert!(counts.try_take(c, 3, 2));
-        counts.give_back(a);
-        counts.give_back(b);
-        counts.give_back(c);
-        counts.give_back(c); // more than taken: ignored
-        assert_eq!(counts.total, 0);
-        assert!(counts.per_ip.is_empty());
+        let a1 = pool.try_take(a).unwrap();
+        let _a2 = pool.try_take(a).unwrap();
+        assert!(pool.try_take(a).is_none(), "per-source limit");
+        assert!(pool.under_pressure());
+        let _b1 = pool.try_take(b).unwrap();
+        assert!(pool.try_take(c).is_none(), "total limit");
+        drop(a1);
+        let c1 = pool.try_take(c).unwrap();
+        drop(c1);
+        assert_eq!(pool.taken(), 2);
+        let v6 = SlotPool::new("test", 10, 1);
+        let _x = v6.try_take("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(v6.try_take("2001:db8::2".parse().unwrap()).is_none(), "the same /64");
     }
 }

@@ -7,15 +7,18 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
 use std::time::{Duration, Instant};
 
+use std::sync::{Mutex, PoisonError};
+
 use relay_rpc::__wire::{OpenStream, StreamGrant, read_frame, read_frame_within, write_frame};
 use relay_rpc::auth::{Right, unix_now};
-use relay_rpc::proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use relay_rpc::proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::certs::Identity;
 use crate::config::Config;
-use crate::limits::{HandshakePermit, TokenBucket};
+use crate::limits::{Slot, TokenBucket};
 use crate::multicast;
 use crate::router::{ChannelRequest, ListenerHandle, route};
 use crate::splice::{End, Pipe, cut, splice};
@@ -59,8 +62,21 @@ fn transport_config(config: &Config) -> TransportConfig {
     transport.max_concurrent_bidi_streams(VarInt::from_u32(StreamGrant::initial(config.max_channels_per_connection)));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
     transport.stream_receive_window(VarInt::from_u32(config.stream_window_bytes));
+    // What a connection may make the relay buffer before it has shown a token; raised to
+    // `connection_window_bytes` by its first authorized hello.
+    transport.receive_window(VarInt::from_u32(UNAUTHORIZED_WINDOW.min(config.connection_window_bytes)));
     transport
 }
+
+/// The connection-level receive window of a connection without an authorized hello yet: room
+/// for [`PENDING_HELLOS`] hellos and some channel bytes behind them, nothing like the megabytes
+/// an authorized connection gets.
+const UNAUTHORIZED_WINDOW: u32 = 256 * 1024;
+
+/// Streams of one connection that may be reading their hello at once. Streams beyond wait in
+/// quinn (within the connection's receive window) until one is done: a peer that opens a
+/// thousand streams and sends each four bytes of a length costs the relay these few.
+const PENDING_HELLOS: usize = 8;
 
 /// Accepts connections until the relay drains; then waits for open ones until it closes.
 pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
@@ -68,10 +84,7 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
-                Some(incoming) => match HandshakePermit::try_new(&shared, incoming.remote_address().ip()) {
-                    Some(permit) => { connections.spawn(serve_connection(shared.clone(), incoming, permit)); }
-                    None => incoming.refuse(),
-                },
+                Some(incoming) => admit(&shared, incoming, &mut connections),
                 None => break,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -86,35 +99,85 @@ pub(crate) async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>) {
     .await;
 }
 
+/// Takes a new connection's slots, or turns it away: with a Retry while the handshake pool is
+/// half full and the client's address is not yet validated (stateless, so a spoofed source holds
+/// nothing and never comes back), refused when its source is over a limit.
+fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut JoinSet<()>) {
+    let ip = incoming.remote_address().ip();
+    if !incoming.remote_address_validated() && incoming.may_retry() && shared.quic_handshakes.under_pressure() {
+        tracing::debug!(%ip, "many handshakes in progress; asking for a retry");
+        match incoming.retry() {
+            Ok(()) => {
+                shared.quic_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => e.into_incoming().refuse(),
+        }
+        return;
+    }
+    let Some(handshake) = shared.quic_handshakes.try_take(ip) else { return incoming.refuse() };
+    let Some(open) = shared.connections.try_take(ip) else { return incoming.refuse() };
+    connections.spawn(serve_connection(shared.clone(), incoming, Gate::new(handshake), open));
+}
+
+/// A connection's handshake slot, held until one of its streams presents an authorized hello:
+/// until then the connection counts as a handshake in progress, within its window of
+/// [`UNAUTHORIZED_WINDOW`] and a deadline.
+#[derive(Debug)]
+struct Gate(Mutex<Option<Slot>>);
+
+impl Gate {
+    fn new(handshake: Slot) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Some(handshake))))
+    }
+
+    /// Lets the connection through, once: gives back its handshake slot and opens its window.
+    fn pass(&self, connection: &Connection, window: u32) {
+        if self.0.lock().unwrap_or_else(PoisonError::into_inner).take().is_some() {
+            connection.set_receive_window(VarInt::from_u32(window));
+        }
+    }
+
+    fn passed(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).is_none()
+    }
+}
+
 /// Closes every QUIC connection with [`StreamCode::RelayShutdown`].
 pub(crate) fn close(endpoint: &Endpoint) {
     endpoint.close(VarInt::from_u64(StreamCode::RelayShutdown.to_u64()).unwrap_or_default(), b"relay shutting down");
 }
 
-async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit: HandshakePermit) {
+/// Serves one connection: its handshake, then its streams, each with its own hello. `_open`
+/// counts it against its source's connections while it lives.
+async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: Arc<Gate>, _open: Slot) {
     let remote = incoming.remote_address();
-    let connection = match tokio::time::timeout(shared.config.handshake_timeout(), incoming).await {
+    // One deadline for the QUIC handshake and the first authorized hello.
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let connection = match tokio::time::timeout_at(deadline, incoming).await {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "handshake failed"),
         Err(_) => return tracing::debug!(%remote, "handshake timed out"),
     };
-    drop(permit);
     let span = tracing::debug_span!("connection", %remote, id = connection.stable_id());
     async move {
         tracing::debug!("connected");
         let mut streams = JoinSet::new();
+        let hellos = Arc::new(Semaphore::new(PENDING_HELLOS));
         let mut opens = TokenBucket::for_caller(&shared.config, Instant::now());
         let mut grant = StreamGrant::new(shared.config.max_channels_per_connection);
+        let unauthorized = tokio::time::sleep_until(deadline);
+        tokio::pin!(unauthorized);
         loop {
             tokio::select! {
-                accepted = connection.accept_bi() => match accepted {
+                (slot, accepted) = next_stream(&connection, &hellos) => match accepted {
                     Ok((send, recv)) if !opens.try_take(Instant::now()) => {
                         tracing::debug!("channel opens over the rate; refusing");
                         streams.spawn(refuse(send, recv, ErrorCode::RateLimited, "too many channel opens"));
                     }
-                    Ok((send, recv)) => match grant.opened(&connection) {
+                    Ok((send, recv)) => match grant.opened() {
                         Some(open) => {
-                            streams.spawn(serve_stream(shared.clone(), connection.clone(), send, recv, open));
+                            let stream = Stream { send, recv, open, hello: slot };
+                            streams.spawn(serve_stream(shared.clone(), connection.clone(), gate.clone(), stream));
                         }
                         None => {
                             tracing::debug!("channels over the connection's limit; refusing");
@@ -125,6 +188,15 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit
                     Err(e) => { tracing::debug!(reason = %e, "disconnected"); break; }
                 },
                 Some(_) = streams.join_next(), if !streams.is_empty() => {}
+                // The condition is checked when the select starts, the gate again when it fires.
+                () = &mut unauthorized, if !gate.passed() => {
+                    if gate.passed() {
+                        continue;
+                    }
+                    tracing::debug!("no authorized hello in time; closing");
+                    connection.close(VarInt::from_u64(StreamCode::HandshakeTimeout.to_u64()).unwrap_or_default(), b"");
+                    break;
+                }
             }
         }
         // Every stream of a closed connection fails at once; let each task clean up its side.
@@ -134,15 +206,34 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, permit
     .await
 }
 
-/// Serves one stream a peer opened; `_open` counts it in the connection's stream grant.
-async fn serve_stream(
-    shared: Arc<Shared>,
-    connection: Connection,
-    mut send: SendStream,
-    mut recv: RecvStream,
-    _open: OpenStream,
-) {
-    let hello = match read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, shared.config.handshake_timeout()).await {
+/// The next stream the peer opens, once fewer than [`PENDING_HELLOS`] are reading their hello.
+/// Cancel-safe: dropped before it resolves, it gives the slot back and takes no stream.
+async fn next_stream(
+    connection: &Connection,
+    hellos: &Arc<Semaphore>,
+) -> (Option<OwnedSemaphorePermit>, Result<(SendStream, RecvStream), quinn::ConnectionError>) {
+    // The semaphore is never closed; were it, streams would be read without a slot.
+    let slot = hellos.clone().acquire_owned().await.ok();
+    (slot, connection.accept_bi().await)
+}
+
+/// A stream a peer opened, before its hello is read.
+struct Stream {
+    send: SendStream,
+    recv: RecvStream,
+    /// Counts the stream in the connection's stream grant while it lives.
+    open: OpenStream,
+    /// One of the connection's [`PENDING_HELLOS`], given back once the hello is read.
+    hello: Option<OwnedSemaphorePermit>,
+}
+
+/// Serves one stream a peer opened: reads its hello, authorizes it, and serves the listener or
+/// the caller it says it is.
+async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gate>, stream: Stream) {
+    let Stream { mut send, mut recv, mut open, hello } = stream;
+    let read = read_frame_within(&mut recv, MAX_HELLO_FRAME, shared.config.handshake_timeout()).await;
+    drop(hello);
+    let hello = match read {
         Ok(Some(body)) => match Hello::decode(&body) {
             Ok(hello) => hello,
             Err(e) => return refuse(send, recv, ErrorCode::BadRequest, &e.to_string()).await,
@@ -156,32 +247,37 @@ async fn serve_stream(
             return cut(&mut send, &mut recv, StreamCode::ProtocolError);
         }
     };
+    let (right, token) = match &hello {
+        Hello::Listen { token, .. } => (Right::Listen, token),
+        Hello::Connect { token, .. } => (Right::Send, token),
+        _ => return refuse(send, recv, ErrorCode::BadRequest, "unsupported hello").await,
+    };
+    let expiry = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
+        Ok(expiry) => expiry,
+        Err(denied) => return refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
+    };
+    gate.pass(&connection, shared.config.connection_window_bytes);
+    open.authorize(&connection);
     match hello {
-        Hello::Listen { address, token } => {
-            match shared.policy.authorize(token.as_deref(), Right::Listen, &address, unix_now()) {
-                Ok(expiry) => serve_listener(&shared, connection, address, expiry, send, recv).await,
-                Err(denied) => refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
-            }
-        }
-        Hello::Connect { address, token, contract } => {
-            match shared.policy.authorize(token.as_deref(), Right::Send, &address, unix_now()) {
-                Ok(_) => serve_caller(&shared, address, contract, send, recv).await,
-                Err(denied) => refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
-            }
-        }
-        _ => refuse(send, recv, ErrorCode::BadRequest, "unsupported hello").await,
+        Hello::Listen { address, .. } => serve_listener(&shared, connection, address, expiry, send, recv).await,
+        Hello::Connect { address, contract, .. } => serve_caller(&shared, address, contract, send, recv).await,
+        _ => {}
     }
 }
 
-/// Writes a refusal and ends the stream.
+/// Writes a refusal and ends the stream. quinn goes on delivering what was written to a stream
+/// after it is dropped, so nothing here waits for the delivery: a peer that opens streams only
+/// to have them refused holds no task of the relay's for longer than the write.
 async fn refuse(mut send: SendStream, _recv: RecvStream, code: ErrorCode, detail: &str) {
     tracing::debug!(?code, detail, "refused");
-    if write_frame(&mut send, &Reply::refused(code, detail).encode()).await.is_ok() {
+    let reply = Reply::refused(code, detail).encode();
+    if let Ok(Ok(())) = tokio::time::timeout(REFUSAL_WRITE, write_frame(&mut send, &reply)).await {
         let _ = send.finish();
-        // Wait for the refusal to be delivered before the stream is dropped.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
     }
 }
+
+/// How long a refusal may wait for the peer's flow control; a refusal is a few dozen bytes.
+const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 
 /// Registers a listener for as long as its control stream stays open and its token is valid.
 async fn serve_listener(
@@ -226,7 +322,7 @@ async fn hold_registration(
     loop {
         let lapse = crate::auth::until_lapse(expiry);
         let frame = tokio::select! {
-            frame = read_frame(recv, MAX_HANDSHAKE_FRAME) => frame,
+            frame = read_frame(recv, MAX_HELLO_FRAME) => frame,
             () = shared.reached(Phase::Draining), if !told_to_go => {
                 told_to_go = true;
                 tracing::debug!(%address, "telling the listener to go elsewhere");

@@ -8,7 +8,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::config::{AddressMode, Config};
-use crate::limits::{HandshakeCounts, Handshakes, OpenRates};
+use crate::limits::{OpenRates, SlotPool};
 use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
@@ -35,8 +35,15 @@ pub(crate) struct Shared {
     phase: watch::Sender<Phase>,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
-    handshakes: Handshakes,
-    /// Channel-open rates of WebSocket senders, per source IP.
+    /// QUIC connections before their first authorized hello.
+    pub(crate) quic_handshakes: Arc<SlotPool>,
+    /// TCP connections before their WebSocket request head is read.
+    pub(crate) ws_handshakes: Arc<SlotPool>,
+    /// Connections open, QUIC and TCP, per source.
+    pub(crate) connections: Arc<SlotPool>,
+    /// QUIC Retry packets sent to clients while the handshake pool was under pressure.
+    pub(crate) quic_retries: AtomicU64,
+    /// Channel-open rates of WebSocket senders, per source.
     pub(crate) open_rates: OpenRates,
     /// Bumped after every listener registration, so multicast publishers pick up new subscribers.
     registrations: watch::Sender<u64>,
@@ -62,6 +69,10 @@ impl Shared {
         let registry = Mutex::new(registry);
         let multicast_addresses =
             config.addresses.iter().filter(|a| a.mode == AddressMode::Multicast).map(|a| a.path.clone()).collect();
+        let (max, per_source) = (config.max_pending_handshakes, config.max_pending_handshakes_per_ip);
+        let quic_handshakes = SlotPool::new("quic handshakes", max, per_source);
+        let ws_handshakes = SlotPool::new("websocket handshakes", max, per_source);
+        let connections = SlotPool::new("connections", usize::MAX, config.max_connections_per_ip);
         Self {
             config,
             policy,
@@ -70,8 +81,11 @@ impl Shared {
             phase: watch::Sender::new(Phase::Running),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
-            handshakes: Handshakes::default(),
-            open_rates: OpenRates::default(),
+            quic_handshakes,
+            ws_handshakes,
+            connections,
+            quic_retries: AtomicU64::new(0),
+            open_rates: OpenRates::new(std::time::Instant::now()),
             registrations: watch::Sender::new(0),
             multicast_addresses,
             multicast: MulticastCounters::default(),
@@ -101,11 +115,6 @@ impl Shared {
     /// The pending rendezvous table; held only for an insert or a removal.
     pub(crate) fn rendezvous(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
         self.rendezvous.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Handshakes in progress; held for an update only.
-    pub(crate) fn handshakes(&self) -> MutexGuard<'_, HandshakeCounts> {
-        self.handshakes.lock()
     }
 
     pub(crate) fn phase(&self) -> Phase {

@@ -21,6 +21,23 @@ impl Stats {
         self.shared.open_channels.load(Ordering::SeqCst)
     }
 
+    /// QUIC connections without an authorized hello yet, and WebSocket connections whose request
+    /// head is not read yet.
+    pub fn pending_handshakes(&self) -> usize {
+        self.shared.quic_handshakes.taken() + self.shared.ws_handshakes.taken()
+    }
+
+    /// Connections open now: QUIC connections and TCP connections (WebSocket or not yet).
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.taken()
+    }
+
+    /// QUIC Retry packets sent so far, asking new clients to prove their address while many
+    /// handshakes were in progress.
+    pub fn quic_retries(&self) -> u64 {
+        self.shared.quic_retries.load(Ordering::Relaxed)
+    }
+
     /// Multicast subscribers cut so far because their queue at the relay overflowed.
     pub fn multicast_overflows(&self) -> u64 {
         self.shared.multicast.overflows.load(Ordering::Relaxed)

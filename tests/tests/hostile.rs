@@ -22,6 +22,11 @@ async fn relay_with_calculator() -> (TestRelay, relay_rpc::Host) {
 
 /// A QUIC connection that speaks raw bytes to the relay.
 async fn raw_connection(relay: &TestRelay, alpn: &[u8]) -> Result<Connection, quinn::ConnectionError> {
+    raw_connection_from(relay, alpn, "127.0.0.1").await
+}
+
+/// A QUIC connection that speaks raw bytes to the relay, from the source address `from`.
+async fn raw_connection_from(relay: &TestRelay, alpn: &[u8], from: &str) -> Result<Connection, quinn::ConnectionError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(&relay.cert).unwrap()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -32,7 +37,7 @@ async fn raw_connection(relay: &TestRelay, alpn: &[u8]) -> Result<Connection, qu
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut endpoint = quinn::Endpoint::client(format!("{from}:0").parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     endpoint.connect(relay.addr, "localhost").unwrap().await
 }
@@ -55,6 +60,10 @@ async fn answer(recv: &mut RecvStream) -> Result<Option<Reply>, StreamCode> {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => break,
             Err(ReadError::Reset(code)) => return Err(StreamCode::from_u64(code.into_inner())),
+            // The relay closes a connection without an authorized hello with the same code.
+            Err(ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(close))) => {
+                return Err(StreamCode::from_u64(close.error_code.into_inner()));
+            }
             Err(e) => panic!("unexpected read error {e}"),
         }
     }
@@ -125,7 +134,7 @@ async fn stalled_handshakes_time_out_while_others_are_served() {
     let (relay, _host) = relay_with_calculator().await;
     let connection = raw_connection(&relay, proto::ALPN).await.unwrap();
     let mut stalled = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..30 {
         let (mut send, recv) = connection.open_bi().await.unwrap();
         send.write_all(&[0, 0]).await.unwrap(); // half a length prefix, then nothing
         stalled.push((send, recv));
@@ -169,4 +178,109 @@ async fn a_thousand_stalled_wss_handshakes_from_one_source_do_not_keep_others_ou
     assert!(started.elapsed() < Duration::from_secs(3), "served after {:?}", started.elapsed());
     good_caller_works(&relay).await;
     drop(stalled);
+}
+
+/// How a QUIC connection ended, within `limit`.
+async fn closed_within(connection: &Connection, limit: Duration) -> quinn::ConnectionError {
+    tokio::time::timeout(limit, connection.closed()).await.expect("closed in time")
+}
+
+#[tokio::test]
+async fn a_connection_without_an_authorized_hello_is_closed_after_the_handshake_timeout() {
+    let (relay, _host) = relay_with_calculator().await;
+    let idle = raw_connection(&relay, proto::ALPN).await.unwrap();
+    // One whose only hello is refused is no better.
+    let refused = raw_connection(&relay, proto::ALPN).await.unwrap();
+    let (mut send, mut recv) = refused.open_bi().await.unwrap();
+    let hello = Hello::Connect { address: "calc".into(), token: None, contract: Default::default() };
+    send.write_all(&proto::encode_frame(&hello.encode())).await.unwrap();
+    assert!(matches!(answer(&mut recv).await, Ok(Some(Reply::Refused(_)))));
+    // A caller with a token stays connected past the timeout.
+    let caller = relay.caller().await;
+    let calc = CalculatorClient::connect(&caller, "calc").await.unwrap();
+    for connection in [&idle, &refused] {
+        match closed_within(connection, Duration::from_secs(3)).await {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(StreamCode::from_u64(close.error_code.into_inner()), StreamCode::HandshakeTimeout)
+            }
+            other => panic!("expected the relay to close it, got {other}"),
+        }
+    }
+    let slots_back = relay_tests::eventually(Duration::from_secs(1), || relay.stats.pending_handshakes() == 0).await;
+    assert!(slots_back, "their handshake slots are back");
+    assert_eq!(calc.add(CallContext::with_timeout(Duration::from_secs(5)), 1, 1).await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_caller_idle_past_the_handshake_timeout_before_its_first_channel_redials_for_it() {
+    let (relay, _host) = relay_with_calculator().await;
+    let late = relay.caller().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calc = CalculatorClient::connect(&late, "calc").await.unwrap();
+    assert_eq!(calc.add(CallContext::with_timeout(Duration::from_secs(5)), 2, 2).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn connections_per_source_are_capped_over_quic_and_tcp_alike() {
+    let relay = TestRelay::start_with(|c| c.max_connections_per_ip = 3).await;
+    let host = relay.host().await; // from 127.0.0.1
+    tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(raw_connection_from(&relay, proto::ALPN, "127.0.0.2").await.unwrap());
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(relay.ws_addr).await.unwrap();
+    assert!(relay_tests::eventually(Duration::from_secs(2), || relay.stats.open_connections() == 4).await);
+    let fourth = raw_connection_from(&relay, proto::ALPN, "127.0.0.2").await;
+    assert!(matches!(fourth, Err(quinn::ConnectionError::ConnectionClosed(_))), "refused: {fourth:?}");
+    // 127.0.0.1 has its own allowance.
+    good_caller_works(&relay).await;
+    drop((held, tcp));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_wss_handshakes_from_many_sources_do_not_keep_quic_clients_out() {
+    // 16 sources fill the WebSocket handshake pool (4 each); QUIC has a pool of its own.
+    let relay = TestRelay::start_with(|c| {
+        c.handshake_timeout_ms = 20_000;
+        c.max_pending_handshakes = 64;
+        c.max_pending_handshakes_per_ip = 4;
+    })
+    .await;
+    let host = relay.host().await;
+    tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
+    let mut stalled = Vec::new();
+    for source in 2..18 {
+        for _ in 0..4 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("127.0.0.{source}:0").parse().unwrap()).unwrap();
+            stalled.push(socket.connect(relay.ws_addr).await.unwrap());
+        }
+    }
+    assert!(relay_tests::eventually(Duration::from_secs(2), || relay.stats.pending_handshakes() == 64).await);
+    let started = Instant::now();
+    good_caller_works(&relay).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "served after {:?}", started.elapsed());
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn past_half_the_quic_pool_new_clients_are_asked_to_retry_and_get_in() {
+    let relay = TestRelay::start_with(|c| {
+        c.max_pending_handshakes = 4;
+        c.max_pending_handshakes_per_ip = 4;
+    })
+    .await;
+    let host = relay.host().await;
+    tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
+    // Two connections without a token hold half the pool.
+    let _held = [
+        raw_connection_from(&relay, proto::ALPN, "127.0.0.2").await.unwrap(),
+        raw_connection_from(&relay, proto::ALPN, "127.0.0.2").await.unwrap(),
+    ];
+    assert_eq!(relay.stats.quic_retries(), 0);
+    good_caller_works(&relay).await;
+    assert!(relay.stats.quic_retries() >= 1, "the caller was asked to retry");
 }

@@ -12,12 +12,14 @@
 //! handshake are `u32` big-endian length-prefixed, like handshake frames.
 
 mod address;
+mod assembler;
 mod codes;
 pub mod hc;
 mod message;
 mod wire;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, validate_address};
+pub use assembler::FrameAssembler;
 pub use codes::{ErrorCode, StreamCode};
 pub use message::{ContractInfo, Control, Hello, Incoming, MethodInfo, Refusal, Reply};
 
@@ -29,6 +31,12 @@ pub const ALPN: &[u8] = b"relay-rpc/1";
 
 /// The largest handshake frame anyone accepts, in bytes.
 pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
+
+/// The largest frame a relay reads from a peer it has not authorized yet (a [`Hello`]), or on a
+/// listener's control stream (a [`Control`]): an address, a token of at most [`MAX_TOKEN_LEN`]
+/// and a contract of a few hundred methods fit; 64 KiB per stream would let a peer without a
+/// token pin memory by the megabyte.
+pub const MAX_HELLO_FRAME: usize = 16 * 1024;
 
 /// The largest token carried in a handshake, in bytes.
 pub const MAX_TOKEN_LEN: usize = 4096;

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument as _;
 
-use crate::limits::HandshakePermit;
+use crate::limits::Slot;
 use crate::state::{Phase, Shared};
 use handshake::{Head, read_head, refuse};
 
@@ -103,9 +103,12 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
         tokio::select! {
             accepted = rx.recv() => match accepted {
                 Some((listener, tcp, remote)) => {
-                    // Over the handshake limits the connection is dropped at once.
-                    if let Some(permit) = HandshakePermit::try_new(&shared, remote.ip()) {
-                        connections.spawn(serve_connection(shared.clone(), listener, tcp, remote, permit));
+                    // Over the limits the connection is dropped at once.
+                    let handshake = shared.ws_handshakes.try_take(remote.ip());
+                    let open = handshake.as_ref().and_then(|_| shared.connections.try_take(remote.ip()));
+                    if let (Some(handshake), Some(open)) = (handshake, open) {
+                        let slots = Slots { handshake, _open: open };
+                        connections.spawn(serve_connection(shared.clone(), listener, tcp, remote, slots));
                     }
                 }
                 None => break,
@@ -122,23 +125,32 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
     .await;
 }
 
+/// A connection's places in the relay's limits: a handshake in progress until its request head
+/// is read, an open connection of its source while it lives.
+struct Slots {
+    handshake: Slot,
+    _open: Slot,
+}
+
 async fn serve_connection(
     shared: Arc<Shared>,
     listener: Arc<WsListener>,
     tcp: tokio::net::TcpStream,
     remote: SocketAddr,
-    permit: HandshakePermit,
+    slots: Slots,
 ) {
-    let timeout = shared.config.handshake_timeout();
+    // One deadline for the TLS handshake and the request head together: a peer that dribbles
+    // both gets no more time than one that stalls in either.
+    let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
     let mut io: Box<dyn Io> = match &listener.tls {
-        Some(tls) => match tokio::time::timeout(timeout, tls.accept(tcp)).await {
+        Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(tcp)).await {
             Ok(Ok(stream)) => Box::new(stream),
             Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "tls handshake failed"),
             Err(_) => return tracing::debug!(%remote, "tls handshake timed out"),
         },
         None => Box::new(tcp),
     };
-    let (head, leftover) = match tokio::time::timeout(timeout, read_head(&mut io)).await {
+    let (head, leftover) = match tokio::time::timeout_at(deadline, read_head(&mut io)).await {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "bad request head");
@@ -146,7 +158,8 @@ async fn serve_connection(
         }
         Err(_) => return tracing::debug!(%remote, "request head timed out"),
     };
-    drop(permit);
+    let Slots { handshake, _open } = slots;
+    drop(handshake);
     let target = match Target::parse(&head.target) {
         Ok(target) => target,
         Err(e @ (TargetError::NotHc | TargetError::BadPath)) => return refuse(io, 404, &e.to_string()).await,

@@ -3,7 +3,9 @@
 //! quinn allocates a little state, up front, for every stream a peer may open: granting 10,000
 //! concurrent streams at the handshake costs each connection about 700 KiB (and slows the
 //! handshake), whether it ever opens a second stream or not. A [`StreamGrant`] starts small and
-//! doubles once half of the grant is in use, up to the configured maximum.
+//! doubles once half of the grant is in use by streams that were [authorized]
+//! (OpenStream::authorize), up to the configured maximum: a peer without a token never gets
+//! more than the first grant, however many streams it opens.
 //!
 //! quinn tells the peer about streams that have closed only once more than an eighth of the
 //! limit has closed (to save frames), so on a quiet connection up to an eighth of the limit can
@@ -12,8 +14,8 @@
 //! limit itself: [`StreamGrant::opened`] turns away a stream over it, for its caller to refuse
 //! with a typed error rather than leave the peer waiting.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use quinn::VarInt;
 
@@ -23,9 +25,17 @@ const INITIAL: u32 = 32;
 /// The streams granted to a connection's peer, and how many of them are open.
 #[derive(Debug)]
 pub struct StreamGrant {
-    granted: u32,
+    state: Arc<GrantState>,
+}
+
+#[derive(Debug)]
+struct GrantState {
     max: u32,
-    open: Arc<AtomicUsize>,
+    /// Streams granted now; changed (and announced to the peer) under its lock only, so that two
+    /// growths never announce out of order.
+    granted: Mutex<u32>,
+    open: AtomicUsize,
+    authorized: AtomicUsize,
 }
 
 impl StreamGrant {
@@ -38,40 +48,69 @@ impl StreamGrant {
 
     /// A grant of 32 streams (or `max`, if fewer), growing up to `max`.
     pub fn new(max: u32) -> Self {
-        Self { granted: INITIAL.min(max), max, open: Arc::default() }
+        let state = GrantState {
+            max,
+            granted: Mutex::new(INITIAL.min(max)),
+            open: AtomicUsize::new(0),
+            authorized: AtomicUsize::new(0),
+        };
+        Self { state: Arc::new(state) }
     }
 
-    /// Counts a stream the peer opened, until the returned guard drops; doubles the grant on
-    /// `connection` once half of it is in use. `None` when `max` streams are open already: the
-    /// caller refuses this one.
-    pub fn opened(&mut self, connection: &quinn::Connection) -> Option<OpenStream> {
+    /// Counts a stream the peer opened, until the returned guard drops. `None` when `max` streams
+    /// are open already: the caller refuses this one. The grant grows only as opened streams
+    /// are [authorized](OpenStream::authorize).
+    pub fn opened(&mut self) -> Option<OpenStream> {
         // Only this grant's owner adds; guards dropping elsewhere only lower the count.
-        if self.open.load(Ordering::Relaxed) >= self.max as usize {
+        if self.state.open.load(Ordering::Relaxed) >= self.state.max as usize {
             return None;
         }
-        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
-        if open.saturating_mul(2) >= self.granted as usize && self.granted < self.max {
-            self.granted = self.granted.saturating_mul(2).min(self.max);
-            connection.set_max_concurrent_bi_streams(VarInt::from_u32(allowance(self.granted)));
-        }
-        Some(OpenStream(self.open.clone()))
+        self.state.open.fetch_add(1, Ordering::Relaxed);
+        Some(OpenStream { state: self.state.clone(), authorized: false })
     }
+}
+
+/// A stream counted as open by its [`StreamGrant`] while this lives.
+#[derive(Debug)]
+pub struct OpenStream {
+    state: Arc<GrantState>,
+    authorized: bool,
+}
+
+impl OpenStream {
+    /// Counts this stream as one its peer was entitled to open (its hello was authorized, or the
+    /// peer is trusted); doubles the grant on `connection` once half of it is in such use.
+    pub fn authorize(&mut self, connection: &quinn::Connection) {
+        if std::mem::replace(&mut self.authorized, true) {
+            return;
+        }
+        let authorized = self.state.authorized.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut granted = self.state.granted.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(grown) = grown(*granted, authorized, self.state.max) {
+            *granted = grown;
+            connection.set_max_concurrent_bi_streams(VarInt::from_u32(allowance(grown)));
+        }
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.state.open.fetch_sub(1, Ordering::Relaxed);
+        if self.authorized {
+            self.state.authorized.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The grant after `authorized` streams are in use, if it grows: it doubles once half is used.
+fn grown(granted: u32, authorized: usize, max: u32) -> Option<u32> {
+    (authorized.saturating_mul(2) >= granted as usize && granted < max).then(|| granted.saturating_mul(2).min(max))
 }
 
 /// What to allow the peer at the QUIC level so that `granted` streams are always usable: with up
 /// to an eighth of the allowance unannounced, `granted + granted / 7` leaves at least `granted`.
 fn allowance(granted: u32) -> u32 {
     granted.saturating_add(granted.div_ceil(7))
-}
-
-/// A stream counted as open by its [`StreamGrant`] while this lives.
-#[derive(Debug)]
-pub struct OpenStream(Arc<AtomicUsize>);
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]
@@ -86,5 +125,25 @@ mod tests {
             assert!(allowed <= granted + granted / 7 + 1, "{granted}: {allowed}");
         }
         assert_eq!(allowance(u32::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn grows_by_doubling_once_half_is_authorized_up_to_the_max() {
+        assert_eq!(grown(32, 15, 10_000), None);
+        assert_eq!(grown(32, 16, 10_000), Some(64));
+        assert_eq!(grown(8_192, 4_096, 10_000), Some(10_000));
+        assert_eq!(grown(10_000, 10_000, 10_000), None);
+    }
+
+    #[test]
+    fn streams_count_while_open_and_only_up_to_the_max() {
+        let mut grant = StreamGrant::new(2);
+        let (a, b) = (grant.opened().unwrap(), grant.opened().unwrap());
+        assert!(grant.opened().is_none(), "over the max");
+        drop(a);
+        let _c = grant.opened().expect("room again");
+        drop(b);
+        assert_eq!(grant.state.open.load(Ordering::Relaxed), 1);
+        assert_eq!(grant.state.authorized.load(Ordering::Relaxed), 0, "none authorized: the grant stays");
     }
 }

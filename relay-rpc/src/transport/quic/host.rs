@@ -140,7 +140,14 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
     let mut grant = StreamGrant::new(options.max_incoming_channels);
     loop {
         let (send, mut recv, open) = match connection.accept_bi().await {
-            Ok((send, recv)) => (send, recv, grant.opened(&connection)),
+            Ok((send, recv)) => {
+                // The relay is authenticated by its certificate: its streams count at once.
+                let mut open = grant.opened();
+                if let Some(open) = &mut open {
+                    open.authorize(&connection);
+                }
+                (send, recv, open)
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "host connection ended");
                 break;

@@ -107,12 +107,16 @@ pub(crate) async fn open_channel(
         token: token.map(|t| t.value().to_owned()),
         contract: contract.map(ContractInfo::from).unwrap_or_default(),
     };
+    let hello = hello.encode();
+    if hello.len() > proto::MAX_HELLO_FRAME {
+        return Err(OpenError::HelloTooLarge { len: hello.len(), max: proto::MAX_HELLO_FRAME });
+    }
     let handshake = async {
         let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
         // The relay may answer before it has read the hello: a stream counts as opened at the
         // relay as soon as a later one is, so an open over the rate can be refused, and its
         // stream stopped, before this task has written a byte. The reply then says why.
-        match write_frame(&mut send, &hello.encode()).await {
+        match write_frame(&mut send, &hello).await {
             Ok(()) | Err(ChannelError::Closed) => {}
             Err(e) => return Err(lost(e)),
         }
@@ -127,21 +131,22 @@ pub(crate) async fn open_channel(
     Ok(channel(send, recv, options.max_frame, None, Arc::from(address), 0))
 }
 
-/// Reads one length-prefixed handshake frame of at most `max` bytes.
+/// Reads one length-prefixed handshake frame of at most `max` bytes. Its buffer grows with the
+/// bytes that arrive, never with the length announced, and nothing past the frame is read.
 pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ChannelError> {
-    let mut header = [0; FRAME_HEADER_LEN];
-    read_exact(recv, &mut header).await?;
-    let len = proto::decode_frame_len(header, max).map_err(|e| ChannelError::Protocol(e.to_string()))?;
-    let mut body = vec![0; len];
-    read_exact(recv, &mut body).await?;
-    Ok(body)
-}
-
-async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), ChannelError> {
-    recv.read_exact(buf).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => ChannelError::Closed,
-        quinn::ReadExactError::ReadError(e) => read_error(&e),
-    })
+    let mut assembler = proto::FrameAssembler::new(max);
+    loop {
+        let chunk = match recv.read_chunk(assembler.wanted(), true).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Err(ChannelError::Closed),
+            Err(e) => return Err(read_error(&e)),
+        };
+        match assembler.push(&chunk.bytes) {
+            Ok(Some(body)) => return Ok(body),
+            Ok(None) => {}
+            Err(e) => return Err(ChannelError::Protocol(e.to_string())),
+        }
+    }
 }
 
 /// Writes one length-prefixed handshake frame.
