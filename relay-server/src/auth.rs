@@ -27,6 +27,7 @@ pub struct Policy {
     anonymous_senders: HashSet<String>,
     hostnames: Vec<String>,
     clock_skew: u64,
+    max_ttl: u64,
 }
 
 #[derive(Debug)]
@@ -68,6 +69,7 @@ impl Policy {
                 .collect(),
             hostnames: config.hostnames.iter().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()).collect(),
             clock_skew: config.clock_skew_secs,
+            max_ttl: config.max_token_ttl_secs,
         }
     }
 
@@ -124,7 +126,7 @@ impl Policy {
     }
 
     /// Checks what does not depend on the address: the token is there, well formed, signed by a
-    /// known key, current, and for one of the relay's host names.
+    /// known key, current, not longer-lived than allowed, and for one of the relay's host names.
     fn verify(&self, token: Option<&str>, now: u64) -> Result<Grant<'_>, Denied> {
         let token = token.ok_or_else(|| denied(AuthFailure::MissingToken, "a token is required"))?;
         let token = SasToken::parse(token).map_err(|e| denied(AuthFailure::Malformed, e.to_string()))?;
@@ -134,6 +136,15 @@ impl Policy {
         };
         if now > token.expiry().saturating_add(self.clock_skew) {
             return Err(denied(AuthFailure::Expired, format!("token expired at {}", token.expiry())));
+        }
+        // A token that lives for years is a standing credential nobody can revoke short of
+        // rotating the key. Refused as malformed, not expired: a fresh token signed the same way
+        // would be refused again, so a client must not take this for "renew and retry".
+        if token.expiry() > now.saturating_add(self.max_ttl).saturating_add(self.clock_skew) {
+            return Err(denied(
+                AuthFailure::Malformed,
+                format!("token lives longer than the relay allows ({} s at most)", self.max_ttl),
+            ));
         }
         if !self.hostnames.contains(&token.audience().host) {
             return Err(denied(AuthFailure::OutOfScope, format!("token is for host {:?}", token.audience().host)));
@@ -312,6 +323,24 @@ mod tests {
         let denied = p.sender_address(None, &["calc/a", "calc"], |_| true, NOW).unwrap_err();
         assert_eq!(denied.reason, AuthFailure::MissingToken);
         assert!(p.sender_address(Some(&wide), &[], |_| true, NOW).is_err());
+    }
+
+    #[test]
+    fn tokens_living_past_the_maximum_lifetime_are_refused() {
+        // Regression (issue 19): a token signed to last for years was accepted.
+        let p = policy();
+        let week = 7 * 24 * 3600; // The default `max_token_ttl_secs`.
+        let at_most = token("sb://localhost/calc", "root", "root-key", NOW + week + 30);
+        assert!(p.authorize(Some(&at_most), Right::Send, "calc", NOW).is_ok(), "the maximum plus the clock skew");
+        for expiry in [NOW + week + 31, NOW + 365 * 24 * 3600, u64::MAX] {
+            let long = token("sb://localhost/calc", "root", "root-key", expiry);
+            assert_eq!(p.authorize(Some(&long), Right::Send, "calc", NOW).unwrap_err().reason, AuthFailure::Malformed);
+        }
+        // The client library's default lifetime must stay well inside the relay's default maximum.
+        let signed = relay_rpc::auth::SasKeyProvider::new(SharedAccessKey::new("root", "root-key"));
+        let lifetime = relay_rpc::auth::TokenProvider::token(&signed, "sb://localhost/calc").unwrap().expires_at()
+            - relay_rpc::auth::unix_now();
+        assert!(lifetime < week, "{lifetime}");
     }
 
     #[test]
