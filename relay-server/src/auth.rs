@@ -27,6 +27,7 @@ pub struct Policy {
     anonymous_senders: HashSet<String>,
     hostnames: Vec<String>,
     clock_skew: u64,
+    max_ttl: u64,
 }
 
 #[derive(Debug)]
@@ -68,6 +69,7 @@ impl Policy {
                 .collect(),
             hostnames: config.hostnames.iter().map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase()).collect(),
             clock_skew: config.clock_skew_secs,
+            max_ttl: config.max_token_ttl_secs,
         }
     }
 
@@ -77,6 +79,55 @@ impl Policy {
         if right == Right::Send && self.anonymous_senders.contains(address) {
             return Ok(None);
         }
+        let grant = self.verify(token, now)?;
+        self.permits(&grant, right, address).map(Some)
+    }
+
+    /// The address a Hybrid Connections sender's path names, and when its grant ends: of
+    /// `candidates` (the path's prefixes, longest first), the longest the sender may send to that
+    /// is `live` (has a listener, or is multicast), else the longest it may send to. Whether an
+    /// address is live is asked only of addresses the sender may use, so neither the choice nor
+    /// a refusal tells it where listeners are; a refusal is the longest candidate's, whatever is
+    /// registered. The token is verified once, however many candidates there are.
+    pub fn sender_address<'a>(
+        &self,
+        token: Option<&str>,
+        candidates: &[&'a str],
+        live: impl Fn(&str) -> bool,
+        now: u64,
+    ) -> Result<(&'a str, Option<u64>), Denied> {
+        let mut grant = None;
+        let mut longest_covered = None;
+        let mut longest_denied = None;
+        for &candidate in candidates {
+            let permitted = if self.anonymous_senders.contains(candidate) {
+                Ok(None)
+            } else {
+                match grant.get_or_insert_with(|| self.verify(token, now)) {
+                    Ok(grant) => self.permits(grant, Right::Send, candidate).map(Some),
+                    Err(denied) => Err(denied.clone()),
+                }
+            };
+            match permitted {
+                Ok(expiry) if live(candidate) => return Ok((candidate, expiry)),
+                Ok(expiry) => {
+                    longest_covered.get_or_insert((candidate, expiry));
+                }
+                Err(denied) => {
+                    longest_denied.get_or_insert(denied);
+                }
+            }
+        }
+        match (longest_covered, longest_denied) {
+            (Some(covered), _) => Ok(covered),
+            (None, Some(denied)) => Err(denied),
+            (None, None) => Err(denied(AuthFailure::OutOfScope, "no address in the path")),
+        }
+    }
+
+    /// Checks what does not depend on the address: the token is there, well formed, signed by a
+    /// known key, current, not longer-lived than allowed, and for one of the relay's host names.
+    fn verify(&self, token: Option<&str>, now: u64) -> Result<Grant<'_>, Denied> {
         let token = token.ok_or_else(|| denied(AuthFailure::MissingToken, "a token is required"))?;
         let token = SasToken::parse(token).map_err(|e| denied(AuthFailure::Malformed, e.to_string()))?;
         let verified = self.keys.get(token.key_name()).filter(|k| k.secrets.iter().any(|s| token.verify(s.secret())));
@@ -86,17 +137,33 @@ impl Policy {
         if now > token.expiry().saturating_add(self.clock_skew) {
             return Err(denied(AuthFailure::Expired, format!("token expired at {}", token.expiry())));
         }
-        let audience = token.audience();
-        if !self.hostnames.contains(&audience.host) {
-            return Err(denied(AuthFailure::OutOfScope, format!("token is for host {:?}", audience.host)));
+        // A token that lives for years is a standing credential nobody can revoke short of
+        // rotating the key. Refused as malformed, not expired: a fresh token signed the same way
+        // would be refused again, so a client must not take this for "renew and retry".
+        if token.expiry() > now.saturating_add(self.max_ttl).saturating_add(self.clock_skew) {
+            return Err(denied(
+                AuthFailure::Malformed,
+                format!("token lives longer than the relay allows ({} s at most)", self.max_ttl),
+            ));
         }
-        if !audience.covers(address) {
-            return Err(denied(AuthFailure::OutOfScope, format!("token is for {:?}, not {address:?}", audience.path)));
+        if !self.hostnames.contains(&token.audience().host) {
+            return Err(denied(AuthFailure::OutOfScope, format!("token is for host {:?}", token.audience().host)));
+        }
+        Ok(Grant { key, token })
+    }
+
+    /// Checks what depends on the address: the token's audience and its key's scope cover it,
+    /// and the key grants `right`. Returns when the grant ends. Details name neither the address
+    /// nor the audience's path: they go on the wire, and would tell a prober what it probed.
+    fn permits(&self, grant: &Grant<'_>, right: Right, address: &str) -> Result<u64, Denied> {
+        let Grant { key, token } = grant;
+        if !token.audience().covers(address) {
+            return Err(denied(AuthFailure::OutOfScope, "the token's audience does not cover the address"));
         }
         if !path_covers(&key.scope, address) {
             return Err(denied(
                 AuthFailure::OutOfScope,
-                format!("key {:?} does not cover {address:?}", token.key_name()),
+                format!("key {:?} does not cover the address", token.key_name()),
             ));
         }
         if !key.rights.iter().any(|r| *r == right || *r == Right::Manage) {
@@ -105,8 +172,14 @@ impl Policy {
                 format!("key {:?} lacks the {right:?} right", token.key_name()),
             ));
         }
-        Ok(Some(token.expiry().saturating_add(self.clock_skew)))
+        Ok(token.expiry().saturating_add(self.clock_skew))
     }
+}
+
+/// A token checked for everything but the address: which key signed it.
+struct Grant<'p> {
+    key: &'p PolicyKey,
+    token: SasToken,
 }
 
 /// How long until a grant ending at `expiry` (unix seconds, from [`Policy::authorize`]) lapses;
@@ -204,6 +277,70 @@ mod tests {
         assert_eq!(reason(Some(&scoped), Right::Send, "admin"), AuthFailure::OutOfScope);
         let oversize = format!("{calc}{}", "x".repeat(5000));
         assert_eq!(reason(Some(&oversize), Right::Send, "calc"), AuthFailure::Malformed);
+    }
+
+    #[test]
+    fn details_never_name_the_address_or_the_audience_path() {
+        // Regression (issue 19): details reach the wire (QUIC refusals, HTTP reason phrases), so
+        // naming the address let a prober read back what it asked, and the audience echoed the token.
+        let p = policy();
+        let narrow = token("sb://localhost/audience-path", "root", "root-key", NOW + 60);
+        let scoped = token("sb://localhost/", "calc-only", "calc-only-primary", NOW + 60);
+        for (t, address) in [(&narrow, "probed-address"), (&narrow, "audience-path-x"), (&scoped, "probed-address")] {
+            let denied = p.authorize(Some(t), Right::Send, address, NOW).unwrap_err();
+            assert_eq!(denied.reason, AuthFailure::OutOfScope);
+            assert!(!denied.detail.contains("probed") && !denied.detail.contains("audience-path"), "{denied:?}");
+        }
+    }
+
+    #[test]
+    fn a_sender_address_is_chosen_among_covered_prefixes_only() {
+        let p = policy();
+        let path = ["x/y/z", "x/y", "x"];
+        let live = |listening: &'static [&'static str]| move |a: &str| listening.contains(&a);
+        let choose = |token: &str, listening| p.sender_address(Some(token), &path, live(listening), NOW);
+        // A token for `x/y/z` alone: a listener on `x/y` is never looked at, let alone named.
+        let narrow = token("sb://localhost/x/y/z", "root", "root-key", NOW + 60);
+        assert_eq!(choose(&narrow, &[]), Ok(("x/y/z", Some(NOW + 90))));
+        assert_eq!(choose(&narrow, &["x/y"]), Ok(("x/y/z", Some(NOW + 90))), "the same as with no listener");
+        assert_eq!(choose(&narrow, &["x/y", "x/y/z"]), Ok(("x/y/z", Some(NOW + 90))));
+        // A token for `x`: the longest covered prefix with a listener, else the longest covered.
+        let wide = token("sb://localhost/x", "root", "root-key", NOW + 60);
+        assert_eq!(choose(&wide, &["x/y"]).unwrap().0, "x/y");
+        assert_eq!(choose(&wide, &["x", "x/y"]).unwrap().0, "x/y");
+        assert_eq!(choose(&wide, &["x"]).unwrap().0, "x");
+        assert_eq!(choose(&wide, &[]).unwrap().0, "x/y/z");
+        // Nothing covered: the longest candidate's refusal, whatever is registered.
+        let other = token("sb://localhost/other", "root", "root-key", NOW + 60);
+        let refused = choose(&other, &[]).unwrap_err();
+        assert_eq!(refused.reason, AuthFailure::OutOfScope);
+        assert_eq!(choose(&other, &["x/y"]), Err(refused));
+        let listen_only = token("sb://localhost/x", "listener", "listener-primary", NOW + 60);
+        assert_eq!(choose(&listen_only, &["x"]).unwrap_err().reason, AuthFailure::WrongRight);
+        // Anonymous senders need no token on their address, and only there.
+        let public = ["public/a", "public"];
+        assert_eq!(p.sender_address(None, &public, |_| false, NOW), Ok(("public", None)));
+        let denied = p.sender_address(None, &["calc/a", "calc"], |_| true, NOW).unwrap_err();
+        assert_eq!(denied.reason, AuthFailure::MissingToken);
+        assert!(p.sender_address(Some(&wide), &[], |_| true, NOW).is_err());
+    }
+
+    #[test]
+    fn tokens_living_past_the_maximum_lifetime_are_refused() {
+        // Regression (issue 19): a token signed to last for years was accepted.
+        let p = policy();
+        let week = 7 * 24 * 3600; // The default `max_token_ttl_secs`.
+        let at_most = token("sb://localhost/calc", "root", "root-key", NOW + week + 30);
+        assert!(p.authorize(Some(&at_most), Right::Send, "calc", NOW).is_ok(), "the maximum plus the clock skew");
+        for expiry in [NOW + week + 31, NOW + 365 * 24 * 3600, u64::MAX] {
+            let long = token("sb://localhost/calc", "root", "root-key", expiry);
+            assert_eq!(p.authorize(Some(&long), Right::Send, "calc", NOW).unwrap_err().reason, AuthFailure::Malformed);
+        }
+        // The client library's default lifetime must stay well inside the relay's default maximum.
+        let signed = relay_rpc::auth::SasKeyProvider::new(SharedAccessKey::new("root", "root-key"));
+        let lifetime = relay_rpc::auth::TokenProvider::token(&signed, "sb://localhost/calc").unwrap().expires_at()
+            - relay_rpc::auth::unix_now();
+        assert!(lifetime < week, "{lifetime}");
     }
 
     #[test]

@@ -119,6 +119,11 @@ pub struct Config {
     pub hostnames: Vec<String>,
     /// How long past its expiry a token is still accepted, for clock skew. Default 30 s.
     pub clock_skew_secs: u64,
+    /// The longest a token may live: one whose expiry is further away than this (plus
+    /// `clock_skew_secs`) is refused as malformed, however well signed, so that no token becomes
+    /// a standing credential that only rotating its key revokes. Hosts renew theirs before they
+    /// expire. Default one week (604,800 s).
+    pub max_token_ttl_secs: u64,
     /// Shared access keys, in addition to the generated `RootManageSharedAccessKey`.
     pub keys: Vec<KeyConfig>,
     /// Frames one subscriber of a multicast address may have waiting at the relay; past it (or
@@ -238,6 +243,7 @@ impl Default for Config {
             max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
+            max_token_ttl_secs: 7 * 24 * 3600,
             keys: Vec::new(),
             multicast_queue_frames: 1024,
             multicast_queue_bytes: 4 * 1024 * 1024,
@@ -288,6 +294,9 @@ impl Config {
         if self.connection_window_bytes < self.stream_window_bytes {
             return invalid("connection_window_bytes must be at least stream_window_bytes");
         }
+        if self.max_token_ttl_secs == 0 {
+            return invalid("max_token_ttl_secs must be positive");
+        }
         if self.hostnames.is_empty() {
             return invalid("hostnames must name at least one host");
         }
@@ -333,6 +342,9 @@ mod tests {
         let config: Config = toml::from_str("keep_alive_ms = 40000").unwrap();
         assert!(config.validate().is_err());
         Config::default().validate().unwrap();
+        assert_eq!(Config::default().max_token_ttl_secs, 604_800, "a week");
+        let config: Config = toml::from_str("max_token_ttl_secs = 0").unwrap();
+        assert!(config.validate().is_err());
         let config: Config = toml::from_str(
             r#"
             [[keys]]

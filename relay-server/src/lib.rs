@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod certs;
 mod config;
+mod key_file;
 mod limits;
 mod multicast;
 mod quic;

@@ -57,7 +57,8 @@ struct TokenArgs {
     /// The key; by default read from the data directory (root key) or the config file.
     #[arg(long, env = "RELAY_KEY", hide_env_values = true)]
     key: Option<String>,
-    /// How long the token is valid: a number with s, m, h or d.
+    /// How long the token is valid: a number with s, m, h or d; at most the relay's
+    /// `max_token_ttl_secs` (a week by default), or the relay refuses it.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     ttl: Duration,
 }
@@ -127,6 +128,13 @@ fn print_token(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
         Some(key) => key,
         None => find_key(config, &args.key_name)?,
     };
+    if args.ttl.as_secs() > config.max_token_ttl_secs {
+        anyhow::bail!(
+            "--ttl {} s is longer than the relay's max_token_ttl_secs ({} s): the relay would refuse the token",
+            args.ttl.as_secs(),
+            config.max_token_ttl_secs
+        );
+    }
     println!("{}", sas_token(&args.resource, &args.key_name, &key, unix_now() + args.ttl.as_secs()));
     Ok(())
 }

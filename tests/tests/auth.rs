@@ -211,3 +211,26 @@ async fn secrets_never_reach_logs_or_debug_output() {
         }
     }
 }
+
+#[tokio::test]
+async fn tokens_for_empty_paths_or_living_too_long_are_refused() {
+    // Regression (issue 19): `quic://host//` and `quic://host/$hc/` once covered the whole
+    // namespace, and a token could live for years.
+    let relay = relay().await;
+    let _calc = serve(&relay, "calc").await;
+    let root = relay.root_key();
+    let port = relay.addr.port();
+    let soon = unix_now() + 600;
+    for uri in [format!("quic://127.0.0.1:{port}//"), format!("wss://127.0.0.1:{port}/$hc/")] {
+        let token = sas_token(&uri, ROOT, root.secret(), soon);
+        assert_eq!(reason(open_with(&relay, "calc", Some(token)).await), AuthFailure::Malformed, "{uri}");
+    }
+    let calc_uri = format!("quic://127.0.0.1:{port}/calc");
+    let long = sas_token(&calc_uri, ROOT, root.secret(), unix_now() + 30 * 24 * 3600);
+    assert_eq!(reason(open_with(&relay, "calc", Some(long)).await), AuthFailure::Malformed);
+    let six_days = sas_token(&calc_uri, ROOT, root.secret(), unix_now() + 6 * 24 * 3600);
+    assert!(open_with(&relay, "calc", Some(six_days)).await.is_ok(), "within the default week");
+    let namespace = sas_token(&format!("quic://127.0.0.1:{port}/"), ROOT, root.secret(), soon);
+    assert!(open_with(&relay, "calc", Some(namespace)).await.is_ok(), "the namespace root covers all");
+    others_still_served(&relay).await;
+}

@@ -303,3 +303,24 @@ async fn new_channels_are_refused_while_the_relay_drains() {
     assert_eq!(in_flight.await.unwrap().unwrap(), 1_000);
     stop.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_sender_learns_nothing_of_listeners_its_token_does_not_cover() {
+    // Regression (issue 19): the relay resolved the longest path prefix with a listener before
+    // checking the token, so a token for `lab/probe` was refused as out of scope exactly when
+    // `lab` had a listener, and the refusal named `lab`.
+    let relay = TestRelay::start().await;
+    let root = relay.root_key();
+    let narrow = sas_token(&format!("{}/lab/probe", relay.ws_url), root.name(), root.secret(), unix_now() + 60);
+    let caller = Connection::connect(&relay.ws_url, relay.anonymous_options().with_token(narrow)).await.unwrap();
+    let unheard = caller.open_channel("lab/probe", None).await.unwrap_err();
+    assert!(matches!(&unheard, OpenError::NoListener { .. }), "{unheard:?}");
+    let (_host, _events) = relay.serve_lab(&relay.ws_url, "lab", "a").await;
+    let probed = caller.open_channel("lab/probe", None).await.unwrap_err();
+    assert_eq!(format!("{probed:?}"), format!("{unheard:?}"), "the same answer with a listener on `lab`");
+    // A token for `lab` itself reaches the listener through the suffix, as before.
+    let wide = sas_token(&format!("{}/lab", relay.ws_url), root.name(), root.secret(), unix_now() + 60);
+    let caller = Connection::connect(&relay.ws_url, relay.anonymous_options().with_token(wide)).await.unwrap();
+    let lab = LabClient::connect(&caller, "lab/probe").await.unwrap();
+    assert_eq!(lab.whoami(ctx()).await.unwrap(), "a");
+}

@@ -15,8 +15,8 @@ pub struct Audience {
 
 impl Audience {
     /// Parses a token's `sr` field as it appears in the token (URL-encoded once). The scheme and
-    /// port are ignored; `.`/`..` segments, empty segments, escapes left after the one decoding,
-    /// NUL and over-long paths are refused, never normalised.
+    /// port are ignored; `.`/`..` segments, empty segments (`sb://host//`, a bare `sb://host/$hc/`),
+    /// escapes left after the one decoding, NUL and over-long paths are refused, never normalised.
     pub fn parse_encoded(sr: &str) -> Option<Self> {
         Self::parse(&percent::decode(sr)?)
     }
@@ -43,11 +43,17 @@ impl Audience {
         {
             return None;
         }
-        let path = path.strip_prefix("$hc/").unwrap_or(path);
-        let path = path.strip_suffix('/').unwrap_or(path);
-        if !path.is_empty() {
+        // Only the namespace root itself (`sb://host`, `sb://host/`) is the empty path, which
+        // covers every address. Anything after that `/` must name an address: `sb://host//` or
+        // `sb://host/$hc/` would otherwise strip down to the empty path and cover everything.
+        let path = if path.is_empty() {
+            path
+        } else {
+            let path = path.strip_prefix("$hc/").unwrap_or(path);
+            let path = path.strip_suffix('/').unwrap_or(path);
             validate_address(path).ok()?;
-        }
+            path
+        };
         Some(Self { host: host.to_ascii_lowercase(), path: path.to_owned() })
     }
 
@@ -86,6 +92,29 @@ mod tests {
         assert_eq!(Audience::parse("sb://[::1]:7443/a").unwrap().host, "::1");
         assert_eq!(Audience::parse("sb://h").unwrap().path, "");
         assert_eq!(Audience::parse("sb://h/").unwrap().path, "");
+        assert_eq!(Audience::parse("http://h:7443/").unwrap().path, "");
+        assert_eq!(Audience::parse("sb://h/$hc/calc/").unwrap().path, "calc");
+    }
+
+    #[test]
+    fn empty_segments_never_widen_to_the_whole_namespace() {
+        // Regression (issue 19): each of these once parsed to the empty path, which covers every
+        // address. Only the namespace root itself (`sb://h`, `sb://h/`) may mean everything.
+        for uri in [
+            "sb://h//",
+            "sb://h///",
+            "sb://h/$hc/",
+            "sb://h/$hc//",
+            "sb://h/$hc",
+            "wss://h:9443/$hc/",
+            "sb://h/calc//",
+            "sb://h/calc//eu",
+            "sb://h/$hc//calc",
+        ] {
+            assert_eq!(Audience::parse(uri), None, "{uri:?}");
+        }
+        assert_eq!(Audience::parse_encoded("sb%3A%2F%2Fh%2F%24hc%2F"), None);
+        assert_eq!(Audience::parse_encoded("sb%3A%2F%2Fh%2F%2F"), None);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod provider;
 mod token;
 
 pub use audience::{Audience, path_covers};
+pub(crate) use percent::decode_lenient as percent_decode_lenient;
 pub use percent::{decode as percent_decode, encode_component as percent_encode};
 pub use provider::{ProvideError, SasKeyProvider, SharedAccessKey, StaticToken, Token, TokenProvider, unix_now};
 pub use token::{MAX_TOKEN_LEN, SAS_PREFIX, SasToken, TokenError, sas_token};

@@ -45,6 +45,36 @@ pub fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Decodes as URL parsers decode query strings (WHATWG `application/x-www-form-urlencoded`):
+/// `+` is a space, `%XX` a byte, and a broken escape stays as it is. For reading a string the
+/// way a lenient peer would, never for accepting input.
+pub(crate) fn decode_lenient(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match bytes[i] {
+            b'%' => bytes.get(i + 1).and_then(|&b| hex_value(b)).zip(bytes.get(i + 2).and_then(|&b| hex_value(b))),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some((hi, lo)), _) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
@@ -73,5 +103,12 @@ mod tests {
         for bad in ["%", "%4", "%zz", "%ff"] {
             assert_eq!(decode(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn decodes_leniently_like_url_parsers() {
+        assert_eq!(decode_lenient("%73b-hc%2Did"), b"sb-hc-id");
+        assert_eq!(decode_lenient("a+b%zz%4%"), b"a b%zz%4%");
+        assert_eq!(decode_lenient("%ff%C3%BC"), b"\xff\xc3\xbc");
     }
 }

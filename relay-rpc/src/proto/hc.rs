@@ -71,6 +71,10 @@ pub enum TargetError {
     /// The path names no valid address.
     #[error("path names no valid address")]
     BadPath,
+    /// The target holds a raw `#` or `\`. The path suffix and query reach the listener in its
+    /// `accept` URL, where a `#` would cut off the relay's own parameters and a `\` reads as `/`.
+    #[error("request target holds {0:?}")]
+    ForbiddenCharacter(char),
 }
 
 /// A parsed Hybrid Connections request target.
@@ -98,6 +102,9 @@ impl Target {
         if target.len() > MAX_TARGET_LEN {
             return Err(TargetError::TooLong);
         }
+        if let Some(c) = target.chars().find(|c| matches!(c, '#' | '\\')) {
+            return Err(TargetError::ForbiddenCharacter(c));
+        }
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let path = path.strip_prefix(HC_PREFIX).ok_or(TargetError::NotHc)?;
         let path = path.strip_suffix('/').unwrap_or(path);
@@ -117,7 +124,12 @@ impl Target {
         for param in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = param.split_once('=').unwrap_or((param, ""));
             if !name.starts_with("sb-hc-") {
-                parsed.passthrough.push(param.to_owned());
+                // The relay appends its own `sb-hc-` parameters after these, and listeners
+                // decode names (some ignore their case too): a name that reads as `sb-hc-…`
+                // would pass for one of the relay's, so it is dropped, never passed on.
+                if !names_relay_param(name) {
+                    parsed.passthrough.push(param.to_owned());
+                }
                 continue;
             }
             let bad = || TargetError::BadParam(name.to_owned());
@@ -148,6 +160,13 @@ impl Target {
         let (_, query) = target.split_once('?')?;
         query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
     }
+}
+
+/// Whether a query parameter name reads as one of the relay's own (`sb-hc-…`, any letter case)
+/// once decoded as a listener's URL parser decodes it, leniently.
+fn names_relay_param(name: &str) -> bool {
+    const PREFIX: &[u8] = b"sb-hc-";
+    crate::auth::percent_decode_lenient(name).get(..PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
 }
 
 /// The addresses a path could name, longest first: `calc/eu/x` gives `calc/eu/x`, `calc/eu`,
@@ -286,6 +305,34 @@ mod tests {
         ));
         assert_eq!(Target::parse("/$hc/../x?sb-hc-action=listen"), Err(TargetError::BadPath));
         assert_eq!(Target::parse("/$hc/?sb-hc-action=listen"), Err(TargetError::BadPath));
+    }
+
+    #[test]
+    fn fragment_and_backslash_characters_are_refused() {
+        // Regression (issue 19): the path suffix and query reach the listener's accept URL, where
+        // a `#` would hide the relay's own parameters and a `\` reads as `/` to URL parsers.
+        for target in [
+            "/$hc/lab/x#y?sb-hc-action=connect",
+            "/$hc/lab/x\\..\\y?sb-hc-action=connect",
+            "/$hc/lab?sb-hc-action=connect&x=1#sb-hc-id=forged",
+            "/$hc/lab?x=a\\b&sb-hc-action=connect",
+            "/$hc/lab?sb-hc-action=connect&x#=1",
+        ] {
+            assert!(Target::parse(target).is_err(), "{target:?} accepted");
+        }
+    }
+
+    #[test]
+    fn sender_parameters_named_like_the_relays_own_never_pass_through() {
+        // Regression (issue 19): a listener decodes parameter names (and may ignore their case),
+        // so `%73b-hc-id` or `SB-HC-TOKEN` would read as the relay's own `sb-hc-` parameters.
+        let t = Target::parse(
+            "/$hc/lab/x?a=1&%73b-hc-id=forged&SB-HC-TOKEN=forged&Sb-Hc-Id=forged&sb%2Dhc%2Dx=1\
+             &%53%42-hc-rendezvous=forged&%73b-hc-id%zz=1&sb-hcx=kept&b=2&sb-hc-action=connect",
+        )
+        .unwrap();
+        assert_eq!(t.passthrough, ["a=1", "sb-hcx=kept", "b=2"]);
+        assert_eq!((t.id, t.token), (None, None), "forged names are dropped, not read as the relay's");
     }
 
     #[test]

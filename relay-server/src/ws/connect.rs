@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use relay_rpc::auth::{Right, unix_now};
+use relay_rpc::auth::unix_now;
 use relay_rpc::proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
 use relay_rpc::proto::{ContractInfo, ErrorCode};
 
@@ -16,21 +16,22 @@ use crate::state::{ChannelGuard, Shared};
 
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     let path = request.target.path.clone();
-    // The registered address is the longest prefix of the path in multicast mode or with a
-    // listener; the rest is a suffix for the listener.
-    let address = {
-        let registry = shared.registry();
-        address_prefixes(&path)
-            .find(|a| shared.is_multicast(a) || registry.listeners(a) > 0)
-            .or_else(|| address_prefixes(&path).next())
-    };
-    let Some(address) = address.map(str::to_owned) else {
+    let candidates: Vec<&str> = address_prefixes(&path).collect();
+    if candidates.is_empty() {
         return request.refuse(404, "no address in the path").await;
-    };
-    if let Err(denied) = shared.policy.authorize(request.token(), Right::Send, &address, unix_now()) {
-        let code = ErrorCode::Auth(denied.reason);
-        return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
     }
+    // The registered address is the longest prefix of the path the token covers that is in
+    // multicast mode or has a listener (else the longest covered); the rest is a suffix for the
+    // listener. Listeners are looked up only where the sender may send, so that which prefixes
+    // have one stays hidden from a sender without the right to know.
+    let live = |a: &str| shared.is_multicast(a) || shared.registry().listeners(a) > 0;
+    let address = match shared.policy.sender_address(request.token(), &candidates, live, unix_now()) {
+        Ok((address, _expiry)) => address.to_owned(),
+        Err(denied) => {
+            let code = ErrorCode::Auth(denied.reason);
+            return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
+        }
+    };
     let contract = request.head.header(CONTRACT_HEADER).and_then(ContractInfo::from_header).unwrap_or_default();
     let headers: BTreeMap<String, String> =
         request.head.headers.iter().filter(|(name, _)| !name.eq_ignore_ascii_case(TOKEN_HEADER)).cloned().collect();
