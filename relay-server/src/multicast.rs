@@ -259,6 +259,11 @@ async fn write(
     mut queue: mpsc::Receiver<Queued>,
     mut overflow: oneshot::Receiver<()>,
 ) {
+    // A subscriber at its channel limit (`max_channels_per_listener`) gets no channel from this
+    // publisher, as a unicast caller would be passed to another listener.
+    let Some(_guard) = ChannelGuard::reserve(shared, &request.address, id) else {
+        return tracing::debug!("subscriber at its channel limit; skipped");
+    };
     // Frames queue up while the channel opens; an overflow meanwhile abandons it. The overflow
     // signal's sender is dropped without firing when the publisher ends; it is not polled again.
     let mut overflow_armed = true;
@@ -278,7 +283,6 @@ async fn write(
         Ok(opened) => opened,
         Err(refusal) => return tracing::debug!(code = ?refusal.code, detail = %refusal.detail, "subscriber refused"),
     };
-    let _guard = ChannelGuard::new(shared, &request.address, id);
     tracing::debug!("subscribed");
     let (mut source, mut sink) = halves(opened.end, shared.config.max_frame_bytes);
     let outcome = {

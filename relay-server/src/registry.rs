@@ -121,6 +121,19 @@ impl<L: Clone> Registry<L> {
         }
     }
 
+    /// Counts a channel as open on a listener if it is registered and below its channel limit;
+    /// whether it was.
+    pub fn try_channel_opened(&mut self, address: &str, id: ListenerId) -> bool {
+        let max = self.max_channels_per_listener;
+        match self.entry(address, id) {
+            Some(entry) if entry.open_channels < max => {
+                entry.open_channels += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Counts a channel as closed on a listener (if it is still registered).
     pub fn channel_closed(&mut self, address: &str, id: ListenerId) {
         if let Some(entry) = self.entry(address, id) {

@@ -165,6 +165,15 @@ impl<'a> ChannelGuard<'a> {
         shared.registry().channel_opened(address, listener);
         Self { shared, address: address.to_owned(), listener }
     }
+
+    /// Counts a channel as open on `listener` only if it is below its channel limit.
+    pub(crate) fn reserve(shared: &'a Shared, address: &str, listener: ListenerId) -> Option<Self> {
+        if !shared.registry().try_channel_opened(address, listener) {
+            return None;
+        }
+        shared.open_channels.fetch_add(1, Ordering::SeqCst);
+        Some(Self { shared, address: address.to_owned(), listener })
+    }
 }
 
 impl Drop for ChannelGuard<'_> {

@@ -242,3 +242,20 @@ async fn a_publisher_needs_no_subscriber_and_later_subscribers_get_events_from_t
     drop((client, client2, _caller, _caller2));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_subscriber_at_its_channel_limit_gets_no_more_publishers() {
+    let relay = MulticastRelay::start(|c| c.max_channels_per_listener = 1).await;
+    let (_host, seen) = relay.subscribe(&relay.quic_url, false).await;
+    let (_first_caller, first) = relay.publisher(&relay.quic_url).await;
+    first.event(ctx(), 1).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || len(&seen) == 1).await, "the first publisher reaches it");
+    let (_second_caller, second) = relay.publisher(&relay.quic_url).await;
+    second.event(ctx(), 2).await.unwrap();
+    first.event(ctx(), 3).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || len(&seen) == 2).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(*seen.lock().unwrap(), [1, 3], "the second publisher's event never reaches a full subscriber");
+    assert_eq!(relay.stats.open_channels(), 3, "two publishers and one subscriber channel");
+    relay.stop().await;
+}

@@ -68,7 +68,9 @@ pub enum TargetError {
     /// A query parameter is malformed or repeated.
     #[error("malformed query parameter {0:?}")]
     BadParam(String),
-    /// The path names no valid address.
+    /// The path names no valid address, or holds a `.` or `..` segment (plain or
+    /// percent-encoded), which a listener's URL parser would resolve to a path outside the
+    /// address.
     #[error("path names no valid address")]
     BadPath,
     /// The target holds a raw `#` or `\`. The path suffix and query reach the listener in its
@@ -108,7 +110,7 @@ impl Target {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         let path = path.strip_prefix(HC_PREFIX).ok_or(TargetError::NotHc)?;
         let path = path.strip_suffix('/').unwrap_or(path);
-        if address_prefixes(path).next().is_none() {
+        if address_prefixes(path).next().is_none() || path.split('/').any(is_dot_segment) {
             return Err(TargetError::BadPath);
         }
         let mut parsed = Self {
@@ -176,6 +178,11 @@ pub fn address_prefixes(path: &str) -> impl Iterator<Item = &str> {
     let mut ends: Vec<usize> = ends.filter(|&i| i <= MAX_ADDRESS_LEN).collect();
     ends.reverse();
     ends.into_iter().map(move |end| &path[..end]).filter(|prefix| validate_address(prefix).is_ok())
+}
+
+/// Whether a path segment reads as `.` or `..` to a URL parser (WHATWG's reads `%2e` as a dot).
+fn is_dot_segment(segment: &str) -> bool {
+    matches!(segment.to_ascii_lowercase().as_str(), "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
 }
 
 /// A JSON message on a listener's control channel.
@@ -341,6 +348,17 @@ mod tests {
         assert_eq!(address_prefixes("calc/a%20b").collect::<Vec<_>>(), ["calc"]);
         assert_eq!(address_prefixes("calc/../admin").collect::<Vec<_>>(), ["calc"]);
         assert!(address_prefixes("../admin").next().is_none());
+    }
+
+    #[test]
+    fn dot_segments_in_a_senders_path_are_refused() {
+        for target in
+            ["/$hc/calc/../admin", "/$hc/calc/./x", "/$hc/calc/%2E%2e/admin", "/$hc/calc/.%2e", "/$hc/calc/x/.."]
+        {
+            let target = format!("{target}?sb-hc-action=connect");
+            assert_eq!(Target::parse(&target).unwrap_err(), TargetError::BadPath, "{target}");
+        }
+        assert!(Target::parse("/$hc/calc/...x/.hidden?sb-hc-action=connect").is_ok(), "dots inside names are fine");
     }
 
     #[test]
