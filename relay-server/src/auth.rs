@@ -75,12 +75,12 @@ impl Policy {
 
     /// Decides whether `token` grants `right` on `address` at `now` (unix seconds). On success,
     /// returns when the grant ends (`None`: never, for anonymous senders).
-    pub fn authorize(&self, token: Option<&str>, right: Right, address: &str, now: u64) -> Result<Option<u64>, Denied> {
+    pub fn authorize(&self, token: Option<&str>, right: Right, address: &str, now: u64) -> Result<Authorized, Denied> {
         if right == Right::Send && self.anonymous_senders.contains(address) {
-            return Ok(None);
+            return Ok(Authorized::ANONYMOUS);
         }
         let grant = self.verify(token, now)?;
-        self.permits(&grant, right, address).map(Some)
+        self.permits(&grant, right, address)
     }
 
     /// The address a Hybrid Connections sender's path names, and when its grant ends: of
@@ -95,16 +95,16 @@ impl Policy {
         candidates: &[&'a str],
         live: impl Fn(&str) -> bool,
         now: u64,
-    ) -> Result<(&'a str, Option<u64>), Denied> {
+    ) -> Result<(&'a str, Authorized), Denied> {
         let mut grant = None;
         let mut longest_covered = None;
         let mut longest_denied = None;
         for &candidate in candidates {
             let permitted = if self.anonymous_senders.contains(candidate) {
-                Ok(None)
+                Ok(Authorized::ANONYMOUS)
             } else {
                 match grant.get_or_insert_with(|| self.verify(token, now)) {
-                    Ok(grant) => self.permits(grant, Right::Send, candidate).map(Some),
+                    Ok(grant) => self.permits(grant, Right::Send, candidate),
                     Err(denied) => Err(denied.clone()),
                 }
             };
@@ -155,7 +155,7 @@ impl Policy {
     /// Checks what depends on the address: the token's audience and its key's scope cover it,
     /// and the key grants `right`. Returns when the grant ends. Details name neither the address
     /// nor the audience's path: they go on the wire, and would tell a prober what it probed.
-    fn permits(&self, grant: &Grant<'_>, right: Right, address: &str) -> Result<u64, Denied> {
+    fn permits(&self, grant: &Grant<'_>, right: Right, address: &str) -> Result<Authorized, Denied> {
         let Grant { key, token } = grant;
         if !token.audience().covers(address) {
             return Err(denied(AuthFailure::OutOfScope, "the token's audience does not cover the address"));
@@ -172,8 +172,26 @@ impl Policy {
                 format!("key {:?} lacks the {right:?} right", token.key_name()),
             ));
         }
-        Ok(token.expiry().saturating_add(self.clock_skew))
+        Ok(Authorized {
+            expiry: Some(token.expiry().saturating_add(self.clock_skew)),
+            key: Some(token.key_name().to_owned()),
+        })
     }
+}
+
+/// What [`Policy::authorize`] grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    /// When the grant ends (unix seconds, clock skew included); `None`: never, for anonymous
+    /// senders.
+    pub expiry: Option<u64>,
+    /// The name of the key that signed the token; `None` for anonymous senders.
+    pub key: Option<String>,
+}
+
+impl Authorized {
+    /// A sender on an `anonymous_senders` address, without a token.
+    pub const ANONYMOUS: Self = Self { expiry: None, key: None };
 }
 
 /// A token checked for everything but the address: which key signed it.
@@ -227,13 +245,13 @@ mod tests {
     fn grants_what_keys_allow() {
         let p = policy();
         let t = token("sb://localhost/calc", "root", "root-key", NOW + 60);
-        assert_eq!(p.authorize(Some(&t), Right::Listen, "calc", NOW), Ok(Some(NOW + 90)));
-        assert_eq!(p.authorize(Some(&t), Right::Send, "calc/eu", NOW), Ok(Some(NOW + 90)));
+        assert_eq!(p.authorize(Some(&t), Right::Listen, "calc", NOW), Ok(root_grant(NOW + 90)));
+        assert_eq!(p.authorize(Some(&t), Right::Send, "calc/eu", NOW), Ok(root_grant(NOW + 90)));
         let secondary = token("http://127.0.0.1:7443/$hc/calc", "sender", "sender-secondary", NOW + 60);
         assert!(p.authorize(Some(&secondary), Right::Send, "calc", NOW).is_ok());
         let whole = token("quic://localhost:7443/", "root", "root-key", NOW + 60);
         assert!(p.authorize(Some(&whole), Right::Listen, "any/where", NOW).is_ok());
-        assert_eq!(p.authorize(None, Right::Send, "public", NOW), Ok(None));
+        assert_eq!(p.authorize(None, Right::Send, "public", NOW), Ok(Authorized::ANONYMOUS));
     }
 
     #[test]
@@ -279,6 +297,11 @@ mod tests {
         assert_eq!(reason(Some(&oversize), Right::Send, "calc"), AuthFailure::Malformed);
     }
 
+    /// What a token signed with the root key grants until `expiry`.
+    fn root_grant(expiry: u64) -> Authorized {
+        Authorized { expiry: Some(expiry), key: Some("root".into()) }
+    }
+
     #[test]
     fn details_never_name_the_address_or_the_audience_path() {
         // Regression (issue 19): details reach the wire (QUIC refusals, HTTP reason phrases), so
@@ -301,9 +324,9 @@ mod tests {
         let choose = |token: &str, listening| p.sender_address(Some(token), &path, live(listening), NOW);
         // A token for `x/y/z` alone: a listener on `x/y` is never looked at, let alone named.
         let narrow = token("sb://localhost/x/y/z", "root", "root-key", NOW + 60);
-        assert_eq!(choose(&narrow, &[]), Ok(("x/y/z", Some(NOW + 90))));
-        assert_eq!(choose(&narrow, &["x/y"]), Ok(("x/y/z", Some(NOW + 90))), "the same as with no listener");
-        assert_eq!(choose(&narrow, &["x/y", "x/y/z"]), Ok(("x/y/z", Some(NOW + 90))));
+        assert_eq!(choose(&narrow, &[]), Ok(("x/y/z", root_grant(NOW + 90))));
+        assert_eq!(choose(&narrow, &["x/y"]), Ok(("x/y/z", root_grant(NOW + 90))), "the same as with no listener");
+        assert_eq!(choose(&narrow, &["x/y", "x/y/z"]), Ok(("x/y/z", root_grant(NOW + 90))));
         // A token for `x`: the longest covered prefix with a listener, else the longest covered.
         let wide = token("sb://localhost/x", "root", "root-key", NOW + 60);
         assert_eq!(choose(&wide, &["x/y"]).unwrap().0, "x/y");
@@ -319,7 +342,7 @@ mod tests {
         assert_eq!(choose(&listen_only, &["x"]).unwrap_err().reason, AuthFailure::WrongRight);
         // Anonymous senders need no token on their address, and only there.
         let public = ["public/a", "public"];
-        assert_eq!(p.sender_address(None, &public, |_| false, NOW), Ok(("public", None)));
+        assert_eq!(p.sender_address(None, &public, |_| false, NOW), Ok(("public", Authorized::ANONYMOUS)));
         let denied = p.sender_address(None, &["calc/a", "calc"], |_| true, NOW).unwrap_err();
         assert_eq!(denied.reason, AuthFailure::MissingToken);
         assert!(p.sender_address(Some(&wide), &[], |_| true, NOW).is_err());

@@ -105,6 +105,15 @@ pub struct Config {
     pub max_channels_per_listener: usize,
     /// Channels (streams) one connection may have open at once. Default 10,000.
     pub max_channels_per_connection: u32,
+    /// Channels senders from one source (an IPv4 address or an IPv6 /64) may have open at once,
+    /// over every connection and transport; an open beyond is refused with
+    /// [`ErrorCode::RateLimited`](relay_rpc::proto::ErrorCode::RateLimited) (HTTP 429). On
+    /// `anonymous_senders` addresses this is what bounds a sender. Default 10,000.
+    pub max_channels_per_ip: usize,
+    /// Channels senders whose tokens one key signed may have open at once, from anywhere; an
+    /// open beyond is refused the same way, so one leaked key cannot take every channel.
+    /// Default 100,000.
+    pub max_channels_per_key: usize,
     /// The largest channel frame (one RPC message, one WebSocket message) bridged between a
     /// QUIC end and a WebSocket end, and the largest WebSocket message. Default 16 MiB.
     pub max_frame_bytes: usize,
@@ -238,6 +247,8 @@ impl Default for Config {
             max_listeners_per_address: 64,
             max_channels_per_listener: 10_000,
             max_channels_per_connection: 10_000,
+            max_channels_per_ip: 10_000,
+            max_channels_per_key: 100_000,
             stream_window_bytes: 1024 * 1024,
             connection_window_bytes: 16 * 1024 * 1024,
             max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
@@ -281,6 +292,8 @@ impl Config {
             || self.max_pending_handshakes == 0
             || self.max_pending_handshakes_per_ip == 0
             || self.max_connections_per_ip == 0
+            || self.max_channels_per_ip == 0
+            || self.max_channels_per_key == 0
             || self.channel_opens_per_sec == 0
             || self.channel_open_burst == 0
             || self.multicast_queue_frames == 0

@@ -4,6 +4,7 @@
 //! others little. Sans-IO but for the locks: callers say what time it is.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -35,65 +36,65 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// Counts of slots held, in total and per source.
-#[derive(Debug, Default)]
-struct SlotCounts {
+/// Counts of slots held, in total and per holder.
+#[derive(Debug)]
+struct SlotCounts<K> {
     total: usize,
-    per_source: HashMap<Source, usize>,
+    per_holder: HashMap<K, usize>,
 }
 
-impl SlotCounts {
-    /// Takes a slot for `source` unless a limit is reached.
-    fn try_take(&mut self, source: Source, max_total: usize, max_per_source: usize) -> bool {
-        let of_source = self.per_source.get(&source).copied().unwrap_or(0);
-        if self.total >= max_total || of_source >= max_per_source {
+impl<K: Hash + Eq> SlotCounts<K> {
+    /// Takes a slot for `holder` unless a limit is reached.
+    fn try_take(&mut self, holder: K, max_total: usize, max_per_holder: usize) -> bool {
+        let of_holder = self.per_holder.get(&holder).copied().unwrap_or(0);
+        if self.total >= max_total || of_holder >= max_per_holder {
             return false;
         }
-        self.per_source.insert(source, of_source + 1);
+        self.per_holder.insert(holder, of_holder + 1);
         self.total += 1;
         true
     }
 
-    /// Gives back a slot of `source`.
-    fn give_back(&mut self, source: Source) {
-        if let Some(of_source) = self.per_source.get_mut(&source) {
-            *of_source -= 1;
+    /// Gives back a slot of `holder`.
+    fn give_back(&mut self, holder: &K) {
+        if let Some(of_holder) = self.per_holder.get_mut(holder) {
+            *of_holder -= 1;
             self.total -= 1;
-            if *of_source == 0 {
-                self.per_source.remove(&source);
+            if *of_holder == 0 {
+                self.per_holder.remove(holder);
             }
         }
     }
 }
 
-/// A bounded pool of slots shared by every connection of one kind (QUIC handshakes, WebSocket
-/// handshakes, connections open): at most `max_total` taken, at most `max_per_source` by one
-/// source.
+/// A bounded pool of slots shared by every connection or channel of one kind (QUIC handshakes,
+/// WebSocket handshakes, connections open, channels per key): at most `max_total` taken, at most
+/// `max_per_holder` by one holder (a [`Source`], a key's name).
 #[derive(Debug)]
-pub(crate) struct SlotPool {
+pub(crate) struct SlotPool<K = Source> {
     what: &'static str,
     max_total: usize,
-    max_per_source: usize,
-    counts: Mutex<SlotCounts>,
+    max_per_holder: usize,
+    counts: Mutex<SlotCounts<K>>,
 }
 
-impl SlotPool {
-    pub(crate) fn new(what: &'static str, max_total: usize, max_per_source: usize) -> Arc<Self> {
-        Arc::new(Self { what, max_total, max_per_source, counts: Mutex::default() })
+impl<K: Hash + Eq + Clone + std::fmt::Debug> SlotPool<K> {
+    pub(crate) fn new(what: &'static str, max_total: usize, max_per_holder: usize) -> Arc<Self> {
+        let counts = Mutex::new(SlotCounts { total: 0, per_holder: HashMap::new() });
+        Arc::new(Self { what, max_total, max_per_holder, counts })
     }
 
-    fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts> {
+    fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts<K>> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A slot for `ip`, if the limits allow one; given back when dropped.
-    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let source = Source::of(ip);
-        if !self.counts().try_take(source, self.max_total, self.max_per_source) {
-            tracing::debug!(%source, what = self.what, "over the limit; refusing");
+    /// A slot for `holder`, if the limits allow one; given back when dropped.
+    pub(crate) fn try_take(self: &Arc<Self>, holder: K) -> Option<Slot<K>> {
+        if !self.counts().try_take(holder.clone(), self.max_total, self.max_per_holder) {
+            tracing::debug!(?holder, what = self.what, "over the limit; refusing");
             return None;
         }
-        Some(Slot { pool: self.clone(), source })
+        Some(Slot { pool: self.clone(), holder })
     }
 
     /// Whether at least half of the pool is taken.
@@ -107,16 +108,58 @@ impl SlotPool {
     }
 }
 
-/// A slot of a [`SlotPool`], given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pool: Arc<SlotPool>,
-    source: Source,
+impl SlotPool<Source> {
+    /// A slot for the source of `ip`, if the limits allow one.
+    pub(crate) fn try_take_ip(self: &Arc<Self>, ip: IpAddr) -> Option<Slot<Source>> {
+        self.try_take(Source::of(ip))
+    }
 }
 
-impl Drop for Slot {
+/// A slot of a [`SlotPool`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot<K: Hash + Eq + Clone + std::fmt::Debug = Source> {
+    pool: Arc<SlotPool<K>>,
+    holder: K,
+}
+
+impl<K: Hash + Eq + Clone + std::fmt::Debug> Drop for Slot<K> {
     fn drop(&mut self) {
-        self.pool.counts().give_back(self.source);
+        self.pool.counts().give_back(&self.holder);
+    }
+}
+
+/// The channels senders have open, counted per source and per signing key, so that one place or
+/// one leaked key cannot hold the relay's every channel (on `anonymous_senders` addresses the
+/// source is the only bound).
+#[derive(Debug)]
+pub(crate) struct ChannelQuotas {
+    per_source: Arc<SlotPool<Source>>,
+    per_key: Arc<SlotPool<String>>,
+}
+
+/// A sender's channel, counted against its source and its key while this lives.
+#[derive(Debug)]
+pub(crate) struct ChannelQuota {
+    _source: Slot<Source>,
+    _key: Option<Slot<String>>,
+}
+
+impl ChannelQuotas {
+    pub(crate) fn new(max_per_source: usize, max_per_key: usize) -> Self {
+        Self {
+            per_source: SlotPool::new("channels per source", usize::MAX, max_per_source),
+            per_key: SlotPool::new("channels per key", usize::MAX, max_per_key),
+        }
+    }
+
+    /// Counts a channel from `ip` signed with `key`, or says which limit it is over.
+    pub(crate) fn try_take(&self, ip: IpAddr, key: Option<&str>) -> Result<ChannelQuota, &'static str> {
+        let source = self.per_source.try_take_ip(ip).ok_or("too many channels open from this source")?;
+        let key = match key {
+            Some(key) => Some(self.per_key.try_take(key.to_owned()).ok_or("too many channels open with this key")?),
+            None => None,
+        };
+        Ok(ChannelQuota { _source: source, _key: key })
     }
 }
 
@@ -260,21 +303,36 @@ mod tests {
 
     #[test]
     fn pools_limit_per_source_and_in_total() {
-        let pool = SlotPool::new("test", 3, 2);
+        let pool = SlotPool::<Source>::new("test", 3, 2);
         let (a, b, c): (IpAddr, IpAddr, IpAddr) =
             ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
-        let a1 = pool.try_take(a).unwrap();
-        let _a2 = pool.try_take(a).unwrap();
-        assert!(pool.try_take(a).is_none(), "per-source limit");
+        let a1 = pool.try_take_ip(a).unwrap();
+        let _a2 = pool.try_take_ip(a).unwrap();
+        assert!(pool.try_take_ip(a).is_none(), "per-source limit");
         assert!(pool.under_pressure());
-        let _b1 = pool.try_take(b).unwrap();
-        assert!(pool.try_take(c).is_none(), "total limit");
+        let _b1 = pool.try_take_ip(b).unwrap();
+        assert!(pool.try_take_ip(c).is_none(), "total limit");
         drop(a1);
-        let c1 = pool.try_take(c).unwrap();
+        let c1 = pool.try_take_ip(c).unwrap();
         drop(c1);
         assert_eq!(pool.taken(), 2);
-        let v6 = SlotPool::new("test", 10, 1);
-        let _x = v6.try_take("2001:db8::1".parse().unwrap()).unwrap();
-        assert!(v6.try_take("2001:db8::2".parse().unwrap()).is_none(), "the same /64");
+        let v6 = SlotPool::<Source>::new("test", 10, 1);
+        let _x = v6.try_take_ip("2001:db8::1".parse().unwrap()).unwrap();
+        assert!(v6.try_take_ip("2001:db8::2".parse().unwrap()).is_none(), "the same /64");
+    }
+
+    #[test]
+    fn channel_quotas_count_per_source_and_per_key() {
+        let quotas = ChannelQuotas::new(2, 3);
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let held = [quotas.try_take(a, Some("k")).unwrap(), quotas.try_take(a, None).unwrap()];
+        assert!(quotas.try_take(a, Some("other")).is_err(), "a's two are used");
+        let _b = quotas.try_take(b, Some("k")).unwrap();
+        let _c = quotas.try_take(c, Some("k")).unwrap();
+        assert_eq!(quotas.try_take(c, Some("k")).unwrap_err(), "too many channels open with this key");
+        assert!(quotas.try_take(c, None).is_ok(), "anonymous: the source's bound only");
+        drop(held);
+        assert!(quotas.try_take(a, Some("other")).is_ok());
     }
 }

@@ -114,8 +114,8 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
         }
         return;
     }
-    let Some(handshake) = shared.quic_handshakes.try_take(ip) else { return incoming.refuse() };
-    let Some(open) = shared.connections.try_take(ip) else { return incoming.refuse() };
+    let Some(handshake) = shared.quic_handshakes.try_take_ip(ip) else { return incoming.refuse() };
+    let Some(open) = shared.connections.try_take_ip(ip) else { return incoming.refuse() };
     connections.spawn(serve_connection(shared.clone(), incoming, Gate::new(handshake), open));
 }
 
@@ -252,15 +252,23 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
         Hello::Connect { token, .. } => (Right::Send, token),
         _ => return refuse(send, recv, ErrorCode::BadRequest, "unsupported hello").await,
     };
-    let expiry = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
-        Ok(expiry) => expiry,
+    let granted = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
+        Ok(granted) => granted,
         Err(denied) => return refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
     };
     gate.pass(&connection, shared.config.connection_window_bytes);
     open.authorize(&connection);
     match hello {
-        Hello::Listen { address, .. } => serve_listener(&shared, connection, address, expiry, send, recv).await,
-        Hello::Connect { address, contract, .. } => serve_caller(&shared, address, contract, send, recv).await,
+        Hello::Listen { address, .. } => {
+            serve_listener(&shared, connection, address, granted.expiry, send, recv).await;
+        }
+        Hello::Connect { address, contract, .. } => {
+            let ip = connection.remote_address().ip();
+            match shared.channel_quotas.try_take(ip, granted.key.as_deref()) {
+                Ok(_quota) => serve_caller(&shared, address, contract, send, recv).await,
+                Err(over) => refuse(send, recv, ErrorCode::RateLimited, over).await,
+            }
+        }
         _ => {}
     }
 }
@@ -338,7 +346,7 @@ async fn hold_registration(
         match Control::decode(&frame) {
             Ok(Control::RenewToken { token }) => {
                 match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
-                    Ok(renewed) => expiry = renewed,
+                    Ok(renewed) => expiry = renewed.expiry,
                     Err(denied) => {
                         tracing::info!(%address, reason = %denied.reason, "renewed token refused");
                         return Some(StreamCode::Unauthorized);

@@ -8,7 +8,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::config::{AddressMode, Config};
-use crate::limits::{OpenRates, SlotPool};
+use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) ws_handshakes: Arc<SlotPool>,
     /// Connections open, QUIC and TCP, per source.
     pub(crate) connections: Arc<SlotPool>,
+    /// Channels senders have open, per source and per key.
+    pub(crate) channel_quotas: ChannelQuotas,
     /// QUIC Retry packets sent to clients while the handshake pool was under pressure.
     pub(crate) quic_retries: AtomicU64,
     /// Channel-open rates of WebSocket senders, per source.
@@ -73,6 +75,7 @@ impl Shared {
         let quic_handshakes = SlotPool::new("quic handshakes", max, per_source);
         let ws_handshakes = SlotPool::new("websocket handshakes", max, per_source);
         let connections = SlotPool::new("connections", usize::MAX, config.max_connections_per_ip);
+        let channel_quotas = ChannelQuotas::new(config.max_channels_per_ip, config.max_channels_per_key);
         Self {
             config,
             policy,
@@ -84,6 +87,7 @@ impl Shared {
             quic_handshakes,
             ws_handshakes,
             connections,
+            channel_quotas,
             quic_retries: AtomicU64::new(0),
             open_rates: OpenRates::new(std::time::Instant::now()),
             registrations: watch::Sender::new(0),

@@ -122,3 +122,69 @@ async fn quic_flood_of_opens_is_refused_past_the_rate_and_others_carry_on() {
 async fn wss_flood_of_opens_is_refused_past_the_rate_and_others_carry_on() {
     flood_and_check("wss").await;
 }
+
+/// Opens a channel to `calc` and makes one call on it.
+async fn open_calc(caller: &Connection) -> Result<CalculatorClient, OpenError> {
+    let calc = CalculatorClient::connect(caller, "calc").await?;
+    assert_eq!(calc.add(CallContext::with_timeout(Duration::from_secs(5)), 1, 2).await.unwrap(), 3);
+    Ok(calc)
+}
+
+fn over_quota(result: Result<CalculatorClient, OpenError>) -> String {
+    match result {
+        Err(OpenError::Refused { code: ErrorCode::RateLimited, detail }) => detail,
+        Err(e) => panic!("expected a refusal as rate-limited, got {e}"),
+        Ok(_) => panic!("expected a refusal as rate-limited, got a channel"),
+    }
+}
+
+#[tokio::test]
+async fn channels_open_per_source_are_capped_across_connections_and_transports() {
+    let relay = TestRelay::start_with(|c| c.max_channels_per_ip = 3).await;
+    let (_host, _) = start(&relay).await;
+    let quic = relay.caller().await;
+    let wss = relay.caller_on(&relay.ws_url).await;
+    let mut held =
+        vec![open_calc(&quic).await.unwrap(), open_calc(&wss).await.unwrap(), open_calc(&quic).await.unwrap()];
+    let detail = over_quota(open_calc(&relay.caller().await).await);
+    assert!(detail.contains("source"), "{detail}");
+    over_quota(open_calc(&wss).await);
+    held.pop();
+    // The count follows the channel's close at the relay.
+    let mut reopened = None;
+    for _ in 0..100 {
+        match open_calc(&wss).await {
+            Ok(calc) => {
+                reopened = Some(calc);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(reopened.is_some(), "room again once a channel closed");
+}
+
+#[tokio::test]
+async fn channels_open_per_key_are_capped_wherever_they_come_from() {
+    use relay_rpc::auth::SharedAccessKey;
+    use relay_server::{KeyConfig, Secret};
+    let relay = TestRelay::start_with(|c| {
+        c.max_channels_per_key = 2;
+        c.keys.push(KeyConfig {
+            name: "senders".into(),
+            primary_key: Secret::new("senders-key"),
+            secondary_key: None,
+            rights: vec![relay_rpc::auth::Right::Send],
+            scope: None,
+        });
+    })
+    .await;
+    let (_host, _) = start(&relay).await;
+    let options = relay.anonymous_options().with_shared_access_key(SharedAccessKey::new("senders", "senders-key"));
+    let senders = Connection::connect(&relay.url, options).await.unwrap();
+    let _held = [open_calc(&senders).await.unwrap(), open_calc(&senders).await.unwrap()];
+    let detail = over_quota(open_calc(&senders).await);
+    assert!(detail.contains("key"), "{detail}");
+    // Another key's callers are not affected.
+    let _root = open_calc(&relay.caller().await).await.unwrap();
+}

@@ -25,11 +25,18 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     // listener. Listeners are looked up only where the sender may send, so that which prefixes
     // have one stays hidden from a sender without the right to know.
     let live = |a: &str| shared.is_multicast(a) || shared.registry().listeners(a) > 0;
-    let address = match shared.policy.sender_address(request.token(), &candidates, live, unix_now()) {
-        Ok((address, _expiry)) => address.to_owned(),
+    let (address, granted) = match shared.policy.sender_address(request.token(), &candidates, live, unix_now()) {
+        Ok((address, granted)) => (address.to_owned(), granted),
         Err(denied) => {
             let code = ErrorCode::Auth(denied.reason);
             return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
+        }
+    };
+    let _quota = match shared.channel_quotas.try_take(request.remote.ip(), granted.key.as_deref()) {
+        Ok(quota) => quota,
+        Err(over) => {
+            let code = ErrorCode::RateLimited;
+            return request.refuse(http_status(code).0, &status_description(code, over)).await;
         }
     };
     let contract = request.head.header(CONTRACT_HEADER).and_then(ContractInfo::from_header).unwrap_or_default();

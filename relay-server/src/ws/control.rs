@@ -25,7 +25,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         return request.refuse(404, "a listener registers on an address, without suffix").await;
     }
     let expiry = match shared.policy.authorize(request.token(), Right::Listen, &address, unix_now()) {
-        Ok(expiry) => expiry,
+        Ok(granted) => granted.expiry,
         Err(denied) => {
             let code = ErrorCode::Auth(denied.reason);
             return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
@@ -113,7 +113,7 @@ async fn hold(
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ControlMessage>(&text) {
                         Ok(ControlMessage::RenewToken { token }) => {
                             match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
-                                Ok(renewed) => expiry = renewed,
+                                Ok(renewed) => expiry = renewed.expiry,
                                 Err(denied) => {
                                     tracing::info!(%address, reason = %denied.reason, "renewed token refused");
                                     let _ = ws.send(close(CLOSE_POLICY, &status_description(ErrorCode::Auth(denied.reason), &denied.detail))).await;

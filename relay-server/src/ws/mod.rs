@@ -104,8 +104,8 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
             accepted = rx.recv() => match accepted {
                 Some((listener, tcp, remote)) => {
                     // Over the limits the connection is dropped at once.
-                    let handshake = shared.ws_handshakes.try_take(remote.ip());
-                    let open = handshake.as_ref().and_then(|_| shared.connections.try_take(remote.ip()));
+                    let handshake = shared.ws_handshakes.try_take_ip(remote.ip());
+                    let open = handshake.as_ref().and_then(|_| shared.connections.try_take_ip(remote.ip()));
                     if let (Some(handshake), Some(open)) = (handshake, open) {
                         let slots = Slots { handshake, _open: open };
                         connections.spawn(serve_connection(shared.clone(), listener, tcp, remote, slots));
@@ -169,8 +169,8 @@ async fn serve_connection(
         Ok(key) => key.to_owned(),
         Err(why) => return refuse(io, 400, why).await,
     };
-    let request =
-        Request { io, leftover, head, target, key, scheme: listener.scheme(), local: listener.tcp.local_addr().ok() };
+    let local = listener.tcp.local_addr().ok();
+    let request = Request { io, leftover, head, target, key, scheme: listener.scheme(), local, remote };
     let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
     match request.target.action {
         Action::Listen => control::serve(&shared, request).instrument(span).await,
@@ -194,6 +194,8 @@ pub(crate) struct Request {
     pub(crate) key: String,
     pub(crate) scheme: &'static str,
     pub(crate) local: Option<SocketAddr>,
+    /// The peer's address.
+    pub(crate) remote: SocketAddr,
 }
 
 impl Request {
