@@ -1,5 +1,7 @@
 //! Hybrid Connections inputs from the network: request targets, JSON control messages, contract
-//! headers and status descriptions. No panics; parsed targets name valid addresses.
+//! headers and status descriptions. No panics; parsed targets name valid addresses, and nothing a
+//! sender wrote reaches a listener's accept URL as a fragment, a backslash, a dot segment or a
+//! parameter named like the relay's own.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,6 +12,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if let Ok(target) = Target::parse(text) {
         assert!(hc::address_prefixes(&target.path).next().is_some());
+        assert!(!target.path.contains(['#', '\\']));
+        assert!(!target.path.split('/').any(|s| s == "." || s == ".."));
+        for param in &target.passthrough {
+            assert!(!param.contains(['#', '\\']));
+            let name = param.split('=').next().unwrap_or_default();
+            let decoded = relay_rpc::auth::percent_decode(name).unwrap_or_default();
+            assert!(!decoded.to_ascii_lowercase().starts_with("sb-hc-"), "{param}");
+        }
     }
     let _ = Target::raw_param(text, "sb-hc-rendezvous");
     for prefix in hc::address_prefixes(text) {
