@@ -20,13 +20,8 @@ async fn relay_with_calculator() -> (TestRelay, relay_rpc::Host) {
     (relay, host)
 }
 
-/// A QUIC connection that speaks raw bytes to the relay.
-async fn raw_connection(relay: &TestRelay, alpn: &[u8]) -> Result<Connection, quinn::ConnectionError> {
-    raw_connection_from(relay, alpn, "127.0.0.1").await
-}
-
-/// A QUIC connection that speaks raw bytes to the relay, from the source address `from`.
-async fn raw_connection_from(relay: &TestRelay, alpn: &[u8], from: &str) -> Result<Connection, quinn::ConnectionError> {
+/// A TLS client configuration that trusts the relay's certificate and offers `alpn`.
+fn tls_client(relay: &TestRelay, alpn: &[u8]) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from_pem_file(&relay.cert).unwrap()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -36,7 +31,17 @@ async fn raw_connection_from(relay: &TestRelay, alpn: &[u8], from: &str) -> Resu
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    tls
+}
+
+/// A QUIC connection that speaks raw bytes to the relay.
+async fn raw_connection(relay: &TestRelay, alpn: &[u8]) -> Result<Connection, quinn::ConnectionError> {
+    raw_connection_from(relay, alpn, "127.0.0.1").await
+}
+
+/// A QUIC connection that speaks raw bytes to the relay, from the source address `from`.
+async fn raw_connection_from(relay: &TestRelay, alpn: &[u8], from: &str) -> Result<Connection, quinn::ConnectionError> {
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls_client(relay, alpn)).unwrap();
     let mut endpoint = quinn::Endpoint::client(format!("{from}:0").parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     endpoint.connect(relay.addr, "localhost").unwrap().await
@@ -283,4 +288,24 @@ async fn past_half_the_quic_pool_new_clients_are_asked_to_retry_and_get_in() {
     assert_eq!(relay.stats.quic_retries(), 0);
     good_caller_works(&relay).await;
     assert!(relay.stats.quic_retries() >= 1, "the caller was asked to retry");
+}
+
+#[tokio::test]
+async fn tls_and_the_request_head_share_one_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = TestRelay::start_with(|c| c.handshake_timeout_ms = 1000).await;
+    let started = Instant::now();
+    let tcp = tokio::net::TcpStream::connect(relay.ws_addr).await.unwrap();
+    // TLS in just over half the deadline, then the head in just over half again: each alone
+    // would be in time.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(&relay, b"http/1.1")));
+    let mut tls = connector.connect("localhost".try_into().unwrap(), tcp).await.expect("TLS within the deadline");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let head = "GET /$hc/calc?sb-hc-action=connect HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let _ = tls.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut answer)).await.expect("closed in time");
+    assert!(answer.is_empty(), "answered after {:?}: {}", started.elapsed(), String::from_utf8_lossy(&answer));
 }
