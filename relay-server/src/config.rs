@@ -101,6 +101,14 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Per-stream flow-control window, bounding what the relay buffers per channel. Default 1 MiB.
     pub stream_window_bytes: u32,
+    /// Bytes of channel messages the whole relay may hold at once: read from one end of a channel
+    /// that has a WebSocket end, not yet written on to the other. Each frame is reserved as its
+    /// header arrives, before its payload is read; when the budget is spent, channels stop
+    /// reading (their peers see TCP or QUIC backpressure) until messages held elsewhere are
+    /// written on. A single message larger than the whole budget is refused: its channel is cut
+    /// (WebSocket close 1009, QUIC [`StreamCode::ProtocolError`](relay_rpc::proto::StreamCode)).
+    /// Default 256 MiB.
+    pub max_buffered_bytes: usize,
     /// The host names tokens may be signed for (scheme and port are ignored).
     /// Default `localhost`, `127.0.0.1`, `::1`.
     pub hostnames: Vec<String>,
@@ -220,6 +228,7 @@ impl Default for Config {
             max_channels_per_listener: 10_000,
             max_channels_per_connection: 10_000,
             stream_window_bytes: 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
             max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
@@ -263,6 +272,7 @@ impl Config {
             || self.channel_open_burst == 0
             || self.multicast_queue_frames == 0
             || self.multicast_queue_bytes == 0
+            || self.max_buffered_bytes == 0
         {
             return invalid("limits must be positive");
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
+use crate::budget::Budget;
 use crate::config::{AddressMode, Config};
 use crate::limits::{HandshakeCounts, Handshakes, OpenRates};
 use crate::registry::{ListenerId, Registry};
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     /// Addresses in multicast mode.
     multicast_addresses: HashSet<String>,
     pub(crate) multicast: MulticastCounters,
+    /// The relay-wide budget for channel messages in memory (`max_buffered_bytes`).
+    pub(crate) budget: Budget,
 }
 
 /// What multicast addresses count, for [`Stats`](crate::Stats).
@@ -62,6 +65,7 @@ impl Shared {
         let registry = Mutex::new(registry);
         let multicast_addresses =
             config.addresses.iter().filter(|a| a.mode == AddressMode::Multicast).map(|a| a.path.clone()).collect();
+        let budget = Budget::new(config.max_buffered_bytes);
         Self {
             config,
             policy,
@@ -75,6 +79,7 @@ impl Shared {
             registrations: watch::Sender::new(0),
             multicast_addresses,
             multicast: MulticastCounters::default(),
+            budget,
         }
     }
 
