@@ -92,6 +92,8 @@ struct MeterState {
     refused: bool,
     /// Waiting for budget: the peer is not silent, the relay is not reading it.
     waiting: bool,
+    /// Not being read: the splice is writing what it read to the other end.
+    paused: bool,
     last_heard: Instant,
     /// The last write did not complete at once: progress since proves the peer reads.
     write_blocked: bool,
@@ -147,6 +149,7 @@ impl Meter {
                 delivered: 0,
                 refused: false,
                 waiting: false,
+                paused: false,
                 last_heard: Instant::now(),
                 write_blocked: false,
             }),
@@ -178,10 +181,24 @@ impl Meter {
     }
 
     /// When the peer last proved alive (bytes from it, or progress writing to it after a blocked
-    /// write), unless the relay is not reading it now for want of budget (then `None`).
+    /// write); `None` while the relay is not reading it (for want of budget, or while it writes
+    /// what it read to the other end, which may be slow): silence then says nothing of the peer.
     pub(crate) fn last_heard(&self) -> Option<Instant> {
         let state = self.lock();
-        (!state.waiting).then_some(state.last_heard)
+        (!state.waiting && !state.paused).then_some(state.last_heard)
+    }
+
+    /// The relay stops reading this end for a while (see [`last_heard`](Self::last_heard)).
+    pub(crate) fn pause(&self) {
+        self.lock().paused = true;
+    }
+
+    /// The relay reads this end again: its silence counts from now.
+    pub(crate) fn resume(&self) {
+        let mut state = self.lock();
+        if std::mem::take(&mut state.paused) {
+            state.last_heard = Instant::now();
+        }
     }
 
     /// Bytes this end holds from the budget now.
@@ -240,8 +257,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             state.refused = true;
             return Poll::Ready(Err(io::Error::other(MeterError::TooLarge { declared: committed, budget: *total })));
         }
-        // Reserve first: the rest of the frame in progress, or a read's worth between frames.
-        let want = (committed as usize).max(READ_CHUNK).min(*total);
+        // Reserve first: the rest of the frame in progress (reserved whole: an end never waits
+        // in the middle of a frame it holds part of), or a read's worth between frames.
+        let want = if committed > 0 { committed as usize } else { READ_CHUNK.min(*total) };
         if state.prepaid < want {
             let more = (want - state.prepaid) as u32;
             match semaphore.poll_acquire_many(cx, more) {

@@ -110,6 +110,7 @@ impl Source {
     /// The next unit. A frame stays counted against the buffer budget until
     /// [`written_on`](Self::written_on).
     pub(crate) async fn next(&mut self) -> Next {
+        self.meter().resume();
         match self {
             Source::Quic(read, meter) => match read.next().await {
                 Some(Ok(frame)) => {
@@ -161,7 +162,14 @@ impl Source {
         }
     }
 
-    fn meter(&self) -> Option<&Arc<Meter>> {
+    fn meter(&self) -> &Arc<Meter> {
+        match self {
+            Source::Quic(_, meter) | Source::Ws(_, meter) => meter,
+        }
+    }
+
+    /// The meter of a WebSocket end, whose liveness the splice watches.
+    fn ws_meter(&self) -> Option<&Arc<Meter>> {
         match self {
             Source::Quic(..) => None,
             Source::Ws(_, meter) => Some(meter),
@@ -311,6 +319,8 @@ async fn pump(
                 continue;
             }
         };
+        // Not read while what it sent is written on, however slowly the other end takes it.
+        from.meter().pause();
         let mut next = Some(first);
         let mut fed = 0;
         while let Some(arrived) = next.take() {
@@ -325,6 +335,7 @@ async fn pump(
             fed += 1;
             if fed < MAX_BATCH {
                 next = from.next().now_or_never();
+                from.meter().pause();
             }
         }
         to.flush().await.map_err(|()| lost(to_side))?;
@@ -362,7 +373,7 @@ pub(super) async fn splice_messages(
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
     let (mut caller_source, mut caller_sink) = halves(caller, max_frame, &shared.budget);
     let (mut host_source, mut host_sink) = halves(host, max_frame, &shared.budget);
-    let meters = [(Side::Caller, caller_source.meter().cloned()), (Side::Host, host_source.meter().cloned())];
+    let meters = [(Side::Caller, caller_source.ws_meter().cloned()), (Side::Host, host_source.ws_meter().cloned())];
     let quic = |source: &Source| matches!(source, Source::Quic(..));
     let (caller_quic, host_quic) = (quic(&caller_source), quic(&host_source));
     enum Ending {
@@ -428,10 +439,7 @@ pub(super) async fn splice_messages(
             (None, StreamCode::RelayShutdown, StreamCode::RelayShutdown)
         }
     };
-    futures::join!(
-        finish(caller_source, caller_sink, caller_code),
-        finish(host_source, host_sink, host_code)
-    );
+    futures::join!(finish(caller_source, caller_sink, caller_code), finish(host_source, host_sink, host_code));
     failed
 }
 

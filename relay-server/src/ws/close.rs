@@ -39,7 +39,8 @@ pub(crate) async fn close(ws: &mut WsStream, ours: Option<CloseFrame>) {
         }
         let _ = ws.flush().await;
         while let Some(Ok(_)) = ws.next().await {}
-        let io = ws.get_mut();
+        // Around the meter: bytes after a refused frame are drained, not parsed.
+        let io = ws.get_mut().get_mut();
         let _ = io.shutdown().await;
         let mut discard = [0u8; 1024];
         while matches!(io.read(&mut discard).await, Ok(n) if n > 0) {}
