@@ -123,6 +123,14 @@ pub struct Config {
     /// for all of its channels together. Until a connection's first authorized hello it is
     /// 256 KiB, whatever this says. Default 16 MiB.
     pub connection_window_bytes: u32,
+    /// Bytes of channel messages the whole relay may hold at once: read from one end of a channel
+    /// that has a WebSocket end, not yet written on to the other. Each frame is reserved as its
+    /// header arrives, before its payload is read; when the budget is spent, channels stop
+    /// reading (their peers see TCP or QUIC backpressure) until messages held elsewhere are
+    /// written on. A single message larger than the whole budget is refused: its channel is cut
+    /// (WebSocket close 1009, QUIC [`StreamCode::ProtocolError`](relay_rpc::proto::StreamCode)).
+    /// Default 256 MiB.
+    pub max_buffered_bytes: usize,
     /// The host names tokens may be signed for (scheme and port are ignored).
     /// Default `localhost`, `127.0.0.1`, `::1`.
     pub hostnames: Vec<String>,
@@ -251,6 +259,7 @@ impl Default for Config {
             max_channels_per_key: 100_000,
             stream_window_bytes: 1024 * 1024,
             connection_window_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
             max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
@@ -298,6 +307,7 @@ impl Config {
             || self.channel_open_burst == 0
             || self.multicast_queue_frames == 0
             || self.multicast_queue_bytes == 0
+            || self.max_buffered_bytes == 0
         {
             return invalid("limits must be positive");
         }

@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod budget;
 pub mod certs;
 mod config;
 mod key_file;

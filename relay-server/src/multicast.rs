@@ -35,7 +35,7 @@ use tracing::Instrument;
 
 use crate::registry::ListenerId;
 use crate::router::{ChannelRequest, ListenerHandle, open_listener};
-use crate::splice::{End, Frame, Next, Side, Sink, Source, halves};
+use crate::splice::{End, Frame, Next, Side, Sink, Source, finish, halves};
 use crate::state::{ChannelGuard, OpenGuard, Phase, Shared};
 
 /// How long subscribers may take to receive what is queued for them after the publisher ends.
@@ -179,7 +179,7 @@ pub(crate) async fn publish(shared: &Arc<Shared>, request: &ChannelRequest, publ
 
 async fn run(shared: &Arc<Shared>, request: Arc<ChannelRequest>, publisher: End) {
     let _open = OpenGuard::new(shared);
-    let (mut source, mut sink) = halves(publisher, shared.config.max_frame_bytes);
+    let (mut source, mut sink) = halves(publisher, shared.config.max_frame_bytes, &shared.budget);
     let mut fanout = Fanout::new(shared);
     let mut writers = JoinSet::new();
     let mut registrations = shared.registrations();
@@ -194,10 +194,12 @@ async fn run(shared: &Arc<Shared>, request: Arc<ChannelRequest>, publisher: End)
                 Next::Frame(frame) => {
                     frames += 1;
                     let overflows = fanout.publish(&frame);
+                    // Queued frames count against the multicast queue bounds from here.
+                    source.written_on();
                     shared.multicast.overflows.fetch_add(overflows, Ordering::Relaxed);
                 }
                 Next::Close(_) => break Ending::Clean,
-                Next::Failed => break Ending::Failed,
+                Next::Failed(_) => break Ending::Failed,
             },
             Some(_) = writers.join_next(), if !writers.is_empty() => {}
             () = shared.reached(Phase::Closing) => break Ending::Shutdown,
@@ -206,12 +208,18 @@ async fn run(shared: &Arc<Shared>, request: Arc<ChannelRequest>, publisher: End)
     tracing::debug!(frames, subscribers = fanout.subscribers.len(), "publisher ended");
     // Closing the queues lets each writer send what is left, then end its channel.
     drop(fanout);
-    match ending {
-        Ending::Clean => sink.close(None, Side::Host).await,
-        Ending::Failed => {}
-        Ending::Shutdown => sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await,
-    }
-    drop((source, sink));
+    let code = match ending {
+        Ending::Clean => {
+            sink.close(None, Side::Host).await;
+            StreamCode::Done
+        }
+        Ending::Failed => StreamCode::CallerGone,
+        Ending::Shutdown => {
+            sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
+            StreamCode::RelayShutdown
+        }
+    };
+    finish(source, sink, code).await;
     let drained = async { while writers.join_next().await.is_some() {} };
     if tokio::time::timeout(DRAIN_LIMIT, drained).await.is_err() {
         tracing::debug!(left = writers.len(), "subscribers did not drain in time; dropping them");
@@ -284,7 +292,7 @@ async fn write(
         Err(refusal) => return tracing::debug!(code = ?refusal.code, detail = %refusal.detail, "subscriber refused"),
     };
     tracing::debug!("subscribed");
-    let (mut source, mut sink) = halves(opened.end, shared.config.max_frame_bytes);
+    let (mut source, mut sink) = halves(opened.end, shared.config.max_frame_bytes, &shared.budget);
     let outcome = {
         let mut forward = std::pin::pin!(forward(&mut queue, &mut sink));
         let mut discard = std::pin::pin!(discard(&mut source));
@@ -303,21 +311,30 @@ async fn write(
     };
     // Frames still queued are dropped with the queue.
     drop(queue);
-    match outcome {
+    let code = match outcome {
         Outcome::Drained => {
             sink.close(None, Side::Caller).await;
-            let _ = tokio::time::timeout(CLOSE_GRACE, discard(&mut source)).await;
+            // A QUIC subscriber may still finish its side; a WebSocket one answers the close.
+            if matches!(source, Source::Quic(..)) {
+                let _ = tokio::time::timeout(CLOSE_GRACE, discard(&mut source)).await;
+            }
+            StreamCode::Done
         }
         Outcome::Gone => {
             sink.cut(StreamCode::CallerGone, CLOSE_GOING_AWAY, "the publisher went away").await;
+            StreamCode::CallerGone
         }
         Outcome::Overflowed => {
             tracing::info!(address = %request.address, "multicast subscriber too slow; cut");
             sink.cut(StreamCode::Overflowed, CLOSE_POLICY, "subscriber too slow: multicast queue overflowed").await;
-            source.stop(StreamCode::Overflowed);
+            StreamCode::Overflowed
         }
-        Outcome::Shutdown => sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await,
-    }
+        Outcome::Shutdown => {
+            sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
+            StreamCode::RelayShutdown
+        }
+    };
+    finish(source, sink, code).await;
 }
 
 /// Sends queued frames until the queue closes and is empty (true) or a send fails (false).
@@ -332,7 +349,9 @@ async fn forward(queue: &mut mpsc::Receiver<Queued>, sink: &mut Sink) -> bool {
 
 /// Reads and drops what a subscriber sends, until it ends its side or fails.
 async fn discard(source: &mut Source) {
-    while let Next::Frame(_) = source.next().await {}
+    while let Next::Frame(_) = source.next().await {
+        source.written_on();
+    }
 }
 
 #[cfg(test)]

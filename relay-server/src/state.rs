@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
+use crate::budget::Budget;
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::registry::{ListenerId, Registry};
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     /// Addresses in multicast mode.
     multicast_addresses: HashSet<String>,
     pub(crate) multicast: MulticastCounters,
+    /// The relay-wide budget for channel messages in memory (`max_buffered_bytes`).
+    pub(crate) budget: Budget,
 }
 
 /// What multicast addresses count, for [`Stats`](crate::Stats).
@@ -76,6 +79,7 @@ impl Shared {
         let ws_handshakes = SlotPool::new("websocket handshakes", max, per_source);
         let connections = SlotPool::new("connections", usize::MAX, config.max_connections_per_ip);
         let channel_quotas = ChannelQuotas::new(config.max_channels_per_ip, config.max_channels_per_key);
+        let budget = Budget::new(config.max_buffered_bytes);
         Self {
             config,
             policy,
@@ -93,6 +97,7 @@ impl Shared {
             registrations: watch::Sender::new(0),
             multicast_addresses,
             multicast: MulticastCounters::default(),
+            budget,
         }
     }
 

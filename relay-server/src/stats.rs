@@ -47,4 +47,10 @@ impl Stats {
     pub fn multicast_queued_bytes(&self) -> usize {
         self.shared.multicast.queued_bytes.load(Ordering::Relaxed)
     }
+
+    /// Bytes of channel messages the relay holds now against `max_buffered_bytes`: read from one
+    /// end, not yet written on to the other (including reservations for frames being read).
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.budget.held()
+    }
 }

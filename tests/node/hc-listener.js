@@ -1,7 +1,7 @@
 // A Hybrid Connections listener built on the official hyco-ws package, for interop tests.
 // Usage: node hc-listener.js LISTEN_URL TOKEN
 // Prints one JSON line per event. Echoes text messages as "echo:" + text and binary messages
-// reversed. Exits when stdin closes.
+// reversed; closes the socket with 1000 "done" on the text "close please". Exits when stdin closes.
 'use strict';
 const WebSocket = require('hyco-ws');
 
@@ -18,11 +18,13 @@ const server = WebSocket.createRelayedServer({ server: listenUrl, token }, (ws) 
       const reversed = Buffer.from(data);
       reversed.reverse();
       ws.send(reversed, { binary: true });
+    } else if (String(data) === 'close please') {
+      ws.close(1000, 'done');
     } else {
       ws.send('echo:' + data);
     }
   });
-  ws.on('close', (code) => print({ event: 'closed', code }));
+  ws.on('close', (code, reason) => print({ event: 'closed', code, reason: String(reason || '') }));
   ws.on('error', (e) => print({ event: 'error', message: String(e) }));
 });
 server.on('listening', () => print({ event: 'listening' }));

@@ -1,7 +1,8 @@
 // A Hybrid Connections sender built on the official hyco-ws package, for interop tests.
 // Usage: [PROTOCOL=name] node hc-sender.js CONNECT_URL TOKEN [TEXT ...]
 // Sends each TEXT as a text message and the bytes [1, 2, 3, 4] as a binary message, prints
-// every message received and the close code as JSON lines. Exits when stdin closes.
+// every message received and the close code as JSON lines. The line "close" on stdin closes the
+// socket with 1000 "bye". Exits when stdin closes.
 'use strict';
 const WebSocket = require('hyco-ws');
 
@@ -24,5 +25,8 @@ ws.on('message', (data, flags) => {
 });
 ws.on('close', (code, reason) => print({ event: 'close', code, reason: String(reason || '') }));
 ws.on('error', (e) => print({ event: 'error', message: String(e && e.message || e) }));
+process.stdin.on('data', (data) => {
+  if (String(data).split('\n').includes('close')) ws.close(1000, 'bye');
+});
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();

@@ -2,6 +2,7 @@
 
 pub mod lab;
 pub mod node;
+pub mod raw_ws;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +32,8 @@ pub struct TestRelay {
     pub ws_url: String,
     /// The TCP address of `wss://`.
     pub ws_addr: std::net::SocketAddr,
+    /// The TCP address of plain `ws://`, when the configuration asked for it.
+    pub ws_plain_addr: Option<std::net::SocketAddr>,
     /// The relay's live counters.
     pub stats: Stats,
     dir: PathBuf,
@@ -95,6 +98,7 @@ impl TestRelay {
         let dir = config.data_dir.clone();
         let addr = relay.quic_addr();
         let ws_addr = relay.ws_addr().expect("wss enabled");
+        let ws_plain_addr = relay.ws_plain_addr();
         let cert = relay.cert_path().to_owned();
         let stats = relay.stats();
         let (tx, rx) = oneshot::channel();
@@ -107,6 +111,7 @@ impl TestRelay {
             addr,
             ws_url: format!("wss://{ws_addr}"),
             ws_addr,
+            ws_plain_addr,
             stats,
             dir,
             config,

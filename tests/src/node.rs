@@ -86,6 +86,12 @@ impl NodeScript {
         }
     }
 
+    /// Writes `line` to the script's stdin.
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin piped");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).expect("node reads stdin");
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -84,6 +84,40 @@ async fn hyco_listener_and_hyco_sender_talk_through_the_relay() {
     assert_eq!(close["code"], 1001, "{close}");
 }
 
+/// Issue #18: a close from either end reaches the other as a clean close with its code, and the
+/// relay answers the close it was sent, so hyco-ws sees a normal closure on both ends (a missing
+/// reply shows as 1006).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyco_closes_are_answered_and_passed_on_cleanly_both_ways() {
+    let relay = TestRelay::start().await;
+    let mut listener = listener(&relay, "lab");
+
+    let mut sender =
+        NodeScript::spawn("hc-sender.js", &[&connect_url(&relay, "lab"), &token(&relay, "lab")], &relay.cert);
+    sender.expect("open", WAIT);
+    listener.expect("connection", WAIT);
+    sender.send_line("close");
+    let close = sender.expect("close", WAIT);
+    assert_eq!(
+        (close["code"].as_u64(), close["reason"].as_str()),
+        (Some(1000), Some("bye")),
+        "the relay answers: {close}"
+    );
+    let closed = listener.expect("closed", WAIT);
+    assert_eq!((closed["code"].as_u64(), closed["reason"].as_str()), (Some(1000), Some("bye")), "{closed}");
+
+    let mut sender = NodeScript::spawn(
+        "hc-sender.js",
+        &[&connect_url(&relay, "lab"), &token(&relay, "lab"), "close please"],
+        &relay.cert,
+    );
+    sender.expect("open", WAIT);
+    let close = sender.expect("close", WAIT);
+    assert_eq!((close["code"].as_u64(), close["reason"].as_str()), (Some(1000), Some("done")), "{close}");
+    let closed = listener.expect("closed", WAIT);
+    assert_eq!(closed["code"].as_u64(), Some(1000), "the relay answers the listener's close: {closed}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn senders_get_http_statuses_for_no_listener_bad_tokens_and_rejections() {
     let relay = TestRelay::start().await;

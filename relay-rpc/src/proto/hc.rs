@@ -35,6 +35,8 @@ pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// WebSocket close code: the security token expired (policy violation).
 pub const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code: a message was larger than the relay takes.
+pub const CLOSE_TOO_BIG: u16 = 1009;
 /// WebSocket close code: something went wrong in the relay.
 pub const CLOSE_ERROR: u16 = 1011;
 /// WebSocket close code: the relay is shutting down ("service restart").

@@ -1,24 +1,30 @@
 //! Splices with a WebSocket end: message by message, one WebSocket message per QUIC frame.
+//!
+//! Every end's reads draw on the relay's buffer budget ([`crate::budget`]): a message is held
+//! from its first byte until it has been written on. WebSocket ends are kept alive: an end
+//! silent for `keep_alive_ms` is pinged, and one that sends nothing at all (no frame, no pong)
+//! for `idle_timeout_ms` is cut, its channel's other end told as for a peer that went away.
+//! Every WebSocket end is finished with a complete closing handshake ([`crate::ws::close`]).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_rpc::proto::StreamCode;
-use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_RESTART};
+use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_RESTART, CLOSE_TOO_BIG};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::{End, Side};
+use crate::budget::{Budget, Framing, Meter, Metered, Prefixed};
 use crate::state::{Phase, Shared};
 use crate::ws::WsStream;
-
-/// How long the second direction may take to finish after the first closed cleanly.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
+use crate::ws::close::{CLOSE_GRACE, close, frame};
 
 /// One unit of traffic.
 #[derive(Clone)]
@@ -37,80 +43,136 @@ impl Frame {
     }
 }
 
+/// Why an end failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Its connection broke, or it broke the protocol: it is sent nothing more.
+    Lost,
+    /// It sent a message larger than the relay takes (`max_frame_bytes`, or the whole buffer
+    /// budget).
+    TooLarge,
+    /// It sent nothing, not even a pong, for the idle timeout.
+    Idle,
+}
+
+impl Fault {
+    /// What the failed end is told, if anything: a QUIC reset code, a WebSocket close.
+    fn goodbye(self) -> Option<(StreamCode, u16, &'static str)> {
+        match self {
+            Fault::Lost => None,
+            Fault::TooLarge => Some((StreamCode::ProtocolError, CLOSE_TOO_BIG, "message too large for the relay")),
+            // Only WebSocket ends go idle here (QUIC connections have their own idle timeout).
+            Fault::Idle => Some((StreamCode::ProtocolError, CLOSE_GOING_AWAY, "idle timeout: no frame or pong")),
+        }
+    }
+}
+
 /// What a source yields next.
 pub(crate) enum Next {
     Frame(Frame),
     /// A clean end: a WebSocket close frame (code, reason), or a QUIC stream's end.
     Close(Option<(u16, String)>),
-    Failed,
+    Failed(Fault),
 }
 
 /// The receiving half of an end, frame by frame.
 pub(crate) enum Source {
-    Quic(FramedRead<RecvStream, LengthDelimitedCodec>),
-    Ws(SplitStream<WsStream>),
+    Quic(FramedRead<Metered<RecvStream>, LengthDelimitedCodec>, Arc<Meter>),
+    Ws(SplitStream<WsStream>, Arc<Meter>),
 }
 
 /// The sending half of an end, frame by frame.
 pub(crate) enum Sink {
     Quic(FramedWrite<SendStream, LengthDelimitedCodec>),
-    Ws(SplitSink<WsStream, Message>),
+    Ws(SplitSink<WsStream, Message>, Arc<Meter>),
 }
 
 /// Splits an end into frame source and sink; QUIC frames longer than `max_frame` are refused.
-pub(crate) fn halves(end: End, max_frame: usize) -> (Source, Sink) {
+/// What the source reads draws on `budget`.
+pub(crate) fn halves(end: End, max_frame: usize, budget: &Budget) -> (Source, Sink) {
     match end {
         End::Quic(pipe) => {
             let codec =
                 || LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame).new_codec();
-            (Source::Quic(FramedRead::new(pipe.recv, codec())), Sink::Quic(FramedWrite::new(pipe.send, codec())))
+            let recv = Metered::new(pipe.recv, Framing::Prefixed(Prefixed::default()), Some(budget));
+            let meter = recv.meter().clone();
+            (Source::Quic(FramedRead::new(recv, codec()), meter), Sink::Quic(FramedWrite::new(pipe.send, codec())))
         }
         End::Ws(ws) => {
+            let meter = ws.get_ref().meter().clone();
             let (sink, source) = (*ws).split();
-            (Source::Ws(source), Sink::Ws(sink))
+            (Source::Ws(source, meter.clone()), Sink::Ws(sink, meter))
         }
     }
 }
 
 impl Source {
+    /// The next unit. A frame stays counted against the buffer budget until
+    /// [`written_on`](Self::written_on).
     pub(crate) async fn next(&mut self) -> Next {
+        self.meter().resume();
         match self {
-            Source::Quic(read) => match read.next().await {
-                Some(Ok(frame)) => Next::Frame(Frame::Binary(frame.freeze())),
+            Source::Quic(read, meter) => match read.next().await {
+                Some(Ok(frame)) => {
+                    meter.unit_yielded();
+                    Next::Frame(Frame::Binary(frame.freeze()))
+                }
                 None => Next::Close(None),
-                Some(Err(_)) => Next::Failed,
+                Some(Err(_)) if meter.refused() => Next::Failed(Fault::TooLarge),
+                // The codec refuses a frame over `max_frame_bytes` as invalid data.
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Next::Failed(Fault::TooLarge),
+                Some(Err(_)) => Next::Failed(Fault::Lost),
             },
-            Source::Ws(read) => loop {
-                return match read.next().await {
-                    Some(Ok(Message::Binary(data))) => Next::Frame(Frame::Binary(data)),
-                    Some(Ok(Message::Text(text))) => Next::Frame(Frame::Text(text)),
-                    Some(Ok(Message::Close(frame))) => {
+            Source::Ws(read, meter) => loop {
+                let message = match read.next().await {
+                    Some(Ok(message)) => message,
+                    Some(Err(_)) if meter.refused() => return Next::Failed(Fault::TooLarge),
+                    Some(Err(WsError::Capacity(_))) => return Next::Failed(Fault::TooLarge),
+                    Some(Err(_)) | None => return Next::Failed(Fault::Lost),
+                };
+                meter.unit_yielded();
+                return match message {
+                    Message::Binary(data) => Next::Frame(Frame::Binary(data)),
+                    Message::Text(text) => Next::Frame(Frame::Text(text)),
+                    Message::Close(frame) => {
+                        meter.release_delivered();
                         Next::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
                     }
-                    Some(Ok(_)) => continue, // pings and pongs are the WebSocket's own business
-                    Some(Err(_)) | None => Next::Failed,
+                    // Pings (tungstenite answers them) and pongs only prove the peer alive.
+                    _ => {
+                        meter.release_delivered();
+                        continue;
+                    }
                 };
             },
         }
     }
 
-    /// Stops reading, telling a QUIC peer why.
-    pub(crate) fn stop(&mut self, code: StreamCode) {
-        if let Source::Quic(read) = self {
-            let _ = read.get_mut().stop(quic_code(code));
+    /// Everything this source yielded has been written on: its bytes go back to the budget.
+    pub(crate) fn written_on(&self) {
+        match self {
+            Source::Quic(_, meter) | Source::Ws(_, meter) => meter.release_delivered(),
         }
     }
 
-    /// After this end was sent a close: a QUIC stream is stopped with `code`; a WebSocket is read
-    /// (and what arrives dropped) until the peer's close or end, within [`CLOSE_GRACE`], so that
-    /// closing the socket with unread data does not reset the connection and lose the close frame.
-    pub(crate) async fn finish_after_close(&mut self, code: StreamCode) {
+    /// Stops reading, telling a QUIC peer why.
+    pub(crate) fn stop(&mut self, code: StreamCode) {
+        if let Source::Quic(read, _) = self {
+            let _ = read.get_mut().get_mut().stop(quic_code(code));
+        }
+    }
+
+    fn meter(&self) -> &Arc<Meter> {
         match self {
-            Source::Quic(_) => self.stop(code),
-            Source::Ws(_) => {
-                let _ =
-                    tokio::time::timeout(CLOSE_GRACE, async { while let Next::Frame(_) = self.next().await {} }).await;
-            }
+            Source::Quic(_, meter) | Source::Ws(_, meter) => meter,
+        }
+    }
+
+    /// The meter of a WebSocket end, whose liveness the splice watches.
+    fn ws_meter(&self) -> Option<&Arc<Meter>> {
+        match self {
+            Source::Quic(..) => None,
+            Source::Ws(_, meter) => Some(meter),
         }
     }
 }
@@ -127,8 +189,8 @@ impl Sink {
         match (self, frame) {
             (Sink::Quic(write), Frame::Binary(data)) => write.feed(data).await.map_err(drop),
             (Sink::Quic(write), Frame::Text(text)) => write.feed(Bytes::from(text)).await.map_err(drop),
-            (Sink::Ws(write), Frame::Binary(data)) => write.feed(Message::Binary(data)).await.map_err(drop),
-            (Sink::Ws(write), Frame::Text(text)) => write.feed(Message::Text(text)).await.map_err(drop),
+            (Sink::Ws(write, _), Frame::Binary(data)) => write.feed(Message::Binary(data)).await.map_err(drop),
+            (Sink::Ws(write, _), Frame::Text(text)) => write.feed(Message::Text(text)).await.map_err(drop),
         }
     }
 
@@ -136,7 +198,7 @@ impl Sink {
     pub(crate) async fn flush(&mut self) -> Result<(), ()> {
         match self {
             Sink::Quic(write) => SinkExt::<Bytes>::flush(write).await.map_err(drop),
-            Sink::Ws(write) => write.flush().await.map_err(drop),
+            Sink::Ws(write, _) => write.flush().await.map_err(drop),
         }
     }
 
@@ -159,9 +221,10 @@ impl Sink {
                     Some(code) => stream.reset(quic_code(code)),
                 };
             }
-            Sink::Ws(write) => {
+            Sink::Ws(write, _) => {
                 let (code, reason) = close.unwrap_or((CLOSE_NORMAL, String::new()));
-                send_close(write, code, &reason).await;
+                // Refused if this end closed first: its reply is already queued.
+                let _ = write.send(Message::Close(Some(frame(code, &reason)))).await;
             }
         }
     }
@@ -172,14 +235,40 @@ impl Sink {
             Sink::Quic(write) => {
                 let _ = write.get_mut().reset(quic_code(code));
             }
-            Sink::Ws(write) => send_close(write, ws_code, reason).await,
+            Sink::Ws(write, _) => {
+                let _ = write.send(Message::Close(Some(frame(ws_code, reason)))).await;
+            }
+        }
+    }
+
+    /// Pings a WebSocket end.
+    async fn ping(&mut self) -> Result<(), ()> {
+        match self {
+            Sink::Quic(_) => Ok(()),
+            Sink::Ws(write, _) => write.send(Message::Ping(Bytes::new())).await.map_err(drop),
+        }
+    }
+
+    fn meter(&self) -> Option<&Arc<Meter>> {
+        match self {
+            Sink::Quic(_) => None,
+            Sink::Ws(_, meter) => Some(meter),
         }
     }
 }
 
-async fn send_close(write: &mut SplitSink<WsStream, Message>, code: u16, reason: &str) {
-    let frame = CloseFrame { code: code.into(), reason: reason.to_owned().into() };
-    let _ = write.send(Message::Close(Some(frame))).await;
+/// Finishes an end after the splice: a WebSocket's closing handshake is completed (whatever close
+/// was sent or received), within [`CLOSE_GRACE`]; a QUIC stream's reading is stopped with
+/// `code`.
+pub(crate) async fn finish(source: Source, sink: Sink, code: StreamCode) {
+    match (source, sink) {
+        (Source::Ws(read, _), Sink::Ws(write, _)) => {
+            if let Ok(mut ws) = read.reunite(write) {
+                close(&mut ws, None).await;
+            }
+        }
+        (mut source, _) => source.stop(code),
+    }
 }
 
 fn quic_code(code: StreamCode) -> VarInt {
@@ -189,28 +278,87 @@ fn quic_code(code: StreamCode) -> VarInt {
 /// Frames passed on before a flush, at most, when they arrive faster than they go.
 const MAX_BATCH: usize = 64;
 
+/// When a ping is due to a WebSocket end last heard from at `heard`, last pinged at `pinged`.
+fn ping_due(heard: Instant, pinged: Instant, keep_alive: Duration) -> Instant {
+    heard.max(pinged) + keep_alive
+}
+
+/// Whether an end last heard from at `heard` (`None`: the relay is not reading it, for want of
+/// budget) is past the idle timeout at `now`.
+fn is_idle(heard: Option<Instant>, now: Instant, idle_timeout: Duration) -> bool {
+    heard.is_some_and(|heard| now.saturating_duration_since(heard) >= idle_timeout)
+}
+
 /// Copies `from` into `to` until a clean close, which is passed on; on failure names the side.
 /// Frames that have already arrived go out together, in one write (and one TLS record, one
-/// packet) where they fit, and are flushed as soon as no more are waiting.
-async fn pump(from: &mut Source, from_side: Side, to: &mut Sink, to_side: Side) -> Result<(), Side> {
+/// packet) where they fit, and are flushed as soon as no more are waiting. While `from` is
+/// quiet, a WebSocket `to` that has been silent for `keep_alive` is pinged.
+async fn pump(
+    from: &mut Source,
+    from_side: Side,
+    to: &mut Sink,
+    to_side: Side,
+    keep_alive: Duration,
+) -> Result<(), (Side, Fault)> {
+    let lost = |side| (side, Fault::Lost);
+    let pinging = to.meter().is_some();
+    let mut pinged = Instant::now();
+    let ping = tokio::time::sleep(keep_alive);
+    tokio::pin!(ping);
     loop {
-        let mut next = Some(from.next().await);
+        let first = tokio::select! {
+            next = from.next() => next,
+            () = &mut ping, if pinging => {
+                let now = Instant::now();
+                let due = ping_due(to.meter().and_then(|m| m.last_heard()).unwrap_or(now), pinged, keep_alive);
+                if now >= due {
+                    to.ping().await.map_err(|()| lost(to_side))?;
+                    pinged = now;
+                }
+                ping.as_mut().reset(ping_due(now, pinged, keep_alive).max(due).into());
+                continue;
+            }
+        };
+        // Not read while what it sent is written on, however slowly the other end takes it.
+        from.meter().pause();
+        let mut next = Some(first);
         let mut fed = 0;
         while let Some(arrived) = next.take() {
             match arrived {
-                Next::Frame(frame) => to.feed(frame).await.map_err(|()| to_side)?,
+                Next::Frame(frame) => to.feed(frame).await.map_err(|()| lost(to_side))?,
                 Next::Close(close) => {
                     to.close(close, from_side).await;
                     return Ok(());
                 }
-                Next::Failed => return Err(from_side),
+                Next::Failed(fault) => return Err((from_side, fault)),
             }
             fed += 1;
             if fed < MAX_BATCH {
                 next = from.next().now_or_never();
+                from.meter().pause();
             }
         }
-        to.flush().await.map_err(|()| to_side)?;
+        to.flush().await.map_err(|()| lost(to_side))?;
+        from.written_on();
+    }
+}
+
+/// Resolves with the first WebSocket end that has been idle past the timeout, checking every
+/// `keep_alive`.
+async fn first_idle(ends: [(Side, Option<Arc<Meter>>); 2], keep_alive: Duration, idle_timeout: Duration) -> Side {
+    if ends.iter().all(|(_, meter)| meter.is_none()) {
+        return std::future::pending().await;
+    }
+    loop {
+        tokio::time::sleep(keep_alive).await;
+        let now = Instant::now();
+        for (side, meter) in &ends {
+            if let Some(meter) = meter
+                && is_idle(meter.last_heard(), now, idle_timeout)
+            {
+                return *side;
+            }
+        }
     }
 }
 
@@ -221,56 +369,93 @@ pub(super) async fn splice_messages(
     shared: &Shared,
 ) -> Option<Side> {
     let max_frame = shared.config.max_frame_bytes;
-    let (mut caller_source, mut caller_sink) = halves(caller, max_frame);
-    let (mut host_source, mut host_sink) = halves(host, max_frame);
+    let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
+    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let (mut caller_source, mut caller_sink) = halves(caller, max_frame, &shared.budget);
+    let (mut host_source, mut host_sink) = halves(host, max_frame, &shared.budget);
+    let meters = [(Side::Caller, caller_source.ws_meter().cloned()), (Side::Host, host_source.ws_meter().cloned())];
+    let quic = |source: &Source| matches!(source, Source::Quic(..));
+    let (caller_quic, host_quic) = (quic(&caller_source), quic(&host_source));
     enum Ending {
         Clean,
-        Failed(Side),
+        Failed(Side, Fault),
         Shutdown,
     }
     let ending = {
-        let mut down = std::pin::pin!(pump(&mut host_source, Side::Host, &mut caller_sink, Side::Caller));
-        let mut up = std::pin::pin!(pump(&mut caller_source, Side::Caller, &mut host_sink, Side::Host));
+        let mut down = std::pin::pin!(pump(&mut host_source, Side::Host, &mut caller_sink, Side::Caller, keep_alive));
+        let mut up = std::pin::pin!(pump(&mut caller_source, Side::Caller, &mut host_sink, Side::Host, keep_alive));
         let first = tokio::select! {
-            r = &mut down => (r, true),
-            r = &mut up => (r, false),
-            () = shared.reached(Phase::Closing) => (Ok(()), false),
+            r = &mut down => r.map(|()| Side::Host),
+            r = &mut up => r.map(|()| Side::Caller),
+            () = shared.reached(Phase::Closing) => Ok(Side::Caller),
             () = async { match &host_dead { Some(dead) => dead.cancelled().await, None => std::future::pending().await } } => {
                 tracing::debug!("the listener was found dead; cutting its channel");
-                (Err(Side::Host), true)
+                Err((Side::Host, Fault::Lost))
+            }
+            side = first_idle(meters, keep_alive, idle_timeout) => {
+                tracing::debug!(?side, "channel end silent past the idle timeout; cutting the channel");
+                Err((side, Fault::Idle))
             }
         };
         if shared.phase() >= Phase::Closing {
             Ending::Shutdown
         } else {
             match first {
-                (Err(side), _) => Ending::Failed(side),
-                (Ok(()), down_finished) => {
-                    // One direction closed cleanly; let the other finish its close handshake.
-                    let rest = if down_finished { up.as_mut() } else { down.as_mut() };
-                    let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+                Err((side, fault)) => Ending::Failed(side, fault),
+                Ok(closed) => {
+                    // One end closed cleanly. A QUIC stream's end closes one direction only: let
+                    // the other finish. A WebSocket that sent a close can take nothing more.
+                    let closed_quic = if closed == Side::Caller { caller_quic } else { host_quic };
+                    if closed_quic {
+                        let rest = if closed == Side::Host { up.as_mut() } else { down.as_mut() };
+                        let _ = tokio::time::timeout(CLOSE_GRACE, rest).await;
+                    }
                     Ending::Clean
                 }
             }
         }
     };
-    match ending {
-        Ending::Clean => None,
-        Ending::Failed(Side::Host) => {
-            caller_sink.cut(StreamCode::ListenerGone, CLOSE_GOING_AWAY, "the listener went away").await;
-            caller_source.finish_after_close(StreamCode::ListenerGone).await;
-            Some(Side::Host)
-        }
-        Ending::Failed(Side::Caller) => {
-            host_sink.cut(StreamCode::CallerGone, CLOSE_GOING_AWAY, "the sender went away").await;
-            host_source.finish_after_close(StreamCode::CallerGone).await;
-            Some(Side::Caller)
+    let (failed, caller_code, host_code) = match ending {
+        Ending::Clean => (None, StreamCode::Done, StreamCode::Done),
+        Ending::Failed(side, fault) => {
+            let (failed_sink, other_sink) = match side {
+                Side::Host => (&mut host_sink, &mut caller_sink),
+                Side::Caller => (&mut caller_sink, &mut host_sink),
+            };
+            let (gone, reason) = match side {
+                Side::Host => (StreamCode::ListenerGone, "the listener went away"),
+                Side::Caller => (StreamCode::CallerGone, "the sender went away"),
+            };
+            if let Some((code, ws_code, why)) = fault.goodbye() {
+                failed_sink.cut(code, ws_code, why).await;
+            }
+            other_sink.cut(gone, CLOSE_GOING_AWAY, reason).await;
+            (Some(side), gone, gone)
         }
         Ending::Shutdown => {
             for sink in [&mut caller_sink, &mut host_sink] {
                 sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
             }
-            None
+            (None, StreamCode::RelayShutdown, StreamCode::RelayShutdown)
         }
+    };
+    futures::join!(finish(caller_source, caller_sink, caller_code), finish(host_source, host_sink, host_code));
+    failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_end_is_pinged_after_keep_alive_of_silence_and_idle_only_while_read() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        assert_eq!(ping_due(t0, t0, second), t0 + second);
+        assert_eq!(ping_due(t0 + 3 * second, t0, second), t0 + 4 * second, "heard since: later");
+        assert_eq!(ping_due(t0, t0 + 2 * second, second), t0 + 3 * second, "pinged since: once per interval");
+        assert!(!is_idle(Some(t0), t0 + 7 * second, 8 * second));
+        assert!(is_idle(Some(t0), t0 + 8 * second, 8 * second));
+        assert!(!is_idle(None, t0 + 100 * second, 8 * second), "an end the relay is not reading is not idle");
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use bytes::cut;
 use bytes::splice_bytes;
 use messages::splice_messages;
-pub(crate) use messages::{Frame, Next, Sink, Source, halves};
+pub(crate) use messages::{Frame, Next, Sink, Source, finish, halves};
 
 use crate::state::Shared;
 use crate::ws::WsStream;

@@ -1,11 +1,9 @@
 //! A Hybrid Connections listener's rendezvous: accepting (or rejecting) one waiting sender.
 
-use futures::SinkExt;
 use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, Target};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 
 use super::Request;
+use super::close::{close, frame};
 use super::rendezvous::{Outcome, take};
 use crate::state::Shared;
 
@@ -25,8 +23,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     match request.upgrade(shared, protocol.as_deref()).await {
         Ok(ws) => {
             if let Err(Outcome::Accepted { mut ws, .. }) = slot.send(Outcome::Accepted { ws: Box::new(ws), protocol }) {
-                let reason = "the sender went away".into();
-                let _ = ws.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY.into(), reason }))).await;
+                close(&mut ws, Some(frame(CLOSE_GOING_AWAY, "the sender went away"))).await;
             }
         }
         Err(e) => tracing::debug!(error = %e, "listener left during the rendezvous handshake"),

@@ -5,13 +5,16 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use relay_rpc::auth::{Right, unix_now};
-use relay_rpc::proto::hc::{CLOSE_POLICY, CLOSE_RESTART, ControlMessage, http_status, status_description};
+use relay_rpc::proto::hc::{
+    CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART, ControlMessage, http_status, status_description,
+};
 use relay_rpc::proto::{ErrorCode, validate_address};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 
+use super::close::{close, frame};
 use super::{Request, WsStream};
 use crate::router::{HcListener, ListenerHandle};
 use crate::state::{Phase, Shared};
@@ -45,17 +48,24 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         Err(e) => return request.refuse(503, &e.to_string()).await,
     };
     shared.listener_registered();
-    match request.upgrade(shared, None).await {
-        Ok(ws) => {
+    let mut ended = None;
+    match request.upgrade_control(shared).await {
+        Ok(mut ws) => {
             tracing::info!(%address, listener = id, "hybrid connections listener registered");
-            if hold(shared, &address, expiry, ws, accepts).await == Held::Dead {
+            let (held, goodbye) = hold(shared, &address, expiry, &mut ws, accepts).await;
+            if held == Held::Dead {
                 dead.cancel();
             }
+            ended = Some((ws, goodbye));
         }
         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
     }
+    // Out of the rotation before the goodbye, so that no sender is routed to a listener leaving.
     shared.registry().unregister(&address, id);
     tracing::info!(%address, listener = id, "hybrid connections listener left");
+    if let Some((mut ws, goodbye)) = ended {
+        close(&mut ws, goodbye).await;
+    }
 }
 
 /// The host the listener dialled (its `Host` header), for rendezvous addresses.
@@ -80,20 +90,19 @@ enum Held {
 /// The reason a draining relay closes a listener's control channel with.
 const GO_AWAY_REASON: &str = "relay draining: register again elsewhere";
 
+/// Serves a registered listener's control channel until it ends; returns how, and the close the
+/// relay ends it with (`None`: the listener closed, or its socket failed).
 async fn hold(
     shared: &Shared,
     address: &str,
     mut expiry: Option<u64>,
-    mut ws: WsStream,
+    ws: &mut WsStream,
     mut accepts: mpsc::Receiver<relay_rpc::proto::hc::Accept>,
-) -> Held {
+) -> (Held, Option<CloseFrame>) {
     let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
     let mut ping = tokio::time::interval(keep_alive);
     let mut last_heard = Instant::now();
-    let close = |code: u16, reason: &str| {
-        Message::Close(Some(CloseFrame { code: code.into(), reason: reason.to_owned().into() }))
-    };
     loop {
         let lapse = crate::auth::until_lapse(expiry);
         tokio::select! {
@@ -116,8 +125,8 @@ async fn hold(
                                 Ok(renewed) => expiry = renewed.expiry,
                                 Err(denied) => {
                                     tracing::info!(%address, reason = %denied.reason, "renewed token refused");
-                                    let _ = ws.send(close(CLOSE_POLICY, &status_description(ErrorCode::Auth(denied.reason), &denied.detail))).await;
-                                    break;
+                                    let reason = status_description(ErrorCode::Auth(denied.reason), &denied.detail);
+                                    return (Held::Ended, Some(frame(CLOSE_POLICY, &reason)));
                                 }
                             }
                         }
@@ -130,7 +139,7 @@ async fn hold(
             _ = ping.tick() => {
                 if last_heard.elapsed() > idle_timeout {
                     tracing::info!(%address, "listener silent past the idle timeout; dropping it and its channels");
-                    return Held::Dead;
+                    return (Held::Dead, Some(frame(CLOSE_GOING_AWAY, "idle timeout")));
                 }
                 if ws.send(Message::Ping(Default::default())).await.is_err() {
                     break;
@@ -138,17 +147,14 @@ async fn hold(
             }
             () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {
                 tracing::info!(%address, "listener token expired");
-                let _ = ws.send(close(CLOSE_POLICY, "token expired")).await;
-                break;
+                return (Held::Ended, Some(frame(CLOSE_POLICY, "token expired")));
             }
             // Hybrid Connections has no "go away" message: closing the control channel with 1012
             // (service restart) says it, while the listener's rendezvous sockets, its open
             // channels, run on until they finish or the grace period ends.
-            () = shared.reached(Phase::Draining) => {
-                let _ = ws.send(close(CLOSE_RESTART, GO_AWAY_REASON)).await;
-                break;
-            }
+            () = shared.reached(Phase::Draining) => return (Held::Ended, Some(frame(CLOSE_RESTART, GO_AWAY_REASON))),
         }
     }
-    Held::Ended
+    // The listener closed (its close is answered by `close`), or its socket failed.
+    (Held::Ended, None)
 }

@@ -8,6 +8,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::{Io, WsStream};
+use crate::budget::Metered;
 
 /// The largest request head accepted, in bytes.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
@@ -104,7 +105,7 @@ pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>), H
 
 /// Answers `101 Switching Protocols` and turns the connection into a WebSocket.
 pub(crate) async fn upgrade(
-    mut io: Box<dyn Io>,
+    mut io: Metered<Box<dyn Io>>,
     leftover: Vec<u8>,
     key: &str,
     protocol: Option<&str>,

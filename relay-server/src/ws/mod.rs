@@ -3,6 +3,7 @@
 //! sender on a single-use rendezvous WebSocket that the relay splices to the sender's.
 
 mod accept;
+pub(crate) mod close;
 mod connect;
 mod control;
 mod handshake;
@@ -21,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument as _;
 
+use crate::budget::{Framing, Metered, WsFraming};
 use crate::limits::Slot;
 use crate::state::{Phase, Shared};
 use handshake::{Head, read_head, refuse};
@@ -30,8 +32,8 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A WebSocket at the relay.
-pub(crate) type WsStream = WebSocketStream<Box<dyn Io>>;
+/// A WebSocket at the relay, on a stream that meters what it reads (see [`crate::budget`]).
+pub(crate) type WsStream = WebSocketStream<Metered<Box<dyn Io>>>;
 
 /// A bound WebSocket listener: TLS (`wss`) or plain (`ws`).
 pub(crate) struct WsListener {
@@ -80,12 +82,15 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let mut acceptors = JoinSet::new();
     for listener in &listeners {
-        let (listener, tx) = (listener.clone(), tx.clone());
+        let (listener, tx, shared) = (listener.clone(), tx.clone(), shared.clone());
         acceptors.spawn(async move {
             loop {
                 match listener.tcp.accept().await {
                     Ok((tcp, remote)) => {
                         let _ = tcp.set_nodelay(true);
+                        if let Err(e) = set_keepalive(&tcp, &shared.config) {
+                            tracing::debug!(%remote, error = %e, "cannot set TCP keepalive");
+                        }
                         if tx.send((listener.clone(), tcp, remote)).await.is_err() {
                             break;
                         }
@@ -130,6 +135,18 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
 struct Slots {
     handshake: Slot,
     _open: Slot,
+}
+
+/// Turns on TCP keepalive, probing after `idle_timeout_ms` of silence every `keep_alive_ms`: a
+/// peer whose host vanished (no FIN, no RST) is then found dead by the kernel even where no
+/// WebSocket ping reaches it (a connection still in its handshake, or blocked writing).
+fn set_keepalive(tcp: &tokio::net::TcpStream, config: &crate::Config) -> std::io::Result<()> {
+    // The kernel counts in whole seconds.
+    let secs = |ms: u64| std::time::Duration::from_millis(ms).max(std::time::Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new().with_time(secs(config.idle_timeout_ms));
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd", windows))]
+    let keepalive = keepalive.with_interval(secs(config.keep_alive_ms));
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)
 }
 
 async fn serve_connection(
@@ -204,9 +221,21 @@ impl Request {
         self.target.token.as_deref().or_else(|| self.head.header(TOKEN_HEADER))
     }
 
-    /// Answers 101 and returns the WebSocket.
+    /// Answers 101 and returns the WebSocket, for a channel end: what it reads draws on the
+    /// relay's buffer budget.
     pub(crate) async fn upgrade(self, shared: &Shared, protocol: Option<&str>) -> std::io::Result<WsStream> {
-        handshake::upgrade(self.io, self.leftover, &self.key, protocol, shared.config.max_frame_bytes).await
+        let max = shared.config.max_frame_bytes;
+        let framing = Framing::Ws(WsFraming::new(max));
+        let io = Metered::new(self.io, framing, Some(&shared.budget));
+        handshake::upgrade(io, self.leftover, &self.key, protocol, max).await
+    }
+
+    /// Answers 101 and returns the WebSocket, for a listener's control channel: small messages
+    /// read one at a time, so outside the buffer budget.
+    pub(crate) async fn upgrade_control(self, shared: &Shared) -> std::io::Result<WsStream> {
+        let max = shared.config.max_frame_bytes;
+        let io = Metered::new(self.io, Framing::Ws(WsFraming::new(max)), None);
+        handshake::upgrade(io, self.leftover, &self.key, None, max).await
     }
 
     /// Answers with an error status.

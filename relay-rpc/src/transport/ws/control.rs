@@ -98,6 +98,8 @@ impl Control {
                 message = ws.next() => match message {
                     Some(Ok(Message::Text(text))) => self.on_message(text.as_str()),
                     Some(Ok(Message::Close(frame))) => {
+                        // Answer the relay's close (tungstenite queued the reply) before the socket goes.
+                        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, ws.flush()).await;
                         let (code, reason) = frame.map_or((None, String::new()), |f| (Some(f.code.into()), f.reason.to_string()));
                         return codes::listener_closed(code, &reason);
                     }

@@ -196,6 +196,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsFrames<S> {
                 // Hybrid Connections senders may send text; it is a frame all the same.
                 Message::Text(text) => return Poll::Ready(Some(Ok(BytesMut::from(Bytes::from(text))))),
                 Message::Close(frame) => {
+                    // tungstenite queued the reply (echoing the code); send it now, as nothing
+                    // polls this socket once the channel has ended (best effort).
+                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
                     let (code, reason) =
                         frame.map_or((None, String::new()), |f| (Some(f.code.into()), f.reason.to_string()));
                     let end = codes::channel_closed(this.role, code, &reason).map_or(End::Clean, End::Failed);
