@@ -174,7 +174,9 @@ enum Ending {
 /// Serves a publisher's channel (already accepted) on a multicast address until it ends.
 pub(crate) async fn publish(shared: &Arc<Shared>, request: &ChannelRequest, publisher: End) {
     let span = tracing::debug_span!("multicast", address = %request.address);
-    run(shared, Arc::new(request.clone()), publisher).instrument(span).await
+    // Boxed: a publisher's future is large, and every channel task that might become one
+    // would otherwise carry its size.
+    Box::pin(run(shared, Arc::new(request.clone()), publisher).instrument(span)).await
 }
 
 async fn run(shared: &Arc<Shared>, request: Arc<ChannelRequest>, publisher: End) {

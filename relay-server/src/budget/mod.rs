@@ -13,6 +13,7 @@ mod framing;
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -68,10 +69,50 @@ pub(crate) enum MeterError {
     },
 }
 
-/// What a channel end's metered stream and the splice reading it share.
+/// What a channel end's metered stream and the splice reading it share: the budget's accounts
+/// behind a lock (taken once per read and once or twice per message), and when the peer was
+/// last heard from in atomics, so that noting it costs no lock on every read and write.
 #[derive(Debug)]
 pub(crate) struct Meter {
     state: Mutex<MeterState>,
+    liveness: Liveness,
+}
+
+/// When an end's peer was last heard from, and whether the relay is reading it at all.
+#[derive(Debug)]
+struct Liveness {
+    /// What `heard` counts from.
+    base: Instant,
+    /// Nanoseconds from `base` to when the peer last proved alive.
+    heard: AtomicU64,
+    /// Waiting for budget: the peer is not silent, the relay is not reading it.
+    waiting: AtomicBool,
+    /// Not being read: the splice is writing what it read to the other end.
+    paused: AtomicBool,
+}
+
+impl Liveness {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            heard: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+        }
+    }
+
+    /// The peer proved alive just now.
+    fn heard_now(&self) {
+        let since = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.heard.store(since, Ordering::Relaxed);
+    }
+
+    fn last_heard(&self) -> Option<Instant> {
+        if self.waiting.load(Ordering::Relaxed) || self.paused.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.base + std::time::Duration::from_nanos(self.heard.load(Ordering::Relaxed)))
+    }
 }
 
 #[derive(Debug)]
@@ -90,13 +131,6 @@ struct MeterState {
     /// Where the last unit the reader yielded ends: released once it has been written on.
     delivered: u64,
     refused: bool,
-    /// Waiting for budget: the peer is not silent, the relay is not reading it.
-    waiting: bool,
-    /// Not being read: the splice is writing what it read to the other end.
-    paused: bool,
-    last_heard: Instant,
-    /// The last write did not complete at once: progress since proves the peer reads.
-    write_blocked: bool,
 }
 
 impl MeterState {
@@ -148,11 +182,8 @@ impl Meter {
                 ends: VecDeque::new(),
                 delivered: 0,
                 refused: false,
-                waiting: false,
-                paused: false,
-                last_heard: Instant::now(),
-                write_blocked: false,
             }),
+            liveness: Liveness::new(),
         }
     }
 
@@ -184,20 +215,18 @@ impl Meter {
     /// write); `None` while the relay is not reading it (for want of budget, or while it writes
     /// what it read to the other end, which may be slow): silence then says nothing of the peer.
     pub(crate) fn last_heard(&self) -> Option<Instant> {
-        let state = self.lock();
-        (!state.waiting && !state.paused).then_some(state.last_heard)
+        self.liveness.last_heard()
     }
 
     /// The relay stops reading this end for a while (see [`last_heard`](Self::last_heard)).
     pub(crate) fn pause(&self) {
-        self.lock().paused = true;
+        self.liveness.paused.store(true, Ordering::Relaxed);
     }
 
     /// The relay reads this end again: its silence counts from now.
     pub(crate) fn resume(&self) {
-        let mut state = self.lock();
-        if std::mem::take(&mut state.paused) {
-            state.last_heard = Instant::now();
+        if self.liveness.paused.swap(false, Ordering::Relaxed) {
+            self.liveness.heard_now();
         }
     }
 
@@ -214,6 +243,8 @@ pub(crate) struct Metered<S> {
     inner: S,
     meter: Arc<Meter>,
     budget: Option<(PollSemaphore, usize)>,
+    /// The last write did not complete at once: progress since proves the peer reads.
+    write_blocked: bool,
 }
 
 impl<S> std::fmt::Debug for Metered<S> {
@@ -227,7 +258,7 @@ impl<S> Metered<S> {
     /// when the peer was last heard from.
     pub(crate) fn new(inner: S, framing: Framing, budget: Option<&Budget>) -> Self {
         let budget = budget.map(|b| (PollSemaphore::new(b.semaphore.clone()), b.total));
-        Self { inner, meter: Arc::new(Meter::new(framing)), budget }
+        Self { inner, meter: Arc::new(Meter::new(framing)), budget, write_blocked: false }
     }
 
     /// The meter, shared with whoever reads the messages.
@@ -247,7 +278,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             let before = buf.filled().len();
             let result = Pin::new(&mut this.inner).poll_read(cx, buf);
             if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-                this.meter.lock().last_heard = Instant::now();
+                this.meter.liveness.heard_now();
             }
             return result;
         };
@@ -264,19 +295,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             let more = (want - state.prepaid) as u32;
             match semaphore.poll_acquire_many(cx, more) {
                 Poll::Pending => {
-                    if !state.waiting {
+                    if !this.meter.liveness.waiting.swap(true, Ordering::Relaxed) {
                         tracing::trace!(want, "channel buffer budget spent; waiting");
                     }
-                    state.waiting = true;
                     return Poll::Pending;
                 }
                 Poll::Ready(None) => return Poll::Ready(Err(io::Error::other("the buffer budget is closed"))),
                 Poll::Ready(Some(permit)) => {
                     state.hold(permit);
                     state.prepaid += more as usize;
-                    if std::mem::take(&mut state.waiting) {
+                    if this.meter.liveness.waiting.swap(false, Ordering::Relaxed) {
                         // Silence while the relay was not reading says nothing about the peer.
-                        state.last_heard = Instant::now();
+                        this.meter.liveness.heard_now();
                     }
                 }
             }
@@ -308,7 +338,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
             framing.observe(read, pos, ends);
             state.read_total += read.len() as u64;
             state.prepaid -= read.len();
-            state.last_heard = Instant::now();
+            this.meter.liveness.heard_now();
         }
         state.trim();
         result
@@ -317,13 +347,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
 
 impl<S: AsyncWrite + Unpin> Metered<S> {
     /// Notes a write's outcome: progress after a blocked write proves the peer is reading.
-    fn wrote<T>(&self, result: &Poll<io::Result<T>>, progressed: bool) {
-        let mut state = self.meter.lock();
+    fn wrote<T>(&mut self, result: &Poll<io::Result<T>>, progressed: bool) {
         match result {
-            Poll::Pending => state.write_blocked = true,
-            Poll::Ready(Ok(_)) if progressed && state.write_blocked => {
-                state.write_blocked = false;
-                state.last_heard = Instant::now();
+            Poll::Pending => self.write_blocked = true,
+            Poll::Ready(Ok(_)) if progressed && self.write_blocked => {
+                self.write_blocked = false;
+                self.meter.liveness.heard_now();
             }
             Poll::Ready(_) => {}
         }

@@ -58,6 +58,7 @@ pub(crate) async fn splice(
 ) -> Option<Side> {
     match (caller, host) {
         (End::Quic(caller), End::Quic(host)) => splice_bytes(caller, host).await,
-        (caller, host) => splice_messages(caller, host, host_dead, shared).await,
+        // Boxed, so that a QUIC-to-QUIC channel's task is not sized for the message splice.
+        (caller, host) => Box::pin(splice_messages(caller, host, host_dead, shared)).await,
     }
 }
