@@ -189,7 +189,7 @@ impl TestRelay {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            propagate_panic(task.await);
         }
     }
 
@@ -215,7 +215,14 @@ impl TestRelay {
 impl Drop for TestRelay {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            task.abort();
+            // A relay that panicked while the test ran fails the test, stopped or not.
+            if task.is_finished() && !std::thread::panicking() {
+                if let Some(joined) = futures::FutureExt::now_or_never(task) {
+                    propagate_panic(joined);
+                }
+            } else {
+                task.abort();
+            }
         }
         if !self.dir.as_os_str().is_empty() {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -228,9 +235,19 @@ pub async fn next_event(events: &mut UnboundedReceiver<LabEvent>) -> LabEvent {
     tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").expect("host alive")
 }
 
-/// This process's open file descriptors.
+/// A panic in a relay (or any task) a test joins fails the test; a cancellation does not.
+pub fn propagate_panic<T>(joined: Result<T, tokio::task::JoinError>) {
+    if let Err(e) = joined
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// This process's open file descriptors. Fails where `/proc` cannot be read: a leak check that
+/// reads 0 before and after would pass whatever leaked.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd is readable (these tests need Linux)").count()
 }
 
 /// The tasks alive in the current tokio runtime.

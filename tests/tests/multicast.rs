@@ -107,7 +107,8 @@ impl MulticastRelay {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        let stopped = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        relay_tests::propagate_panic(stopped.expect("the relay stops within 20 s"));
     }
 }
 

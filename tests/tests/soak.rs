@@ -88,12 +88,12 @@ fn ctx() -> CallContext {
 
 /// Resident memory, in MiB (`VmRSS` of `/proc/self/status`).
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status is readable (Linux)");
     let kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+        .expect("a VmRSS line");
     kib / 1024.0
 }
 
