@@ -8,6 +8,12 @@ const WebSocket = require('hyco-ws');
 const [listenUrl, token] = process.argv.slice(2);
 const print = (event) => process.stdout.write(JSON.stringify(event) + '\n');
 
+// Messages that arrive after this end has started closing are dropped (a closing socket takes
+// no more sends): the sender's frames can still be in flight when "close please" is handled.
+const reply = (ws, data, options) => {
+  if (ws.readyState === WebSocket.OPEN) ws.send(data, options);
+};
+
 const server = WebSocket.createRelayedServer({ server: listenUrl, token }, (ws) => {
   ws.on('open', () => {
     print({ event: 'connection', address: ws.url, protocol: ws.protocol || null });
@@ -17,11 +23,11 @@ const server = WebSocket.createRelayedServer({ server: listenUrl, token }, (ws) 
     if (flags && flags.binary) {
       const reversed = Buffer.from(data);
       reversed.reverse();
-      ws.send(reversed, { binary: true });
+      reply(ws, reversed, { binary: true });
     } else if (String(data) === 'close please') {
       ws.close(1000, 'done');
     } else {
-      ws.send('echo:' + data);
+      reply(ws, 'echo:' + data);
     }
   });
   ws.on('close', (code, reason) => print({ event: 'closed', code, reason: String(reason || '') }));
