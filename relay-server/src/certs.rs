@@ -107,9 +107,7 @@ mod tests {
     #[test]
     fn a_regenerated_key_is_private_whatever_the_old_file_was() {
         // Regression (issue 19): the key was written into the existing file, which kept its mode.
-        let dir = std::env::temp_dir().join(format!("relay-certs-regenerate-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::key_file::tests::fresh_dir("regenerate");
         let key = dir.join("key.pem");
         std::fs::write(&key, "stale").unwrap();
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();

@@ -108,14 +108,15 @@ pub(crate) fn warn_if_exposed(path: &Path) {
 }
 
 #[cfg(all(test, unix))]
-mod tests {
+pub(crate) mod tests {
     use std::os::unix::fs::PermissionsExt as _;
     use std::path::PathBuf;
 
     use super::*;
 
-    fn fresh_dir(tag: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("relay-key-file-{tag}-{}", std::process::id()));
+    /// An empty directory of this process's for the test `tag` (shared by the key files' tests).
+    pub(crate) fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("relay-key-files-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir

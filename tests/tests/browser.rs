@@ -93,16 +93,20 @@ async fn control(relay: &TestRelay, address: &str) -> raw_ws::Ws {
     raw_ws::control(relay, Scheme::Wss, address, &raw_ws::token(relay, address, Duration::from_secs(3600))).await
 }
 
-async fn relay() -> TestRelay {
-    TestRelay::start_with(|c| c.ws_plain_listen = Some("127.0.0.1:0".parse().unwrap())).await
+/// A relay (with plain `ws://` too), a listener on `address`, and the page as a sender to it over
+/// `ws://` then `wss://`; the listener closes first if `listener_closes`, else the page does.
+/// Returns what the page saw, and how the listener's rendezvous sockets ended.
+async fn exchange(address: &str, listener_closes: bool) -> (Vec<PageSaw>, Vec<Ending>) {
+    let relay = TestRelay::start_with(|c| c.ws_plain_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let mut control = control(&relay, address).await;
+    let urls = vec![sender_url(&relay, Scheme::Ws, address), sender_url(&relay, Scheme::Wss, address)];
+    let mode = if listener_closes { "listener-closes" } else { "sender-closes" };
+    tokio::join!(browse(mode, urls), listen(&relay, &mut control, 2, listener_closes))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_senders_close_is_answered_and_clean() {
-    let relay = relay().await;
-    let mut control = control(&relay, "echo").await;
-    let urls = vec![sender_url(&relay, Scheme::Ws, "echo"), sender_url(&relay, Scheme::Wss, "echo")];
-    let (seen, endings) = tokio::join!(browse("sender-closes", urls), listen(&relay, &mut control, 2, false));
+    let (seen, endings) = exchange("echo", false).await;
     for saw in seen {
         assert_eq!(saw.error, None);
         assert_eq!(saw.echoed.as_deref(), Some("hello"));
@@ -116,10 +120,7 @@ async fn a_browser_senders_close_is_answered_and_clean() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listeners_close_reaches_the_browser_clean_with_its_code_and_reason() {
-    let relay = relay().await;
-    let mut control = control(&relay, "closer").await;
-    let urls = vec![sender_url(&relay, Scheme::Ws, "closer"), sender_url(&relay, Scheme::Wss, "closer")];
-    let (seen, endings) = tokio::join!(browse("listener-closes", urls), listen(&relay, &mut control, 2, true));
+    let (seen, endings) = exchange("closer", true).await;
     for saw in seen {
         assert_eq!(saw.error, None);
         assert_eq!(saw.was_clean, Some(true), "{saw:?}");
