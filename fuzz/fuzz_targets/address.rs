@@ -2,13 +2,13 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay_rpc::auth::path_covers;
-use relay_rpc::proto::validate_address;
+use relay_proto::auth::path_covers;
+use relay_proto::validate_address;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     if validate_address(text).is_ok() {
-        assert!(!text.is_empty() && text.len() <= relay_rpc::proto::MAX_ADDRESS_LEN);
+        assert!(!text.is_empty() && text.len() <= relay_proto::MAX_ADDRESS_LEN);
         assert!(text.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
         assert!(!text.contains(['%', '\0', '\\']));
         assert!(path_covers(text, text));

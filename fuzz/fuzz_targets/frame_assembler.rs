@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay_rpc::proto::{self, FrameAssembler};
+use relay_proto::{self as proto, FrameAssembler};
 
 const MAX: usize = 2048;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay_rpc::proto::{self, Control, Hello, Incoming, Reply};
+use relay_proto::{self as proto, Control, Hello, Incoming, Reply};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(hello) = Hello::decode(data) {

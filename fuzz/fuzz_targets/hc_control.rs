@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay_rpc::proto::hc::{self, ControlMessage, Target};
-use relay_rpc::proto::{ContractInfo, validate_address};
+use relay_proto::hc::{self, ControlMessage, Target};
+use relay_proto::{ContractInfo, validate_address};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         for param in &target.passthrough {
             assert!(!param.contains(['#', '\\']));
             let name = param.split('=').next().unwrap_or_default();
-            let decoded = relay_rpc::auth::percent_decode(name).unwrap_or_default();
+            let decoded = relay_proto::auth::percent::decode(name).unwrap_or_default();
             assert!(!decoded.to_ascii_lowercase().starts_with("sb-hc-"), "{param}");
         }
     }

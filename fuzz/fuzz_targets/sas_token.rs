@@ -2,8 +2,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use relay_rpc::auth::{Audience, SasToken, percent_decode, percent_encode};
-use relay_rpc::proto::validate_address;
+use relay_proto::auth::percent::{decode as percent_decode, encode_component as percent_encode};
+use relay_proto::auth::{Audience, SasToken};
+use relay_proto::validate_address;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

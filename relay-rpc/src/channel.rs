@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 
-use crate::proto::StreamCode;
+use relay_proto::StreamCode;
 
 /// Why a channel stopped carrying frames.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -33,7 +33,7 @@ use std::io;
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::proto::ContractInfo;
+use relay_proto::{ContractInfo, MethodInfo};
 
 /// The description of one method of a contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +284,20 @@ pub(crate) fn is_unknown_method(error: &tarpc::ServerError) -> bool {
 }
 
 pub use crate::host::TarpcServe;
+
+impl From<&ContractDescriptor> for ContractInfo {
+    fn from(c: &ContractDescriptor) -> Self {
+        Self {
+            name: c.name.to_owned(),
+            fingerprint: c.fingerprint,
+            methods: c
+                .methods
+                .iter()
+                .map(|m| MethodInfo { name: m.name.to_owned(), fingerprint: m.fingerprint })
+                .collect(),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,9 +2,9 @@
 
 use crate::auth::{AuthFailure, ProvideError};
 use crate::channel::ChannelError;
-use crate::proto::{ErrorCode, ProtoError, Refusal};
 use crate::tls::TlsError;
 use crate::url::UrlError;
+use relay_proto::{ErrorCode, ProtoError, Refusal};
 
 /// Why a connection to a relay could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +70,7 @@ pub enum OpenError {
     },
     /// The address is not a valid address.
     #[error(transparent)]
-    InvalidAddress(#[from] crate::proto::AddressError),
+    InvalidAddress(#[from] relay_proto::AddressError),
     /// The relay did not answer in time.
     #[error("opening the channel timed out")]
     Timeout,
@@ -81,7 +81,7 @@ pub enum OpenError {
     #[error("protocol error: {0}")]
     Protocol(String),
     /// The channel's hello (address, token and contract) is larger than a relay reads from a
-    /// peer it has not authorized yet ([`MAX_HELLO_FRAME`](crate::proto::MAX_HELLO_FRAME)): a
+    /// peer it has not authorized yet ([`MAX_HELLO_FRAME`](relay_proto::MAX_HELLO_FRAME)): a
     /// contract of too many methods, or too long a token.
     #[error("the channel's hello of {len} bytes exceeds the limit of {max}")]
     HelloTooLarge {
@@ -141,7 +141,7 @@ pub enum ListenError {
     },
     /// The address is not a valid address.
     #[error(transparent)]
-    InvalidAddress(#[from] crate::proto::AddressError),
+    InvalidAddress(#[from] relay_proto::AddressError),
     /// This host already listens on the address.
     #[error("already listening on {0:?}")]
     AlreadyListening(String),

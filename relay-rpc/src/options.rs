@@ -7,9 +7,9 @@ use std::time::Duration;
 use rustls::RootCertStore;
 
 use crate::auth::{ProvideError, SasKeyProvider, SharedAccessKey, StaticToken, Token, TokenProvider};
-use crate::proto::DEFAULT_MAX_FRAME;
 use crate::tls::{TlsError, load_roots};
 use crate::url::RelayUrl;
+use relay_proto::DEFAULT_MAX_FRAME;
 
 /// Options for connecting to a relay, shared by hosts and callers.
 ///

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use relay_rpc::auth::Right;
+use relay_proto::auth::Right;
 
 use crate::registry::Balance;
-use relay_rpc::proto::validate_address;
+use relay_proto::validate_address;
 use serde::Deserialize;
 
 /// Why a configuration could not be loaded.
@@ -82,7 +82,7 @@ pub struct Config {
     /// Channels one caller may open per second, on average: a token bucket per QUIC connection,
     /// and per source IP for WebSocket senders (each of which is a connection of its own). An
     /// open beyond it is refused at once with
-    /// [`ErrorCode::RateLimited`](relay_rpc::proto::ErrorCode::RateLimited) (HTTP 429), before
+    /// [`ErrorCode::RateLimited`](relay_proto::ErrorCode::RateLimited) (HTTP 429), before
     /// any listener hears of it, so a caller flooding opens and cancellations costs the hosts
     /// nothing and the others little. Default 1000.
     pub channel_opens_per_sec: u32,
@@ -107,7 +107,7 @@ pub struct Config {
     pub max_channels_per_connection: u32,
     /// Channels senders from one source (an IPv4 address or an IPv6 /64) may have open at once,
     /// over every connection and transport; an open beyond is refused with
-    /// [`ErrorCode::RateLimited`](relay_rpc::proto::ErrorCode::RateLimited) (HTTP 429). On
+    /// [`ErrorCode::RateLimited`](relay_proto::ErrorCode::RateLimited) (HTTP 429). On
     /// `anonymous_senders` addresses this is what bounds a sender. Default 10,000.
     pub max_channels_per_ip: usize,
     /// Channels senders whose tokens one key signed may have open at once, from anywhere; an
@@ -128,7 +128,7 @@ pub struct Config {
     /// header arrives, before its payload is read; when the budget is spent, channels stop
     /// reading (their peers see TCP or QUIC backpressure) until messages held elsewhere are
     /// written on. A single message larger than the whole budget is refused: its channel is cut
-    /// (WebSocket close 1009, QUIC [`StreamCode::ProtocolError`](relay_rpc::proto::StreamCode)).
+    /// (WebSocket close 1009, QUIC [`StreamCode::ProtocolError`](relay_proto::StreamCode)).
     /// Default 256 MiB.
     pub max_buffered_bytes: usize,
     /// The host names tokens may be signed for (scheme and port are ignored).
@@ -145,7 +145,7 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// Frames one subscriber of a multicast address may have waiting at the relay; past it (or
     /// past `multicast_queue_bytes`) the subscriber's channel is cut with
-    /// [`StreamCode::Overflowed`](relay_rpc::proto::StreamCode::Overflowed). Default 1024.
+    /// [`StreamCode::Overflowed`](relay_proto::StreamCode::Overflowed). Default 1024.
     pub multicast_queue_frames: usize,
     /// Bytes one subscriber of a multicast address may have waiting at the relay (a single frame
     /// larger than this still fits in an empty queue). Default 4 MiB.
@@ -204,7 +204,7 @@ pub enum AddressMode {
     /// discarded, so two-way calls to a multicast address get no answer (they time out): use
     /// `#[oneway]` methods. Each subscriber has its own bounded queue at the relay
     /// (`multicast_queue_frames`, `multicast_queue_bytes`); a subscriber that falls behind it is
-    /// cut with [`StreamCode::Overflowed`](relay_rpc::proto::StreamCode::Overflowed) (WebSocket
+    /// cut with [`StreamCode::Overflowed`](relay_proto::StreamCode::Overflowed) (WebSocket
     /// close 1008) and is not sent that caller's traffic again, while the others carry on and
     /// the caller is never slowed. Frames arriving while no listener is registered are dropped.
     Multicast,
@@ -260,7 +260,7 @@ impl Default for Config {
             stream_window_bytes: 1024 * 1024,
             connection_window_bytes: 16 * 1024 * 1024,
             max_buffered_bytes: 256 * 1024 * 1024,
-            max_frame_bytes: relay_rpc::proto::DEFAULT_MAX_FRAME,
+            max_frame_bytes: relay_proto::DEFAULT_MAX_FRAME,
             hostnames: crate::certs::DEV_CERT_NAMES.iter().map(|s| s.to_string()).collect(),
             clock_skew_secs: 30,
             max_token_ttl_secs: 7 * 24 * 3600,

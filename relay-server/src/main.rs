@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
-use relay_rpc::auth::{SharedAccessKey, sas_token, unix_now};
+use relay_proto::auth::{SharedAccessKey, sas_token, unix_now};
 use relay_server::root_key::{ROOT_KEY_NAME, root_key_path};
 use relay_server::{Config, Relay};
 

@@ -27,8 +27,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use relay_rpc::proto::StreamCode;
-use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART};
+use relay_proto::StreamCode;
+use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;

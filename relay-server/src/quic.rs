@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use std::sync::{Mutex, PoisonError};
 
-use relay_rpc::__wire::{OpenStream, StreamGrant, read_frame, read_frame_within, write_frame};
-use relay_rpc::auth::{Right, unix_now};
-use relay_rpc::proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
+use relay_proto::auth::{Right, unix_now};
+use relay_proto::grant::{OpenStream, StreamGrant};
+use relay_proto::io::{read_frame, read_frame_within, write_frame};
+use relay_proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -47,11 +48,11 @@ pub enum EndpointError {
 
 /// Binds the QUIC endpoint.
 pub(crate) fn bind(config: &Config, identity: &Identity) -> Result<Endpoint, EndpointError> {
-    let tls = crate::tls::server_config(identity, proto::ALPN, true)?;
+    let tls = crate::tls::server_config(identity, relay_proto::ALPN, true)?;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::QuicTls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(config)));
-    relay_rpc::__wire::bind_endpoint(config.quic_listen, Some(server))
+    relay_proto::io::bind_endpoint(config.quic_listen, Some(server))
         .map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })
 }
 
@@ -250,14 +251,13 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
     let (right, token) = match &hello {
         Hello::Listen { token, .. } => (Right::Listen, token),
         Hello::Connect { token, .. } => (Right::Send, token),
-        _ => return refuse(send, recv, ErrorCode::BadRequest, "unsupported hello").await,
     };
     let granted = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
         Ok(granted) => granted,
         Err(denied) => return refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
     };
     gate.pass(&connection, shared.config.connection_window_bytes);
-    open.authorize(&connection);
+    open.authorize(relay_proto::io::announce_streams(&connection));
     match hello {
         Hello::Listen { address, .. } => {
             serve_listener(&shared, connection, address, granted.expiry, send, recv).await;
@@ -269,7 +269,6 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
                 Err(over) => refuse(send, recv, ErrorCode::RateLimited, over).await,
             }
         }
-        _ => {}
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use relay_rpc::auth::SharedAccessKey;
+use relay_proto::auth::SharedAccessKey;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::key_file::{self, Existing};

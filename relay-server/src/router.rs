@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use relay_rpc::__wire::{read_frame, write_frame};
-use relay_rpc::proto::hc::{Accept, CONTRACT_HEADER};
-use relay_rpc::proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
+use relay_proto::hc::{Accept, CONTRACT_HEADER};
+use relay_proto::io::{read_frame, write_frame};
+use relay_proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -197,7 +197,7 @@ async fn open_quic(
     match Reply::decode(&reply) {
         Ok(Reply::Accepted) => Ok((End::Quic(Pipe { send, recv }), None)),
         Ok(Reply::Refused(r)) => Err(Failed::Refused(Refusal::new(r.code, r.detail))),
-        Ok(_) | Err(_) => Err(Failed::Refused(Refusal::new(ErrorCode::Internal, "the listener answered garbage"))),
+        Err(_) => Err(Failed::Refused(Refusal::new(ErrorCode::Internal, "the listener answered garbage"))),
     }
 }
 
@@ -215,7 +215,7 @@ async fn open_hc(
     let pending = Rendezvous::register(shared);
     let mut query: Vec<String> = request.passthrough.clone();
     query.push("sb-hc-action=accept".into());
-    query.push(format!("sb-hc-id={}", relay_rpc::auth::percent_encode(&id)));
+    query.push(format!("sb-hc-id={}", relay_proto::auth::percent::encode_component(&id)));
     query.push(format!("sb-hc-rendezvous={}", pending.secret()));
     let address = format!("{}/$hc/{}?{}", hc.base_url, request.path, query.join("&"));
     let mut connect_headers = request.headers.clone();
@@ -241,7 +241,7 @@ async fn open_hc(
     match outcome {
         Some(Outcome::Accepted { ws, protocol }) => Ok((End::Ws(ws), protocol)),
         Some(Outcome::Rejected { status, description }) => {
-            let code = relay_rpc::proto::hc::error_code(status, &description);
+            let code = relay_proto::hc::error_code(status, &description);
             Err(Failed::Refused(Refusal { code, detail: description.clone(), http: Some((status, description)) }))
         }
         None => Err(Failed::Unreachable),

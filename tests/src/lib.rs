@@ -266,3 +266,29 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
     condition()
 }
+
+/// The workspace binary `bin` of `package` (with `features`), built now by cargo into the target
+/// directory and profile this test runs from: never a stale or missing one. Panics if it cannot
+/// be built.
+pub fn binary(package: &str, bin: &str, features: &[&str]) -> PathBuf {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // This test runs as `<target>/<profile>/deps/<name>`.
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("a test under <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("a profile under the target directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--quiet", "-p", package, "--bin", bin]).arg("--target-dir").arg(target_dir);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    if !features.is_empty() {
+        build.args(["--features", &features.join(",")]);
+    }
+    let status = build.status().unwrap_or_else(|e| panic!("cannot run cargo to build {bin}: {e}"));
+    assert!(status.success(), "cargo could not build {bin} of {package}");
+    let path = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "cargo built {bin}, but it is not at {}", path.display());
+    path
+}

@@ -1,15 +1,9 @@
 //! Where hosts and callers get their tokens: a fixed token, or one signed on demand with a key.
 
 use std::fmt;
-use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use super::token::{SasToken, sas_token};
-
-/// The current time in unix seconds.
-pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+use relay_proto::auth::{SasToken, SharedAccessKey, sas_token, unix_now};
 
 /// A token and when it expires. `Debug` prints no secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -78,65 +72,6 @@ impl TokenProvider for StaticToken {
     }
 }
 
-/// A named shared access key. `Debug` prints its name only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SharedAccessKey {
-    name: String,
-    key: String,
-}
-
-impl fmt::Debug for SharedAccessKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedAccessKey").field("name", &self.name).field("key", &"MASKED").finish()
-    }
-}
-
-impl SharedAccessKey {
-    /// A key named `name`.
-    pub fn new(name: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { name: name.into(), key: key.into() }
-    }
-
-    /// The key's name (`skn` in tokens).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The secret.
-    pub fn secret(&self) -> &str {
-        &self.key
-    }
-
-    /// Parses an Azure-style connection string:
-    /// `[Endpoint=sb://host/;]SharedAccessKeyName=NAME;SharedAccessKey=KEY`.
-    ///
-    /// ```
-    /// use relay_rpc::auth::SharedAccessKey;
-    /// let key = SharedAccessKey::parse("Endpoint=sb://relay.example/;SharedAccessKeyName=root;SharedAccessKey=abc=").unwrap();
-    /// assert_eq!((key.name(), key.secret()), ("root", "abc="));
-    /// assert!(!format!("{key:?}").contains("abc="));
-    /// ```
-    pub fn parse(connection_string: &str) -> Option<Self> {
-        let (mut name, mut key) = (None, None);
-        for part in connection_string.trim().split(';').filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=')?;
-            match k.trim() {
-                "SharedAccessKeyName" => name = Some(v.trim().to_owned()),
-                "SharedAccessKey" => key = Some(v.trim().to_owned()),
-                _ => {}
-            }
-        }
-        Some(Self::new(name.filter(|n| !n.is_empty())?, key.filter(|k| !k.is_empty())?))
-    }
-
-    /// Reads a connection string from a file, such as the relay's `relay-data/root.key`.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ProvideError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ProvideError(format!("{}: {e}", path.display())))?;
-        Self::parse(&text).ok_or_else(|| ProvideError(format!("{}: not a key connection string", path.display())))
-    }
-}
-
 /// Signs a fresh token for each resource with a shared access key.
 #[derive(Debug, Clone)]
 pub struct SasKeyProvider {
@@ -147,7 +82,7 @@ pub struct SasKeyProvider {
 impl SasKeyProvider {
     /// Signs tokens valid for one hour.
     pub fn new(key: SharedAccessKey) -> Self {
-        Self::with_ttl(key, Duration::from_secs(3600))
+        Self::with_ttl(key, relay_proto::auth::DEFAULT_TOKEN_TTL)
     }
 
     /// Signs tokens valid for `ttl`.
@@ -159,6 +94,6 @@ impl SasKeyProvider {
 impl TokenProvider for SasKeyProvider {
     fn token(&self, resource: &str) -> Result<Token, ProvideError> {
         let expires_at = unix_now() + self.ttl.as_secs().max(1);
-        Ok(Token::new(sas_token(resource, &self.key.name, &self.key.key, expires_at), expires_at))
+        Ok(Token::new(sas_token(resource, self.key.name(), self.key.secret(), expires_at), expires_at))
     }
 }

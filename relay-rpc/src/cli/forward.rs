@@ -15,8 +15,8 @@ use super::{CliError, ForwardArgs};
 use crate::error::ListenError;
 use crate::host::{Host, IncomingChannel, Listener};
 use crate::options::ConnectOptions;
-use crate::proto::ErrorCode;
 use crate::stream;
+use relay_proto::ErrorCode;
 
 /// The first wait before registering again after the relay was lost; it doubles up to
 /// [`MAX_BACKOFF`] while attempts fail.

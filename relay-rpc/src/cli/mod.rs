@@ -28,7 +28,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::{ProvideError, SharedAccessKey};
+use crate::auth::{KeyFileError, SharedAccessKey};
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
 use crate::tls::TlsError;
@@ -123,14 +123,8 @@ pub enum CliError {
         source: TlsError,
     },
     /// The root key could not be read.
-    #[error("cannot read the root key {}: {source}", path.display())]
-    RootKey {
-        /// The key file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: ProvideError,
-    },
+    #[error(transparent)]
+    RootKey(#[from] KeyFileError),
     /// The relay could not be reached.
     #[error("cannot connect to the relay at {url}: {source}")]
     Connect {
@@ -182,8 +176,7 @@ impl RelayArgs {
         Ok(match &self.token {
             Some(token) => options.with_token(token),
             None if root_key.exists() => {
-                let key = SharedAccessKey::from_file(&root_key)
-                    .map_err(|source| CliError::RootKey { path: root_key, source })?;
+                let key = SharedAccessKey::from_file(&root_key)?;
                 options.with_shared_access_key(key)
             }
             None => options,

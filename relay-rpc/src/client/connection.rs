@@ -6,9 +6,9 @@ use crate::channel::Channel;
 use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
-use crate::proto;
 use crate::transport::{Link, Role};
 use crate::url::RelayUrl;
+use relay_proto as proto;
 
 /// A caller's connection to a relay. Cheap to clone; every clone shares one link.
 ///

@@ -40,7 +40,7 @@ use crate::channel::{Channel, ChannelError};
 use crate::client::Connection;
 use crate::contract::ContractDescriptor;
 use crate::error::{CallError, OpenError};
-use crate::proto::ErrorCode;
+use relay_proto::ErrorCode;
 
 /// How many times a call tries to open a new channel before it gives up.
 pub(crate) const REOPEN_ATTEMPTS: u32 = 3;

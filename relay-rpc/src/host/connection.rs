@@ -10,9 +10,9 @@ use super::incoming::IncomingChannel;
 use super::listener::Listener;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
-use crate::proto;
 use crate::transport::{Link, Renewal, Role};
 use crate::url::RelayUrl;
+use relay_proto as proto;
 
 /// How many accepted-but-not-yet-taken channels a listener queues before refusing new ones.
 const LISTENER_QUEUE: usize = 128;

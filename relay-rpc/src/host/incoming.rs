@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::channel::{Channel, ChannelError};
-use crate::proto::{ContractInfo, ErrorCode, Incoming};
 use crate::transport::PendingChannel;
+use relay_proto::{ContractInfo, ErrorCode, Incoming};
 
 /// How long a refusal may take to deliver before it is given up.
 const REJECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -18,7 +18,7 @@ use super::serve::OpenChannels;
 use crate::contract::Dispatch;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
-use crate::proto::ErrorCode;
+use relay_proto::ErrorCode;
 
 /// Where a host that keeps itself online stands.
 #[derive(Debug, Clone, PartialEq, Eq)]

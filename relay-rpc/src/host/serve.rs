@@ -32,7 +32,7 @@ use super::listener::Listener;
 use crate::channel::Channel;
 use crate::contract::{Dispatch, ONEWAY_ID_BIT, Typed, check_compatible, typed, unknown_method_error};
 use crate::error::ListenError;
-use crate::proto::ErrorCode;
+use relay_proto::ErrorCode;
 
 /// How many one-way requests a channel may have waiting for their handler.
 const ONEWAY_QUEUE: usize = 64;

@@ -65,7 +65,7 @@ use crate::client::Connection;
 use crate::contract::ContractDescriptor;
 use crate::error::{ListenError, OpenError};
 use crate::host::{IncomingChannel, Listener};
-use crate::proto::{ContractInfo, ErrorCode};
+use relay_proto::{ContractInfo, ErrorCode};
 
 pub use relay_stream::{MAX_CHUNK, RelayStream};
 

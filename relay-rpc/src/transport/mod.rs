@@ -20,8 +20,8 @@ use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, ListenError, OpenError};
 use crate::host::{IncomingChannel, Routes};
 use crate::options::ConnectOptions;
-use crate::proto::ErrorCode;
 use crate::url::{RelayUrl, Scheme};
+use relay_proto::ErrorCode;
 
 pub(crate) use renewal::Renewal;
 

@@ -1,7 +1,7 @@
 //! QUIC to QUIC: splicing two streams byte for byte, without copying or parsing payloads.
 
 use quinn::{RecvStream, SendStream, VarInt};
-use relay_rpc::proto::StreamCode;
+use relay_proto::StreamCode;
 
 use super::{Pipe, Side};
 

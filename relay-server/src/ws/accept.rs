@@ -1,6 +1,6 @@
 //! A Hybrid Connections listener's rendezvous: accepting (or rejecting) one waiting sender.
 
-use relay_rpc::proto::hc::{CLOSE_GOING_AWAY, Target};
+use relay_proto::hc::{CLOSE_GOING_AWAY, Target};
 
 use super::Request;
 use super::close::{close, frame};

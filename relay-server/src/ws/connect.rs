@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use relay_rpc::auth::unix_now;
-use relay_rpc::proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
-use relay_rpc::proto::{ContractInfo, ErrorCode};
+use relay_proto::auth::unix_now;
+use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
+use relay_proto::{ContractInfo, ErrorCode};
 
 use super::Request;
 use crate::multicast;

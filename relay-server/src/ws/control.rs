@@ -4,11 +4,9 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use relay_rpc::auth::{Right, unix_now};
-use relay_rpc::proto::hc::{
-    CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART, ControlMessage, http_status, status_description,
-};
-use relay_rpc::proto::{ErrorCode, validate_address};
+use relay_proto::auth::{Right, unix_now};
+use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART, ControlMessage, http_status, status_description};
+use relay_proto::{ErrorCode, validate_address};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -97,7 +95,7 @@ async fn hold(
     address: &str,
     mut expiry: Option<u64>,
     ws: &mut WsStream,
-    mut accepts: mpsc::Receiver<relay_rpc::proto::hc::Accept>,
+    mut accepts: mpsc::Receiver<relay_proto::hc::Accept>,
 ) -> (Held, Option<CloseFrame>) {
     let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);

@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use relay_rpc::proto::ErrorCode;
-use relay_rpc::proto::hc::{Action, TOKEN_HEADER, Target, TargetError, http_status, status_description};
+use relay_proto::ErrorCode;
+use relay_proto::hc::{Action, TOKEN_HEADER, Target, TargetError, http_status, status_description};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;

@@ -8,16 +8,18 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::grant::{OpenStream, StreamGrant};
 use super::{QuicLink, code, connection_error, read_error, read_frame, read_frame_within, write_frame};
 use crate::auth::Token;
 use crate::channel::{Channel, ChannelError};
 use crate::error::ListenError;
 use crate::host::{IncomingChannel, Routes};
 use crate::options::ConnectOptions;
-use crate::proto::{self, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, ProtoError, Reply, StreamCode};
 use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
+use relay_proto::grant::{OpenStream, StreamGrant};
+use relay_proto::{
+    self as proto, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, ProtoError, Reply, StreamCode,
+};
 
 /// A registration over QUIC: its control stream, whose sending half a task holds to renew the
 /// token. Dropping it aborts that task, which drops the stream and ends the registration.
@@ -144,7 +146,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
                 // The relay is authenticated by its certificate: its streams count at once.
                 let mut open = grant.opened();
                 if let Some(open) = &mut open {
-                    open.authorize(&connection);
+                    open.authorize(relay_proto::io::announce_streams(&connection));
                 }
                 (send, recv, open)
             }

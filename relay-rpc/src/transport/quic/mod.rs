@@ -1,8 +1,6 @@
 //! The QUIC transport: one connection to the relay, one bidirectional stream per channel.
 
-pub(crate) mod grant;
 pub(crate) mod host;
-pub(crate) mod udp;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,15 +16,18 @@ use quinn::{
 };
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use relay_proto::grant::{OpenStream, StreamGrant};
+use relay_proto::io::{self, FrameIoError};
+
 use super::Role;
 use crate::auth::Token;
 use crate::channel::{Channel, ChannelError};
 use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
-use crate::proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 use crate::tls;
 use crate::url::RelayUrl;
+use relay_proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 
 /// A QUIC connection to a relay, with the endpoint that drives it.
 #[derive(Debug, Clone)]
@@ -43,22 +44,19 @@ impl QuicLink {
     }
 }
 
-/// A stream code as a QUIC application error code.
-pub(crate) fn code(code: StreamCode) -> VarInt {
-    VarInt::from_u64(code.to_u64()).unwrap_or_default()
-}
+pub(crate) use relay_proto::io::code;
 
 /// Dials `url` and completes the QUIC and TLS handshake.
 pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -> Result<QuicLink, ConnectError> {
     let remote = resolve(url).await?;
-    let mut tls = tls::client_config(options.roots.clone(), &[proto::ALPN])?;
+    let mut tls = tls::client_config(options.roots.clone(), &[relay_proto::ALPN])?;
     tls.enable_early_data = false;
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config(options, role)));
 
     let bind: SocketAddr = if remote.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" }.parse().expect("literal address");
-    let endpoint = udp::bind_endpoint(bind, None).map_err(ConnectError::Socket)?;
+    let endpoint = io::bind_endpoint(bind, None).map_err(ConnectError::Socket)?;
     let connecting =
         endpoint.connect_with(config, remote, url.host()).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let connection = tokio::time::timeout(options.handshake_timeout, connecting)
@@ -79,7 +77,7 @@ fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
     transport.keep_alive_interval(Some(options.keep_alive));
     transport.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok());
     let incoming = match role {
-        Role::Host => grant::StreamGrant::initial(options.max_incoming_channels),
+        Role::Host => StreamGrant::initial(options.max_incoming_channels),
         Role::Caller => 0,
     };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(incoming));
@@ -108,8 +106,8 @@ pub(crate) async fn open_channel(
         contract: contract.map(ContractInfo::from).unwrap_or_default(),
     };
     let hello = hello.encode();
-    if hello.len() > proto::MAX_HELLO_FRAME {
-        return Err(OpenError::HelloTooLarge { len: hello.len(), max: proto::MAX_HELLO_FRAME });
+    if hello.len() > relay_proto::MAX_HELLO_FRAME {
+        return Err(OpenError::HelloTooLarge { len: hello.len(), max: relay_proto::MAX_HELLO_FRAME });
     }
     let handshake = async {
         let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
@@ -131,55 +129,40 @@ pub(crate) async fn open_channel(
     Ok(channel(send, recv, options.max_frame, None, Arc::from(address), 0))
 }
 
-/// Reads one length-prefixed handshake frame of at most `max` bytes. Its buffer grows with the
-/// bytes that arrive, never with the length announced, and nothing past the frame is read.
-pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ChannelError> {
-    let mut assembler = proto::FrameAssembler::new(max);
-    loop {
-        let chunk = match recv.read_chunk(assembler.wanted(), true).await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => return Err(ChannelError::Closed),
-            Err(e) => return Err(read_error(&e)),
-        };
-        match assembler.push(&chunk.bytes) {
-            Ok(Some(body)) => return Ok(body),
-            Ok(None) => {}
-            Err(e) => return Err(ChannelError::Protocol(e.to_string())),
-        }
-    }
+/// Reads one length-prefixed handshake frame of at most `max` bytes.
+pub(crate) async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, ChannelError> {
+    io::read_frame(recv, max).await.map_err(frame_error)
 }
 
 /// Writes one length-prefixed handshake frame.
-pub async fn write_frame(send: &mut SendStream, body: &[u8]) -> Result<(), ChannelError> {
-    send.write_all(&proto::encode_frame(body)).await.map_err(|e| write_error(&e))
+pub(crate) async fn write_frame(send: &mut SendStream, body: &[u8]) -> Result<(), ChannelError> {
+    io::write_frame(send, body).await.map_err(frame_error)
 }
 
-/// Reads a handshake frame under a timeout.
-pub async fn read_frame_within(
+/// Reads a handshake frame under a timeout; `None` when it passes first.
+pub(crate) async fn read_frame_within(
     recv: &mut RecvStream,
     max: usize,
     timeout: Duration,
 ) -> Result<Option<Vec<u8>>, ChannelError> {
-    match tokio::time::timeout(timeout, read_frame(recv, max)).await {
-        Ok(frame) => frame.map(Some),
-        Err(_) => Ok(None),
-    }
+    io::read_frame_within(recv, max, timeout).await.map_err(frame_error)
 }
 
-pub fn read_error(e: &ReadError) -> ChannelError {
+fn frame_error(e: FrameIoError) -> ChannelError {
     match e {
-        ReadError::Reset(code) => ChannelError::from_code(StreamCode::from_u64(code.into_inner())),
-        ReadError::ConnectionLost(e) => connection_error(e),
+        FrameIoError::Closed => ChannelError::Closed,
+        FrameIoError::Cut(code) => ChannelError::from_code(code),
+        FrameIoError::ConnectionLost(e) => connection_error(&e),
         other => ChannelError::Protocol(other.to_string()),
     }
 }
 
-pub fn write_error(e: &WriteError) -> ChannelError {
-    match e {
-        WriteError::Stopped(code) => ChannelError::from_code(StreamCode::from_u64(code.into_inner())),
-        WriteError::ConnectionLost(e) => connection_error(e),
-        other => ChannelError::Protocol(other.to_string()),
-    }
+pub(crate) fn read_error(e: &ReadError) -> ChannelError {
+    frame_error(FrameIoError::from(e.clone()))
+}
+
+pub(crate) fn write_error(e: &WriteError) -> ChannelError {
+    frame_error(FrameIoError::from(e.clone()))
 }
 
 pub fn connection_error(e: &ConnectionError) -> ChannelError {
@@ -199,7 +182,7 @@ struct QuicFrames {
     write: FramedWrite<SendStream, LengthDelimitedCodec>,
     max_frame: usize,
     /// A stream the relay opened to a host counts against the host's grant while it lives.
-    _open: Option<grant::OpenStream>,
+    _open: Option<OpenStream>,
 }
 
 /// Turns a stream whose handshake is done into a channel.
@@ -207,7 +190,7 @@ pub(crate) fn channel(
     send: SendStream,
     recv: RecvStream,
     max_frame: usize,
-    open: Option<grant::OpenStream>,
+    open: Option<OpenStream>,
     address: Arc<str>,
     id: u64,
 ) -> Channel {

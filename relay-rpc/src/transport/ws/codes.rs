@@ -4,9 +4,9 @@
 use crate::auth::AuthFailure;
 use crate::channel::ChannelError;
 use crate::error::ListenError;
-use crate::proto::hc::{self, CLOSE_ERROR, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_RESTART};
-use crate::proto::{ErrorCode, Refusal};
 use crate::transport::Role;
+use relay_proto::hc::{self, CLOSE_ERROR, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_RESTART};
+use relay_proto::{ErrorCode, Refusal};
 
 /// The refusal a handshake's HTTP status and description stand for. An authorization failure's
 /// reason prefix (`"missing token: …"`) becomes the code and leaves the detail.

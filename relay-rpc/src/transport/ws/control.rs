@@ -17,10 +17,10 @@ use super::target::{Endpoint, channel_id};
 use super::{GOODBYE_TIMEOUT, WsLink, WsPending, WsStream, codes};
 use crate::error::ListenError;
 use crate::host::IncomingChannel;
-use crate::proto::hc::{Accept, CLOSE_NORMAL, CONTRACT_HEADER, ControlMessage};
-use crate::proto::{ContractInfo, ErrorCode, Incoming};
 use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
+use relay_proto::hc::{Accept, CLOSE_NORMAL, CONTRACT_HEADER, ControlMessage};
+use relay_proto::{ContractInfo, ErrorCode, Incoming};
 
 /// A registration over WebSocket. Dropping it closes the control channel, which ends the
 /// registration.
@@ -202,7 +202,7 @@ fn parse_accept(accept: &Accept, address: &str, tls: bool) -> Result<(Endpoint, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::MethodInfo;
+    use relay_proto::MethodInfo;
     use std::collections::BTreeMap;
 
     #[test]

@@ -19,8 +19,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use super::codes;
 use super::stream::Heard;
 use crate::channel::ChannelError;
-use crate::proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL};
 use crate::transport::Role;
+use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL};
 
 /// How a channel's WebSocket ended.
 #[derive(Debug, Clone)]

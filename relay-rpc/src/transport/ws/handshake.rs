@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::target::Endpoint;
-use crate::proto::{ErrorCode, hc};
+use relay_proto::{ErrorCode, hc};
 
 /// The longest response head (status line and headers) read, in bytes.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;

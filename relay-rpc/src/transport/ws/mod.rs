@@ -43,10 +43,10 @@ use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, ListenError, OpenError};
 use crate::host::IncomingChannel;
 use crate::options::ConnectOptions;
-use crate::proto::hc::{CONTRACT_HEADER, TOKEN_HEADER};
-use crate::proto::{ContractInfo, ErrorCode, MAX_HANDSHAKE_FRAME};
 use crate::tls;
 use crate::url::{RelayUrl, Scheme};
+use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER};
+use relay_proto::{ContractInfo, ErrorCode, MAX_HANDSHAKE_FRAME};
 
 pub(crate) use control::WsRegistration;
 

@@ -1,10 +1,10 @@
 //! Where Hybrid Connections WebSockets go, sans-IO: the relay's listen and connect targets, and
 //! the rendezvous URLs the relay hands a listener to accept or reject a sender on.
 
-use crate::auth::percent_encode;
-use crate::proto::ErrorCode;
-use crate::proto::hc::{self, HC_PREFIX};
 use crate::url::{RelayUrl, Scheme};
+use relay_proto::ErrorCode;
+use relay_proto::auth::percent::encode_component as percent_encode;
+use relay_proto::hc::{self, HC_PREFIX};
 
 /// One WebSocket to open: over TLS or not, to which host and port, with which request target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub(crate) fn channel_id(id: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::hc::{Action, Target};
+    use relay_proto::hc::{Action, Target};
 
     #[test]
     fn targets_parse_as_the_relay_reads_them() {

@@ -1,0 +1,321 @@
+//! Handshake messages and their byte encoding.
+
+use crate::address::{MAX_ADDRESS_LEN, validate_address};
+use crate::codes::ErrorCode;
+use crate::frame::{MAX_TOKEN_LEN, PROTOCOL_VERSION, ProtoError};
+use crate::wire::{Reader, Writer};
+
+const TAG_LISTEN: u8 = 1;
+const TAG_CONNECT: u8 = 2;
+const TAG_ACCEPTED: u8 = 3;
+const TAG_REFUSED: u8 = 4;
+const TAG_INCOMING: u8 = 5;
+const TAG_RENEW_TOKEN: u8 = 6;
+const TAG_GO_AWAY: u8 = 7;
+
+const MAX_NAME_LEN: usize = 256;
+const MAX_DETAIL_LEN: usize = 1024;
+const MAX_METHODS: usize = 1024;
+
+/// One method of a contract as carried on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The method's name.
+    pub name: String,
+    /// The fingerprint of its signature.
+    pub fingerprint: u64,
+}
+
+/// A contract as carried on the wire: what a caller expects the listener to serve.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContractInfo {
+    /// The contract's name; empty for an untyped channel.
+    pub name: String,
+    /// The fingerprint of the whole contract.
+    pub fingerprint: u64,
+    /// The methods the caller knows.
+    pub methods: Vec<MethodInfo>,
+}
+
+impl ContractInfo {
+    fn write(&self, w: &mut Writer) {
+        w.str(&self.name).u64(self.fingerprint).u16(self.methods.len().min(MAX_METHODS) as u16);
+        for m in self.methods.iter().take(MAX_METHODS) {
+            w.str(&m.name).u64(m.fingerprint);
+        }
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
+        let name = r.str("contract name", MAX_NAME_LEN)?.to_owned();
+        let fingerprint = r.u64()?;
+        let count = r.u16()? as usize;
+        if count > MAX_METHODS {
+            return Err(ProtoError::FieldTooLong { field: "method list", len: count, max: MAX_METHODS });
+        }
+        let mut methods = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = r.str("method name", MAX_NAME_LEN)?.to_owned();
+            methods.push(MethodInfo { name, fingerprint: r.u64()? });
+        }
+        Ok(Self { name, fingerprint, methods })
+    }
+}
+
+/// The first frame on a stream a client opens to the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hello {
+    /// A host registers as a listener on `address`; the stream stays open as its control stream.
+    Listen {
+        /// The address to listen on.
+        address: String,
+        /// The credential, if any.
+        token: Option<String>,
+    },
+    /// A caller opens a channel to `address`; after the reply the stream carries the channel.
+    Connect {
+        /// The address to call.
+        address: String,
+        /// The credential, if any.
+        token: Option<String>,
+        /// The contract the caller speaks.
+        contract: ContractInfo,
+    },
+}
+
+impl Hello {
+    /// The address named by the hello.
+    pub fn address(&self) -> &str {
+        match self {
+            Self::Listen { address, .. } | Self::Connect { address, .. } => address,
+        }
+    }
+
+    /// Encodes the message body (without the frame length).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Listen { address, token } => {
+                Writer::new(PROTOCOL_VERSION, TAG_LISTEN).str(address).opt_str(token.as_deref()).finish()
+            }
+            Self::Connect { address, token, contract } => {
+                let mut w = Writer::new(PROTOCOL_VERSION, TAG_CONNECT);
+                w.str(address).opt_str(token.as_deref());
+                contract.write(&mut w);
+                w.finish()
+            }
+        }
+    }
+
+    /// Decodes a message body, validating the address.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let (mut r, tag) = open(body)?;
+        let hello = match tag {
+            TAG_LISTEN => Self::Listen { address: address(&mut r)?, token: token(&mut r)? },
+            TAG_CONNECT => Self::Connect {
+                address: address(&mut r)?,
+                token: token(&mut r)?,
+                contract: ContractInfo::read(&mut r)?,
+            },
+            other => return Err(ProtoError::UnexpectedMessage(other)),
+        };
+        r.end()?;
+        Ok(hello)
+    }
+}
+
+/// A refusal: a code and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Why.
+    pub code: ErrorCode,
+    /// Details for a human; never holds secrets.
+    pub detail: String,
+}
+
+/// The answer to a [`Hello`] or an [`Incoming`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Go ahead.
+    Accepted,
+    /// Refused, with a reason.
+    Refused(Refusal),
+}
+
+impl Reply {
+    /// A refusal with `code` and `detail`.
+    pub fn refused(code: ErrorCode, detail: impl Into<String>) -> Self {
+        Self::Refused(Refusal { code, detail: detail.into() })
+    }
+
+    /// Encodes the message body (without the frame length).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Accepted => Writer::new(PROTOCOL_VERSION, TAG_ACCEPTED).finish(),
+            Self::Refused(Refusal { code, detail }) => {
+                let mut end = detail.len().min(MAX_DETAIL_LEN);
+                while !detail.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Writer::new(PROTOCOL_VERSION, TAG_REFUSED).u16(code.to_u16()).str(&detail[..end]).finish()
+            }
+        }
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let (mut r, tag) = open(body)?;
+        let reply = match tag {
+            TAG_ACCEPTED => Self::Accepted,
+            TAG_REFUSED => Self::Refused(Refusal {
+                code: ErrorCode::from_u16(r.u16()?),
+                detail: r.str("detail", MAX_DETAIL_LEN)?.to_owned(),
+            }),
+            other => return Err(ProtoError::UnexpectedMessage(other)),
+        };
+        r.end()?;
+        Ok(reply)
+    }
+}
+
+/// The first frame on a stream the relay opens to a listener: a caller wants a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    /// The address the caller dialled.
+    pub address: String,
+    /// The relay's id for the channel, for logs on both sides.
+    pub channel_id: u64,
+    /// The contract the caller speaks.
+    pub contract: ContractInfo,
+}
+
+impl Incoming {
+    /// Encodes the message body (without the frame length).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(PROTOCOL_VERSION, TAG_INCOMING);
+        w.str(&self.address).u64(self.channel_id);
+        self.contract.write(&mut w);
+        w.finish()
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let (mut r, tag) = open(body)?;
+        if tag != TAG_INCOMING {
+            return Err(ProtoError::UnexpectedMessage(tag));
+        }
+        let incoming = Self { address: address(&mut r)?, channel_id: r.u64()?, contract: ContractInfo::read(&mut r)? };
+        r.end()?;
+        Ok(incoming)
+    }
+}
+
+/// A message on a listener's control stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Host to relay: replaces the registration's token before it expires.
+    RenewToken {
+        /// The new token.
+        token: String,
+    },
+    /// Relay to host: the relay is draining. It routes no new channel to this listener; the
+    /// channels already open run until they finish or the relay's grace period ends. The host
+    /// should register again, elsewhere (another relay node) or later, at once.
+    GoAway,
+}
+
+impl Control {
+    /// Encodes the message body (without the frame length).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::RenewToken { token } => Writer::new(PROTOCOL_VERSION, TAG_RENEW_TOKEN).str(token).finish(),
+            Self::GoAway => Writer::new(PROTOCOL_VERSION, TAG_GO_AWAY).finish(),
+        }
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
+        let (mut r, tag) = open(body)?;
+        let control = match tag {
+            TAG_RENEW_TOKEN => Self::RenewToken { token: r.str("token", MAX_TOKEN_LEN)?.to_owned() },
+            TAG_GO_AWAY => Self::GoAway,
+            other => return Err(ProtoError::UnexpectedMessage(other)),
+        };
+        r.end()?;
+        Ok(control)
+    }
+}
+
+fn open(body: &[u8]) -> Result<(Reader<'_>, u8), ProtoError> {
+    let mut r = Reader::new(body);
+    let version = r.u8()?;
+    if version != PROTOCOL_VERSION {
+        return Err(ProtoError::UnsupportedVersion(version));
+    }
+    let tag = r.u8()?;
+    Ok((r, tag))
+}
+
+fn address(r: &mut Reader<'_>) -> Result<String, ProtoError> {
+    let address = r.str("address", MAX_ADDRESS_LEN)?;
+    validate_address(address)?;
+    Ok(address.to_owned())
+}
+
+fn token(r: &mut Reader<'_>) -> Result<Option<String>, ProtoError> {
+    Ok(r.opt_str("token", MAX_TOKEN_LEN)?.map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contract() -> ContractInfo {
+        ContractInfo {
+            name: "Calculator".into(),
+            fingerprint: 42,
+            methods: vec![MethodInfo { name: "add".into(), fingerprint: 7 }],
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let hellos = [
+            Hello::Listen { address: "calc".into(), token: None },
+            Hello::Listen { address: "eu/calc".into(), token: Some("t".into()) },
+            Hello::Connect { address: "calc".into(), token: Some("tok".into()), contract: contract() },
+        ];
+        for hello in hellos {
+            assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
+        }
+        for reply in [Reply::Accepted, Reply::refused(ErrorCode::NoListener, "no listener on calc")] {
+            assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
+        }
+        let incoming = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
+        assert_eq!(Incoming::decode(&incoming.encode()), Ok(incoming));
+        for control in [Control::RenewToken { token: "SharedAccessSignature sr=x".into() }, Control::GoAway] {
+            assert_eq!(Control::decode(&control.encode()), Ok(control));
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_not_a_panic() {
+        let body = Hello::Connect { address: "calc".into(), token: Some("tok".into()), contract: contract() }.encode();
+        for len in 0..body.len() {
+            assert!(Hello::decode(&body[..len]).is_err(), "prefix of {len} bytes accepted");
+        }
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        let mut body = Hello::Listen { address: "calc".into(), token: None }.encode();
+        body.push(0);
+        assert_eq!(Hello::decode(&body), Err(ProtoError::TrailingBytes(1)));
+        assert_eq!(Hello::decode(&[9, 1]), Err(ProtoError::UnsupportedVersion(9)));
+        assert_eq!(Hello::decode(&[PROTOCOL_VERSION, 99]), Err(ProtoError::UnexpectedMessage(99)));
+        assert_eq!(Reply::decode(&[PROTOCOL_VERSION, TAG_LISTEN]), Err(ProtoError::UnexpectedMessage(TAG_LISTEN)));
+        let bad = Hello::Listen { address: "a/../b".into(), token: None }.encode();
+        assert!(matches!(Hello::decode(&bad), Err(ProtoError::InvalidAddress(_))));
+        let mut lying = vec![PROTOCOL_VERSION, TAG_LISTEN];
+        lying.extend_from_slice(&u16::MAX.to_be_bytes());
+        assert!(matches!(Hello::decode(&lying), Err(ProtoError::FieldTooLong { .. })));
+    }
+}

@@ -1,0 +1,49 @@
+//! The `relay-server` binary: starts on its defaults (here with port 0 and a fresh data
+//! directory), generates its certificate, tells users how to connect, and stops on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use relay_rpc::{ConnectOptions, Connection, Host, OpenError};
+
+#[tokio::test]
+async fn the_binary_serves_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("relay-binary-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut relay = Command::new(relay_tests::binary("relay-server", "relay-server", &[]))
+        .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(relay.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first.strip_prefix("relay listening on ").expect("prints its address").to_owned();
+    let second = lines.next().unwrap().unwrap();
+    assert!(second.starts_with("relay listening on wss://127.0.0.1:"), "prints its wss address: {second}");
+    let third = lines.next().unwrap().unwrap();
+    assert!(third.contains("cert.pem"), "prints the certificate path: {third}");
+    let cert = dir.join("cert.pem");
+    assert!(cert.exists() && dir.join("key.pem").exists());
+
+    let key = relay_proto::auth::SharedAccessKey::from_file(dir.join("root.key")).unwrap();
+    assert_eq!(key.name(), "RootManageSharedAccessKey");
+    let options = ConnectOptions::new().trust_pem_file(&cert).unwrap().with_shared_access_key(key);
+    let host = Host::connect(&url, options.clone()).await.unwrap();
+    let _listener = host.listen("calc").await.unwrap();
+    let caller = Connection::connect(&url, options).await.unwrap();
+    let err = caller.open_channel("elsewhere", None).await.unwrap_err();
+    assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
+
+    let sent = Instant::now();
+    let status = Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    // The host's channel is idle; the grace period is 10 s by default, so it waits out at most that.
+    drop(_listener);
+    drop(host);
+    let status = relay.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(sent.elapsed() < Duration::from_secs(12));
+    let _ = std::fs::remove_dir_all(&dir);
+}
