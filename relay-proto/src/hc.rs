@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::address::{MAX_ADDRESS_LEN, validate_address};
 use crate::auth::AuthFailure;
-use crate::codes::ErrorCode;
+use crate::codes::{ErrorCode, StreamCode};
 use crate::message::{ContractInfo, MethodInfo};
 
 /// The fixed path prefix of every Hybrid Connections WebSocket.
@@ -43,6 +43,54 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_ERROR: u16 = 1011;
 /// WebSocket close code: the relay is shutting down ("service restart").
 pub const CLOSE_RESTART: u16 = 1012;
+
+/// Which end of a channel did something: the listener (the host) or the sender (the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelEnd {
+    /// The listener's end.
+    Listener,
+    /// The sender's end.
+    Sender,
+}
+
+/// What a channel WebSocket's close code, sent by `closed_by`, says as a stream code: `None` for
+/// a normal close (or none given), [`StreamCode::ProtocolError`] for a code with no meaning here.
+/// The one mapping hosts, callers and the relay's splices read.
+///
+/// ```
+/// use relay_proto::StreamCode;
+/// use relay_proto::hc::{CLOSE_GOING_AWAY, ChannelEnd, close_to_stream_code};
+/// assert_eq!(close_to_stream_code(Some(CLOSE_GOING_AWAY), ChannelEnd::Listener), Some(StreamCode::ListenerGone));
+/// assert_eq!(close_to_stream_code(None, ChannelEnd::Sender), None);
+/// ```
+pub fn close_to_stream_code(close: Option<u16>, closed_by: ChannelEnd) -> Option<StreamCode> {
+    match close {
+        None | Some(CLOSE_NORMAL) => None,
+        Some(CLOSE_GOING_AWAY) => Some(match closed_by {
+            ChannelEnd::Listener => StreamCode::ListenerGone,
+            ChannelEnd::Sender => StreamCode::CallerGone,
+        }),
+        Some(CLOSE_RESTART) => Some(StreamCode::RelayShutdown),
+        Some(_) => Some(StreamCode::ProtocolError),
+    }
+}
+
+/// The WebSocket close code that says what `code` says, for a channel cut by the relay.
+///
+/// ```
+/// use relay_proto::StreamCode;
+/// use relay_proto::hc::{CLOSE_POLICY, stream_code_to_close};
+/// assert_eq!(stream_code_to_close(StreamCode::Overflowed), CLOSE_POLICY);
+/// ```
+pub fn stream_code_to_close(code: StreamCode) -> u16 {
+    match code {
+        StreamCode::Done => CLOSE_NORMAL,
+        StreamCode::ListenerGone | StreamCode::CallerGone => CLOSE_GOING_AWAY,
+        StreamCode::RelayShutdown => CLOSE_RESTART,
+        StreamCode::TokenExpired | StreamCode::Unauthorized | StreamCode::Overflowed => CLOSE_POLICY,
+        StreamCode::ProtocolError | StreamCode::HandshakeTimeout | StreamCode::Other(_) => CLOSE_ERROR,
+    }
+}
 
 /// What a Hybrid Connections WebSocket is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,5 +451,17 @@ mod tests {
         assert_eq!(ContractInfo::from_header(&contract.to_header()), Some(contract));
         assert_eq!(ContractInfo::from_header(&ContractInfo::default().to_header()), Some(ContractInfo::default()));
         assert_eq!(ContractInfo::from_header("x;zz;"), None);
+    }
+
+    #[test]
+    fn close_codes_and_stream_codes_say_the_same_both_ways() {
+        for code in [StreamCode::ListenerGone, StreamCode::CallerGone, StreamCode::RelayShutdown] {
+            let closed_by = if code == StreamCode::CallerGone { ChannelEnd::Sender } else { ChannelEnd::Listener };
+            assert_eq!(close_to_stream_code(Some(stream_code_to_close(code)), closed_by), Some(code));
+        }
+        assert_eq!(close_to_stream_code(Some(stream_code_to_close(StreamCode::Done)), ChannelEnd::Sender), None);
+        for unknown in [CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR, 4000] {
+            assert_eq!(close_to_stream_code(Some(unknown), ChannelEnd::Listener), Some(StreamCode::ProtocolError));
+        }
     }
 }

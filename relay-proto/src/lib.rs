@@ -36,6 +36,7 @@ pub mod hc;
 #[cfg(feature = "quic")]
 pub mod io;
 mod message;
+pub mod session;
 mod wire;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, validate_address};

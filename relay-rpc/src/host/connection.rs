@@ -1,24 +1,19 @@
 //! A host's outbound link to a relay, on which it listens on any number of addresses.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
-use super::incoming::IncomingChannel;
+use super::link::HostLink;
 use super::listener::Listener;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
-use crate::transport::{Link, Renewal, Role};
+use crate::transport::{IncomingChannel, Link, Renewal, Role, Routes};
 use crate::url::RelayUrl;
 use relay_proto as proto;
 
 /// How many accepted-but-not-yet-taken channels a listener queues before refusing new ones.
 const LISTENER_QUEUE: usize = 128;
-
-/// Where the channels for each address a host listens on go.
-pub(crate) type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<IncomingChannel>>>>;
 
 /// A host's connection to a relay. Listen on any number of addresses over it.
 ///
@@ -39,25 +34,7 @@ pub(crate) type Routes = Arc<Mutex<HashMap<String, mpsc::Sender<IncomingChannel>
 /// ```
 #[derive(Debug, Clone)]
 pub struct Host {
-    pub(crate) inner: Arc<HostInner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct HostInner {
-    url: RelayUrl,
-    link: Link,
-    options: ConnectOptions,
-    pub(crate) routes: Routes,
-    router: Option<JoinHandle<()>>,
-}
-
-impl Drop for HostInner {
-    fn drop(&mut self) {
-        if let Some(router) = &self.router {
-            router.abort();
-        }
-        self.link.close();
-    }
+    pub(crate) inner: Arc<HostLink>,
 }
 
 impl Host {
@@ -69,27 +46,23 @@ impl Host {
         tracing::debug!(relay = %url, "host connected to relay");
         let routes = Routes::default();
         let router = link.route_incoming(routes.clone(), &options);
-        Ok(Self { inner: Arc::new(HostInner { url, link, options, routes, router }) })
+        Ok(Self { inner: Arc::new(HostLink { url, link, options, routes, router }) })
     }
 
     /// Registers on `address`; callers' channels to it arrive on the returned [`Listener`].
     pub async fn listen(&self, address: &str) -> Result<Listener, ListenError> {
         proto::validate_address(address)?;
         let (tx, rx) = mpsc::channel(LISTENER_QUEUE);
-        {
-            let mut routes = self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner);
-            if routes.contains_key(address) {
-                return Err(ListenError::AlreadyListening(address.to_owned()));
-            }
-            routes.insert(address.to_owned(), tx.clone());
+        if !self.inner.routes.add(address, tx.clone()) {
+            return Err(ListenError::AlreadyListening(address.to_owned()));
         }
         match self.register(address, tx).await {
             Ok(registration) => {
                 tracing::debug!(address, "listening");
-                Ok(Listener::new(self.clone(), address.to_owned(), rx, registration))
+                Ok(Listener::new(self.inner.clone(), address.to_owned(), rx, registration))
             }
             Err(e) => {
-                self.inner.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(address);
+                self.inner.routes.remove(address);
                 Err(e)
             }
         }

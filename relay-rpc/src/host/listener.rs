@@ -1,18 +1,18 @@
 //! A registration on one address: the channels callers open to it.
 
-use std::sync::PoisonError;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::connection::Host;
-use super::incoming::IncomingChannel;
+use super::link::HostLink;
 use crate::error::ListenError;
-use crate::transport::Registration;
+use crate::transport::{IncomingChannel, Registration};
 
 /// A host's registration on an address. Dropping it unregisters.
 #[derive(Debug)]
 pub struct Listener {
-    pub(super) host: Host,
+    /// The host's link: it stays open while a listener on it lives.
+    pub(super) host: Arc<HostLink>,
     address: String,
     incoming: mpsc::Receiver<IncomingChannel>,
     /// The registration with the relay (and its token renewal): it lives as long as this does.
@@ -21,7 +21,7 @@ pub struct Listener {
 
 impl Listener {
     pub(crate) fn new(
-        host: Host,
+        host: Arc<HostLink>,
         address: String,
         incoming: mpsc::Receiver<IncomingChannel>,
         registration: Registration,
@@ -45,6 +45,6 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.host.inner.routes.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.address);
+        self.host.routes.remove(&self.address);
     }
 }

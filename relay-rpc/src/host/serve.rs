@@ -103,7 +103,7 @@ impl Listener {
 #[derive(Debug)]
 pub(crate) struct OpenChannels {
     channels: JoinSet<()>,
-    _host: super::Host,
+    _host: std::sync::Arc<super::link::HostLink>,
 }
 
 impl OpenChannels {

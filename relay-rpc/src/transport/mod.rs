@@ -5,8 +5,10 @@
 //! channel). Each hands the layers above the same [`Channel`] and [`IncomingChannel`]; the enums
 //! here are the only place that chooses between them, from the relay URL's scheme.
 
+mod incoming;
 pub(crate) mod quic;
 mod renewal;
+mod routes;
 pub(crate) mod ws;
 
 use std::sync::Arc;
@@ -18,12 +20,13 @@ use crate::auth::Token;
 use crate::channel::{Channel, ChannelError};
 use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, ListenError, OpenError};
-use crate::host::{IncomingChannel, Routes};
 use crate::options::ConnectOptions;
 use crate::url::{RelayUrl, Scheme};
 use relay_proto::ErrorCode;
 
+pub use incoming::IncomingChannel;
 pub(crate) use renewal::Renewal;
+pub(crate) use routes::Routes;
 
 /// Which end of a relay connection this is: a host listens and accepts, a caller opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The host side of QUIC: a listener's control stream, and the streams the relay opens for
 //! callers' channels, routed to listeners by address.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use quinn::{RecvStream, SendStream};
@@ -12,10 +12,10 @@ use super::{QuicLink, code, connection_error, read_error, read_frame, read_frame
 use crate::auth::Token;
 use crate::channel::{Channel, ChannelError};
 use crate::error::ListenError;
-use crate::host::{IncomingChannel, Routes};
 use crate::options::ConnectOptions;
 use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
+use crate::transport::{IncomingChannel, Routes};
 use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::{
     self as proto, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, ProtoError, Reply, StreamCode,
@@ -168,7 +168,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
                 continue;
             }
         };
-        let route = routes.lock().unwrap_or_else(PoisonError::into_inner).get(&incoming.address).cloned();
+        let route = routes.get(&incoming.address);
         let over_limit = open.is_none();
         let pending = PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame, open });
         let channel = IncomingChannel::new(incoming, pending);
@@ -189,7 +189,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
             },
         }
     }
-    routes.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    routes.clear();
 }
 
 /// A stream the relay opened for a caller's channel, its [`Incoming`] header read, unanswered.

@@ -5,7 +5,8 @@ use crate::auth::AuthFailure;
 use crate::channel::ChannelError;
 use crate::error::ListenError;
 use crate::transport::Role;
-use relay_proto::hc::{self, CLOSE_ERROR, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_RESTART};
+use relay_proto::StreamCode;
+use relay_proto::hc::{self, CLOSE_ERROR, CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_RESTART, ChannelEnd};
 use relay_proto::{ErrorCode, Refusal};
 
 /// The refusal a handshake's HTTP status and description stand for. An authorization failure's
@@ -33,14 +34,16 @@ pub(crate) fn rendezvous_refused(status: u16, description: &str) -> ChannelError
 /// Why a channel's WebSocket was closed with `code` (`None`: no code), seen from `role`'s end;
 /// `None` for a normal close.
 pub(crate) fn channel_closed(role: Role, code: Option<u16>, reason: &str) -> Option<ChannelError> {
-    match code {
-        None | Some(CLOSE_NORMAL) => None,
-        Some(CLOSE_GOING_AWAY) => Some(match role {
-            Role::Caller => ChannelError::ListenerGone,
-            Role::Host => ChannelError::CallerGone,
-        }),
-        Some(CLOSE_RESTART) => Some(ChannelError::RelayShutdown),
-        Some(code) => Some(ChannelError::Protocol(format!("channel closed with code {code}: {reason}"))),
+    let closed_by = match role {
+        Role::Caller => ChannelEnd::Listener,
+        Role::Host => ChannelEnd::Sender,
+    };
+    match hc::close_to_stream_code(code, closed_by)? {
+        StreamCode::ProtocolError => {
+            let code = code.unwrap_or_default();
+            Some(ChannelError::Protocol(format!("channel closed with code {code}: {reason}")))
+        }
+        stream_code => Some(ChannelError::from_code(stream_code)),
     }
 }
 
@@ -49,7 +52,7 @@ pub(crate) fn channel_closed(role: Role, code: Option<u16>, reason: &str) -> Opt
 /// relay refused a renewed token.
 pub(crate) fn listener_closed(code: Option<u16>, reason: &str) -> ListenError {
     match code {
-        Some(CLOSE_POLICY) => match AuthFailure::ALL.into_iter().find(|r| reason.starts_with(r.as_str())) {
+        Some(CLOSE_POLICY) => match AuthFailure::from_description(reason) {
             Some(AuthFailure::Expired) | None => ListenError::TokenExpired,
             Some(_) => ListenError::RenewalRefused,
         },

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::target::{Endpoint, channel_id};
 use super::{GOODBYE_TIMEOUT, WsLink, WsPending, WsStream, codes};
 use crate::error::ListenError;
-use crate::host::IncomingChannel;
+use crate::transport::IncomingChannel;
 use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
 use relay_proto::hc::{Accept, CLOSE_NORMAL, CONTRACT_HEADER, ControlMessage};

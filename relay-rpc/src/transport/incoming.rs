@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::PendingChannel;
 use crate::channel::{Channel, ChannelError};
-use crate::transport::PendingChannel;
 use relay_proto::{ContractInfo, ErrorCode, Incoming};
 
 /// How long a refusal may take to deliver before it is given up.
