@@ -71,6 +71,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+mod backoff;
 mod byte_payload;
 mod call;
 mod channel;
@@ -81,16 +82,18 @@ pub mod contract;
 mod error;
 mod host;
 mod options;
+mod replaceable;
 pub mod stream;
 mod tls;
 mod transport;
 mod url;
 
+pub use backoff::Backoff;
 pub use call::{CallContext, DEFAULT_CALL_TIMEOUT};
 pub use channel::{Channel, ChannelError};
 pub use client::Connection;
 pub use error::{CallError, ConnectError, ListenError, OpenError};
-pub use host::{Backoff, Host, HostStatus, IncomingChannel, Listener, OnlineError, Services};
+pub use host::{Host, HostStatus, IncomingChannel, Listener, OnlineError, Services};
 pub use options::ConnectOptions;
 /// Why a relay or a listener refused a channel, and why a channel was cut: the protocol's codes,
 /// as [`OpenError::Refused`] and [`ChannelError`] carry them.

@@ -1,11 +1,12 @@
 //! A caller's connection to a relay, carrying any number of channels.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use crate::channel::Channel;
 use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
+use crate::replaceable::{Current, NotReplaced, Replaceable, Seen};
 use crate::transport::{Link, Role};
 use crate::url::RelayUrl;
 use relay_proto as proto;
@@ -40,22 +41,8 @@ pub struct Connection {
 struct Inner {
     url: RelayUrl,
     options: ConnectOptions,
-    /// Never held across an await.
-    state: Mutex<State>,
-    /// Held while connecting again, so that only one open does.
-    redialing: tokio::sync::Mutex<()>,
-}
-
-#[derive(Debug)]
-struct State {
-    /// The current link; replaced when it is found lost.
-    link: Arc<Link>,
-    /// Set by `close`: the link is never replaced again.
-    closed: bool,
-    /// Counts failed redials, so that opens that waited for one get its error.
-    failures: u64,
-    /// The error the last failed redial gave.
-    last_failure: Option<OpenError>,
+    /// The current link, made again when found lost; retired by `close`.
+    link: Replaceable<Arc<Link>, OpenError>,
 }
 
 impl Connection {
@@ -65,8 +52,7 @@ impl Connection {
         let url: RelayUrl = url.parse()?;
         let link = Link::dial(&url, &options, Role::Caller).await?;
         tracing::debug!(relay = %url, "connected to relay");
-        let state = State { link: Arc::new(link), closed: false, failures: 0, last_failure: None };
-        Ok(Self { inner: Arc::new(Inner { url, options, state: Mutex::new(state), redialing: Default::default() }) })
+        Ok(Self { inner: Arc::new(Inner { url, options, link: Replaceable::new(Arc::new(link)) }) })
     }
 
     /// Opens a channel to `address`, announcing `contract` (if any) to the listener. Connects to
@@ -82,9 +68,9 @@ impl Connection {
         let link = self.link().await?;
         let channel = match link.open_channel(options, address, token.clone(), contract).await {
             // The connection ended during the open: once more, on a new one.
-            Err(e) if link.ended() && !self.state().closed => {
+            Err(e) if link.ended() && !self.inner.link.is_retired() => {
                 tracing::debug!(address, error = %e, "connection lost while opening a channel");
-                self.redial(&link).await?.open_channel(options, address, token, contract).await?
+                self.link().await?.open_channel(options, address, token, contract).await?
             }
             opened => opened?,
         };
@@ -94,70 +80,42 @@ impl Connection {
 
     /// Closes the connection and every channel on it, for good.
     pub fn close(&self) {
-        let mut state = self.state();
-        state.closed = true;
-        state.link.close();
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        if let Some(link) = self.inner.link.retire() {
+            link.close();
+        }
     }
 
     /// The link to open channels on: the current one, or a new one if it was lost.
     async fn link(&self) -> Result<Arc<Link>, OpenError> {
-        let lost = {
-            let state = self.state();
-            if state.closed || !state.link.ended() {
-                return Ok(state.link.clone());
-            }
-            state.link.clone()
-        };
-        self.redial(&lost).await
+        match self.inner.link.get(|link| !link.ended()) {
+            Current::Usable(_, link) => Ok(link),
+            Current::Broken(seen) => self.redial(seen).await,
+            Current::Retired => Err(closed()),
+        }
     }
 
-    /// Replaces `lost` with a new link to the relay, within the handshake timeout; or returns the
-    /// link or the error of the redial another open made meanwhile.
-    async fn redial(&self, lost: &Arc<Link>) -> Result<Arc<Link>, OpenError> {
+    /// Replaces the lost link with a new one to the relay, within the handshake timeout; or
+    /// returns the link or the error of the redial another open made meanwhile.
+    async fn redial(&self, seen: Seen) -> Result<Arc<Link>, OpenError> {
         let Inner { url, options, .. } = &*self.inner;
-        let failures = self.state().failures;
-        let redial = async {
-            let _redialing = self.inner.redialing.lock().await;
-            {
-                let state = self.state();
-                if state.closed {
-                    return Err(closed());
-                }
-                if !Arc::ptr_eq(&state.link, lost) {
-                    return Ok(state.link.clone());
-                }
-                if state.failures != failures
-                    && let Some(e) = &state.last_failure
-                {
-                    return Err(e.clone());
-                }
-            }
+        let dial = || async {
             tracing::debug!(relay = %url, "connection lost; connecting again");
-            let dialed = Link::dial(url, options, Role::Caller).await;
-            let mut state = self.state();
-            match dialed {
-                Ok(link) if state.closed => {
-                    link.close();
-                    Err(closed())
-                }
-                Ok(link) => {
-                    tracing::debug!(relay = %url, "connected to relay again");
-                    state.link = Arc::new(link);
-                    Ok(state.link.clone())
-                }
-                Err(e) => {
-                    let e = redial_error(e);
-                    state.failures += 1;
-                    state.last_failure = Some(e.clone());
-                    Err(e)
-                }
-            }
+            let link = Link::dial(url, options, Role::Caller).await.map_err(redial_error)?;
+            tracing::debug!(relay = %url, "connected to relay again");
+            Ok(Arc::new(link))
         };
-        tokio::time::timeout(options.handshake_timeout, redial).await.unwrap_or(Err(OpenError::Timeout))
+        let redial = self.inner.link.replace(seen, |link| !link.ended(), |_| true, dial);
+        match tokio::time::timeout(options.handshake_timeout, redial).await {
+            Ok(Ok((_, link))) => Ok(link),
+            Ok(Err(NotReplaced::Failed(e))) => Err(e),
+            Ok(Err(NotReplaced::Retired(made))) => {
+                if let Some(link) = made {
+                    link.close();
+                }
+                Err(closed())
+            }
+            Err(_) => Err(OpenError::Timeout),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! channel breaks because the listener went away, the calls in flight on it fail with
 //! [`CallError::Disconnected`], and the next call opens a new channel to the address (the relay
 //! picks the listener) before it is sent: up to [`REOPEN_ATTEMPTS`] tries, with exponential
-//! backoff and jitter between them, all within the call's deadline. If no listener is there the
+//! backoff and full jitter between them ([`REOPEN_BACKOFF`]), all within the call's deadline. If no listener is there the
 //! call fails with [`CallError::Open`] ([`OpenError::NoListener`]).
 //!
 //! A channel that broke because the relay shut down or the connection was lost is reopened too,
@@ -19,35 +19,34 @@
 //! retried on a new channel only if its method is `#[idempotent]`. One-way calls are never
 //! retried.
 //!
-//! Clones of a stub share one state: one current channel, and one reopen at a time.
-//! Calls that find the channel broken queue on `reopening`; the first reopens, the rest use the
+//! Clones of a stub share one state: one current channel, and one reopen at a time
+//! ([`Replaceable`]): the first call that finds the channel broken reopens it, the rest use the
 //! channel it opened, or fail with the error it failed with.
 //!
 //! A stub made by `FooClient::new(channel)` knows no address: it never reopens, and once its
 //! channel has broken every call fails with [`CallError::Disconnected`].
 
-use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::stub::ChannelStub;
+use crate::backoff::{Backoff, random};
 use crate::call::CallContext;
 use crate::channel::{Channel, ChannelError};
 use crate::client::Connection;
 use crate::contract::ContractDescriptor;
 use crate::error::{CallError, OpenError};
+use crate::replaceable::{Current, NotReplaced, Replaceable};
 use relay_proto::ErrorCode;
 
 /// How many times a call tries to open a new channel before it gives up.
 pub(crate) const REOPEN_ATTEMPTS: u32 = 3;
-/// The backoff after the first failed try; it doubles after each one.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-/// The longest backoff.
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The wait between tries: at most 100 ms after the first, doubling up to 1 s.
+pub(crate) const REOPEN_BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(1), stable: Duration::ZERO };
 /// How many times an idempotent call is sent, at most, on successive channels.
 const IDEMPOTENT_ATTEMPTS: u32 = 3;
 
@@ -60,25 +59,14 @@ struct Shared<Req, Resp> {
     contract: &'static ContractDescriptor,
     /// Where to open a new channel; `None` for a stub made from a channel, which never does.
     target: Option<Target>,
-    state: Mutex<State<Req, Resp>>,
-    /// Held while a new channel is being opened, so that only one call opens it.
-    reopening: tokio::sync::Mutex<()>,
+    /// The client of the current channel; its generation tells a failure on an old channel from
+    /// one on the current.
+    current: Replaceable<Arc<ChannelStub<Req, Resp>>, CallError>,
 }
 
 struct Target {
     connection: Connection,
     address: String,
-}
-
-struct State<Req, Resp> {
-    /// Counts the channels opened; tells a failure on an old channel from one on the current.
-    generation: u64,
-    /// The client of the current channel; `None` once it broke (reopening stubs only).
-    current: Option<Arc<ChannelStub<Req, Resp>>>,
-    /// Counts failed reopens, so that calls that waited for one get its error.
-    failures: u64,
-    /// The error the last failed reopen gave.
-    last_failure: Option<OpenError>,
 }
 
 impl<Req, Resp> Clone for ClientStub<Req, Resp> {
@@ -125,8 +113,7 @@ where
         contract: &'static ContractDescriptor,
         target: Option<Target>,
     ) -> Self {
-        let state = State { generation: 0, current: Some(Arc::new(stub)), failures: 0, last_failure: None };
-        Self { shared: Arc::new(Shared { contract, target, state: Mutex::new(state), reopening: Default::default() }) }
+        Self { shared: Arc::new(Shared { contract, target, current: Replaceable::new(Arc::new(stub)) }) }
     }
 
     /// Sends one request for `method` and waits for its response or the context's deadline. A
@@ -178,75 +165,41 @@ where
         result
     }
 
-    fn state(&self) -> MutexGuard<'_, State<Req, Resp>> {
-        self.shared.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The channel of `generation` broke with `error`: the next call opens a new one, if this
     /// stub can and the error says a new one may work (what this returns).
     fn broken(&self, generation: u64, error: &ChannelError) -> bool {
         if self.shared.target.is_none() || !reopens_after(error) {
             return false;
         }
-        let mut state = self.state();
-        if state.generation == generation {
-            state.current = None;
-        }
+        self.shared.current.discard(generation);
         true
     }
 
     /// The client of a channel to call on, and its generation: the current one, unless it broke
     /// and a new one can be opened.
     async fn channel(&self, ctx: CallContext) -> Result<(u64, Arc<ChannelStub<Req, Resp>>), CallError> {
-        let failures = {
-            let state = self.state();
-            match &state.current {
-                Some(stub) if self.shared.target.is_none() || !stub.ended().is_some_and(reopens_unseen) => {
-                    return Ok((state.generation, stub.clone()));
-                }
-                _ => state.failures,
-            }
+        // A stub without a target keeps its one channel, broken or not.
+        let usable = |stub: &Arc<ChannelStub<Req, Resp>>| {
+            self.shared.target.is_none() || !stub.ended().is_some_and(reopens_unseen)
+        };
+        let seen = match self.shared.current.get(usable) {
+            Current::Usable(generation, stub) => return Ok((generation, stub)),
+            Current::Broken(seen) => seen,
+            Current::Retired => return Err(CallError::Disconnected(ChannelError::Closed)),
         };
         let Some(target) = &self.shared.target else {
             // Not reached: a stub without a target keeps its one channel.
             return Err(CallError::Disconnected(ChannelError::Closed));
         };
         let deadline = tokio::time::Instant::from_std(ctx.deadline());
-        let Ok(_reopening) = tokio::time::timeout_at(deadline, self.shared.reopening.lock()).await else {
-            return Err(CallError::DeadlineExceeded);
-        };
-        {
-            let state = self.state();
-            match &state.current {
-                // Another call opened one while this one waited.
-                Some(stub) if !stub.ended().is_some_and(reopens_unseen) => {
-                    return Ok((state.generation, stub.clone()));
-                }
-                // Another call failed to open one while this one waited.
-                _ if state.failures != failures => {
-                    if let Some(e) = &state.last_failure {
-                        return Err(CallError::Open(e.clone()));
-                    }
-                }
-                _ => {}
-            }
-        }
-        match self.reopen(target, ctx).await {
-            Ok(stub) => {
-                let stub = Arc::new(stub);
-                let mut state = self.state();
-                state.generation += 1;
-                state.current = Some(stub.clone());
-                Ok((state.generation, stub))
-            }
-            Err(e) => {
-                if let CallError::Open(e) = &e {
-                    let mut state = self.state();
-                    state.failures += 1;
-                    state.last_failure = Some(e.clone());
-                }
-                Err(e)
-            }
+        // A call's own deadline is not the next call's failure: only failures to open are shared.
+        let shared = |e: &CallError| matches!(e, CallError::Open(_));
+        let reopen = || async { self.reopen(target, ctx).await.map(Arc::new) };
+        match tokio::time::timeout_at(deadline, self.shared.current.replace(seen, usable, shared, reopen)).await {
+            Ok(Ok(current)) => Ok(current),
+            Ok(Err(NotReplaced::Failed(e))) => Err(e),
+            Ok(Err(NotReplaced::Retired(_))) => Err(CallError::Disconnected(ChannelError::Closed)),
+            Err(_) => Err(CallError::DeadlineExceeded),
         }
     }
 
@@ -301,9 +254,9 @@ fn reopens_unseen(error: &ChannelError) -> bool {
 /// failed with `error` and `remaining` is left until the call's deadline; `None` to give up.
 ///
 /// Gives up after [`REOPEN_ATTEMPTS`] tries, on errors that trying again will not mend, and when
-/// the wait would reach the deadline. The wait doubles from [`BACKOFF_MIN`] up to
-/// [`BACKOFF_MAX`]; `random` picks it in the upper half of that ("equal jitter"), so that callers
-/// that lost their listener together do not come back together.
+/// the wait would reach the deadline. The wait is [`REOPEN_BACKOFF`]'s, `random` picking it
+/// within the doubling ceiling, so that callers that lost their listener together do not come
+/// back together.
 pub(crate) fn retry_after(attempt: u32, error: &OpenError, remaining: Duration, random: u64) -> Option<Duration> {
     let transient = matches!(
         error,
@@ -314,16 +267,8 @@ pub(crate) fn retry_after(attempt: u32, error: &OpenError, remaining: Duration, 
     if !transient || attempt >= REOPEN_ATTEMPTS {
         return None;
     }
-    let full = BACKOFF_MIN.saturating_mul(1 << (attempt - 1).min(16)).min(BACKOFF_MAX);
-    let half = full / 2;
-    let jitter = Duration::from_nanos(random % (half.as_nanos() as u64 + 1));
-    let delay = half + jitter;
+    let delay = REOPEN_BACKOFF.delay(attempt - 1, random);
     (delay < remaining).then_some(delay)
-}
-
-/// A random number, for jitter: from the standard library's per-process random hash keys.
-fn random() -> u64 {
-    RandomState::new().hash_one(Instant::now())
 }
 
 #[cfg(test)]
@@ -337,14 +282,15 @@ mod tests {
     const PLENTY: Duration = Duration::from_secs(30);
 
     #[test]
-    fn backoff_doubles_within_its_bounds_with_jitter_in_the_upper_half() {
+    fn backoff_doubles_within_its_ceiling_with_full_jitter() {
+        let base = REOPEN_BACKOFF.base;
         for random in [0, 1, 12_345_678, u64::MAX] {
             let first = retry_after(1, &no_listener(), PLENTY, random).unwrap();
-            assert!(first >= BACKOFF_MIN / 2 && first <= BACKOFF_MIN, "{first:?}");
+            assert!(first <= base, "{first:?}");
             let second = retry_after(2, &no_listener(), PLENTY, random).unwrap();
-            assert!(second >= BACKOFF_MIN && second <= BACKOFF_MIN * 2, "{second:?}");
+            assert!(second <= base * 2, "{second:?}");
         }
-        assert_eq!(retry_after(1, &no_listener(), PLENTY, 0), Some(BACKOFF_MIN / 2));
+        assert_eq!(retry_after(2, &no_listener(), PLENTY, 150_000_000), Some(Duration::from_millis(150)));
         assert_ne!(retry_after(1, &no_listener(), PLENTY, 7), retry_after(1, &no_listener(), PLENTY, 8));
     }
 
@@ -357,7 +303,7 @@ mod tests {
 
     #[test]
     fn backoff_never_waits_past_the_deadline() {
-        assert_eq!(retry_after(1, &no_listener(), Duration::from_millis(10), 0), None);
+        assert_eq!(retry_after(1, &no_listener(), Duration::from_millis(10), 50_000_000), None);
         assert_eq!(retry_after(1, &no_listener(), Duration::ZERO, 0), None);
     }
 

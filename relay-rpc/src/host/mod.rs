@@ -9,5 +9,5 @@ mod serve;
 pub use crate::transport::IncomingChannel;
 pub use connection::Host;
 pub use listener::Listener;
-pub use online::{Backoff, HostStatus, OnlineError, Services};
+pub use online::{HostStatus, OnlineError, Services};
 pub use serve::TarpcServe;
