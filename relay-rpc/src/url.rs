@@ -110,36 +110,33 @@ impl RelayUrl {
 impl FromStr for RelayUrl {
     type Err = UrlError;
 
+    /// Parsed by the `url` crate (WHATWG URL rules), then held to what a relay URL may be.
     fn from_str(s: &str) -> Result<Self, UrlError> {
-        let (scheme, rest) = s.split_once("://").ok_or_else(|| UrlError::MissingScheme(s.to_owned()))?;
-        let scheme = match scheme.to_ascii_lowercase().as_str() {
+        // Without `://`, `relay:1` would be a URL of scheme `relay`: say what is missing instead.
+        if !s.contains("://") {
+            return Err(UrlError::MissingScheme(s.to_owned()));
+        }
+        let url = url::Url::parse(s).map_err(|e| match e {
+            url::ParseError::InvalidPort => UrlError::InvalidPort(s.to_owned()),
+            url::ParseError::RelativeUrlWithoutBase => UrlError::MissingScheme(s.to_owned()),
+            _ => UrlError::InvalidHost(s.to_owned()),
+        })?;
+        let scheme = match url.scheme() {
             "quic" => Scheme::Quic,
             "wss" => Scheme::Wss,
             "ws" => Scheme::Ws,
-            _ => return Err(UrlError::UnsupportedScheme(scheme.to_owned())),
+            other => return Err(UrlError::UnsupportedScheme(other.to_owned())),
         };
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
-        if authority.contains(['/', '?', '#', '@']) {
+        let bare = matches!(url.path(), "" | "/") && url.query().is_none() && url.fragment().is_none();
+        if !bare || !url.username().is_empty() || url.password().is_some() {
             return Err(UrlError::Unexpected(s.to_owned()));
         }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| UrlError::InvalidHost(s.to_owned()))?;
-            match after {
-                "" => (host, None),
-                _ => (host, Some(after.strip_prefix(':').ok_or_else(|| UrlError::InvalidHost(s.to_owned()))?)),
-            }
-        } else {
-            match authority.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (authority, None),
-            }
-        };
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(UrlError::InvalidHost(s.to_owned()));
-        }
-        let port = match port {
+        let host = url.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+        let host = host.filter(|h| !h.is_empty()).ok_or_else(|| UrlError::InvalidHost(s.to_owned()))?;
+        let port = match url.port() {
             None => scheme.default_port(),
-            Some(p) => p.parse().ok().filter(|&p| p != 0).ok_or_else(|| UrlError::InvalidPort(s.to_owned()))?,
+            Some(0) => return Err(UrlError::InvalidPort(s.to_owned())),
+            Some(port) => port,
         };
         Ok(Self { scheme, host: host.to_owned(), port })
     }
@@ -174,5 +171,11 @@ mod tests {
         assert!(matches!("quic://h:x".parse::<RelayUrl>(), Err(UrlError::InvalidPort(_))));
         assert!(matches!("quic://:1".parse::<RelayUrl>(), Err(UrlError::InvalidHost(_))));
         assert!(matches!("quic://h:1/calc".parse::<RelayUrl>(), Err(UrlError::Unexpected(_))));
+        for unexpected in ["quic://u:p@h:1", "quic://h:1?x", "quic://h:1#f", "ws://h/?x"] {
+            assert!(matches!(unexpected.parse::<RelayUrl>(), Err(UrlError::Unexpected(_))), "{unexpected}");
+        }
+        assert!(matches!("quic://h st:1".parse::<RelayUrl>(), Err(UrlError::InvalidHost(_))));
+        assert!(matches!("quic://[::1:1".parse::<RelayUrl>(), Err(UrlError::InvalidHost(_))));
+        assert_eq!("wss://[2001:db8::1]".parse::<RelayUrl>().unwrap().host(), "2001:db8::1");
     }
 }
