@@ -70,6 +70,10 @@
 //! `cli`, module `cli` when enabled) forwards TCP ports through a relay with them.
 #![deny(missing_docs)]
 
+// The code `#[relay_service]` generates names `::relay_rpc`; this crate's own tests use it too.
+#[cfg(test)]
+extern crate self as relay_rpc;
+
 pub mod auth;
 mod backoff;
 mod byte_payload;

@@ -65,8 +65,27 @@ struct Shared<Req, Resp> {
 }
 
 struct Target {
-    connection: Connection,
+    opener: Opener,
     address: String,
+}
+
+/// Where a stub's new channels come from.
+enum Opener {
+    /// A connection to a relay.
+    Relay(Connection),
+    /// In this crate's tests: in-memory channels, without a relay.
+    #[cfg(test)]
+    Memory(Box<dyn Fn() -> Result<Channel, OpenError> + Send + Sync>),
+}
+
+impl Opener {
+    async fn open(&self, address: &str, contract: &'static ContractDescriptor) -> Result<Channel, OpenError> {
+        match self {
+            Self::Relay(connection) => connection.open_channel(address, Some(contract)).await,
+            #[cfg(test)]
+            Self::Memory(open) => open(),
+        }
+    }
 }
 
 impl<Req, Resp> Clone for ClientStub<Req, Resp> {
@@ -104,7 +123,7 @@ where
         contract: &'static ContractDescriptor,
     ) -> Result<Self, OpenError> {
         let channel = connection.open_channel(address, Some(contract)).await?;
-        let target = Target { connection: connection.clone(), address: address.to_owned() };
+        let target = Target { opener: Opener::Relay(connection.clone()), address: address.to_owned() };
         Ok(Self::with_target(ChannelStub::new(channel, contract), contract, Some(target)))
     }
 
@@ -210,8 +229,7 @@ where
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let opened =
-                tokio::time::timeout_at(deadline, target.connection.open_channel(&target.address, Some(contract)));
+            let opened = tokio::time::timeout_at(deadline, target.opener.open(&target.address, contract));
             let e = match opened.await {
                 Ok(Ok(channel)) => {
                     tracing::debug!(address = %target.address, attempt, "channel reopened");
@@ -336,6 +354,196 @@ mod tests {
             OpenError::Refused { code: ErrorCode::Rejected, detail: String::new() },
         ] {
             assert_eq!(retry_after(1, &permanent, PLENTY, 0), None, "{permanent:?}");
+        }
+    }
+
+    /// Failover without a relay: every channel is an in-memory pair served by a real dispatcher.
+    mod in_memory {
+        use std::sync::{Arc, Mutex};
+        use std::time::Duration;
+
+        use super::super::{ChannelStub, ClientStub, Opener, REOPEN_ATTEMPTS, Target};
+        use crate::Channel;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use tokio::sync::Notify;
+
+        use crate::host::serve_channel;
+        use crate::transport::memory::{self, Cut};
+        use crate::{CallContext, CallError, ChannelError, OpenError};
+
+        #[crate::relay_service]
+        trait Counter {
+            async fn next() -> u64;
+            #[idempotent]
+            async fn next_slowly() -> u64;
+            async fn hang() -> u64;
+        }
+
+        #[derive(Clone, Default)]
+        struct Count {
+            n: Arc<AtomicUsize>,
+            /// Holds `next_slowly` and `hang` until notified.
+            gate: Arc<Notify>,
+            entered: Arc<Notify>,
+        }
+
+        impl Counter for Count {
+            async fn next(&self) -> u64 {
+                self.n.fetch_add(1, Ordering::SeqCst) as u64 + 1
+            }
+            async fn next_slowly(&self) -> u64 {
+                self.entered.notify_one();
+                self.gate.notified().await;
+                self.next().await
+            }
+            async fn hang(&self) -> u64 {
+                self.entered.notify_one();
+                std::future::pending().await
+            }
+        }
+
+        /// Opens in-memory channels served by `service`, or fails while `refuse` is set; keeps
+        /// the cuts of the channels it opened.
+        #[derive(Clone, Default)]
+        struct Lab {
+            service: Count,
+            opened: Arc<Mutex<Vec<Cut>>>,
+            refused: Arc<AtomicUsize>,
+            refuse: Arc<std::sync::atomic::AtomicBool>,
+        }
+
+        impl Lab {
+            fn open(&self) -> Result<Channel, OpenError> {
+                if self.refuse.load(Ordering::SeqCst) {
+                    self.refused.fetch_add(1, Ordering::SeqCst);
+                    return Err(OpenError::NoListener { address: "counter".into() });
+                }
+                let (caller, host, cut) = memory::pair("counter");
+                self.opened.lock().unwrap().push(cut);
+                tokio::spawn(serve_channel(host, ServeCounter::new(self.service.clone())));
+                Ok(caller)
+            }
+
+            fn client(&self) -> CounterClient {
+                let lab = self.clone();
+                let stub = ClientStub::with_target(
+                    ChannelStub::new(self.open().unwrap(), CounterClient::CONTRACT),
+                    CounterClient::CONTRACT,
+                    Some(Target { opener: Opener::Memory(Box::new(move || lab.open())), address: "counter".into() }),
+                );
+                CounterClient { inner: stub }
+            }
+
+            fn opens(&self) -> usize {
+                self.opened.lock().unwrap().len()
+            }
+
+            /// Cuts the latest channel as a relay does when its listener goes.
+            fn listener_leaves(&self) {
+                let cut = self.opened.lock().unwrap().last().cloned().unwrap();
+                cut.cut(ChannelError::ListenerGone, ChannelError::CallerGone);
+            }
+        }
+
+        fn ctx() -> CallContext {
+            CallContext::with_timeout(Duration::from_secs(10))
+        }
+
+        /// Waits until the client's current channel has seen its end, as a stub whose channel
+        /// broke while no call was on it has before the next call (a call made at the same
+        /// moment is a call in flight).
+        async fn noticed(client: &CounterClient) {
+            let ended = || match client.inner.shared.current.get(|_| true) {
+                crate::replaceable::Current::Usable(_, stub) => stub.ended().is_some(),
+                _ => true,
+            };
+            let wait = async {
+                while !ended() {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), wait).await.expect("the stub sees its channel end");
+        }
+
+        #[tokio::test]
+        async fn calls_after_the_listener_left_share_one_new_channel() {
+            let lab = Lab::default();
+            let client = lab.client();
+            assert_eq!(client.next(ctx()).await.unwrap(), 1);
+            lab.listener_leaves();
+            noticed(&client).await;
+            let calls: Vec<_> = (0..20).map(|_| client.next(ctx())).collect();
+            let mut answers: Vec<u64> =
+                futures::future::join_all(calls).await.into_iter().map(Result::unwrap).collect();
+            answers.sort_unstable();
+            assert_eq!(answers, (2..22).collect::<Vec<_>>(), "no call failed, none ran twice");
+            assert_eq!(lab.opens(), 2, "one reopen for all twenty calls");
+        }
+
+        #[tokio::test]
+        async fn with_no_listener_a_call_fails_typed_after_the_last_attempt() {
+            let lab = Lab::default();
+            let client = lab.client();
+            lab.refuse.store(true, Ordering::SeqCst);
+            lab.listener_leaves();
+            noticed(&client).await;
+            let failed = client.next(ctx()).await.unwrap_err();
+            assert!(matches!(failed, CallError::Open(OpenError::NoListener { .. })), "{failed:?}");
+            assert_eq!(lab.refused.load(Ordering::SeqCst), REOPEN_ATTEMPTS as usize);
+            lab.refuse.store(false, Ordering::SeqCst);
+            assert_eq!(client.next(ctx()).await.unwrap(), 1, "the next call tries again, and succeeds");
+        }
+
+        #[tokio::test]
+        async fn a_call_in_flight_is_sent_again_only_if_idempotent() {
+            let lab = Lab::default();
+            let client = lab.client();
+            let in_flight = tokio::spawn({
+                let client = client.clone();
+                async move { client.hang(ctx()).await }
+            });
+            lab.service.entered.notified().await;
+            lab.listener_leaves();
+            let lost = in_flight.await.unwrap().unwrap_err();
+            assert!(matches!(lost, CallError::Disconnected(ChannelError::ListenerGone)), "{lost:?}");
+
+            let retried = tokio::spawn({
+                let client = client.clone();
+                async move { client.next_slowly(ctx()).await }
+            });
+            lab.service.entered.notified().await;
+            lab.listener_leaves();
+            // The copy sent on the new channel waits at the gate too: let it through.
+            lab.service.entered.notified().await;
+            lab.service.gate.notify_one();
+            assert_eq!(retried.await.unwrap().unwrap(), 1, "sent again on a new channel, run once");
+            assert_eq!(lab.opens(), 3);
+        }
+
+        #[tokio::test]
+        async fn a_relay_shutdown_fails_one_call_before_the_channel_is_reopened() {
+            let lab = Lab::default();
+            let client = lab.client();
+            assert_eq!(client.next(ctx()).await.unwrap(), 1);
+            let cut = lab.opened.lock().unwrap().last().cloned().unwrap();
+            cut.cut(ChannelError::RelayShutdown, ChannelError::RelayShutdown);
+            let failed = client.next(ctx()).await.unwrap_err();
+            assert!(matches!(failed, CallError::Disconnected(ChannelError::RelayShutdown)), "{failed:?}");
+            assert_eq!(client.next(ctx()).await.unwrap(), 2);
+            assert_eq!(lab.opens(), 2);
+        }
+
+        #[tokio::test]
+        async fn a_stub_made_from_a_channel_never_reopens() {
+            let lab = Lab::default();
+            let client = CounterClient::new(lab.open().unwrap());
+            lab.listener_leaves();
+            for _ in 0..2 {
+                let failed = client.next(ctx()).await.unwrap_err();
+                assert!(matches!(failed, CallError::Disconnected(_)), "{failed:?}");
+            }
+            assert_eq!(lab.opens(), 1);
         }
     }
 }

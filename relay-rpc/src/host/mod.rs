@@ -11,3 +11,5 @@ pub use connection::Host;
 pub use listener::Listener;
 pub use online::{HostStatus, OnlineError, Services};
 pub use serve::TarpcServe;
+#[cfg(test)]
+pub(crate) use serve::serve_channel;

@@ -379,4 +379,66 @@ mod tests {
         drop(rx);
         assert_eq!(message(split.next().await), 10);
     }
+
+    /// The serve loop of one channel, end to end in memory: typed calls, one-way order, the
+    /// caller going away.
+    mod in_memory {
+        use std::sync::Mutex;
+
+        use crate::transport::memory;
+        use crate::{CallContext, CallError};
+
+        #[crate::relay_service]
+        trait Journal {
+            #[oneway]
+            async fn write(entry: u32);
+            async fn read() -> Vec<u32>;
+            async fn hang() -> u32;
+        }
+
+        #[derive(Clone, Default)]
+        struct Book(std::sync::Arc<Mutex<Vec<u32>>>);
+
+        impl Journal for Book {
+            async fn write(&self, entry: u32) {
+                // Later entries arrive while this one sleeps: they must wait their turn.
+                tokio::time::sleep(std::time::Duration::from_micros(u64::from(entry % 3) * 200)).await;
+                self.0.lock().unwrap().push(entry);
+            }
+            async fn read(&self) -> Vec<u32> {
+                self.0.lock().unwrap().clone()
+            }
+            async fn hang(&self) -> u32 {
+                std::future::pending().await
+            }
+        }
+
+        fn ctx() -> CallContext {
+            CallContext::with_timeout(std::time::Duration::from_secs(10))
+        }
+
+        #[tokio::test]
+        async fn one_way_requests_run_in_order_before_a_later_two_way_call() {
+            let (caller, host, _cut) = memory::pair("journal");
+            let book = Book::default();
+            let served = tokio::spawn(super::serve_channel(host, ServeJournal::new(book.clone())));
+            let client = JournalClient::new(caller);
+            for entry in 0..50 {
+                client.write(ctx(), entry).await.unwrap();
+            }
+            assert_eq!(client.read(ctx()).await.unwrap(), (0..50).collect::<Vec<_>>());
+            drop(client);
+            tokio::time::timeout(std::time::Duration::from_secs(10), served).await.unwrap().unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_call_past_its_deadline_fails_typed_and_the_channel_serves_on() {
+            let (caller, host, _cut) = memory::pair("journal");
+            tokio::spawn(super::serve_channel(host, ServeJournal::new(Book::default())));
+            let client = JournalClient::new(caller);
+            let short = CallContext::with_timeout(std::time::Duration::from_millis(50));
+            assert!(matches!(client.hang(short).await, Err(CallError::DeadlineExceeded)));
+            assert_eq!(client.read(ctx()).await.unwrap(), Vec::<u32>::new());
+        }
+    }
 }

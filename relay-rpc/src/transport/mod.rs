@@ -6,6 +6,7 @@
 //! here are the only place that chooses between them, from the relay URL's scheme.
 
 mod incoming;
+pub(crate) mod memory;
 pub(crate) mod quic;
 mod renewal;
 mod routes;
