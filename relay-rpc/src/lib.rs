@@ -66,8 +66,8 @@
 //! `#[idempotent]`; see [`contract`] for one-way semantics and how contracts evolve.
 //!
 //! # Raw streams and the `relay` tool
-//! [`stream`] carries protocols that are not ours as byte streams; the `relay` binary (feature
-//! `cli`, module `cli` when enabled) forwards TCP ports through a relay with them.
+//! [`stream`] carries protocols that are not ours as byte streams; the `relay` binary (crate
+//! `relay-forward`) forwards TCP ports through a relay with them.
 #![deny(missing_docs)]
 
 // The code `#[relay_service]` generates names `::relay_rpc`; this crate's own tests use it too.
@@ -79,8 +79,6 @@ mod backoff;
 mod byte_payload;
 mod call;
 mod channel;
-#[cfg(feature = "cli")]
-pub mod cli;
 mod client;
 pub mod contract;
 mod error;

@@ -62,4 +62,4 @@ impl Calculator for Calc {
 /// How both binaries reach the relay: `--relay`, `--address`, `--ca`, `--token`/`RELAY_TOKEN` and
 /// `--data-dir`, shared with the `relay` forwarding tool. Without a token they sign their own with
 /// the root key in the relay's data directory, so they work beside `./relay-data` as they are.
-pub use relay_rpc::cli::RelayArgs;
+pub use relay_forward::RelayArgs;

@@ -48,8 +48,9 @@ impl IncomingChannel {
         self.pending.reject(code, detail).await
     }
 
-    /// Refuses the channel without waiting, bounded by a timeout.
-    pub(crate) fn reject_in_background(self, code: ErrorCode, detail: &'static str) {
+    /// Refuses the channel without waiting: the refusal is delivered by a task of its own (so
+    /// this must run within a tokio runtime), given up after a few seconds.
+    pub fn reject_in_background(self, code: ErrorCode, detail: &'static str) {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(REJECT_TIMEOUT, self.reject(code, detail)).await;
         });

@@ -1,5 +1,5 @@
 //! TCP port forwarding through a real relay, over `quic://` and `wss://`: the `relay` tool's two
-//! halves in process (`relay_rpc::cli::{Forwarder, Connector}`, parsed from real arguments),
+//! halves in process (`relay_forward::{Forwarder, Connector}`, parsed from real arguments),
 //! raw streams (`relay_rpc::stream`) against typed hosts and callers, and the real `relay`
 //! binary as two child processes when it has been built.
 //!
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use calculator::{Calc, CalculatorClient, ServeCalculator};
 use clap::Parser;
-use relay_rpc::cli::{Cli, Command, Connector, Forwarder};
+use relay_forward::{Cli, Command, Connector, Forwarder};
 use relay_rpc::{OpenError, stream};
 use relay_tests::TestRelay;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -442,7 +442,7 @@ impl Drop for RelayProcess {
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_binary_forwards_a_port() {
-    let bin = relay_tests::binary("relay-rpc", "relay", &["cli"]);
+    let bin = relay_tests::binary("relay-forward", "relay", &[]);
     let relay = TestRelay::start().await;
     let (echo, mut echoed) = echo_server().await;
     let (data_dir, echo) = (relay.dir().to_str().unwrap().to_owned(), echo.to_string());

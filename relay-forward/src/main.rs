@@ -1,14 +1,14 @@
-//! `relay`: forward TCP ports through a relay (feature `cli`). See `relay_rpc::cli`.
+//! `relay`: forward TCP ports through a relay. See the `relay_forward` library.
 //!
 //! ```text
-//! cargo run --release -p relay-rpc --features cli --bin relay -- forward --address ssh --to 127.0.0.1:22
-//! cargo run --release -p relay-rpc --features cli --bin relay -- connect --address ssh --listen 127.0.0.1:2222
+//! cargo run --release -p relay-forward -- forward --address ssh --to 127.0.0.1:22
+//! cargo run --release -p relay-forward -- connect --address ssh --listen 127.0.0.1:2222
 //! ```
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use relay_rpc::cli::{self, Cli};
+use relay_forward::Cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    match cli::run(Cli::parse(), shutdown_signal()).await {
+    match relay_forward::run(Cli::parse(), shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

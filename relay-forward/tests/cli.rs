@@ -1,5 +1,5 @@
-//! The real `relay` binary (feature `cli`): its help, and the errors it stops with. Forwarding
-//! through a relay is tested end to end in `tests/tests/forward.rs`.
+//! The real `relay` binary: its help, and the errors it stops with. Forwarding
+//! through a relay is tested end to end in `tests/tests/e2e/forward.rs`.
 
 use std::process::{Command, Output};
 

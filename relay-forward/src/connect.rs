@@ -13,8 +13,8 @@ use tracing::Instrument;
 
 use super::pipe::{pipe, reset};
 use super::{CliError, ConnectArgs};
-use crate::client::Connection;
-use crate::stream;
+use relay_rpc::Connection;
+use relay_rpc::stream;
 
 /// How long to wait after the local listener failed to accept (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -24,9 +24,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 ///
 /// ```no_run
 /// use clap::Parser;
-/// use relay_rpc::cli::{Cli, Command, Connector};
+/// use relay_forward::{Cli, Command, Connector};
 ///
-/// # async fn run() -> Result<(), relay_rpc::cli::CliError> {
+/// # async fn run() -> Result<(), relay_forward::CliError> {
 /// let cli = Cli::parse_from(["relay", "connect", "--address", "ssh", "--listen", "127.0.0.1:2222"]);
 /// let Command::Connect(args) = cli.command else { unreachable!() };
 /// let connector = Connector::start(&args).await?;

@@ -1,5 +1,5 @@
-//! The `relay` command-line tool (feature `cli`): TCP ports forwarded through a relay, one
-//! [stream](crate::stream) channel per TCP connection, as rathole or frp do.
+//! The `relay` command-line tool: TCP ports forwarded through a relay, one
+//! [stream](relay_rpc::stream) channel per TCP connection, as rathole or frp do.
 //!
 //! ```text
 //! # Host side, beside the service (here SSH): expose it on the address `ssh`.
@@ -28,10 +28,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::auth::{KeyFileError, SharedAccessKey};
-use crate::error::{ConnectError, ListenError};
-use crate::options::ConnectOptions;
-use crate::tls::TlsError;
+use relay_rpc::ConnectOptions;
+use relay_rpc::TlsError;
+use relay_rpc::auth::{KeyFileError, SharedAccessKey};
+use relay_rpc::{ConnectError, ListenError};
 
 pub use connect::Connector;
 pub use forward::Forwarder;

@@ -12,11 +12,11 @@ use tracing::Instrument;
 
 use super::pipe::pipe;
 use super::{CliError, ForwardArgs};
-use crate::error::ListenError;
-use crate::host::{Host, IncomingChannel, Listener};
-use crate::options::ConnectOptions;
-use crate::stream;
-use relay_proto::ErrorCode;
+use relay_rpc::ConnectOptions;
+use relay_rpc::ErrorCode;
+use relay_rpc::ListenError;
+use relay_rpc::stream;
+use relay_rpc::{Host, IncomingChannel, Listener};
 
 /// The first wait before registering again after the relay was lost; it doubles up to
 /// [`MAX_BACKOFF`] while attempts fail.
@@ -31,9 +31,9 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// ```no_run
 /// use clap::Parser;
-/// use relay_rpc::cli::{Cli, Command, Forwarder};
+/// use relay_forward::{Cli, Command, Forwarder};
 ///
-/// # async fn run() -> Result<(), relay_rpc::cli::CliError> {
+/// # async fn run() -> Result<(), relay_forward::CliError> {
 /// let cli = Cli::parse_from(["relay", "forward", "--address", "ssh", "--to", "127.0.0.1:22"]);
 /// let Command::Forward(args) = cli.command else { unreachable!() };
 /// let forwarder = Forwarder::start(&args).await?;

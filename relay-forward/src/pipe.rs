@@ -4,7 +4,7 @@ use std::io;
 
 use tokio::net::TcpStream;
 
-use crate::stream::{MAX_CHUNK, RelayStream};
+use relay_rpc::stream::{MAX_CHUNK, RelayStream};
 
 /// Copies between `tcp` and `stream` both ways until both directions ended: the end of one
 /// side's data shuts the other side's sending direction down, and copying goes on the other
