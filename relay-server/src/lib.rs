@@ -21,6 +21,7 @@ mod config;
 mod key_file;
 mod limits;
 mod multicast;
+mod phase;
 mod quic;
 pub mod registry;
 pub mod root_key;
@@ -41,7 +42,8 @@ pub use stats::Stats;
 
 use std::sync::atomic::Ordering;
 
-use state::{Phase, Shared};
+use phase::Phase;
+use state::Shared;
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]

@@ -21,9 +21,10 @@ use crate::certs::Identity;
 use crate::config::Config;
 use crate::limits::{Slot, TokenBucket};
 use crate::multicast;
+use crate::phase::Phase;
 use crate::router::{ChannelRequest, ListenerHandle, route};
 use crate::splice::{End, Pipe, cut, splice};
-use crate::state::{ChannelGuard, Phase, Shared};
+use crate::state::{ChannelGuard, Shared};
 
 /// Why the QUIC endpoint could not start.
 #[derive(Debug, thiserror::Error)]

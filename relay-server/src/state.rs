@@ -10,20 +10,10 @@ use crate::auth::Policy;
 use crate::budget::Budget;
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
+use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, Registry};
 use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
-
-/// Where a relay is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Phase {
-    /// Taking connections and channels.
-    Running,
-    /// Shutting down: no new connections or channels; open channels may finish.
-    Draining,
-    /// The grace period is over: everything closes with a "relay shutting down" code.
-    Closing,
-}
 
 /// What every connection task of one relay sees.
 #[derive(Debug)]
@@ -33,7 +23,7 @@ pub(crate) struct Shared {
     registry: Mutex<Registry<ListenerHandle>>,
     /// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
     pub(crate) rendezvous: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    phase: watch::Sender<Phase>,
+    phase: RelayPhase,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
     /// QUIC connections before their first authorized hello.
@@ -85,7 +75,7 @@ impl Shared {
             policy,
             registry,
             rendezvous: Mutex::default(),
-            phase: watch::Sender::new(Phase::Running),
+            phase: RelayPhase::new(),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
             quic_handshakes,
@@ -127,21 +117,20 @@ impl Shared {
     }
 
     pub(crate) fn phase(&self) -> Phase {
-        *self.phase.borrow()
+        self.phase.get()
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
-        self.phase.send_replace(phase);
+        self.phase.set(phase);
     }
 
     /// Resolves once the relay has reached `phase`.
     pub(crate) async fn reached(&self, phase: Phase) {
-        let mut rx = self.phase.subscribe();
-        let _ = rx.wait_for(|p| *p >= phase).await;
+        self.phase.reached(phase).await
     }
 
     pub(crate) fn draining(&self) -> bool {
-        self.phase() >= Phase::Draining
+        self.phase.draining()
     }
 }
 

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{End, Side};
 use crate::budget::{Budget, Framing, Meter, Metered, Prefixed};
-use crate::state::{Phase, Shared};
+use crate::phase::Phase;
+use crate::state::Shared;
 use crate::ws::WsStream;
 use crate::ws::close::{CLOSE_GRACE, close, frame};
 

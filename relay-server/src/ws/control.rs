@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::close::{close, frame};
 use super::{Request, WsStream};
+use crate::phase::Phase;
 use crate::router::{HcListener, ListenerHandle};
-use crate::state::{Phase, Shared};
+use crate::state::Shared;
 
 /// How many `accept` notifications may wait for a slow control channel before senders are refused.
 const ACCEPT_QUEUE: usize = 64;

@@ -24,7 +24,8 @@ use tracing::Instrument as _;
 
 use crate::budget::{Framing, Metered, WsFraming};
 use crate::limits::Slot;
-use crate::state::{Phase, Shared};
+use crate::phase::Phase;
+use crate::state::Shared;
 use handshake::{Head, read_head, refuse};
 
 /// Any byte stream a WebSocket runs on: TLS or plain TCP.
