@@ -20,6 +20,7 @@ pub mod certs;
 mod config;
 mod key_file;
 mod limits;
+mod listeners;
 mod multicast;
 mod phase;
 mod quic;

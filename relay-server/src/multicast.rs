@@ -33,9 +33,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::listeners::ListenerHandle;
 use crate::phase::Phase;
 use crate::registry::ListenerId;
-use crate::router::{ChannelRequest, ListenerHandle, open_listener};
+use crate::router::{ChannelRequest, open_listener};
 use crate::splice::{End, Frame, Next, Side, Sink, Source, finish, halves};
 use crate::state::{ChannelGuard, OpenGuard, Shared};
 

@@ -20,9 +20,10 @@ use tracing::Instrument;
 use crate::certs::Identity;
 use crate::config::Config;
 use crate::limits::{Slot, TokenBucket};
+use crate::listeners::ListenerHandle;
 use crate::multicast;
 use crate::phase::Phase;
-use crate::router::{ChannelRequest, ListenerHandle, route};
+use crate::router::{ChannelRequest, route};
 use crate::splice::{End, Pipe, cut, splice};
 use crate::state::{ChannelGuard, Shared};
 

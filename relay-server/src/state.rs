@@ -10,9 +10,9 @@ use crate::auth::Policy;
 use crate::budget::Budget;
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
+use crate::listeners::ListenerHandle;
 use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, Registry};
-use crate::router::ListenerHandle;
 use crate::ws::rendezvous::Outcome;
 
 /// What every connection task of one relay sees.

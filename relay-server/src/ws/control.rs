@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::close::{close, frame};
 use super::{Request, WsStream};
+use crate::listeners::{HcListener, ListenerHandle};
 use crate::phase::Phase;
-use crate::router::{HcListener, ListenerHandle};
 use crate::state::Shared;
 
 /// How many `accept` notifications may wait for a slow control channel before senders are refused.
