@@ -17,6 +17,7 @@
 pub mod auth;
 mod budget;
 pub mod certs;
+mod channel;
 mod config;
 mod key_file;
 mod limits;
@@ -27,7 +28,6 @@ mod quic;
 pub mod registry;
 pub mod root_key;
 mod router;
-mod splice;
 mod state;
 mod stats;
 mod tls;

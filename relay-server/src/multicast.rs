@@ -33,11 +33,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::channel::{End, Frame, Next, Side, Sink, Source, finish, halves};
 use crate::listeners::ListenerHandle;
 use crate::phase::Phase;
 use crate::registry::ListenerId;
 use crate::router::{ChannelRequest, open_listener};
-use crate::splice::{End, Frame, Next, Side, Sink, Source, finish, halves};
 use crate::state::{ChannelGuard, OpenGuard, Shared};
 
 /// How long subscribers may take to receive what is queued for them after the publisher ends.

@@ -9,9 +9,9 @@ use relay_proto::io::{read_frame, write_frame};
 use relay_proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::{End, Pipe};
 use crate::listeners::{HcListener, ListenerHandle};
 use crate::registry::ListenerId;
-use crate::splice::{End, Pipe};
 use crate::state::Shared;
 use crate::ws::rendezvous::{Outcome, Rendezvous};
 

@@ -8,6 +8,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::auth::Policy;
 use crate::budget::Budget;
+use crate::channel::SpliceContext;
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::ListenerHandle;
@@ -116,10 +117,6 @@ impl Shared {
         self.rendezvous.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn phase(&self) -> Phase {
-        self.phase.get()
-    }
-
     pub(crate) fn set_phase(&self, phase: Phase) {
         self.phase.set(phase);
     }
@@ -131,6 +128,11 @@ impl Shared {
 
     pub(crate) fn draining(&self) -> bool {
         self.phase.draining()
+    }
+
+    /// What this relay's splices need of it.
+    pub(crate) fn splice_context(&self) -> SpliceContext<'_> {
+        SpliceContext { config: &self.config, budget: &self.budget, phase: &self.phase }
     }
 }
 

@@ -3,8 +3,8 @@
 use relay_proto::hc::{CLOSE_GOING_AWAY, Target};
 
 use super::Request;
-use super::close::{close, frame};
 use super::rendezvous::{Outcome, take};
+use crate::channel::close::{close, frame};
 use crate::state::Shared;
 
 pub(crate) async fn serve(shared: &Shared, request: Request) {

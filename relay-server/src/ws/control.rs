@@ -12,8 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 
-use super::close::{close, frame};
-use super::{Request, WsStream};
+use super::Request;
+use crate::channel::WsStream;
+use crate::channel::close::{close, frame};
 use crate::listeners::{HcListener, ListenerHandle};
 use crate::phase::Phase;
 use crate::state::Shared;

@@ -3,7 +3,6 @@
 //! sender on a single-use rendezvous WebSocket that the relay splices to the sender's.
 
 mod accept;
-pub(crate) mod close;
 mod connect;
 mod control;
 mod handshake;
@@ -15,26 +14,17 @@ use std::time::Instant;
 
 use relay_proto::ErrorCode;
 use relay_proto::hc::{Action, TOKEN_HEADER, Target, TargetError, http_status, status_description};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument as _;
 
 use crate::budget::{Framing, Metered, WsFraming};
+use crate::channel::{Io, WsStream};
 use crate::limits::Slot;
 use crate::phase::Phase;
 use crate::state::Shared;
 use handshake::{Head, read_head, refuse};
-
-/// Any byte stream a WebSocket runs on: TLS or plain TCP.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// A WebSocket at the relay, on a stream that meters what it reads (see [`crate::budget`]).
-pub(crate) type WsStream = WebSocketStream<Metered<Box<dyn Io>>>;
 
 /// A bound WebSocket listener: TLS (`wss`) or plain (`ws`).
 pub(crate) struct WsListener {

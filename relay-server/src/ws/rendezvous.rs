@@ -6,7 +6,7 @@ use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::oneshot;
 
-use super::WsStream;
+use crate::channel::WsStream;
 use crate::state::Shared;
 
 /// How a listener answered an `accept` notification.
