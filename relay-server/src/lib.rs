@@ -26,6 +26,7 @@ mod multicast;
 mod phase;
 mod quic;
 pub mod registry;
+mod rendezvous;
 pub mod root_key;
 mod router;
 mod state;

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{End, Pipe};
 use crate::listeners::{HcListener, ListenerHandle};
 use crate::registry::ListenerId;
+use crate::rendezvous::{Outcome, Rendezvous, websocket_key};
 use crate::state::Shared;
-use crate::ws::rendezvous::{Outcome, Rendezvous};
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -181,7 +181,7 @@ async fn open_hc(
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
     let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
-    let pending = Rendezvous::register(shared);
+    let pending = Rendezvous::register(&shared.rendezvous, || shared.next_channel_id.load(Ordering::Relaxed));
     let mut query: Vec<String> = request.passthrough.clone();
     query.push("sb-hc-action=accept".into());
     query.push(format!("sb-hc-id={}", relay_proto::auth::percent::encode_component(&id)));
@@ -190,7 +190,7 @@ async fn open_hc(
     let mut connect_headers = request.headers.clone();
     if !connect_headers.keys().any(|k| k.eq_ignore_ascii_case("Sec-WebSocket-Key")) {
         // A caller on another transport: listeners expect a WebSocket sender's headers.
-        connect_headers.insert("Sec-WebSocket-Key".into(), crate::ws::rendezvous::websocket_key());
+        connect_headers.insert("Sec-WebSocket-Key".into(), websocket_key());
         connect_headers.insert("Sec-WebSocket-Version".into(), "13".into());
     }
     if !request.contract.name.is_empty() {

@@ -1,20 +1,20 @@
 //! State shared by every connection of a running relay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::auth::Policy;
 use crate::budget::Budget;
-use crate::channel::SpliceContext;
+use crate::channel::{SpliceContext, WsStream};
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::ListenerHandle;
 use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, Registry};
-use crate::ws::rendezvous::Outcome;
+use crate::rendezvous::RendezvousTable;
 
 /// What every connection task of one relay sees.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     registry: Mutex<Registry<ListenerHandle>>,
     /// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
-    pub(crate) rendezvous: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    pub(crate) rendezvous: RendezvousTable<WsStream>,
     phase: RelayPhase,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
@@ -75,7 +75,7 @@ impl Shared {
             config,
             policy,
             registry,
-            rendezvous: Mutex::default(),
+            rendezvous: RendezvousTable::default(),
             phase: RelayPhase::new(),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
@@ -110,11 +110,6 @@ impl Shared {
     /// The registry; held only for a lookup or an update, never across an await.
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry<ListenerHandle>> {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The pending rendezvous table; held only for an insert or a removal.
-    pub(crate) fn rendezvous(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
-        self.rendezvous.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {

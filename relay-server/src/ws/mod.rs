@@ -6,7 +6,6 @@ mod accept;
 mod connect;
 mod control;
 mod handshake;
-pub(crate) mod rendezvous;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
