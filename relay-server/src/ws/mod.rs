@@ -20,6 +20,7 @@ use tracing::Instrument as _;
 
 use crate::budget::{Framing, Metered, WsFraming};
 use crate::channel::{Io, WsStream};
+use crate::config::Config;
 use crate::limits::Slot;
 use crate::phase::Phase;
 use crate::state::Shared;
@@ -130,7 +131,7 @@ struct Slots {
 /// Turns on TCP keepalive, probing after `idle_timeout_ms` of silence every `keep_alive_ms`: a
 /// peer whose host vanished (no FIN, no RST) is then found dead by the kernel even where no
 /// WebSocket ping reaches it (a connection still in its handshake, or blocked writing).
-fn set_keepalive(tcp: &tokio::net::TcpStream, config: &crate::Config) -> std::io::Result<()> {
+fn set_keepalive(tcp: &tokio::net::TcpStream, config: &Config) -> std::io::Result<()> {
     // The kernel counts in whole seconds.
     let secs = |ms: u64| std::time::Duration::from_millis(ms).max(std::time::Duration::from_secs(1));
     let keepalive = socket2::TcpKeepalive::new().with_time(secs(config.idle_timeout_ms));
