@@ -14,21 +14,37 @@
 //! ```
 #![deny(missing_docs)]
 
+// The modules form layers, each importing only from the layers below it; `.ci/check-layers`
+// fails on an import cycle between them.
+//
+// Foundations: the configuration and the relay's identity, the registry of listeners and the
+// handles it holds, limits per source, the buffer budget, the auth policy, the rendezvous table,
+// the relay's phase. None imports anything of the layers above.
 pub mod auth;
 mod budget;
 pub mod certs;
 mod config;
 mod key_file;
 mod limits;
-mod multicast;
-mod quic;
+mod listeners;
+mod phase;
 pub mod registry;
+mod rendezvous;
 pub mod root_key;
+mod tls;
+
+// Channel ends (QUIC streams, WebSockets) and splicing them.
+mod channel;
+
+// The state shared by every connection, which composes the foundations; routing a channel to a
+// listener, and multicast on top of routing; the counters read from the state.
+mod multicast;
 mod router;
-mod splice;
 mod state;
 mod stats;
-mod tls;
+
+// The transports' drivers: they accept connections and take each through the layers below.
+mod quic;
 mod ws;
 
 use std::net::SocketAddr;
@@ -41,7 +57,8 @@ pub use stats::Stats;
 
 use std::sync::atomic::Ordering;
 
-use state::{Phase, Shared};
+use phase::Phase;
+use state::Shared;
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
+
 /// Where traffic comes from, for limits per source: an IPv4 address, or an IPv6 /64. One machine
 /// commonly holds a whole /64, so limits per IPv6 address would limit nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,7 +183,7 @@ impl TokenBucket {
     }
 
     /// A bucket for one caller, sized by the relay's configuration.
-    pub(crate) fn for_caller(config: &crate::Config, now: Instant) -> Self {
+    pub(crate) fn for_caller(config: &Config, now: Instant) -> Self {
         Self::new(config.channel_opens_per_sec, config.channel_open_burst, now)
     }
 
@@ -229,7 +231,7 @@ impl OpenRates {
     }
 
     /// Takes a token from the bucket of `ip`'s source.
-    pub(crate) fn try_take(&self, ip: IpAddr, config: &crate::Config, now: Instant) -> bool {
+    pub(crate) fn try_take(&self, ip: IpAddr, config: &Config, now: Instant) -> bool {
         let source = Source::of(ip);
         let mut generations = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let fresh = TokenBucket::for_caller(config, now);
@@ -270,7 +272,7 @@ mod tests {
 
     #[test]
     fn per_source_buckets_are_apart_and_expire_by_time() {
-        let config = crate::Config { channel_opens_per_sec: 1, channel_open_burst: 2, ..Default::default() };
+        let config = Config { channel_opens_per_sec: 1, channel_open_burst: 2, ..Default::default() };
         let now = Instant::now();
         let rates = OpenRates::new(now);
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());

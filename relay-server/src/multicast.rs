@@ -33,10 +33,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::channel::{End, Frame, Next, Side, Sink, Source, finish, halves};
+use crate::listeners::ListenerHandle;
+use crate::phase::Phase;
 use crate::registry::ListenerId;
-use crate::router::{ChannelRequest, ListenerHandle, open_listener};
-use crate::splice::{End, Frame, Next, Side, Sink, Source, finish, halves};
-use crate::state::{ChannelGuard, OpenGuard, Phase, Shared};
+use crate::router::{ChannelRequest, open_listener};
+use crate::state::{ChannelGuard, OpenGuard, Shared};
 
 /// How long subscribers may take to receive what is queued for them after the publisher ends.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);

@@ -18,12 +18,14 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::certs::Identity;
+use crate::channel::{End, Pipe, cut, splice};
 use crate::config::Config;
 use crate::limits::{Slot, TokenBucket};
+use crate::listeners::ListenerHandle;
 use crate::multicast;
-use crate::router::{ChannelRequest, ListenerHandle, route};
-use crate::splice::{End, Pipe, cut, splice};
-use crate::state::{ChannelGuard, Phase, Shared};
+use crate::phase::Phase;
+use crate::router::{ChannelRequest, route};
+use crate::state::{ChannelGuard, Shared};
 
 /// Why the QUIC endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -392,7 +394,8 @@ async fn serve_caller(
                 return;
             }
             let _guard = ChannelGuard::new(shared, &request.address, opened.listener);
-            let failed = splice(End::Quic(Pipe { send, recv }), opened.end, opened.listener_dead, shared).await;
+            let failed =
+                splice(End::Quic(Pipe { send, recv }), opened.end, opened.listener_dead, shared.splice_context()).await;
             tracing::debug!(?failed, "channel closed");
         }
         Err(refusal) => refuse(send, recv, refusal.code, &refusal.detail).await,

@@ -7,44 +7,13 @@ use std::sync::atomic::Ordering;
 use relay_proto::hc::{Accept, CONTRACT_HEADER};
 use relay_proto::io::{read_frame, write_frame};
 use relay_proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::channel::{End, Pipe};
+use crate::listeners::{HcListener, ListenerHandle};
 use crate::registry::ListenerId;
-use crate::splice::{End, Pipe};
+use crate::rendezvous::{Outcome, Rendezvous, websocket_key};
 use crate::state::Shared;
-use crate::ws::rendezvous::{Outcome, Rendezvous};
-
-/// How the relay reaches a registered listener.
-#[derive(Debug, Clone)]
-pub(crate) enum ListenerHandle {
-    /// A native host: one QUIC stream per channel on its connection.
-    Quic(quinn::Connection),
-    /// A Hybrid Connections listener: `accept` notifications on its control WebSocket.
-    Hc(HcListener),
-}
-
-/// A Hybrid Connections listener's control channel, as the router sees it.
-#[derive(Debug, Clone)]
-pub(crate) struct HcListener {
-    /// Where `accept` notifications go; the control task writes them to the WebSocket.
-    pub(crate) notify: mpsc::Sender<Accept>,
-    /// `wss://host:port` as the listener dialled it, for rendezvous addresses.
-    pub(crate) base_url: String,
-    /// Cancelled when the listener is found dead (silent past the idle timeout). Its channels
-    /// are WebSockets of their own, which a blackholed host leaves open: they are cut then.
-    pub(crate) dead: CancellationToken,
-}
-
-impl ListenerHandle {
-    /// What is cancelled when the listener is found dead, where its channels need telling.
-    fn dead_signal(&self) -> Option<CancellationToken> {
-        match self {
-            Self::Quic(_) => None,
-            Self::Hc(hc) => Some(hc.dead.clone()),
-        }
-    }
-}
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -212,7 +181,7 @@ async fn open_hc(
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
     let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
-    let pending = Rendezvous::register(shared);
+    let pending = Rendezvous::register(&shared.rendezvous, || shared.next_channel_id.load(Ordering::Relaxed));
     let mut query: Vec<String> = request.passthrough.clone();
     query.push("sb-hc-action=accept".into());
     query.push(format!("sb-hc-id={}", relay_proto::auth::percent::encode_component(&id)));
@@ -221,7 +190,7 @@ async fn open_hc(
     let mut connect_headers = request.headers.clone();
     if !connect_headers.keys().any(|k| k.eq_ignore_ascii_case("Sec-WebSocket-Key")) {
         // A caller on another transport: listeners expect a WebSocket sender's headers.
-        connect_headers.insert("Sec-WebSocket-Key".into(), crate::ws::rendezvous::websocket_key());
+        connect_headers.insert("Sec-WebSocket-Key".into(), websocket_key());
         connect_headers.insert("Sec-WebSocket-Version".into(), "13".into());
     }
     if !request.contract.name.is_empty() {

@@ -1,29 +1,20 @@
 //! State shared by every connection of a running relay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::auth::Policy;
 use crate::budget::Budget;
+use crate::channel::{SpliceContext, WsStream};
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
+use crate::listeners::ListenerHandle;
+use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, Registry};
-use crate::router::ListenerHandle;
-use crate::ws::rendezvous::Outcome;
-
-/// Where a relay is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Phase {
-    /// Taking connections and channels.
-    Running,
-    /// Shutting down: no new connections or channels; open channels may finish.
-    Draining,
-    /// The grace period is over: everything closes with a "relay shutting down" code.
-    Closing,
-}
+use crate::rendezvous::RendezvousTable;
 
 /// What every connection task of one relay sees.
 #[derive(Debug)]
@@ -32,8 +23,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     registry: Mutex<Registry<ListenerHandle>>,
     /// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
-    pub(crate) rendezvous: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    phase: watch::Sender<Phase>,
+    pub(crate) rendezvous: RendezvousTable<WsStream>,
+    phase: RelayPhase,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
     /// QUIC connections before their first authorized hello.
@@ -84,8 +75,8 @@ impl Shared {
             config,
             policy,
             registry,
-            rendezvous: Mutex::default(),
-            phase: watch::Sender::new(Phase::Running),
+            rendezvous: RendezvousTable::default(),
+            phase: RelayPhase::new(),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
             quic_handshakes,
@@ -121,27 +112,22 @@ impl Shared {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The pending rendezvous table; held only for an insert or a removal.
-    pub(crate) fn rendezvous(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome>>> {
-        self.rendezvous.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
     pub(crate) fn set_phase(&self, phase: Phase) {
-        self.phase.send_replace(phase);
+        self.phase.set(phase);
     }
 
     /// Resolves once the relay has reached `phase`.
     pub(crate) async fn reached(&self, phase: Phase) {
-        let mut rx = self.phase.subscribe();
-        let _ = rx.wait_for(|p| *p >= phase).await;
+        self.phase.reached(phase).await
     }
 
     pub(crate) fn draining(&self) -> bool {
-        self.phase() >= Phase::Draining
+        self.phase.draining()
+    }
+
+    /// What this relay's splices need of it.
+    pub(crate) fn splice_context(&self) -> SpliceContext<'_> {
+        SpliceContext { config: &self.config, budget: &self.budget, phase: &self.phase }
     }
 }
 

@@ -3,12 +3,13 @@
 use relay_proto::hc::{CLOSE_GOING_AWAY, Target};
 
 use super::Request;
-use super::close::{close, frame};
-use super::rendezvous::{Outcome, take};
+use crate::channel::close::{close, frame};
+use crate::rendezvous::Outcome;
 use crate::state::Shared;
 
 pub(crate) async fn serve(shared: &Shared, request: Request) {
-    let slot = Target::raw_param(&request.head.target, "sb-hc-rendezvous").and_then(|secret| take(shared, secret));
+    let slot =
+        Target::raw_param(&request.head.target, "sb-hc-rendezvous").and_then(|secret| shared.rendezvous.take(secret));
     let Some(slot) = slot else {
         return request.refuse(403, "the rendezvous address is not valid (used, expired or unknown)").await;
     };

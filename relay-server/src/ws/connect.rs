@@ -9,9 +9,9 @@ use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_stat
 use relay_proto::{ContractInfo, ErrorCode};
 
 use super::Request;
+use crate::channel::{End, splice};
 use crate::multicast;
 use crate::router::{ChannelRequest, route};
-use crate::splice::{End, splice};
 use crate::state::{ChannelGuard, Shared};
 
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
@@ -68,7 +68,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
                 Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
             };
             let _guard = ChannelGuard::new(shared, &channel.address, opened.listener);
-            let failed = splice(End::Ws(Box::new(ws)), opened.end, opened.listener_dead, shared).await;
+            let failed = splice(End::Ws(Box::new(ws)), opened.end, opened.listener_dead, shared.splice_context()).await;
             tracing::debug!(?failed, "channel closed");
         }
         Err(refusal) => {

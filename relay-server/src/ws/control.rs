@@ -12,10 +12,12 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_util::sync::CancellationToken;
 
-use super::close::{close, frame};
-use super::{Request, WsStream};
-use crate::router::{HcListener, ListenerHandle};
-use crate::state::{Phase, Shared};
+use super::Request;
+use crate::channel::WsStream;
+use crate::channel::close::{close, frame};
+use crate::listeners::{HcListener, ListenerHandle};
+use crate::phase::Phase;
+use crate::state::Shared;
 
 /// How many `accept` notifications may wait for a slow control channel before senders are refused.
 const ACCEPT_QUEUE: usize = 64;

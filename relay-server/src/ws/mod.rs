@@ -3,11 +3,9 @@
 //! sender on a single-use rendezvous WebSocket that the relay splices to the sender's.
 
 mod accept;
-pub(crate) mod close;
 mod connect;
 mod control;
 mod handshake;
-pub(crate) mod rendezvous;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,25 +13,18 @@ use std::time::Instant;
 
 use relay_proto::ErrorCode;
 use relay_proto::hc::{Action, TOKEN_HEADER, Target, TargetError, http_status, status_description};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument as _;
 
 use crate::budget::{Framing, Metered, WsFraming};
+use crate::channel::{Io, WsStream};
+use crate::config::Config;
 use crate::limits::Slot;
-use crate::state::{Phase, Shared};
+use crate::phase::Phase;
+use crate::state::Shared;
 use handshake::{Head, read_head, refuse};
-
-/// Any byte stream a WebSocket runs on: TLS or plain TCP.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// A WebSocket at the relay, on a stream that meters what it reads (see [`crate::budget`]).
-pub(crate) type WsStream = WebSocketStream<Metered<Box<dyn Io>>>;
 
 /// A bound WebSocket listener: TLS (`wss`) or plain (`ws`).
 pub(crate) struct WsListener {
@@ -140,7 +131,7 @@ struct Slots {
 /// Turns on TCP keepalive, probing after `idle_timeout_ms` of silence every `keep_alive_ms`: a
 /// peer whose host vanished (no FIN, no RST) is then found dead by the kernel even where no
 /// WebSocket ping reaches it (a connection still in its handshake, or blocked writing).
-fn set_keepalive(tcp: &tokio::net::TcpStream, config: &crate::Config) -> std::io::Result<()> {
+fn set_keepalive(tcp: &tokio::net::TcpStream, config: &Config) -> std::io::Result<()> {
     // The kernel counts in whole seconds.
     let secs = |ms: u64| std::time::Duration::from_millis(ms).max(std::time::Duration::from_secs(1));
     let keepalive = socket2::TcpKeepalive::new().with_time(secs(config.idle_timeout_ms));

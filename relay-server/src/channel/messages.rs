@@ -4,7 +4,7 @@
 //! from its first byte until it has been written on. WebSocket ends are kept alive: an end
 //! silent for `keep_alive_ms` is pinged, and one that sends nothing at all (no frame, no pong)
 //! for `idle_timeout_ms` is cut, its channel's other end told as for a peer that went away.
-//! Every WebSocket end is finished with a complete closing handshake ([`crate::ws::close`]).
+//! Every WebSocket end is finished with a complete closing handshake ([`crate::channel::close`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,11 +20,10 @@ use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::{End, Side};
+use super::close::{CLOSE_GRACE, close, frame};
+use super::{End, Side, SpliceContext, WsStream};
 use crate::budget::{Budget, Framing, Meter, Metered, Prefixed};
-use crate::state::{Phase, Shared};
-use crate::ws::WsStream;
-use crate::ws::close::{CLOSE_GRACE, close, frame};
+use crate::phase::Phase;
 
 /// One unit of traffic.
 #[derive(Clone)]
@@ -366,13 +365,13 @@ pub(super) async fn splice_messages(
     caller: End,
     host: End,
     host_dead: Option<CancellationToken>,
-    shared: &Shared,
+    context: SpliceContext<'_>,
 ) -> Option<Side> {
-    let max_frame = shared.config.max_frame_bytes;
-    let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
-    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
-    let (mut caller_source, mut caller_sink) = halves(caller, max_frame, &shared.budget);
-    let (mut host_source, mut host_sink) = halves(host, max_frame, &shared.budget);
+    let max_frame = context.config.max_frame_bytes;
+    let keep_alive = Duration::from_millis(context.config.keep_alive_ms);
+    let idle_timeout = Duration::from_millis(context.config.idle_timeout_ms);
+    let (mut caller_source, mut caller_sink) = halves(caller, max_frame, context.budget);
+    let (mut host_source, mut host_sink) = halves(host, max_frame, context.budget);
     let meters = [(Side::Caller, caller_source.ws_meter().cloned()), (Side::Host, host_source.ws_meter().cloned())];
     let quic = |source: &Source| matches!(source, Source::Quic(..));
     let (caller_quic, host_quic) = (quic(&caller_source), quic(&host_source));
@@ -387,7 +386,7 @@ pub(super) async fn splice_messages(
         let first = tokio::select! {
             r = &mut down => r.map(|()| Side::Host),
             r = &mut up => r.map(|()| Side::Caller),
-            () = shared.reached(Phase::Closing) => Ok(Side::Caller),
+            () = context.phase.reached(Phase::Closing) => Ok(Side::Caller),
             () = async { match &host_dead { Some(dead) => dead.cancelled().await, None => std::future::pending().await } } => {
                 tracing::debug!("the listener was found dead; cutting its channel");
                 Err((Side::Host, Fault::Lost))
@@ -397,7 +396,7 @@ pub(super) async fn splice_messages(
                 Err((side, Fault::Idle))
             }
         };
-        if shared.phase() >= Phase::Closing {
+        if context.phase.get() >= Phase::Closing {
             Ending::Shutdown
         } else {
             match first {

@@ -1,11 +1,17 @@
-//! Splicing a caller's end of a channel to a listener's end. QUIC to QUIC moves bytes; any pair
-//! with a WebSocket moves messages (one WebSocket message = one length-prefixed QUIC frame). The
-//! relay never parses payloads.
+//! A channel's ends at the relay (QUIC streams, WebSockets), and splicing a caller's end of a
+//! channel to a listener's end. QUIC to QUIC moves bytes; any pair with a WebSocket moves messages
+//! (one WebSocket message = one length-prefixed QUIC frame). The relay never parses payloads.
+//!
+//! The transports' drivers make the ends; routing and multicast pass them here. Nothing here
+//! knows how an end was made or routed.
 
 mod bytes;
+pub(crate) mod close;
 mod messages;
 
 use quinn::{RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use bytes::cut;
@@ -13,8 +19,17 @@ use bytes::splice_bytes;
 use messages::splice_messages;
 pub(crate) use messages::{Frame, Next, Sink, Source, finish, halves};
 
-use crate::state::Shared;
-use crate::ws::WsStream;
+use crate::budget::{Budget, Metered};
+use crate::config::Config;
+use crate::phase::RelayPhase;
+
+/// Any byte stream a WebSocket runs on: TLS or plain TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A WebSocket at the relay, on a stream that meters what it reads (see [`crate::budget`]).
+pub(crate) type WsStream = WebSocketStream<Metered<Box<dyn Io>>>;
 
 /// Which end of a splice failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +62,16 @@ impl std::fmt::Debug for End {
     }
 }
 
+/// What a splice needs of the relay it runs in: its configuration (frame size bound, keep-alive,
+/// idle timeout), the buffer budget every end's reads draw on, and its phase (when the relay
+/// closes, every channel is cut).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpliceContext<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) budget: &'a Budget,
+    pub(crate) phase: &'a RelayPhase,
+}
+
 /// Moves a channel's traffic both ways until both directions finish or one end fails (or
 /// `host_dead` is cancelled: the listener was found dead); the other end is then told who went
 /// away.
@@ -54,11 +79,11 @@ pub(crate) async fn splice(
     caller: End,
     host: End,
     host_dead: Option<CancellationToken>,
-    shared: &Shared,
+    context: SpliceContext<'_>,
 ) -> Option<Side> {
     match (caller, host) {
         (End::Quic(caller), End::Quic(host)) => splice_bytes(caller, host).await,
         // Boxed, so that a QUIC-to-QUIC channel's task is not sized for the message splice.
-        (caller, host) => Box::pin(splice_messages(caller, host, host_dead, shared)).await,
+        (caller, host) => Box::pin(splice_messages(caller, host, host_dead, context)).await,
     }
 }

@@ -1,0 +1,37 @@
+//! How the relay reaches a registered listener, whatever its transport: what the registry
+//! holds for each, and what the router opens channels through.
+
+use relay_proto::hc::Accept;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How the relay reaches a registered listener.
+#[derive(Debug, Clone)]
+pub(crate) enum ListenerHandle {
+    /// A native host: one QUIC stream per channel on its connection.
+    Quic(quinn::Connection),
+    /// A Hybrid Connections listener: `accept` notifications on its control WebSocket.
+    Hc(HcListener),
+}
+
+/// A Hybrid Connections listener's control channel, as the router sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct HcListener {
+    /// Where `accept` notifications go; the control task writes them to the WebSocket.
+    pub(crate) notify: mpsc::Sender<Accept>,
+    /// `wss://host:port` as the listener dialled it, for rendezvous addresses.
+    pub(crate) base_url: String,
+    /// Cancelled when the listener is found dead (silent past the idle timeout). Its channels
+    /// are WebSockets of their own, which a blackholed host leaves open: they are cut then.
+    pub(crate) dead: CancellationToken,
+}
+
+impl ListenerHandle {
+    /// What is cancelled when the listener is found dead, where its channels need telling.
+    pub(crate) fn dead_signal(&self) -> Option<CancellationToken> {
+        match self {
+            Self::Quic(_) => None,
+            Self::Hc(hc) => Some(hc.dead.clone()),
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Senders waiting for a Hybrid Connections listener's rendezvous, keyed by a one-time secret.
+//!
+//! Generic over the rendezvous socket `S` a listener hands over (the relay's WebSocket channel
+//! end), so that the table sits below the channel ends, as the registry does below listeners.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::oneshot;
+
+/// How a listener answered an `accept` notification.
+pub(crate) enum Outcome<S> {
+    /// It opened the rendezvous WebSocket, choosing this sub-protocol.
+    Accepted { ws: Box<S>, protocol: Option<String> },
+    /// It rejected the sender with an HTTP status.
+    Rejected { status: u16, description: String },
+}
+
+impl<S> fmt::Debug for Outcome<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Accepted { protocol, .. } => f.debug_struct("Accepted").field("protocol", protocol).finish(),
+            Self::Rejected { status, description } => {
+                f.debug_struct("Rejected").field("status", status).field("description", description).finish()
+            }
+        }
+    }
+}
+
+/// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
+pub(crate) struct RendezvousTable<S>(Mutex<HashMap<String, oneshot::Sender<Outcome<S>>>>);
+
+impl<S> RendezvousTable<S> {
+    /// The pending rendezvous table; held only for an insert or a removal.
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, oneshot::Sender<Outcome<S>>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the waiting sender's slot for `secret`, once.
+    pub(crate) fn take(&self, secret: &str) -> Option<oneshot::Sender<Outcome<S>>> {
+        self.lock().remove(secret)
+    }
+}
+
+impl<S> Default for RendezvousTable<S> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<S> fmt::Debug for RendezvousTable<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RendezvousTable").field(&self.0).finish()
+    }
+}
+
+/// A sender's place in the rendezvous table; leaving it (drop) removes the entry.
+pub(crate) struct Rendezvous<'a, S> {
+    table: &'a RendezvousTable<S>,
+    secret: String,
+    outcome: oneshot::Receiver<Outcome<S>>,
+}
+
+impl<'a, S> Rendezvous<'a, S> {
+    /// Makes a fresh secret and waits under it. `channel_counter` reads the relay's channel
+    /// counter, for a secret without randomness.
+    pub(crate) fn register(table: &'a RendezvousTable<S>, channel_counter: impl FnOnce() -> u64) -> Self {
+        let mut bytes = [0u8; 18];
+        if SystemRandom::new().fill(&mut bytes).is_err() {
+            // Without randomness fall back to the channel counter: unique, if guessable.
+            bytes[..8].copy_from_slice(&channel_counter().to_be_bytes());
+        }
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let (tx, outcome) = oneshot::channel();
+        table.lock().insert(secret.clone(), tx);
+        Self { table, secret, outcome }
+    }
+
+    /// The secret, for the rendezvous address.
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The listener's answer; `None` if it vanished. The caller bounds the wait.
+    pub(crate) async fn wait(mut self) -> Option<Outcome<S>> {
+        (&mut self.outcome).await.ok()
+    }
+}
+
+impl<S> Drop for Rendezvous<'_, S> {
+    fn drop(&mut self) {
+        self.table.lock().remove(&self.secret);
+    }
+}
+
+/// A fresh `Sec-WebSocket-Key` (base64 of 16 random bytes), for callers that are not WebSockets.
+pub(crate) fn websocket_key() -> String {
+    let mut bytes = [0u8; 16];
+    let _ = SystemRandom::new().fill(&mut bytes);
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
