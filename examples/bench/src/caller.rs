@@ -1,5 +1,5 @@
 //! The calling side: what a caller dials ([`Target`]) and a client of the bench contract over
-//! either a direct TCP connection or a relay ([`Caller`]).
+//! a direct connection (plain TCP or TLS over TCP) or a relay ([`Caller`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +19,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where a caller connects.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// The host's TCP listener, for the baseline.
-    Direct(SocketAddr),
+    /// The host's plain TCP listener, for the `tcp` baseline.
+    Tcp(SocketAddr),
+    /// The host's TLS listener, for the `tls` baseline.
+    Tls {
+        /// Its address.
+        addr: SocketAddr,
+        /// Its self-signed certificate, PEM.
+        cert: PathBuf,
+    },
     /// An address on a relay.
     Relay(RelayTarget),
 }
@@ -64,7 +71,10 @@ impl Target {
     /// The options of the `connect-once` subcommand that dial this target.
     pub fn to_args(&self) -> Vec<String> {
         match self {
-            Self::Direct(addr) => vec!["--tcp".into(), addr.to_string()],
+            Self::Tcp(addr) => vec!["--tcp".into(), addr.to_string()],
+            Self::Tls { addr, cert } => {
+                vec!["--tls".into(), addr.to_string(), "--tls-cert".into(), cert.display().to_string()]
+            }
             Self::Relay(relay) => vec![
                 "--url".into(),
                 relay.url.clone(),
@@ -82,7 +92,7 @@ impl Target {
 /// A client of the bench contract. Clones share one connection (direct) or one channel (relay).
 #[derive(Debug, Clone)]
 pub enum Caller {
-    /// tarpc over TCP.
+    /// tarpc over TCP, plain or inside TLS.
     Direct(DirectClient),
     /// The generated stub over a relay channel.
     Relayed(BenchClient),
@@ -92,7 +102,10 @@ impl Caller {
     /// Connects to `target`: over a relay, a new connection and one channel on it.
     pub async fn connect(target: &Target) -> anyhow::Result<Self> {
         match target {
-            Target::Direct(addr) => Ok(Self::Direct(baseline::connect(*addr).await?)),
+            Target::Tcp(addr) => Ok(Self::Direct(baseline::connect(*addr).await?)),
+            Target::Tls { addr, cert } => {
+                Ok(Self::Direct(baseline::connect_tls(*addr, &baseline::tls_connector(cert)?).await?))
+            }
             Target::Relay(relay) => {
                 let connection = relay.connect().await?;
                 Self::open(&connection, &relay.address).await

@@ -103,9 +103,9 @@ impl RelayProc {
         vec!["--cert".into(), self.cert.display().to_string(), "--key".into(), self.key.display().to_string()]
     }
 
-    /// Starts the bench host: over QUIC if `quic`, over WebSocket if `wss`, and directly on
-    /// TCP if `tcp`; waits until it listens.
-    pub async fn start_host(&self, quic: bool, wss: bool, tcp: bool) -> anyhow::Result<HostProc> {
+    /// Starts the bench host: over QUIC if `quic`, over WebSocket if `wss`, and, if
+    /// `baselines`, directly on two TCP ports, one plain and one TLS; waits until it listens.
+    pub async fn start_host(&self, quic: bool, wss: bool, baselines: bool) -> anyhow::Result<HostProc> {
         let mut args = vec!["host".to_owned()];
         args.extend(self.credentials());
         if quic {
@@ -114,16 +114,27 @@ impl RelayProc {
         if wss {
             args.extend(["--wss".to_owned(), self.wss_url.clone()]);
         }
-        if tcp {
-            args.push("--tcp".to_owned());
-        }
+        let dir = if baselines {
+            let dir = TempDir::new("host")?;
+            let cert = dir.path().join("tls-cert.pem");
+            args.extend(["--tcp".to_owned(), "--tls-cert-out".to_owned(), cert.display().to_string()]);
+            Some((dir, cert))
+        } else {
+            None
+        };
         if let Some(max) = self.max_channels {
             args.extend(["--max-channels".to_owned(), max.to_string()]);
         }
         let mut child = ChildProc::spawn("host", &args)?;
         let ready = child.expect("ready", READY_TIMEOUT).await?;
-        let tcp = if tcp { Some(ready.parse_value("tcp")?) } else { None };
-        Ok(HostProc { child, tcp })
+        let (tcp, tls) = match dir {
+            Some((dir, cert)) => {
+                let tls = Target::Tls { addr: ready.parse_value("tls")?, cert };
+                (Some(Target::Tcp(ready.parse_value("tcp")?)), Some((tls, dir)))
+            }
+            None => (None, None),
+        };
+        Ok(HostProc { child, tcp, tls })
     }
 
     /// Starts `count` idle hosts over QUIC, one listener each, in one process, and waits until
@@ -150,11 +161,18 @@ impl RelayProc {
 #[derive(Debug)]
 pub struct HostProc {
     child: ChildProc,
-    /// Its TCP address, when it serves the baseline.
-    pub tcp: Option<SocketAddr>,
+    /// Its plain TCP listener, when it serves the baselines.
+    tcp: Option<Target>,
+    /// Its TLS listener, and the directory its certificate is in, when it serves the baselines.
+    tls: Option<(Target, TempDir)>,
 }
 
 impl HostProc {
+    /// The `tcp` and `tls` baselines' targets, when it serves them.
+    pub fn baselines(&self) -> Option<(Target, Target)> {
+        Some((self.tcp.clone()?, self.tls.as_ref()?.0.clone()))
+    }
+
     /// Stops the host.
     pub async fn stop(self) {
         self.child.stop(STOP_TIMEOUT).await;

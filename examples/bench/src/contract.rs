@@ -1,5 +1,5 @@
 //! The benchmark's contract and its implementation, served by the host process over the relay
-//! and, for the baseline, over plain TCP.
+//! and, for the baselines, directly over plain TCP and over TLS.
 
 use bytes::Bytes;
 

@@ -1,8 +1,10 @@
-//! The relay's benchmark: what going through the relay costs, against tarpc over plain TCP.
+//! The relay's benchmark: what going through the relay costs, against tarpc straight from the
+//! caller to the host, over plain TCP and over TLS over TCP.
 //!
 //! How to run, from the repository root:
 //! ```text
-//! cargo run --release -p relay-bench                 # full run, a few minutes; writes BENCHMARKS.svg
+//! cargo run --release -p relay-bench                 # full run, a minute or two; writes BENCHMARKS.svg
+//! cargo run --release -p relay-bench -- --runs 3     # three full runs, medians; writes BENCHMARKS.svg
 //! cargo run --release -p relay-bench -- --quick      # seconds, for CI; writes no chart
 //! cargo run --release -p relay-bench -- --quick --json --svg /tmp/bench.svg
 //! cargo run --release -p relay-bench -- --json-file bench.json  # the table, and the JSON in a file
@@ -10,9 +12,11 @@
 //!
 //! Everything runs on loopback, with the relay, the host and the caller in separate processes:
 //! the bench starts itself with hidden subcommands (`relay`, `host`, `hosts`, `connect-once`)
-//! and is itself the caller. For each of three transports,
-//! - **baseline**: tarpc over one TCP connection, served by the host process with the same
-//!   contract, framing and bincode codec as a relay channel (see `baseline.rs`),
+//! and is itself the caller. For each of four subjects,
+//! - **tcp** (baseline): tarpc over one plain TCP connection, served by the host process with
+//!   the same contract, framing and bincode codec as a relay channel (see `baseline.rs`),
+//! - **tls** (baseline): the same over TLS 1.3 on one TCP connection, with a self-signed
+//!   certificate made by the host as the relay makes its own,
 //! - **quic**: through the relay over `quic://`, one channel (a QUIC stream) per client,
 //! - **wss**: through the relay over `wss://` (Hybrid Connections: a WebSocket per channel),
 //!
@@ -20,8 +24,13 @@
 //! with 64 calls in flight on one channel, and the relay process's CPU time per call over that
 //! run (`/proc/<pid>/stat`); MB/s of 64 KiB and 1 MiB echoes one at a time (the payload counted
 //! once per call), and of 1 MiB `Vec<u8>` echoes; and the time a freshly started process takes
-//! from the start of connecting to its first answer (median of several). The transports take
-//! turns, in rounds, so that other load on the machine falls on all three alike.
+//! from the start of connecting to its first answer (median of several). The subjects take
+//! turns, in rounds, so that other load on the machine falls on all four alike.
+//!
+//! A relayed call crosses two encrypted hops (caller to relay, relay to host), so the relay's
+//! figures over the `tls` baseline's say what the relay itself costs; over the `tcp` baseline's
+//! they say what the relay and encryption cost together. The table gives both (`x tls`,
+//! `x tcp`), and the `tls` column's `x tcp` is what TLS alone costs (see `report.rs`).
 //!
 //! Then, against relays of their own, the relay's resident memory (`VmRSS`): with one host
 //! registered; per idle QUIC channel (10,000 in the full run), each then called once; after
@@ -29,8 +38,13 @@
 //! WebSocket (1,000); and per idle listener (1,000), each registered by a host connection of its
 //! own, on a relay with the default configuration.
 //!
-//! Output: a table with each relay transport's figures relative to the baseline, or with
-//! `--json` one object `{"baseline", "quic", "wss", "scale"}`. Progress goes to stderr.
+//! `--runs N` repeats all of that N times (relays and host started afresh each time) and
+//! reports every figure as the median of the N runs, every ratio as the median of the runs'
+//! ratios (each within its own run), with each ratio's range over the runs.
+//!
+//! Output: a table with each subject's figures and their ratios to the baselines, or with
+//! `--json` one object `{"runs", "tcp", "tls", "quic", "wss", "scale", "ratios",
+//! "load_averages", "each_run"}`. Progress goes to stderr.
 
 mod baseline;
 mod caller;
@@ -51,13 +65,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
-use crate::caller::Target;
 use crate::cluster::RelayProc;
 use crate::measure::{Plan, Subject};
-use crate::report::{Figures, TransportFigures};
+use crate::report::{Figures, Summary, TransportFigures};
 
 #[derive(Debug, Parser)]
-#[command(about = "Benchmark the relay over QUIC and WebSocket against direct tarpc over TCP")]
+#[command(about = "Benchmark the relay over QUIC and WebSocket against direct tarpc over plain TCP and over TLS")]
 struct Args {
     /// A short run (seconds) with fewer calls, channels and listeners; writes no chart unless `--svg` says where.
     #[arg(long)]
@@ -71,6 +84,9 @@ struct Args {
     /// Where to write the SVG chart (default: BENCHMARKS.svg for a full run, none for `--quick`).
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Repeat the whole measurement this many times and report the medians.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     #[command(subcommand)]
     role: Option<roles::Role>,
 }
@@ -93,7 +109,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.role {
             Some(role) => roles::run(role).await,
-            None => bench(args.quick, args.json, args.json_file, args.svg).await,
+            None => bench(args).await,
         }
     });
     // A child's read of its stdin may still be blocked in a thread of the runtime: don't wait for it.
@@ -107,47 +123,61 @@ fn main() -> ExitCode {
     }
 }
 
-/// The benchmark itself: every figure, then the report and the chart.
-async fn bench(quick: bool, json: bool, json_file: Option<PathBuf>, svg: Option<PathBuf>) -> anyhow::Result<()> {
-    let plan = if quick { Plan::quick() } else { Plan::full() };
+/// The benchmark itself: every figure of every run, then the report and the chart.
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let plan = if args.quick { Plan::quick() } else { Plan::full() };
     let started = Instant::now();
-    let load = procfs::load_average();
-    measure::progress("relay-bench", "starting the relay and the host");
-
-    let relay = RelayProc::start("transports", None).await?;
-    let host = relay.start_host(true, true, true).await?;
-    let direct = Target::Direct(host.tcp.context("the host serves no TCP port")?);
-    let subjects = [
-        Subject { name: "baseline", target: direct, relay_pid: None },
-        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()) },
-        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()) },
-    ];
-    let [baseline, quic, wss]: [TransportFigures; 3] = measure::transports(&plan, &subjects)
-        .await?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("expected the figures of three transports"))?;
-    measure::progress("relay-bench", "stopping the relay and the host");
-    host.stop().await;
-    relay.stop().await;
-
-    let scale = scale::run(&plan).await.context("scale")?;
-    let figures = Figures { baseline, quic, wss, scale };
+    let mut runs = Vec::new();
+    let mut loads = Vec::new();
+    for n in 1..=args.runs {
+        loads.push(procfs::load_average());
+        if args.runs > 1 {
+            measure::progress("relay-bench", &format!("run {n} of {}", args.runs));
+        }
+        runs.push(run(&plan).await?);
+    }
+    let summary = Summary::new(runs, loads)?;
     let took = started.elapsed();
     measure::progress("relay-bench", "done");
 
-    if json {
-        println!("{}", figures.json());
+    if args.json {
+        println!("{}", summary.json());
     } else {
-        print!("{}", figures.table(plan.quick, took, load.as_deref()));
+        print!("{}", summary.table(plan.quick, took));
     }
-    if let Some(path) = json_file {
-        std::fs::write(&path, figures.json() + "\n").with_context(|| format!("writing {}", path.display()))?;
+    if let Some(path) = args.json_file {
+        std::fs::write(&path, summary.json() + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
-    let svg = svg.or_else(|| (!plan.quick).then(|| PathBuf::from("BENCHMARKS.svg")));
+    let svg = args.svg.or_else(|| (!plan.quick).then(|| PathBuf::from("BENCHMARKS.svg")));
     if let Some(path) = svg {
-        std::fs::write(&path, svg::render(&figures.rounded()))
+        std::fs::write(&path, svg::render(&summary.rounded()))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("relay-bench: chart written to {}", path.display());
     }
     Ok(())
+}
+
+/// One full run: every subject's figures, then the scale figures, each against relays started
+/// for it.
+async fn run(plan: &Plan) -> anyhow::Result<Figures> {
+    measure::progress("relay-bench", "starting the relay and the host");
+    let relay = RelayProc::start("transports", None).await?;
+    let host = relay.start_host(true, true, true).await?;
+    let (tcp, tls) = host.baselines().context("the host serves no baselines")?;
+    let subjects = [
+        Subject { name: "tcp", target: tcp, relay_pid: None },
+        Subject { name: "tls", target: tls, relay_pid: None },
+        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()) },
+        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()) },
+    ];
+    let [tcp, tls, quic, wss]: [TransportFigures; 4] = measure::transports(plan, &subjects)
+        .await?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected the figures of four subjects"))?;
+    measure::progress("relay-bench", "stopping the relay and the host");
+    host.stop().await;
+    relay.stop().await;
+
+    let scale = scale::run(plan).await.context("scale")?;
+    Ok(Figures { tcp, tls, quic, wss, scale })
 }

@@ -1,4 +1,5 @@
-//! The figures of each transport: latency, calls per second, bulk throughput, connect time.
+//! The figures of each subject (the two baselines and the relay's two transports): latency, calls
+//! per second, bulk throughput, connect time.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -19,17 +20,17 @@ pub struct Plan {
     pub quick: bool,
     /// Calls before any measurement.
     pub warmup: usize,
-    /// Sequential 64-byte calls timed one by one, per transport.
+    /// Sequential 64-byte calls timed one by one, per subject.
     pub latency_calls: usize,
     /// Calls in flight at once on one channel, for calls per second.
     pub in_flight: usize,
-    /// How long calls per second are counted, per transport.
+    /// How long calls per second are counted, per subject.
     pub concurrent_for: Duration,
-    /// How long each bulk payload size is echoed, one call in flight, per transport.
+    /// How long each bulk payload size is echoed, one call in flight, per subject.
     pub bulk_for: Duration,
     /// How long 1 MiB `Vec<u8>` payloads are echoed.
     pub bulk_vec_for: Duration,
-    /// How many turns the transports take at each measurement (see [`transports`]).
+    /// How many turns the subjects take at each measurement (see [`transports`]).
     pub rounds: usize,
     /// Fresh processes timed connecting; the median counts.
     pub connect_spawns: usize,
@@ -42,7 +43,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full run: a few minutes on 2 cores.
+    /// The full run: a minute or two on 2 cores.
     pub fn full() -> Self {
         Self {
             quick: false,
@@ -86,11 +87,11 @@ pub const KIB_64: usize = 64 * 1024;
 /// One MiB.
 pub const MIB_1: usize = 1024 * 1024;
 
-/// One transport to measure: its name, where its caller connects, and the relay process whose
-/// CPU time counts (none for the baseline).
+/// One subject to measure: its name, where its caller connects, and the relay process whose
+/// CPU time counts (none for the baselines).
 #[derive(Debug, Clone)]
 pub struct Subject {
-    /// `baseline`, `quic` or `wss`.
+    /// `tcp`, `tls`, `quic` or `wss`.
     pub name: &'static str,
     /// Where the caller connects.
     pub target: Target,
@@ -102,7 +103,7 @@ pub struct Subject {
 ///
 /// The subjects take turns: each measurement is split into [`Plan::rounds`] slices, and every
 /// round runs one slice of each subject, one subject at a time. Whatever else loads the machine
-/// then falls on all of them alike, and the ratios to the baseline stay meaningful.
+/// then falls on all of them alike, and the ratios to the baselines stay meaningful.
 pub async fn transports(plan: &Plan, subjects: &[Subject]) -> anyhow::Result<Vec<TransportFigures>> {
     let rounds = plan.rounds.max(1);
     let mut runs = Vec::with_capacity(subjects.len());

@@ -1,12 +1,27 @@
 //! The figures, and how they are printed: a table for people, one JSON object for programs.
+//!
+//! Each run measures four subjects: two baselines, tarpc straight from the caller to the host
+//! over plain TCP (`tcp`) and over TLS 1.3 on TCP (`tls`), and the relay's two transports
+//! (`quic`, `wss`). A relayed call crosses two encrypted hops, so `x tls` (the relay's figure
+//! over the TLS baseline's) is the honest answer to "what does the relay cost"; `x tcp` is
+//! printed beside it, and the `tls` column's own `x tcp` says what TLS alone costs.
+//!
+//! With `--runs N`, every absolute figure is the median of the N runs' figures, and every ratio
+//! the median of the N runs' ratios, each run's subject over the same run's baseline (so a ratio
+//! need not be the quotient of the two medians printed beside it); a second table gives each
+//! ratio's range over the runs. The median of an even count is the upper of the middle two.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Serialize;
+use anyhow::Context as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// The figures of one transport.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TransportFigures {
     /// Median latency of sequential 64-byte echo calls, µs.
     pub p50_us: f64,
@@ -27,7 +42,7 @@ pub struct TransportFigures {
     /// Median time in a fresh process from the start of connecting to the first answer, ms.
     pub connect_ms: f64,
     /// The relay process's CPU time (user + system) per call over the calls/s run, µs; none for
-    /// the baseline.
+    /// the baselines.
     pub cpu_us_per_call: Option<f64>,
 }
 
@@ -49,7 +64,7 @@ impl TransportFigures {
 }
 
 /// The relay's memory (`VmRSS`) at scale.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScaleFigures {
     /// Idle QUIC channels opened.
     pub channels: usize,
@@ -96,10 +111,12 @@ pub struct ScaleFigures {
 }
 
 /// Everything one run measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
-    /// tarpc directly over TCP.
-    pub baseline: TransportFigures,
+    /// tarpc directly over plain TCP: the `tcp` baseline.
+    pub tcp: TransportFigures,
+    /// tarpc directly over TLS 1.3 over TCP: the `tls` baseline.
+    pub tls: TransportFigures,
     /// Through the relay over QUIC.
     pub quic: TransportFigures,
     /// Through the relay over WebSocket (TLS).
@@ -110,61 +127,212 @@ pub struct Figures {
 
 impl Figures {
     /// The figures rounded to what is worth printing.
-    pub fn rounded(&self) -> Self {
+    fn rounded(&self) -> Self {
         Self {
-            baseline: self.baseline.rounded(),
+            tcp: self.tcp.rounded(),
+            tls: self.tls.rounded(),
             quic: self.quic.rounded(),
             wss: self.wss.rounded(),
             scale: self.scale.clone(),
         }
     }
 
-    /// One JSON object: `{"baseline", "quic", "wss", "scale"}`.
+    /// The subject called `name`.
+    fn subject(&self, name: &str) -> &TransportFigures {
+        match name {
+            "tcp" => &self.tcp,
+            "tls" => &self.tls,
+            "quic" => &self.quic,
+            _ => &self.wss,
+        }
+    }
+}
+
+/// The baselines, and the subjects compared with each.
+const COMPARED: [(&str, [&str; 3]); 2] = [("tcp", ["tls", "quic", "wss"]), ("tls", ["tcp", "quic", "wss"])];
+
+/// A transport's figure: its key in the JSON, its label in the table, how to read it, and the
+/// digits printed after the point.
+struct Metric {
+    key: &'static str,
+    label: &'static str,
+    get: fn(&TransportFigures) -> Option<f64>,
+    digits: usize,
+}
+
+const METRICS: [Metric; 10] = [
+    Metric { key: "p50_us", label: "latency p50 (us)", get: |t| Some(t.p50_us), digits: 1 },
+    Metric { key: "p90_us", label: "latency p90 (us)", get: |t| Some(t.p90_us), digits: 1 },
+    Metric { key: "p99_us", label: "latency p99 (us)", get: |t| Some(t.p99_us), digits: 1 },
+    Metric { key: "p999_us", label: "latency p99.9 (us)", get: |t| Some(t.p999_us), digits: 1 },
+    Metric {
+        key: "calls_per_s",
+        label: "calls/s (64 in flight, one channel)",
+        get: |t| Some(t.calls_per_s),
+        digits: 0,
+    },
+    Metric { key: "mbps_64k", label: "MB/s 64 KiB echo (payload one way)", get: |t| Some(t.mbps_64k), digits: 1 },
+    Metric { key: "mbps_1m", label: "MB/s 1 MiB echo (payload one way)", get: |t| Some(t.mbps_1m), digits: 1 },
+    Metric { key: "mbps_1m_vec", label: "MB/s 1 MiB echo as Vec<u8>", get: |t| Some(t.mbps_1m_vec), digits: 1 },
+    Metric { key: "connect_ms", label: "connect to first answer (ms)", get: |t| Some(t.connect_ms), digits: 2 },
+    Metric { key: "cpu_us_per_call", label: "relay CPU per call (us)", get: |t| t.cpu_us_per_call, digits: 2 },
+];
+
+/// One ratio over the runs: the median of the runs' ratios, and their range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    /// The median.
+    pub median: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values`; none for none.
+    fn of(mut values: Vec<f64>) -> Option<Self> {
+        values.sort_by(f64::total_cmp);
+        Some(Self { median: *values.get(values.len() / 2)?, min: *values.first()?, max: *values.last()? })
+    }
+
+    fn rounded(self) -> Self {
+        Self { median: round(self.median, 3), min: round(self.min, 3), max: round(self.max, 3) }
+    }
+}
+
+/// Ratios to each baseline: baseline → subject → metric key → spread over the runs.
+type Ratios = BTreeMap<String, BTreeMap<&'static str, BTreeMap<&'static str, Spread>>>;
+
+/// What the runs measured, and what is reported of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// How many full runs.
+    pub runs: usize,
+    /// Every figure's median over the runs.
+    #[serde(flatten)]
+    pub median: Figures,
+    /// Each subject's figures over each baseline's, per run, as `vs_tcp`/`vs_tls` → subject →
+    /// figure → `{median, min, max}` over the runs.
+    pub ratios: Ratios,
+    /// The system's load averages (1, 5, 15 minutes) when each run started.
+    pub load_averages: Vec<Option<String>>,
+    /// Each run's figures.
+    pub each_run: Vec<Figures>,
+}
+
+impl Summary {
+    /// The summary of `runs`, with the load averages when each started.
+    pub fn new(runs: Vec<Figures>, load_averages: Vec<Option<String>>) -> anyhow::Result<Self> {
+        let median = median_each(&runs).context("taking the medians of the runs")?;
+        let mut ratios = Ratios::new();
+        for (base, subjects) in COMPARED {
+            let of_base = ratios.entry(format!("vs_{base}")).or_default();
+            for subject in subjects {
+                let of_subject = of_base.entry(subject).or_default();
+                for metric in &METRICS {
+                    let per_run = runs.iter().filter_map(|run| {
+                        match ((metric.get)(run.subject(subject)), (metric.get)(run.subject(base))) {
+                            (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+                            _ => None,
+                        }
+                    });
+                    if let Some(spread) = Spread::of(per_run.collect()) {
+                        of_subject.insert(metric.key, spread);
+                    }
+                }
+            }
+        }
+        Ok(Self { runs: runs.len(), median, ratios, load_averages, each_run: runs })
+    }
+
+    /// The median over the runs of `subject`'s ratio to `base` in the figure `key`.
+    pub fn ratio(&self, subject: &str, base: &str, key: &str) -> Option<Spread> {
+        self.ratios.get(&format!("vs_{base}"))?.get(subject)?.get(key).copied()
+    }
+
+    /// The figures rounded to what is worth printing.
+    pub fn rounded(&self) -> Self {
+        let mut ratios = self.ratios.clone();
+        ratios.values_mut().flat_map(|s| s.values_mut()).flat_map(|m| m.values_mut()).for_each(|r| *r = r.rounded());
+        Self {
+            runs: self.runs,
+            median: self.median.rounded(),
+            ratios,
+            load_averages: self.load_averages.clone(),
+            each_run: self.each_run.iter().map(Figures::rounded).collect(),
+        }
+    }
+
+    /// One JSON object: `{"runs", "tcp", "tls", "quic", "wss", "scale", "ratios",
+    /// "load_averages", "each_run"}`, the subjects' and the scale figures being the medians.
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(&self.rounded()).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
     }
 
-    /// The table for people.
-    /// `load` is the system's load average when the run started.
-    pub fn table(&self, quick: bool, took: Duration, load: Option<&str>) -> String {
-        let f = self.rounded();
-        let (b, q, w) = (&f.baseline, &f.quic, &f.wss);
+    /// The table for people. `took` is how long all the runs took.
+    pub fn table(&self, quick: bool, took: Duration) -> String {
+        let rounded = self.rounded();
+        let f = &rounded.median;
         let mut out = String::new();
         let run = if quick { "quick run" } else { "full run" };
+        let runs = if self.runs == 1 { run.to_owned() } else { format!("{run} x {}, medians", self.runs) };
         let _ = writeln!(
             out,
-            "relay-bench ({run}, {:.0} s): loopback; relay, host and caller in separate processes",
+            "relay-bench ({runs}, {:.0} s): loopback; relay, host and caller in separate processes",
             took.as_secs_f64()
         );
-        if let Some(load) = load {
-            let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-            let _ = writeln!(out, "{cpus} CPUs; load average when it started: {load}");
-        }
+        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let loads: Vec<&str> = self.load_averages.iter().map(|l| l.as_deref().unwrap_or("?")).collect();
+        let which = if loads.len() == 1 { "when it started" } else { "when each run started" };
+        let _ = writeln!(out, "{cpus} CPUs; load average (1, 5, 15 min) {which}: {}", loads.join(" | "));
         let _ = writeln!(out);
-        let _ =
-            writeln!(out, "{:<38} {:>10} {:>10} {:>7} {:>10} {:>7}", "", "baseline", "quic", "x base", "wss", "x base");
-        let rows: [Row; 10] = [
-            ("latency p50 (us)", |t| Some(t.p50_us), 1),
-            ("latency p90 (us)", |t| Some(t.p90_us), 1),
-            ("latency p99 (us)", |t| Some(t.p99_us), 1),
-            ("latency p99.9 (us)", |t| Some(t.p999_us), 1),
-            ("calls/s (64 in flight, one channel)", |t| Some(t.calls_per_s), 0),
-            ("MB/s 64 KiB echo (payload one way)", |t| Some(t.mbps_64k), 1),
-            ("MB/s 1 MiB echo (payload one way)", |t| Some(t.mbps_1m), 1),
-            ("MB/s 1 MiB echo as Vec<u8>", |t| Some(t.mbps_1m_vec), 1),
-            ("connect to first answer (ms)", |t| Some(t.connect_ms), 2),
-            ("relay CPU per call (us)", |t| t.cpu_us_per_call, 2),
-        ];
-        for (label, get, digits) in rows {
+        let _ = writeln!(
+            out,
+            "{:<36} {:>9} {:>9} {:>6} {:>9} {:>6} {:>6} {:>9} {:>6} {:>6}",
+            "", "tcp", "tls", "x tcp", "quic", "x tcp", "x tls", "wss", "x tcp", "x tls"
+        );
+        for metric in &METRICS {
+            let (get, digits) = (metric.get, metric.digits);
+            let ratio = |subject: &str, base: &str| cell(self.ratio(subject, base, metric.key).map(|r| r.median), 2);
             let _ = writeln!(
                 out,
-                "{label:<38} {:>10} {:>10} {:>7} {:>10} {:>7}",
-                cell(get(b), digits),
-                cell(get(q), digits),
-                ratio(get(q), get(b)),
-                cell(get(w), digits),
-                ratio(get(w), get(b)),
+                "{:<36} {:>9} {:>9} {:>6} {:>9} {:>6} {:>6} {:>9} {:>6} {:>6}",
+                metric.label,
+                cell(get(&f.tcp), digits),
+                cell(get(&f.tls), digits),
+                ratio("tls", "tcp"),
+                cell(get(&f.quic), digits),
+                ratio("quic", "tcp"),
+                ratio("quic", "tls"),
+                cell(get(&f.wss), digits),
+                ratio("wss", "tcp"),
+                ratio("wss", "tls"),
             );
+        }
+        if self.runs > 1 {
+            let _ = writeln!(out, "\nratios, lowest-highest of the {} runs:", self.runs);
+            let _ = writeln!(
+                out,
+                "{:<36} {:>11} {:>11} {:>11} {:>11} {:>11}",
+                "", "tls x tcp", "quic x tcp", "quic x tls", "wss x tcp", "wss x tls"
+            );
+            for metric in METRICS.iter().filter(|m| self.ratio("quic", "tls", m.key).is_some()) {
+                let range = |subject: &str, base: &str| match self.ratio(subject, base, metric.key) {
+                    Some(r) => format!("{:.2}-{:.2}", r.min, r.max),
+                    None => "-".to_owned(),
+                };
+                let _ = writeln!(
+                    out,
+                    "{:<36} {:>11} {:>11} {:>11} {:>11} {:>11}",
+                    metric.label,
+                    range("tls", "tcp"),
+                    range("quic", "tcp"),
+                    range("quic", "tls"),
+                    range("wss", "tcp"),
+                    range("wss", "tls"),
+                );
+            }
         }
         let s = &f.scale;
         let _ = writeln!(out, "\nrelay memory (VmRSS, KiB):");
@@ -207,19 +375,23 @@ impl Figures {
             "  (channel figures with max_channels_per_connection = max_channels_per_listener = {})",
             s.max_channels_per_connection
         );
+        let medians = if self.runs > 1 {
+            "\nFigures and ratios: medians of the runs, each ratio taken within its run (so it need not be the \
+             quotient of the medians beside it)."
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "\n\"x base\" = the relay transport's figure / the baseline's (latency, time: higher is slower; \
-             throughput: lower is slower).\nBaseline: tarpc over one TCP connection (TCP_NODELAY) with the same \
-             contract, framing and bincode codec. MB = 10^6 bytes.\nRelay CPU: utime+stime of the relay process \
-             over the calls/s run, in 10 ms ticks."
+            "\n\"x tcp\", \"x tls\" = the figure / the same figure of that baseline (latency, time: higher is \
+             slower; throughput: lower is slower).\nBaselines: tarpc over one TCP connection (TCP_NODELAY) with the \
+             same contract, framing and bincode codec as a relay channel;\n  tcp: in the clear; tls: inside TLS 1.3 \
+             (rustls, ring, a self-signed certificate), as each of the relay's two hops is.\nMB = 10^6 bytes. \
+             Relay CPU: utime+stime of the relay process over the calls/s run, in 10 ms ticks.{medians}"
         );
         out
     }
 }
-
-/// A row of the table: its label, its figure, and the digits printed after the point.
-type Row = (&'static str, fn(&TransportFigures) -> Option<f64>, usize);
 
 fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
@@ -233,9 +405,58 @@ fn cell(value: Option<f64>, digits: usize) -> String {
     }
 }
 
-fn ratio(value: Option<f64>, base: Option<f64>) -> String {
-    match (value, base) {
-        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}", v / b),
-        _ => "-".to_owned(),
+/// Each figure's median over `runs`: numbers are taken as the median run's number (the upper of
+/// the middle two of an even count; integers stay integers), objects key by key, and a missing
+/// figure (`null`) counts only where every run lacks it.
+fn median_each<T: Serialize + DeserializeOwned>(runs: &[T]) -> anyhow::Result<T> {
+    let values = runs.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(!values.is_empty(), "no run");
+    Ok(serde_json::from_value(median_value(&values.iter().collect::<Vec<_>>()))?)
+}
+
+fn median_value(values: &[&Value]) -> Value {
+    match values.first() {
+        Some(Value::Object(first)) => Value::Object(
+            first
+                .keys()
+                .map(|key| {
+                    let fields: Vec<&Value> = values.iter().map(|v| v.get(key).unwrap_or(&Value::Null)).collect();
+                    (key.clone(), median_value(&fields))
+                })
+                .collect(),
+        ),
+        _ => {
+            let mut numbers: Vec<&Value> = values.iter().copied().filter(|v| v.is_number()).collect();
+            numbers.sort_by(|a, b| a.as_f64().unwrap_or(0.0).total_cmp(&b.as_f64().unwrap_or(0.0)));
+            match numbers.get(numbers.len() / 2) {
+                Some(median) => (*median).clone(),
+                None => values.first().map_or(Value::Null, |v| (*v).clone()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn medians_field_by_field() {
+        let runs = [
+            json!({"a": 3, "b": {"c": 1.5, "d": null}}),
+            json!({"a": 1, "b": {"c": 0.5, "d": null}}),
+            json!({"a": 2, "b": {"c": 2.5, "d": null}}),
+        ];
+        assert_eq!(median_each(&runs).unwrap(), json!({"a": 2, "b": {"c": 1.5, "d": null}}));
+        assert_eq!(median_each(&runs[..2]).unwrap(), json!({"a": 3, "b": {"c": 1.5, "d": null}}));
+        assert!(median_each::<Value>(&[]).is_err());
+    }
+
+    #[test]
+    fn spreads() {
+        assert_eq!(Spread::of(vec![2.0, 3.0, 1.0]), Some(Spread { median: 2.0, min: 1.0, max: 3.0 }));
+        assert_eq!(Spread::of(Vec::new()), None);
     }
 }

@@ -26,7 +26,7 @@ pub enum Role {
     /// A relay on 127.0.0.1, ports chosen by the system, limits raised for the bench.
     #[command(hide = true)]
     Relay(RelayRole),
-    /// The bench host: serves the contract over QUIC, WebSocket and/or plain TCP.
+    /// The bench host: serves the contract over QUIC, WebSocket, plain TCP and/or TLS over TCP.
     #[command(hide = true)]
     Host(HostRole),
     /// Many idle hosts, one listener each.
@@ -49,7 +49,8 @@ pub struct RelayRole {
     max_channels: Option<u32>,
 }
 
-/// `host --cert C --key K [--quic URL] [--wss URL] [--tcp]`: prints `ready [tcp=ADDR]`.
+/// `host --cert C --key K [--quic URL] [--wss URL] [--tcp] [--tls-cert-out PATH]`: prints
+/// `ready [tcp=ADDR] [tls=ADDR]`.
 #[derive(Debug, clap::Args)]
 pub struct HostRole {
     /// Listen on the bench's QUIC address through this relay URL.
@@ -58,9 +59,13 @@ pub struct HostRole {
     /// Listen on the bench's WebSocket address through this relay URL.
     #[arg(long)]
     wss: Option<String>,
-    /// Also serve the contract directly on a TCP port of 127.0.0.1 (the baseline).
+    /// Also serve the contract directly on a TCP port of 127.0.0.1 (the `tcp` baseline).
     #[arg(long)]
     tcp: bool,
+    /// Also serve the contract over TLS 1.3 on another TCP port of 127.0.0.1 (the `tls`
+    /// baseline), with a self-signed certificate made now and written to this file (PEM).
+    #[arg(long)]
+    tls_cert_out: Option<PathBuf>,
     /// The relay's certificate.
     #[arg(long)]
     cert: PathBuf,
@@ -90,13 +95,20 @@ pub struct HostsRole {
     count: usize,
 }
 
-/// `connect-once (--tcp ADDR | --url URL --address A --cert C --key K)`: prints
-/// `connected ms=X`, the time from the start of the connection to the first answer.
+/// `connect-once (--tcp ADDR | --tls ADDR --tls-cert C | --url URL --address A --cert C --key K)`:
+/// prints `connected ms=X`, the time from the start of the connection (TCP, TLS handshake
+/// included) to the first answer.
 #[derive(Debug, clap::Args)]
 pub struct ConnectOnceRole {
-    /// The host's TCP address, for the baseline.
-    #[arg(long, conflicts_with = "url")]
+    /// The host's plain TCP address, for the `tcp` baseline.
+    #[arg(long, conflicts_with_all = ["url", "tls"])]
     tcp: Option<SocketAddr>,
+    /// The host's TLS address, for the `tls` baseline.
+    #[arg(long, conflicts_with = "url", requires = "tls_cert")]
+    tls: Option<SocketAddr>,
+    /// The certificate of the host's TLS listener.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
     /// The relay URL.
     #[arg(long, requires_all = ["address", "cert", "key"])]
     url: Option<String>,
@@ -189,9 +201,16 @@ async fn host(args: HostRole) -> anyhow::Result<()> {
     let mut serving: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut report = String::from("ready");
     if args.tcp {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the baseline's TCP port")?;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the tcp baseline's port")?;
         report.push_str(&format!(" tcp={}", listener.local_addr()?));
         serving.spawn(baseline::serve(listener, ServeBench::new(Echo)));
+    }
+    if let Some(path) = &args.tls_cert_out {
+        let identity = baseline::TlsIdentity::generate()?;
+        std::fs::write(path, &identity.cert_pem).with_context(|| format!("writing {}", path.display()))?;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the tls baseline's port")?;
+        report.push_str(&format!(" tls={}", listener.local_addr()?));
+        serving.spawn(baseline::serve_tls(listener, ServeBench::new(Echo), identity));
     }
     for (url, address) in [(&args.quic, QUIC_ADDRESS), (&args.wss, WSS_ADDRESS)] {
         let Some(url) = url else { continue };
@@ -231,32 +250,37 @@ async fn hosts(args: HostsRole) -> anyhow::Result<()> {
 }
 
 async fn connect_once(args: ConnectOnceRole) -> anyhow::Result<()> {
-    let target = match (args.tcp, args.url) {
-        (Some(addr), None) => Target::Direct(addr),
-        (None, Some(url)) => Target::Relay(RelayTarget {
+    let target = match (args.tcp, args.tls, args.url) {
+        (Some(addr), None, None) => Target::Tcp(addr),
+        (None, Some(addr), None) => {
+            Target::Tls { addr, cert: args.tls_cert.context("--tls-cert is required with --tls")? }
+        }
+        (None, None, Some(url)) => Target::Relay(RelayTarget {
             url,
             address: args.address.context("--address is required with --url")?,
             cert: args.cert.context("--cert is required with --url")?,
             key: args.key.context("--key is required with --url")?,
         }),
-        _ => bail!("give either --tcp or --url"),
+        _ => bail!("give one of --tcp, --tls and --url"),
     };
-    // What a relay caller needs before it dials (certificate, key) is read outside the timing.
-    let relay_options = match &target {
-        Target::Relay(relay) => Some(relay.options()?),
-        Target::Direct(_) => None,
+    // What a caller needs before it dials (certificates, key) is read outside the timing.
+    let prepared = match &target {
+        Target::Tcp(addr) => Prepared::Tcp(*addr),
+        Target::Tls { addr, cert } => Prepared::Tls(*addr, baseline::tls_connector(cert)?),
+        Target::Relay(relay) => Prepared::Relay(relay, relay.options()?),
     };
     let probe = payload(64);
     let once = async {
         let start = Instant::now();
-        let caller = match (&target, relay_options) {
-            (Target::Relay(relay), Some(options)) => {
+        let caller = match prepared {
+            Prepared::Tcp(addr) => Caller::Direct(baseline::connect(addr).await?),
+            Prepared::Tls(addr, connector) => Caller::Direct(baseline::connect_tls(addr, &connector).await?),
+            Prepared::Relay(relay, options) => {
                 let connection = relay_rpc::Connection::connect(&relay.url, options)
                     .await
                     .with_context(|| format!("connecting to {}", relay.url))?;
                 Caller::open(&connection, &relay.address).await?
             }
-            _ => Caller::connect(&target).await?,
         };
         let back = caller.echo(probe.clone()).await?;
         let elapsed = start.elapsed();
@@ -266,4 +290,11 @@ async fn connect_once(args: ConnectOnceRole) -> anyhow::Result<()> {
     let elapsed = tokio::time::timeout(SETUP_TIMEOUT, once).await.context("connect and first call timed out")??;
     println!("connected ms={:.3}", elapsed.as_secs_f64() * 1000.0);
     Ok(())
+}
+
+/// A `connect-once` target with what dialing it takes already read.
+enum Prepared<'a> {
+    Tcp(SocketAddr),
+    Tls(SocketAddr, tokio_rustls::TlsConnector),
+    Relay(&'a RelayTarget, relay_rpc::ConnectOptions),
 }

@@ -1,9 +1,9 @@
-//! The chart, as hand-written SVG: latency percentiles per transport (log scale) on the left,
-//! throughput relative to the baseline on the right.
+//! The chart, as hand-written SVG: latency percentiles per subject (log scale) on the left,
+//! throughput relative to the `tls` baseline on the right (the medians of the runs' ratios).
 
 use std::fmt::Write as _;
 
-use crate::report::{Figures, TransportFigures};
+use crate::report::{Figures, Summary, TransportFigures};
 
 const WIDTH: f64 = 980.0;
 const HEIGHT: f64 = 460.0;
@@ -14,35 +14,49 @@ const PLOT_WIDTH: f64 = 380.0;
 const LEFT_X: f64 = 70.0;
 const RIGHT_X: f64 = 570.0;
 
-const TRANSPORTS: [(&str, &str); 3] = [("baseline (TCP)", "#7f7f7f"), ("quic", "#1f77b4"), ("wss", "#ff7f0e")];
+/// The subjects: their key, their name on the chart, their colour.
+const TRANSPORTS: [(&str, &str, &str); 4] = [
+    ("tcp", "tcp", "#bdbdbd"),
+    ("tls", "tls", "#636363"),
+    ("quic", "relay quic", "#1f77b4"),
+    ("wss", "relay wss", "#ff7f0e"),
+];
+/// The baseline throughput is shown relative to.
+const REFERENCE: &str = "tls";
 const PERCENTILES: [(&str, &str); 4] =
     [("p50", "#c6dbef"), ("p90", "#6baed6"), ("p99", "#2171b5"), ("p99.9", "#08306b")];
 
-/// Renders `figures` as an SVG document.
-pub fn render(figures: &Figures) -> String {
+/// Renders `summary` (rounded) as an SVG document.
+pub fn render(summary: &Summary) -> String {
     let mut svg = String::new();
     let _ = writeln!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>"#);
-    latency_panel(&mut svg, figures);
-    throughput_panel(&mut svg, figures);
-    let _ = writeln!(
-        svg,
-        r##"<text x="{LEFT_X}" y="{:.0}" font-size="11" fill="#555555">{}</text>"##,
-        HEIGHT - 12.0,
-        escape(
-            "Loopback; relay, host and caller in separate processes. Baseline: tarpc over TCP, same codec. \
-             MB = 10^6 bytes of payload, counted one way."
-        )
-    );
+    latency_panel(&mut svg, &summary.median);
+    throughput_panel(&mut svg, summary);
+    let runs = if summary.runs > 1 { format!(" Medians of {} runs.", summary.runs) } else { String::new() };
+    let notes = [
+        "Loopback; relay, host and caller in separate processes. Baselines: tarpc straight to the host over one \
+         TCP connection, same contract and codec;"
+            .to_owned(),
+        format!(
+            "tcp: in the clear; tls: inside TLS 1.3, as each of the relay's two hops is. \
+             MB = 10^6 bytes of payload, counted one way.{runs}"
+        ),
+    ];
+    for (i, note) in notes.iter().enumerate() {
+        let y = HEIGHT - 26.0 + 14.0 * i as f64;
+        let _ =
+            writeln!(svg, r##"<text x="{LEFT_X}" y="{y:.0}" font-size="11" fill="#555555">{}</text>"##, escape(note));
+    }
     svg.push_str("</svg>\n");
     svg
 }
 
-fn transports(figures: &Figures) -> [&TransportFigures; 3] {
-    [&figures.baseline, &figures.quic, &figures.wss]
+fn transports(figures: &Figures) -> [&TransportFigures; 4] {
+    [&figures.tcp, &figures.tls, &figures.quic, &figures.wss]
 }
 
 fn latency_panel(svg: &mut String, figures: &Figures) {
@@ -67,9 +81,9 @@ fn latency_panel(svg: &mut String, figures: &Figures) {
         grid_line(svg, LEFT_X, y(value), &label);
         exp += 1.0;
     }
-    let group = PLOT_WIDTH / 3.0;
-    let bar = group * 0.8 / 4.0;
-    for (i, (name, _)) in TRANSPORTS.iter().enumerate() {
+    let group = PLOT_WIDTH / TRANSPORTS.len() as f64;
+    let bar = group * 0.8 / PERCENTILES.len() as f64;
+    for (i, (_, name, _)) in TRANSPORTS.iter().enumerate() {
         let x0 = LEFT_X + group * i as f64 + group * 0.1;
         for (j, (_, colour)) in PERCENTILES.iter().enumerate() {
             let v = values[i][j];
@@ -85,19 +99,25 @@ fn latency_panel(svg: &mut String, figures: &Figures) {
     draw_legend(svg, LEFT_X, &legend);
 }
 
-fn throughput_panel(svg: &mut String, figures: &Figures) {
-    title(svg, RIGHT_X, "Throughput, % of baseline (labels: values)");
+fn throughput_panel(svg: &mut String, summary: &Summary) {
+    title(svg, RIGHT_X, "Throughput, % of the tls baseline (labels: values)");
     let metrics: [Metric; 3] = [
-        ("calls/s, 64 in flight", |t| t.calls_per_s),
-        ("MB/s, 64 KiB echo", |t| t.mbps_64k),
-        ("MB/s, 1 MiB echo", |t| t.mbps_1m),
+        ("calls/s, 64 in flight", "calls_per_s", |t| t.calls_per_s),
+        ("MB/s, 64 KiB echo", "mbps_64k", |t| t.mbps_64k),
+        ("MB/s, 1 MiB echo", "mbps_1m", |t| t.mbps_1m),
     ];
-    let all = transports(figures);
-    let percent = |get: fn(&TransportFigures) -> f64, t: &TransportFigures| {
-        let base = get(&figures.baseline);
-        if base > 0.0 { 100.0 * get(t) / base } else { 0.0 }
+    let all = transports(&summary.median);
+    let percent = |key: &str, subject: &str| {
+        if subject == REFERENCE {
+            100.0
+        } else {
+            summary.ratio(subject, REFERENCE, key).map_or(0.0, |r| 100.0 * r.median)
+        }
     };
-    let highest = metrics.iter().flat_map(|(_, get)| all.iter().map(|t| percent(*get, t))).fold(100.0, f64::max);
+    let highest = metrics
+        .iter()
+        .flat_map(|(_, key, _)| TRANSPORTS.iter().map(|(subject, _, _)| percent(key, subject)))
+        .fold(100.0, f64::max);
     let top_percent = (highest / 25.0).ceil() * 25.0;
     let y = |p: f64| PLOT_TOP + PLOT_HEIGHT * (1.0 - p.clamp(0.0, top_percent) / top_percent);
     let mut p = 0.0;
@@ -105,25 +125,25 @@ fn throughput_panel(svg: &mut String, figures: &Figures) {
         grid_line(svg, RIGHT_X, y(p), &format!("{p:.0}%"));
         p += 25.0;
     }
-    let group = PLOT_WIDTH / 3.0;
-    let bar = group * 0.8 / 3.0;
-    for (i, (label, get)) in metrics.iter().enumerate() {
+    let group = PLOT_WIDTH / metrics.len() as f64;
+    let bar = group * 0.8 / TRANSPORTS.len() as f64;
+    for (i, (label, key, get)) in metrics.iter().enumerate() {
         let x0 = RIGHT_X + group * i as f64 + group * 0.1;
-        for (j, t) in all.iter().enumerate() {
-            let top = y(percent(*get, t));
+        for (j, (t, (subject, _, colour))) in all.iter().zip(TRANSPORTS).enumerate() {
+            let top = y(percent(key, subject));
             let x = x0 + bar * j as f64;
-            rect(svg, x, top, bar - 2.0, PLOT_TOP + PLOT_HEIGHT - top, TRANSPORTS[j].1);
+            rect(svg, x, top, bar - 2.0, PLOT_TOP + PLOT_HEIGHT - top, colour);
             value_label(svg, x + (bar - 2.0) / 2.0, top - 3.0, &short(get(t)));
         }
         axis_label(svg, x0 + group * 0.4, label);
     }
     axes(svg, RIGHT_X);
-    let legend: Vec<(&str, &str)> = TRANSPORTS.to_vec();
+    let legend: Vec<(&str, &str)> = TRANSPORTS.iter().map(|(_, name, colour)| (*name, *colour)).collect();
     draw_legend(svg, RIGHT_X, &legend);
 }
 
-/// A throughput figure: its label and how to read it.
-type Metric = (&'static str, fn(&TransportFigures) -> f64);
+/// A throughput figure: its label, its key among the ratios, and how to read it.
+type Metric = (&'static str, &'static str, fn(&TransportFigures) -> f64);
 
 fn title(svg: &mut String, x: f64, text: &str) {
     let _ = writeln!(svg, r#"<text x="{x}" y="30" font-size="13" font-weight="bold">{}</text>"#, escape(text));
