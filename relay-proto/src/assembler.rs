@@ -69,6 +69,11 @@ impl FrameAssembler {
         Ok((self.wanted() == 0).then(|| std::mem::take(&mut self.body)))
     }
 
+    /// Starts over for the next frame, keeping the maximum.
+    pub fn reset(&mut self) {
+        *self = Self::new(self.max);
+    }
+
     /// Bytes held so far (header included): what this frame costs its reader now.
     pub fn held(&self) -> usize {
         self.header_len + self.body.capacity()

@@ -200,13 +200,6 @@ struct Grant<'p> {
     token: SasToken,
 }
 
-/// How long until a grant ending at `expiry` (unix seconds, from [`Policy::authorize`]) lapses;
-/// `None` for a grant that never does.
-pub fn until_lapse(expiry: Option<u64>) -> Option<std::time::Duration> {
-    let lapse = std::time::UNIX_EPOCH + std::time::Duration::from_secs(expiry?.saturating_add(1));
-    Some(lapse.duration_since(std::time::SystemTime::now()).unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use relay_proto::auth::sas_token;

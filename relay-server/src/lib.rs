@@ -24,6 +24,7 @@ pub mod auth;
 mod budget;
 pub mod certs;
 mod config;
+mod deadline;
 mod key_file;
 mod limits;
 mod listeners;

@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use relay_proto::StreamCode;
-use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -219,7 +218,7 @@ async fn run(shared: &Arc<Shared>, request: Arc<ChannelRequest>, publisher: End)
         }
         Ending::Failed => StreamCode::CallerGone,
         Ending::Shutdown => {
-            sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
+            sink.cut(StreamCode::RelayShutdown, "relay shutting down").await;
             StreamCode::RelayShutdown
         }
     };
@@ -325,16 +324,16 @@ async fn write(
             StreamCode::Done
         }
         Outcome::Gone => {
-            sink.cut(StreamCode::CallerGone, CLOSE_GOING_AWAY, "the publisher went away").await;
+            sink.cut(StreamCode::CallerGone, "the publisher went away").await;
             StreamCode::CallerGone
         }
         Outcome::Overflowed => {
             tracing::info!(address = %request.address, "multicast subscriber too slow; cut");
-            sink.cut(StreamCode::Overflowed, CLOSE_POLICY, "subscriber too slow: multicast queue overflowed").await;
+            sink.cut(StreamCode::Overflowed, "subscriber too slow: multicast queue overflowed").await;
             StreamCode::Overflowed
         }
         Outcome::Shutdown => {
-            sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
+            sink.cut(StreamCode::RelayShutdown, "relay shutting down").await;
             StreamCode::RelayShutdown
         }
     };

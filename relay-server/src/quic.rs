@@ -11,8 +11,9 @@ use std::sync::{Mutex, PoisonError};
 
 use relay_proto::auth::{Right, unix_now};
 use relay_proto::grant::{OpenStream, StreamGrant};
-use relay_proto::io::{read_frame, read_frame_within, write_frame};
-use relay_proto::{self, ContractInfo, Control, ErrorCode, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
+use relay_proto::io::{read_frame_within, read_next_frame, write_frame};
+use relay_proto::session::{ListenerSession, Next};
+use relay_proto::{self, ContractInfo, Control, ErrorCode, FrameAssembler, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -20,6 +21,7 @@ use tracing::Instrument;
 use crate::certs::Identity;
 use crate::channel::{End, Pipe, cut, splice};
 use crate::config::Config;
+use crate::deadline::sleep_until;
 use crate::limits::{Slot, TokenBucket};
 use crate::listeners::ListenerHandle;
 use crate::multicast;
@@ -319,45 +321,56 @@ async fn serve_listener(
 
 /// Serves a listener's control stream until the host ends it or its token lapses; renewals
 /// move the expiry. When the relay starts draining, tells the host to go elsewhere (its open
-/// channels run on). Returns the code to cut the stream with, if the relay ends it.
+/// channels run on). Returns the code to cut the stream with, if the relay ends it. What happens
+/// when is the [`ListenerSession`]'s to decide; QUIC's own keep-alive watches the connection.
 async fn hold_registration(
     shared: &Shared,
     address: &str,
-    mut expiry: Option<u64>,
+    expiry: Option<u64>,
     send: &mut SendStream,
     recv: &mut RecvStream,
 ) -> Option<StreamCode> {
-    let mut told_to_go = false;
+    let mut session = ListenerSession::new(expiry);
+    // Kept across iterations: a frame half read when a timer fires is finished by the next read.
+    let mut control = FrameAssembler::new(MAX_HELLO_FRAME);
     loop {
-        let lapse = crate::auth::until_lapse(expiry);
-        let frame = tokio::select! {
-            frame = read_frame(recv, MAX_HELLO_FRAME) => frame,
-            () = shared.reached(Phase::Draining), if !told_to_go => {
-                told_to_go = true;
+        let wake = match session.next(Instant::now(), unix_now()) {
+            Next::End(ending) => {
+                tracing::info!(%address, ?ending, "listener registration ended by the relay");
+                return Some(ending.stream_code());
+            }
+            Next::GoAway => {
                 tracing::debug!(%address, "telling the listener to go elsewhere");
                 let _ = write_frame(send, &Control::GoAway.encode()).await;
                 continue;
             }
-            () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {
-                tracing::info!(%address, "listener token expired");
-                return Some(StreamCode::TokenExpired);
+            // No liveness was asked of this session: the connection has its own.
+            Next::Ping => continue,
+            Next::WaitUntil(wake) => wake,
+        };
+        let frame = tokio::select! {
+            frame = read_next_frame(recv, &mut control) => frame,
+            () = shared.reached(Phase::Draining), if !session.told_to_go() => {
+                session.draining();
+                continue;
             }
+            () = sleep_until(wake), if wake.is_some() => continue,
         };
         let Ok(frame) = frame else { return None };
         match Control::decode(&frame) {
             Ok(Control::RenewToken { token }) => {
                 match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
-                    Ok(renewed) => expiry = renewed.expiry,
+                    Ok(renewed) => session.renewed(renewed.expiry),
                     Err(denied) => {
                         tracing::info!(%address, reason = %denied.reason, "renewed token refused");
-                        return Some(StreamCode::Unauthorized);
+                        session.renewal_refused(denied.reason);
                     }
                 }
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(%address, error = %e, "bad control message");
-                return Some(StreamCode::ProtocolError);
+                session.bad_control();
             }
         }
     }

@@ -54,10 +54,18 @@ impl From<WriteError> for FrameIoError {
 /// Reads one length-prefixed frame of at most `max` bytes. Its buffer grows with the bytes that
 /// arrive, never with the length announced, and nothing past the frame is read.
 pub async fn read_frame(recv: &mut RecvStream, max: usize) -> Result<Vec<u8>, FrameIoError> {
-    let mut assembler = FrameAssembler::new(max);
+    read_next_frame(recv, &mut FrameAssembler::new(max)).await
+}
+
+/// Reads the next frame of a stream of frames into `assembler`, which starts over once it
+/// returns its frame. Cancel-safe: what was read before a cancellation stays in `assembler`, for
+/// the next call to go on from (a `select!` loop keeps one assembler across its iterations).
+pub async fn read_next_frame(recv: &mut RecvStream, assembler: &mut FrameAssembler) -> Result<Vec<u8>, FrameIoError> {
     loop {
+        // `read_chunk` is cancel-safe, and a chunk is pushed as soon as it is returned.
         let chunk = recv.read_chunk(assembler.wanted(), true).await?.ok_or(FrameIoError::Closed)?;
         if let Some(body) = assembler.push(&chunk.bytes).map_err(FrameIoError::Protocol)? {
+            assembler.reset();
             return Ok(body);
         }
     }

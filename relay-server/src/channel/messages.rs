@@ -14,7 +14,9 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_proto::StreamCode;
-use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_RESTART, CLOSE_TOO_BIG};
+use relay_proto::hc::{
+    CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, ChannelEnd, close_to_stream_code, stream_code_to_close,
+};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -207,13 +209,11 @@ impl Sink {
         match self {
             Sink::Quic(write) => {
                 let _ = SinkExt::<Bytes>::flush(write).await;
-                let code = match close.as_ref().map(|(code, _)| *code) {
-                    None | Some(CLOSE_NORMAL) => None,
-                    Some(CLOSE_GOING_AWAY) if from == Side::Host => Some(StreamCode::ListenerGone),
-                    Some(CLOSE_GOING_AWAY) => Some(StreamCode::CallerGone),
-                    Some(CLOSE_RESTART) => Some(StreamCode::RelayShutdown),
-                    Some(_) => Some(StreamCode::ProtocolError),
+                let closed_by = match from {
+                    Side::Host => ChannelEnd::Listener,
+                    Side::Caller => ChannelEnd::Sender,
                 };
+                let code = close_to_stream_code(close.as_ref().map(|(code, _)| *code), closed_by);
                 let stream = write.get_mut();
                 let _ = match code {
                     None => stream.finish(),
@@ -228,8 +228,15 @@ impl Sink {
         }
     }
 
-    /// Ends abnormally: resets a QUIC stream with `code`, closes a WebSocket with `ws_code`.
-    pub(crate) async fn cut(&mut self, code: StreamCode, ws_code: u16, reason: &str) {
+    /// Ends abnormally: resets a QUIC stream with `code`, closes a WebSocket with the close code
+    /// that says the same.
+    pub(crate) async fn cut(&mut self, code: StreamCode, reason: &str) {
+        self.cut_closing(code, stream_code_to_close(code), reason).await;
+    }
+
+    /// Ends abnormally: resets a QUIC stream with `code`, closes a WebSocket with `ws_code` (a
+    /// more precise code than `code`'s, such as "message too big").
+    pub(crate) async fn cut_closing(&mut self, code: StreamCode, ws_code: u16, reason: &str) {
         match self {
             Sink::Quic(write) => {
                 let _ = write.get_mut().reset(quic_code(code));
@@ -426,14 +433,14 @@ pub(super) async fn splice_messages(
                 Side::Caller => (StreamCode::CallerGone, "the sender went away"),
             };
             if let Some((code, ws_code, why)) = fault.goodbye() {
-                failed_sink.cut(code, ws_code, why).await;
+                failed_sink.cut_closing(code, ws_code, why).await;
             }
-            other_sink.cut(gone, CLOSE_GOING_AWAY, reason).await;
+            other_sink.cut(gone, reason).await;
             (Some(side), gone, gone)
         }
         Ending::Shutdown => {
             for sink in [&mut caller_sink, &mut host_sink] {
-                sink.cut(StreamCode::RelayShutdown, CLOSE_RESTART, "relay shutting down").await;
+                sink.cut(StreamCode::RelayShutdown, "relay shutting down").await;
             }
             (None, StreamCode::RelayShutdown, StreamCode::RelayShutdown)
         }

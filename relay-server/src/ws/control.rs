@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use relay_proto::auth::{Right, unix_now};
-use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_RESTART, ControlMessage, http_status, status_description};
+use relay_proto::hc::{CLOSE_RESTART, ControlMessage, http_status, status_description};
+use relay_proto::session::{Ending, ListenerSession, Next};
 use relay_proto::{ErrorCode, validate_address};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Request;
 use crate::channel::WsStream;
 use crate::channel::close::{close, frame};
+use crate::deadline::sleep_until;
 use crate::listeners::{HcListener, ListenerHandle};
 use crate::phase::Phase;
 use crate::state::Shared;
@@ -91,20 +93,44 @@ enum Held {
 const GO_AWAY_REASON: &str = "relay draining: register again elsewhere";
 
 /// Serves a registered listener's control channel until it ends; returns how, and the close the
-/// relay ends it with (`None`: the listener closed, or its socket failed).
+/// relay ends it with (`None`: the listener closed, or its socket failed). What happens when is
+/// the [`ListenerSession`]'s to decide, pings and silence included.
 async fn hold(
     shared: &Shared,
     address: &str,
-    mut expiry: Option<u64>,
+    expiry: Option<u64>,
     ws: &mut WsStream,
     mut accepts: mpsc::Receiver<relay_proto::hc::Accept>,
 ) -> (Held, Option<CloseFrame>) {
     let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
-    let mut ping = tokio::time::interval(keep_alive);
-    let mut last_heard = Instant::now();
+    let mut session = ListenerSession::new(expiry).with_liveness(keep_alive, idle_timeout, Instant::now());
+    // Why a renewed token was refused, for the close frame.
+    let mut refusal = String::new();
     loop {
-        let lapse = crate::auth::until_lapse(expiry);
+        let wake = match session.next(Instant::now(), unix_now()) {
+            Next::End(ending) => {
+                tracing::info!(%address, ?ending, "listener registration ended by the relay");
+                let (held, reason) = match ending {
+                    Ending::Silent => (Held::Dead, "idle timeout"),
+                    Ending::RenewalRefused(_) => (Held::Ended, refusal.as_str()),
+                    Ending::TokenExpired => (Held::Ended, "token expired"),
+                    Ending::BadControl => (Held::Ended, "bad control message"),
+                };
+                return (held, Some(frame(ending.close_code(), reason)));
+            }
+            // Hybrid Connections has no "go away" message: closing the control channel with 1012
+            // (service restart) says it, while the listener's rendezvous sockets, its open
+            // channels, run on until they finish or the grace period ends.
+            Next::GoAway => return (Held::Ended, Some(frame(CLOSE_RESTART, GO_AWAY_REASON))),
+            Next::Ping => {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Next::WaitUntil(wake) => wake,
+        };
         tokio::select! {
             accept = accepts.recv() => {
                 let Some(accept) = accept else { break };
@@ -117,16 +143,16 @@ async fn hold(
                 }
             }
             message = ws.next() => {
-                last_heard = Instant::now();
+                session.heard(Instant::now());
                 match message {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ControlMessage>(&text) {
                         Ok(ControlMessage::RenewToken { token }) => {
                             match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
-                                Ok(renewed) => expiry = renewed.expiry,
+                                Ok(renewed) => session.renewed(renewed.expiry),
                                 Err(denied) => {
                                     tracing::info!(%address, reason = %denied.reason, "renewed token refused");
-                                    let reason = status_description(ErrorCode::Auth(denied.reason), &denied.detail);
-                                    return (Held::Ended, Some(frame(CLOSE_POLICY, &reason)));
+                                    refusal = status_description(ErrorCode::Auth(denied.reason), &denied.detail);
+                                    session.renewal_refused(denied.reason);
                                 }
                             }
                         }
@@ -136,23 +162,8 @@ async fn hold(
                     Some(Ok(_)) => {}
                 }
             }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > idle_timeout {
-                    tracing::info!(%address, "listener silent past the idle timeout; dropping it and its channels");
-                    return (Held::Dead, Some(frame(CLOSE_GOING_AWAY, "idle timeout")));
-                }
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
-                    break;
-                }
-            }
-            () = tokio::time::sleep(lapse.unwrap_or(Duration::MAX)), if lapse.is_some() => {
-                tracing::info!(%address, "listener token expired");
-                return (Held::Ended, Some(frame(CLOSE_POLICY, "token expired")));
-            }
-            // Hybrid Connections has no "go away" message: closing the control channel with 1012
-            // (service restart) says it, while the listener's rendezvous sockets, its open
-            // channels, run on until they finish or the grace period ends.
-            () = shared.reached(Phase::Draining) => return (Held::Ended, Some(frame(CLOSE_RESTART, GO_AWAY_REASON))),
+            () = sleep_until(wake), if wake.is_some() => {}
+            () = shared.reached(Phase::Draining), if !session.told_to_go() => session.draining(),
         }
     }
     // The listener closed (its close is answered by `close`), or its socket failed.
