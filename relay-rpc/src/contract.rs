@@ -283,7 +283,32 @@ pub(crate) fn is_unknown_method(error: &tarpc::ServerError) -> bool {
     error.kind == UNKNOWN_METHOD_KIND && error.detail.starts_with(UNKNOWN_METHOD_DETAIL)
 }
 
-pub use crate::host::TarpcServe;
+/// A dispatcher (a generated `ServeFoo`) as a [`tarpc::server::Serve`], for serving a contract
+/// over a tarpc transport of your own, without a relay (the benchmark's direct baseline does).
+/// A request for a method the contract lacks is answered with the same error a host gives.
+///
+/// ```
+/// # fn check<D: relay_rpc::contract::Dispatch>(dispatcher: D) {
+/// use relay_rpc::contract::TarpcServe;
+/// fn is_serve<S: tarpc::server::Serve>(_: &S) {}
+/// is_serve(&TarpcServe(dispatcher));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TarpcServe<D>(pub D);
+
+impl<D: Dispatch> tarpc::server::Serve for TarpcServe<D> {
+    type Req = D::Request;
+    type Resp = D::Response;
+
+    async fn serve(
+        self,
+        _ctx: tarpc::context::Context,
+        request: D::Request,
+    ) -> Result<D::Response, tarpc::ServerError> {
+        self.0.dispatch(request).await.map_err(|unknown| unknown_method_error(D::CONTRACT, unknown))
+    }
+}
 
 impl From<&ContractDescriptor> for ContractInfo {
     fn from(c: &ContractDescriptor) -> Self {

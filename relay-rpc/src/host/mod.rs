@@ -10,6 +10,5 @@ pub use crate::transport::IncomingChannel;
 pub use connection::Host;
 pub use listener::Listener;
 pub use online::{HostStatus, OnlineError, Services};
-pub use serve::TarpcServe;
 #[cfg(test)]
 pub(crate) use serve::serve_channel;

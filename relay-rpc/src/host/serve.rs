@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use super::listener::Listener;
 use crate::channel::Channel;
-use crate::contract::{Dispatch, ONEWAY_ID_BIT, Typed, check_compatible, typed, unknown_method_error};
+use crate::contract::{Dispatch, ONEWAY_ID_BIT, TarpcServe, Typed, check_compatible, typed};
 use crate::error::ListenError;
 use relay_proto::ErrorCode;
 
@@ -182,33 +182,6 @@ async fn run_oneway<D: Dispatch>(mut queue: mpsc::Receiver<Work<D::Request>>, di
             None => {}
         }
         finished.fetch_add(1, Ordering::Release);
-    }
-}
-
-/// A dispatcher (a generated `ServeFoo`) as a [`tarpc::server::Serve`], for serving a contract
-/// over a tarpc transport of your own, without a relay (the benchmark's direct baseline does).
-/// A request for a method the contract lacks is answered with the same error a host gives.
-///
-/// ```
-/// # fn check<D: relay_rpc::contract::Dispatch>(dispatcher: D) {
-/// use relay_rpc::contract::TarpcServe;
-/// fn is_serve<S: tarpc::server::Serve>(_: &S) {}
-/// is_serve(&TarpcServe(dispatcher));
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct TarpcServe<D>(pub D);
-
-impl<D: Dispatch> tarpc::server::Serve for TarpcServe<D> {
-    type Req = D::Request;
-    type Resp = D::Response;
-
-    async fn serve(
-        self,
-        _ctx: tarpc::context::Context,
-        request: D::Request,
-    ) -> Result<D::Response, tarpc::ServerError> {
-        self.0.dispatch(request).await.map_err(|unknown| unknown_method_error(D::CONTRACT, unknown))
     }
 }
 
