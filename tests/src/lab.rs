@@ -66,6 +66,28 @@ pub enum LabEvent {
     Cancelled(u64),
 }
 
+impl LabEvent {
+    /// Reads back what `Display` writes (as `test-host` reports its events).
+    pub fn parse(line: &str) -> Option<Self> {
+        let (kind, tag) = line.trim().split_once(' ')?;
+        let tag = tag.parse().ok()?;
+        match kind {
+            "started" => Some(Self::Started(tag)),
+            "cancelled" => Some(Self::Cancelled(tag)),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LabEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Started(tag) => write!(f, "started {tag}"),
+            Self::Cancelled(tag) => write!(f, "cancelled {tag}"),
+        }
+    }
+}
+
 /// The test implementation.
 #[derive(Debug, Clone)]
 pub struct LabHost {

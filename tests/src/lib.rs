@@ -13,11 +13,23 @@ use std::process::{Child, Command, Stdio};
 
 use lab::{LabEvent, LabHost, ServeLab};
 use relay_rpc::auth::SharedAccessKey;
+use relay_rpc::contract::ContractDescriptor;
 use relay_rpc::{ConnectOptions, Connection, Host};
 use relay_server::{Config, Relay, RelayError, Stats};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// How long past a timer a test lets its effect take: the tick that notices, the news reaching
+/// the other end, a machine loaded by other tests and builds. Wide on purpose: a bound of "timer +
+/// `SLACK`" tells "ended by the timer" from "hung" (or "waited for another, longer timer"), never
+/// fast from slow; measuring speed is `relay-bench`'s job.
+pub const SLACK: Duration = Duration::from_secs(5);
+
+/// `Duration::from_millis`, for the relay's `*_ms` settings.
+pub fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
 
 /// A relay running in this process on real sockets, with its own data directory.
 #[derive(Debug)]
@@ -166,17 +178,29 @@ impl TestRelay {
 
     /// Starts the `test-host` binary (`test_host_binary`: `env!("CARGO_BIN_EXE_test-host")`) as its
     /// own process serving the lab named `name` on `address` over `url`, and waits until it listens.
-    pub fn spawn_host_process(&self, test_host_binary: &str, url: &str, address: &str, name: &str) -> Child {
+    pub fn spawn_host_process(&self, test_host_binary: &str, url: &str, address: &str, name: &str) -> HostProcess {
         let root_key = relay_server::root_key::root_key_path(&self.dir);
         let mut child = Command::new(test_host_binary)
             .args([url, self.cert.to_str().expect("utf-8 path"), root_key.to_str().expect("utf-8 path"), address, name])
             .stdout(Stdio::piped())
             .spawn()
             .expect("test-host starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("test-host prints");
+        stdout.read_line(&mut line).expect("test-host prints");
         assert_eq!(line.trim(), "ready");
-        child
+        // Its lab's events, one a line, as the process reports them.
+        let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                let event = LabEvent::parse(&line).unwrap_or_else(|| panic!("test-host printed {line:?}"));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        HostProcess { child, events }
     }
 
     /// Signals shutdown and waits for the relay to drain and stop.
@@ -206,6 +230,11 @@ impl TestRelay {
         Self::bind_retrying(config).await
     }
 
+    /// The configuration the relay runs with: tests derive their time bounds from its timers.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -230,9 +259,53 @@ impl Drop for TestRelay {
     }
 }
 
-/// The lab's next event, within 5 s.
+/// A `test-host` process serving a lab; resumed (should it be stopped) and killed when dropped.
+#[derive(Debug)]
+pub struct HostProcess {
+    child: Child,
+    /// Its lab's events.
+    pub events: UnboundedReceiver<LabEvent>,
+}
+
+impl HostProcess {
+    /// Sends the process `signal` (`-STOP`, `-CONT`, `-KILL`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {}", self.child.id());
+    }
+
+    /// Whether the process exits by itself within `limit`.
+    pub async fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.child.try_wait().expect("test-host's status").is_some() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the process and waits until it is gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("test-host killed");
+        self.child.wait().expect("test-host reaped");
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The lab's next event, within 10 s (a guard against a hang, not a measure).
 pub async fn next_event(events: &mut UnboundedReceiver<LabEvent>) -> LabEvent {
-    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("event in time").expect("host alive")
+    tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("event in time").expect("host alive")
 }
 
 /// A panic in a relay (or any task) a test joins fails the test; a cancellation does not.
@@ -265,6 +338,22 @@ pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) ->
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     condition()
+}
+
+/// Waits until the relay behind `caller` drains: opens channels to `address` speaking
+/// `contract` (each dropped at once) until one is refused as `ShuttingDown`, for at most
+/// [`SLACK`]. A relay exposes no "draining" state; its refusal is what callers see of it.
+pub async fn until_draining(caller: &Connection, address: &str, contract: &ContractDescriptor) {
+    let deadline = tokio::time::Instant::now() + SLACK;
+    loop {
+        match caller.open_channel(address, Some(contract)).await {
+            Err(relay_rpc::OpenError::Refused { code: relay_rpc::ErrorCode::ShuttingDown, .. }) => return,
+            Ok(_) => {}
+            Err(e) => panic!("expected channels to {address} to open until the drain, got {e:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the relay did not start draining within {SLACK:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The workspace binary `bin` of `package` (with `features`), built now by cargo into the target

@@ -1,6 +1,7 @@
 //! A lab host in its own process, so that tests can kill it.
 //!
-//! `test-host RELAY_URL CERT_FILE ROOT_KEY_FILE ADDRESS NAME`; prints `ready` once listening.
+//! `test-host RELAY_URL CERT_FILE ROOT_KEY_FILE ADDRESS NAME`; prints `ready` once listening, then
+//! each of its lab's events (`started TAG`, `cancelled TAG`), one a line.
 
 use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::{ConnectOptions, Host};
@@ -16,7 +17,15 @@ async fn main() -> anyhow::Result<()> {
     let host = Host::connect(url, options).await?;
     let listener = host.listen(address).await?;
     println!("ready");
-    let (lab, _events) = LabHost::new(name);
+    let (lab, mut events) = LabHost::new(name);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            // The test may have stopped reading: the host serves on regardless.
+            let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+        }
+    });
     listener.serve(ServeLab::new(lab)).await?;
     Ok(())
 }

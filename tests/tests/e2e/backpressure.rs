@@ -70,7 +70,18 @@ async fn a_stalled_channel_does_not_slow_the_others() {
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Wait until it is stalled: its count stops moving.
+        let mut last = written.load(std::sync::atomic::Ordering::Relaxed);
+        let waiting = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = written.load(std::sync::atomic::Ordering::Relaxed);
+            if now == last && now > 0 {
+                break;
+            }
+            assert!(waiting.elapsed() < Duration::from_secs(30), "{url}: the writer never stalled: {now} frames");
+            last = now;
+        }
 
         // Twenty active channels on the same host each move 2 MiB there and back.
         let mut active = tokio::task::JoinSet::new();
@@ -89,7 +100,8 @@ async fn a_stalled_channel_does_not_slow_the_others() {
         .expect("the active channels finish while one is stalled");
         assert_eq!(finished, 20 * 32, "{url}");
 
-        // The stalled writer is held back by flow control, not buffered without bound.
+        // The stalled writer is held back by flow control, not buffered without bound: it stays
+        // where it stalled, for as long as it is watched.
         let stuck_at = written.load(std::sync::atomic::Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(

@@ -97,10 +97,9 @@ async fn many_calls_in_flight_on_one_channel() {
 async fn an_address_without_listener_fails_at_once() {
     let relay = TestRelay::start().await;
     let caller = relay.caller().await;
-    let started = std::time::Instant::now();
+    // `NoListener`, not `Timeout`: the relay answered at once rather than leaving the open to time out.
     let err = CalculatorClient::connect(&caller, "nobody").await.unwrap_err();
     assert!(matches!(&err, OpenError::NoListener { address } if address == "nobody"), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(CallError::from(err).is_listener_gone());
     let err = CalculatorClient::connect(&caller, "a/../b").await.unwrap_err();
     assert!(matches!(err, OpenError::InvalidAddress(_)), "{err:?}");
@@ -115,10 +114,12 @@ async fn a_slow_handler_exceeds_the_deadline_and_is_cancelled() {
     let caller = relay.caller().await;
     let client = LabClient::connect(&caller, "lab").await.unwrap();
 
+    let deadline = Duration::from_millis(300);
     let started = std::time::Instant::now();
-    let err = client.sleep(CallContext::with_timeout(Duration::from_millis(300)), 10_000, 1).await.unwrap_err();
+    let err = client.sleep(CallContext::with_timeout(deadline), 10_000, 1).await.unwrap_err();
     assert!(matches!(err, CallError::DeadlineExceeded), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Ended by its deadline, not by the handler's ten seconds.
+    assert!(started.elapsed() < deadline + relay_tests::SLACK, "ended after {:?}", started.elapsed());
     assert_eq!(next_event(&mut events).await, LabEvent::Started(1));
     assert_eq!(next_event(&mut events).await, LabEvent::Cancelled(1), "the host cancels at the deadline");
     // The channel still works afterwards.

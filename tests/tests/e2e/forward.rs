@@ -294,10 +294,12 @@ async fn streams_and_typed_contracts_refuse_each_other() {
 
         let raw_address = streams.address().to_owned();
         let typed = tokio::spawn(async move { CalculatorClient::connect(&caller, &raw_address).await.map(drop) });
-        // The stream host refuses the typed caller and goes on waiting for streams.
-        let accepted = tokio::time::timeout(Duration::from_millis(500), stream::accept(&mut streams)).await;
-        assert!(accepted.is_err(), "{url}: no stream to accept");
-        let err = typed.await.unwrap().unwrap_err();
+        // The stream host refuses the typed caller (while it waits for streams, as only it can)
+        // and goes on waiting for streams: the caller hears the refusal, the host accepts nothing.
+        let err = tokio::select! {
+            accepted = stream::accept(&mut streams) => panic!("{url}: no stream to accept, got {:?}", accepted.map(drop)),
+            typed = tokio::time::timeout(PROMPTLY, typed) => typed.expect("the typed caller is refused").unwrap().unwrap_err(),
+        };
         assert!(err.to_string().contains("raw streams"), "{url}: {err}");
     }
 }
@@ -311,14 +313,13 @@ async fn a_connection_that_cannot_be_carried_is_reset_at_once() {
         let down_addr = down.local_addr().unwrap();
         drop(down);
         let down_address = format!("down-{tag}");
-        let tunnel = tunnel(&relay, url, &down_address, down_addr, &["--connect-timeout", "2s"]).await;
+        // A connect timeout longer than `PROMPTLY`: a reset within `PROMPTLY` did not wait for it.
+        let tunnel = tunnel(&relay, url, &down_address, down_addr, &["--connect-timeout", "60s"]).await;
         let caller = relay_rpc::Connection::connect(url, relay.options()).await.unwrap();
         let err = stream::connect(&caller, &down_address).await.unwrap_err();
         let OpenError::Refused { detail, .. } = &err else { panic!("{url}: {err:?}") };
         assert!(detail.contains("unreachable") && !detail.contains(&down_addr.port().to_string()), "{detail}");
-        let started = Instant::now();
         assert_reset(tunnel.local, url).await;
-        assert!(started.elapsed() < Duration::from_secs(3), "{url}: reset after {:?}", started.elapsed());
         drop(tunnel);
 
         // Nobody forwards the address (the tunnel's forwarder is gone): reset at once as well.
@@ -368,10 +369,12 @@ async fn both_halves_outlive_a_relay_restart() {
     })
     .await;
     for (tunnel, url) in [(&quic_tunnel, &second.url), (&wss_tunnel, &second.ws_url)] {
-        // The forwarder registers again after a backoff; until then connections are reset.
+        // The forwarder registers again after a backoff (doubling from 1 s up to 30 s while the
+        // relay is away); until then connections are reset.
+        let within = Duration::from_secs(30) + relay_tests::SLACK;
         let started = Instant::now();
         while let Err(e) = echo_a_line(tunnel.local).await {
-            assert!(started.elapsed() < Duration::from_secs(10), "{url}: not forwarding again: {e}");
+            assert!(started.elapsed() < within, "{url}: not forwarding again after {:?}: {e}", started.elapsed());
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
