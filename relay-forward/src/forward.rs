@@ -12,16 +12,17 @@ use tracing::Instrument;
 
 use super::pipe::pipe;
 use super::{CliError, ForwardArgs};
-use relay_rpc::ConnectOptions;
 use relay_rpc::ErrorCode;
 use relay_rpc::ListenError;
 use relay_rpc::stream;
+use relay_rpc::{Backoff, ConnectOptions};
 use relay_rpc::{Host, IncomingChannel, Listener};
 
-/// The first wait before registering again after the relay was lost; it doubles up to
-/// [`MAX_BACKOFF`] while attempts fail.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The waits before registering again after the relay was lost: at most 1 s before the first
+/// attempt, doubling up to 30 s while attempts fail (full jitter, so that forwarders that lost
+/// the same relay do not come back at the same moment).
+pub const RELISTEN_BACKOFF: Backoff =
+    Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(30), stable: Duration::ZERO };
 
 /// How long delivering a refusal may take.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -136,9 +137,10 @@ async fn listen(url: &str, options: &ConnectOptions, address: &str) -> Result<Li
 /// Registers again, waiting ever longer between attempts, until it succeeds or the relay
 /// refuses for good.
 async fn relisten(url: &str, options: &ConnectOptions, address: &str) -> Result<Listener, CliError> {
-    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 0;
     loop {
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(RELISTEN_BACKOFF.delay_for(attempt)).await;
+        attempt = attempt.saturating_add(1);
         match listen(url, options, address).await {
             Ok(listener) => {
                 tracing::info!(relay = %url, address, "registered again");
@@ -147,10 +149,7 @@ async fn relisten(url: &str, options: &ConnectOptions, address: &str) -> Result<
             Err(CliError::Listen { source, .. }) if is_final(&source) => {
                 return Err(CliError::Listen { url: url.to_owned(), address: address.to_owned(), source });
             }
-            Err(e) => {
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                tracing::warn!(error = %e, retry_in = ?backoff, "cannot register again");
-            }
+            Err(e) => tracing::warn!(error = %e, attempt, "cannot register again"),
         }
     }
 }

@@ -34,7 +34,7 @@ use relay_rpc::auth::{KeyFileError, SharedAccessKey};
 use relay_rpc::{ConnectError, ListenError};
 
 pub use connect::Connector;
-pub use forward::Forwarder;
+pub use forward::{Forwarder, RELISTEN_BACKOFF};
 
 /// Forward TCP ports through a relay: `relay forward` exposes a local service on an address,
 /// `relay connect` gives a local port that reaches it.

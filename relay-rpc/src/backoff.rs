@@ -41,6 +41,11 @@ impl Backoff {
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         Duration::from_nanos(random % nanos.saturating_add(1))
     }
+
+    /// The wait before retry number `attempt` (from 0), jittered with the system's randomness.
+    pub fn delay_for(&self, attempt: u32) -> Duration {
+        self.delay(attempt, random())
+    }
 }
 
 /// A uniformly random number for jitter, from the system's random source (a fixed value in the

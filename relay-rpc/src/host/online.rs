@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::connection::Host;
 use super::listener::Listener;
 use super::serve::OpenChannels;
-use crate::backoff::{Backoff, random};
+use crate::backoff::Backoff;
 use crate::contract::Dispatch;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
@@ -191,7 +191,7 @@ impl Host {
             if went_away || online_since.is_some_and(|since| since.elapsed() >= backoff.stable) {
                 attempt = 0;
             }
-            tokio::time::sleep(backoff.delay(attempt, random())).await;
+            tokio::time::sleep(backoff.delay_for(attempt)).await;
             attempt = attempt.saturating_add(1);
         }
     }

@@ -371,7 +371,7 @@ async fn both_halves_outlive_a_relay_restart() {
     for (tunnel, url) in [(&quic_tunnel, &second.url), (&wss_tunnel, &second.ws_url)] {
         // The forwarder registers again after a backoff (doubling from 1 s up to 30 s while the
         // relay is away); until then connections are reset.
-        let within = Duration::from_secs(30) + relay_tests::SLACK;
+        let within = relay_forward::RELISTEN_BACKOFF.cap + relay_tests::SLACK;
         let started = Instant::now();
         while let Err(e) = echo_a_line(tunnel.local).await {
             assert!(started.elapsed() < within, "{url}: not forwarding again after {:?}: {e}", started.elapsed());
