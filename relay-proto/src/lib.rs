@@ -33,6 +33,7 @@ mod codes;
 mod frame;
 pub mod grant;
 pub mod hc;
+pub mod http;
 #[cfg(feature = "quic")]
 pub mod io;
 mod message;

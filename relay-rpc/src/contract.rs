@@ -30,7 +30,12 @@
 
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::Duration;
 
+use bincode::Options as _;
+use bytes::{Bytes, BytesMut};
 use serde::{Serialize, de::DeserializeOwned};
 
 use relay_proto::{ContractInfo, MethodInfo};
@@ -244,13 +249,92 @@ pub fn check_compatible(host: &ContractDescriptor, caller: &ContractInfo) -> Res
 pub(crate) type WireOptions =
     bincode::config::WithOtherTrailing<bincode::DefaultOptions, bincode::config::AllowTrailing>;
 
-/// The codec of typed channels: `Item` in, `SinkItem` out.
-pub(crate) type Codec<Item, SinkItem> = tokio_serde::formats::Bincode<Item, SinkItem, WireOptions>;
+fn wire_options() -> WireOptions {
+    bincode::DefaultOptions::new().allow_trailing_bytes()
+}
+
+/// The codec of typed channels: `Item` in, `SinkItem` out, with [`WireOptions`]. Each frame is
+/// decoded from a slice of its own bytes, so no length it claims is trusted further than the
+/// frame (bincode reads strings only after checking that their bytes are there; serde reserves
+/// at most 1 MiB for a sequence before reading its elements). A received frame is
+/// [`checked`](Received::check) first.
+pub(crate) struct Codec<Item, SinkItem>(PhantomData<fn() -> (Item, SinkItem)>);
 
 /// A [`Codec`].
 pub(crate) fn codec<Item, SinkItem>() -> Codec<Item, SinkItem> {
-    use bincode::Options;
-    Codec::from(bincode::DefaultOptions::new().allow_trailing_bytes())
+    Codec(PhantomData)
+}
+
+impl<Item: Received, SinkItem> tokio_serde::Deserializer<Item> for Codec<Item, SinkItem> {
+    type Error = io::Error;
+
+    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> io::Result<Item> {
+        Item::check(src)?;
+        wire_options().deserialize(src).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+impl<Item, SinkItem: Serialize> tokio_serde::Serializer<SinkItem> for Codec<Item, SinkItem> {
+    type Error = io::Error;
+
+    fn serialize(self: Pin<&mut Self>, item: &SinkItem) -> io::Result<Bytes> {
+        wire_options().serialize(item).map(Bytes::from).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+/// A message typed channels receive, and what its frame must pass before serde decodes it.
+pub(crate) trait Received: DeserializeOwned {
+    /// Refuses a frame that decoding, or running the message, would panic on.
+    fn check(_frame: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<Resp: DeserializeOwned> Received for tarpc::Response<Resp> {}
+
+impl<Req: DeserializeOwned> Received for tarpc::ClientMessage<Req> {
+    fn check(frame: &[u8]) -> io::Result<()> {
+        check_deadline(frame)
+    }
+}
+
+/// The furthest deadline a host takes. A request carries its deadline as a duration, which tarpc
+/// adds to the present (panicking on overflow) and its server keeps in a timer wheel that holds
+/// about two years (panicking beyond): a caller must not be able to panic the host with it.
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// A request's deadline is further away than [`MAX_DEADLINE`].
+#[derive(Debug, thiserror::Error)]
+#[error("the request's deadline is {0:?} away, more than a host takes")]
+struct DeadlineTooFar(Duration);
+
+/// Refuses a request whose deadline is further away than [`MAX_DEADLINE`]. A `ClientMessage`
+/// starts with its variant, then, for a request, the deadline; whatever else is wrong with the
+/// frame is left to the decoder.
+fn check_deadline(frame: &[u8]) -> io::Result<()> {
+    #[derive(serde::Deserialize)]
+    enum Start {
+        Request(Duration),
+        #[allow(dead_code)]
+        Cancel,
+    }
+    match wire_options().deserialize(frame) {
+        Ok(Start::Request(deadline)) if deadline > MAX_DEADLINE => {
+            Err(io::Error::new(io::ErrorKind::InvalidData, DeadlineTooFar(deadline)))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Decodes `frame` as a host decodes every frame a caller sends on a channel, whoever the caller
+/// (the relay checks tokens, never what a channel carries): a tarpc message carrying a request
+/// of `D`'s contract, through the host's own codec. For fuzzing (`relay-rpc/fuzz`) and tests;
+/// not a stable API.
+#[doc(hidden)]
+pub fn decode_request<D: Dispatch>(frame: &[u8]) -> io::Result<tarpc::ClientMessage<D::Request>> {
+    use tokio_serde::Deserializer as _;
+    let codec = std::pin::pin!(codec::<tarpc::ClientMessage<D::Request>, tarpc::Response<D::Response>>());
+    codec.deserialize(&BytesMut::from(frame))
 }
 
 /// A channel carrying typed messages: `In` decoded from received frames, `Out` encoded into sent
@@ -461,5 +545,67 @@ mod tests {
         assert!(!is_unknown_method(&other));
         let other = tarpc::ServerError::new(io::ErrorKind::Other, error.detail.clone());
         assert!(!is_unknown_method(&other));
+    }
+
+    /// What a caller sends for `message`, with a deadline `deadline` away.
+    fn request_frame<T: Serialize>(deadline: Duration, message: T) -> Vec<u8> {
+        let request =
+            tarpc::ClientMessage::Request(tarpc::Request { context: tarpc::context::current(), id: 1, message });
+        let frame = wire_options().serialize(&request).unwrap();
+        // The variant (one byte), the deadline, the rest: the deadline replaced.
+        let mut rest = &frame[1..];
+        let _: Duration = wire_options().deserialize_from(&mut rest).unwrap();
+        [&frame[..1], &wire_options().serialize(&deadline).unwrap(), rest].concat()
+    }
+
+    /// Decodes `frame` as a host does.
+    fn decode<T: DeserializeOwned>(frame: &[u8]) -> io::Result<tarpc::ClientMessage<T>> {
+        use tokio_serde::Deserializer as _;
+        std::pin::pin!(codec::<tarpc::ClientMessage<T>, ()>()).deserialize(&BytesMut::from(frame))
+    }
+
+    #[test]
+    fn deadlines_too_far_away_are_refused_not_a_panic() {
+        // Regression: tarpc adds the deadline to `Instant::now()`, and its server puts it in a
+        // timer wheel that holds about two years; both panicked on what any caller could send.
+        let year = 365 * 24 * 3600;
+        for secs in [u64::MAX, i64::MAX as u64, 3 * year, year + 1] {
+            let err = decode::<String>(&request_frame(Duration::from_secs(secs), "hi")).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            assert!(err.to_string().contains("deadline"), "{err}");
+        }
+        for secs in [0, 10, year] {
+            let Ok(tarpc::ClientMessage::Request(request)) =
+                decode::<String>(&request_frame(Duration::from_secs(secs), "hi"))
+            else {
+                panic!("a deadline {secs} s away refused")
+            };
+            assert_eq!(request.message, "hi");
+        }
+        let cancel = tarpc::ClientMessage::<String>::Cancel { trace_context: Default::default(), request_id: 7 };
+        let decoded = decode::<String>(&wire_options().serialize(&cancel).unwrap()).unwrap();
+        assert!(matches!(decoded, tarpc::ClientMessage::Cancel { request_id: 7, .. }));
+    }
+
+    #[test]
+    fn lengths_a_frame_claims_are_not_reserved_before_the_bytes_are_there() {
+        // A message ending in an empty sequence or string, whose length (its last byte, 0) is
+        // replaced by a huge one: decoding fails for want of bytes, without reserving the length
+        // (which would abort the process, a capacity overflow or an allocation failure).
+        fn claiming_huge<T: DeserializeOwned + std::fmt::Debug>(message: impl Serialize) {
+            let frame = request_frame(Duration::from_secs(10), message);
+            assert_eq!(frame.last(), Some(&0));
+            for len in [1u64 << 60, u64::MAX, 1 << 31, 1 << 20] {
+                let mut huge = frame[..frame.len() - 1].to_vec();
+                huge.push(0xfd); // bincode's varint: a u64 follows.
+                huge.extend_from_slice(&len.to_le_bytes());
+                assert!(decode::<T>(&huge).is_err(), "{len} elements claimed");
+            }
+        }
+        claiming_huge::<(u32, Vec<u64>)>((7u32, Vec::<u64>::new()));
+        claiming_huge::<(u32, String)>((7u32, String::new()));
+        claiming_huge::<(u32, Vec<Vec<u8>>)>((7u32, vec![Vec::<u8>::new()]));
+        claiming_huge::<(u32, Vec<Option<String>>)>((7u32, vec![Some(String::new())]));
+        claiming_huge::<(u32, crate::byte_payload::ByteBuf)>((7u32, crate::byte_payload::AsBytes(&[])));
     }
 }

@@ -370,4 +370,131 @@ mod tests {
             assert!(!debug.contains(secret), "{debug}");
         }
     }
+
+    /// SplitMix64: a fixed seed, so that any failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    /// A path of up to three segments over a small alphabet: names that are prefixes of one
+    /// another, case variants, dots, escapes, Azure's `$hc`, a non-ASCII letter, empty segments
+    /// (`a//b`, a leading or trailing `/`).
+    fn arbitrary_path(rng: &mut Rng) -> String {
+        const SEGMENTS: &[&str] =
+            &["a", "A", "ab", "b", "a.b", "a-b", "~", ".", "..", "", "%2e", "%2F", "a%20b", "$hc", "\u{e4}"];
+        let segments: Vec<&str> = (0..rng.below(4)).map(|_| rng.pick(SEGMENTS)).collect();
+        let mut path = segments.join("/");
+        if rng.below(8) == 0 {
+            path.push('/');
+        }
+        path
+    }
+
+    /// An address near `scope` (itself, below it, beside it, above it, in another case) or
+    /// anywhere.
+    fn address_near(rng: &mut Rng, scope: &str) -> String {
+        match rng.below(7) {
+            0 => scope.to_owned(),
+            1 => format!("{scope}/{}", arbitrary_path(rng)),
+            2 => format!("{scope}{}", rng.pick(&["b", "-x", ".", "%2F", "/"])),
+            3 => scope.rsplit_once('/').map_or(String::new(), |(parent, _)| parent.to_owned()),
+            4 => scope.to_ascii_uppercase(),
+            _ => arbitrary_path(rng),
+        }
+    }
+
+    /// The reference, written from the rules rather than from the code: the segments of the
+    /// path a token signed for `sb://{host}/{scope}` is good for (none: the whole namespace), or
+    /// `None` if no relay may accept it. A leading `$hc/` and one trailing `/` are dropped; what
+    /// remains must be segments of `A-Z a-z 0-9 - . _ ~`, none empty, `.` or `..`, 256 bytes at
+    /// most.
+    fn scope_segments(scope: &str) -> Option<Vec<&str>> {
+        if scope.is_empty() {
+            return Some(Vec::new());
+        }
+        let path = scope.strip_prefix("$hc/").unwrap_or(scope);
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        let unreserved = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        let canonical = segments.iter().all(|s| !s.is_empty() && *s != "." && *s != ".." && s.chars().all(unreserved));
+        (canonical && path.len() <= 256).then_some(segments)
+    }
+
+    /// Whether `address` is the scope itself or below it, segment by segment.
+    fn below(scope: &[&str], address: &str) -> bool {
+        let address: Vec<&str> = address.split('/').collect();
+        address.len() >= scope.len() && address[..scope.len()] == *scope
+    }
+
+    #[test]
+    fn a_token_covers_exactly_its_scope_and_what_is_below_it_on_its_own_hosts() {
+        let config = Config {
+            keys: vec![KeyConfig {
+                name: "ab-only".into(),
+                primary_key: Secret::new("ab-only-key".to_owned()),
+                secondary_key: None,
+                rights: vec![Right::Manage],
+                scope: Some("a/b".into()),
+            }],
+            ..Config::default()
+        };
+        let p = Policy::new(&config, Some(SharedAccessKey::new("root", "root-key")));
+        // The relay's names (`localhost`, `127.0.0.1`, `::1`) in any case, with or without a
+        // port, and names that are not quite them.
+        const OURS: &[&str] = &["localhost", "LOCALHOST", "LocalHost:7443", "127.0.0.1", "127.0.0.1:9", "[::1]:7443"];
+        const THEIRS: &[&str] =
+            &["evil.example", "localhost.evil.example", "localhos", "localhost-", "127.0.0.2", "[::2]"];
+        let mut rng = Rng(0x5eed);
+        let (mut granted, mut refused) = (0, 0);
+        for case in 0..20_000 {
+            let scope = arbitrary_path(&mut rng);
+            let address = address_near(&mut rng, &scope);
+            let ours = rng.below(4) != 0;
+            let host = if ours { rng.pick(OURS) } else { rng.pick(THEIRS) };
+            let scheme = rng.pick(&["sb", "http", "wss", "quic"]);
+            let (key, secret, key_scope) = if rng.below(4) == 0 {
+                ("ab-only", "ab-only-key", &["a", "b"][..])
+            } else {
+                ("root", "root-key", &[][..])
+            };
+            let right = if rng.below(2) == 0 { Right::Send } else { Right::Listen };
+            let t = token(&format!("{scheme}://{host}/{scope}"), key, secret, NOW + 60);
+            let got = p.authorize(Some(&t), right, &address, NOW);
+            let segments = scope_segments(&scope);
+            let covered = segments.as_deref().is_some_and(|s| below(s, &address) && below(key_scope, &address));
+            let why = format!("case {case}: token for {scheme}://{host}/{scope:?} by {key}, address {address:?}");
+            match (ours && covered, got) {
+                (true, Ok(grant)) => {
+                    assert_eq!(grant.key.as_deref(), Some(key), "{why}");
+                    granted += 1;
+                }
+                (false, Err(denied)) => {
+                    let reason = if segments.is_none() { AuthFailure::Malformed } else { AuthFailure::OutOfScope };
+                    assert_eq!(denied.reason, reason, "{why}");
+                    refused += 1;
+                }
+                (expected, got) => {
+                    panic!("{why}: expected {}, got {got:?}", if expected { "a grant" } else { "a refusal" })
+                }
+            }
+        }
+        // Neither outcome is rare, so the property is not checked vacuously.
+        assert!(granted > 3_000 && refused > 3_000, "{granted} granted, {refused} refused");
+    }
 }

@@ -2,6 +2,7 @@
 //! `101 Switching Protocols` or an error status. Written by hand rather than through
 //! tungstenite's `accept_hdr`, because a sender's answer waits for a listener's rendezvous.
 
+use relay_proto::http::{HeadError, MAX_HEAD, parse_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -10,97 +11,36 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use super::{Io, WsStream};
 use crate::budget::Metered;
 
-/// The largest request head accepted, in bytes.
-pub(crate) const MAX_HEAD: usize = 16 * 1024;
-const MAX_HEADERS: usize = 64;
+/// A parsed request head (see [`relay_proto::http`]).
+pub(crate) use relay_proto::http::RequestHead as Head;
 
 /// Why a request head could not be read.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum HeadError {
+pub(crate) enum ReadHeadError {
     #[error("connection closed before the request head ended")]
     Eof,
-    #[error("request head larger than {MAX_HEAD} bytes")]
-    TooLarge,
-    #[error("malformed request: {0}")]
-    Malformed(String),
-    #[error("i/o: {0}")]
+    #[error(transparent)]
+    Malformed(#[from] HeadError),
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
-/// A parsed request head.
-#[derive(Debug)]
-pub(crate) struct Head {
-    pub(crate) method: String,
-    pub(crate) target: String,
-    pub(crate) headers: Vec<(String, String)>,
-}
-
-impl Head {
-    /// The first header named `name`, case-insensitively.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    fn has_token(&self, name: &str, token: &str) -> bool {
-        self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    }
-
-    /// The `Sec-WebSocket-Key` of a valid WebSocket upgrade request, or why it is not one.
-    pub(crate) fn websocket_key(&self) -> Result<&str, &'static str> {
-        if self.method != "GET" {
-            return Err("method must be GET");
-        }
-        if !self.has_token("Upgrade", "websocket") || !self.has_token("Connection", "upgrade") {
-            return Err("not a WebSocket upgrade");
-        }
-        if self.header("Sec-WebSocket-Version") != Some("13") {
-            return Err("Sec-WebSocket-Version must be 13");
-        }
-        self.header("Sec-WebSocket-Key").filter(|k| !k.is_empty()).ok_or("missing Sec-WebSocket-Key")
-    }
-
-    /// The first sub-protocol the client offers.
-    pub(crate) fn first_protocol(&self) -> Option<String> {
-        self.header("Sec-WebSocket-Protocol")
-            .and_then(|v| v.split(',').map(str::trim).find(|p| !p.is_empty()))
-            .map(str::to_owned)
-    }
-}
-
-/// Reads a request head; returns it and any bytes read past it.
-pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>), HeadError> {
+/// Reads a request head, at most [`MAX_HEAD`] bytes; returns it and any bytes read past it. The
+/// caller bounds it with a deadline.
+pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>), ReadHeadError> {
     let mut buf = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+    let mut chunk = [0u8; 2048];
+    loop {
+        // Below MAX_HEAD bytes there is room to read; at it, the parser has an answer.
+        if let Some((head, used)) = parse_request(&buf)? {
+            return Ok((head, buf.split_off(used)));
         }
-        if buf.len() >= MAX_HEAD {
-            return Err(HeadError::TooLarge);
-        }
-        let mut chunk = [0u8; 2048];
         let n = io.read(&mut chunk[..(MAX_HEAD - buf.len()).min(2048)]).await?;
         if n == 0 {
-            return Err(HeadError::Eof);
+            return Err(ReadHeadError::Eof);
         }
         buf.extend_from_slice(&chunk[..n]);
-    };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    match request.parse(&buf[..end]) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("incomplete".into())),
-        Err(e) => return Err(HeadError::Malformed(e.to_string())),
     }
-    let head = Head {
-        method: request.method.unwrap_or_default().to_owned(),
-        target: request.path.unwrap_or_default().to_owned(),
-        headers: request
-            .headers
-            .iter()
-            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
-            .collect(),
-    };
-    Ok((head, buf[end..].to_vec()))
 }
 
 /// Answers `101 Switching Protocols` and turns the connection into a WebSocket.
@@ -136,9 +76,13 @@ const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// Answers with an error status and closes. The description goes in the reason phrase (as
 /// Azure's relay does) and in the body.
-pub(crate) async fn refuse(mut io: Box<dyn Io>, status: u16, description: &str) {
-    let reason: String =
-        description.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).take(512).collect();
+pub(crate) async fn refuse(mut io: Box<dyn Io>, status: u16, description: impl std::fmt::Display) {
+    let reason: String = description
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .take(512)
+        .collect();
     let reason = if reason.is_empty() { "Error".to_owned() } else { reason };
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
@@ -151,4 +95,82 @@ pub(crate) async fn refuse(mut io: Box<dyn Io>, status: u16, description: &str) 
 /// Whether `s` is an HTTP token (safe to echo in a header).
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::{Framing, WsFraming};
+
+    /// RFC 6455's example key, in an upgrade request as hyco-ws sends it.
+    const REQUEST: &[u8] = b"GET /$hc/calc?sb-hc-action=connect HTTP/1.1\r\nHost: localhost:7443\r\n\
+        Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+        Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat, superchat\r\n\r\n";
+
+    /// Feeds `bytes` to `read_head` in `chunk`-sized writes, then closes the write side.
+    async fn read(bytes: Vec<u8>, chunk: usize) -> Result<(Head, Vec<u8>), ReadHeadError> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            for piece in bytes.chunks(chunk) {
+                // The relay stops reading (and drops its end) once it has an answer.
+                if client.write_all(piece).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut io: Box<dyn Io> = Box::new(server);
+        let read = read_head(&mut io).await;
+        drop(io);
+        writer.await.unwrap();
+        read
+    }
+
+    #[tokio::test]
+    async fn heads_are_read_in_any_chunking_and_what_follows_is_kept() {
+        for chunk in [1, 7, 4096] {
+            let (head, leftover) = read([REQUEST, b"\x82\x00"].concat(), chunk).await.unwrap();
+            assert_eq!(head.websocket_key(), Ok("dGhlIHNhbXBsZSBub25jZQ=="));
+            assert_eq!(head.first_protocol().as_deref(), Some("chat"));
+            // Bytes sent with the head belong to the WebSocket, whatever arrived with it.
+            assert!(leftover.len() <= 2 && b"\x82\x00".starts_with(&leftover), "{leftover:?}");
+        }
+        let (_, leftover) = read([REQUEST, b"\x82\x00"].concat(), 4096).await.unwrap();
+        assert_eq!(leftover, b"\x82\x00");
+    }
+
+    #[tokio::test]
+    async fn short_oversized_and_malformed_heads_fail() {
+        assert!(matches!(read(REQUEST[..40].to_vec(), 8).await, Err(ReadHeadError::Eof)));
+        let endless = [&REQUEST[..REQUEST.len() - 2], &b"X: y\r\n".repeat(MAX_HEAD)].concat();
+        assert!(matches!(read(endless, 1000).await, Err(ReadHeadError::Malformed(_))));
+        let huge = [&REQUEST[..REQUEST.len() - 2], &vec![b'a'; 2 * MAX_HEAD]].concat();
+        assert!(matches!(read(huge, 1000).await, Err(ReadHeadError::Malformed(HeadError::TooLarge))));
+        let garbage = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec();
+        assert!(matches!(read(garbage, 3).await, Err(ReadHeadError::Malformed(_))));
+    }
+
+    #[tokio::test]
+    async fn answers_101_with_the_accept_key_and_refuses_with_a_status() {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let io = Metered::new(Box::new(server) as Box<dyn Io>, Framing::Ws(WsFraming::new(1024)), None);
+        let ws = upgrade(io, Vec::new(), "dGhlIHNhbXBsZSBub25jZQ==", Some("chat\r\nX-Evil: 1"), 1024).await.unwrap();
+        drop(ws);
+        let mut answer = String::new();
+        let mut client = client;
+        client.read_to_string(&mut answer).await.unwrap();
+        assert_eq!(
+            answer,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            "a protocol that is not a token is not echoed"
+        );
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        refuse(Box::new(server), 400, relay_proto::http::UpgradeError::Version).await;
+        let mut answer = String::new();
+        let mut client = client;
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400 Sec-WebSocket-Version must be 13\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nSec-WebSocket-Version must be 13"), "{answer}");
+    }
 }

@@ -12,16 +12,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::target::Endpoint;
+use relay_proto::http::{self, MAX_HEAD};
 use relay_proto::{ErrorCode, hc};
-
-/// The longest response head (status line and headers) read, in bytes.
-pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// The longest refusal body read, in bytes.
 const MAX_BODY: usize = 4 * 1024;
-
-/// The most response headers parsed.
-const MAX_HEADERS: usize = 64;
 
 /// Why a handshake failed before the relay answered with a status.
 #[derive(Debug, thiserror::Error)]
@@ -81,35 +76,17 @@ pub(crate) fn request(endpoint: &Endpoint, key: &str, headers: &[(&str, &str)]) 
     Ok(request.into_bytes())
 }
 
-/// Parses the response head in `buf`: `None` until it is complete. A `101` must carry the
-/// `Sec-WebSocket-Accept` that matches the request's key (`accept_key`).
+/// Parses the response head in `buf` (see [`http::parse_response`]): `None` until it is
+/// complete. A `101` must carry the `Sec-WebSocket-Accept` that matches the request's key
+/// (`accept_key`).
 pub(crate) fn parse_head(buf: &[u8], accept_key: &str) -> Result<Option<Head>, HandshakeError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => return Ok(None),
-        Ok(httparse::Status::Partial) => return Err(HandshakeError::Malformed("response head too long".into())),
-        Err(e) => return Err(HandshakeError::Malformed(e.to_string())),
-    };
-    let status = response.code.unwrap_or_default();
-    let header = |name: &str| {
-        response.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| String::from_utf8_lossy(h.value))
-    };
-    if status != 101 {
-        let content_length = header("Content-Length").and_then(|v| v.trim().parse().ok());
-        let reason = response.reason.unwrap_or_default().to_owned();
-        return Ok(Some(Head::Refused { status, reason, content_length, len }));
+    let parsed = http::parse_response(buf).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+    let Some((head, len)) = parsed else { return Ok(None) };
+    if head.status != 101 {
+        let content_length = head.content_length();
+        return Ok(Some(Head::Refused { status: head.status, reason: head.reason, content_length, len }));
     }
-    let upgrade = header("Upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-    let connection =
-        header("Connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
-    if !upgrade || !connection {
-        return Err(HandshakeError::Malformed("101 without an upgrade to websocket".into()));
-    }
-    if header("Sec-WebSocket-Accept").as_deref().map(str::trim) != Some(accept_key) {
-        return Err(HandshakeError::Malformed("wrong Sec-WebSocket-Accept".into()));
-    }
+    head.check_accept(accept_key).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
     Ok(Some(Head::Switching { len }))
 }
 
