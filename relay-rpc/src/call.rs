@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::contract::MAX_DEADLINE;
+
 /// How long a call may take when its context names no deadline.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -30,14 +32,23 @@ impl Default for CallContext {
 }
 
 impl CallContext {
-    /// A context whose deadline is `timeout` from now.
+    /// A context whose deadline is `timeout` from now, or a year from now if `timeout` is
+    /// longer: hosts refuse deadlines further away (tarpc's timers cannot hold them).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use relay_rpc::CallContext;
+    /// let forever = CallContext::with_timeout(Duration::MAX);
+    /// assert!(forever.remaining() <= Duration::from_secs(365 * 24 * 3600));
+    /// ```
     pub fn with_timeout(timeout: Duration) -> Self {
-        Self { deadline: Instant::now() + timeout }
+        Self::with_deadline(Instant::now() + timeout.min(MAX_DEADLINE))
     }
 
-    /// A context with the given deadline.
+    /// A context with the given deadline, or a year from now if it is further away.
     pub fn with_deadline(deadline: Instant) -> Self {
-        Self { deadline }
+        let latest = Instant::now() + MAX_DEADLINE;
+        Self { deadline: deadline.min(latest) }
     }
 
     /// The deadline.

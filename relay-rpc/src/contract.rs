@@ -301,7 +301,7 @@ impl<Req: DeserializeOwned> Received for tarpc::ClientMessage<Req> {
 /// The furthest deadline a host takes. A request carries its deadline as a duration, which tarpc
 /// adds to the present (panicking on overflow) and its server keeps in a timer wheel that holds
 /// about two years (panicking beyond): a caller must not be able to panic the host with it.
-const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A request's deadline is further away than [`MAX_DEADLINE`].
 #[derive(Debug, thiserror::Error)]

@@ -405,6 +405,17 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn a_call_without_a_useful_deadline_neither_panics_nor_is_refused() {
+            // Regression: `Duration::MAX` overflowed the caller's clock; past two years, tarpc's
+            // timers panic, and hosts refuse deadlines over a year away.
+            let (caller, host, _cut) = memory::pair("journal");
+            tokio::spawn(super::serve_channel(host, ServeJournal::new(Book::default())));
+            let client = JournalClient::new(caller);
+            let forever = CallContext::with_timeout(std::time::Duration::MAX);
+            assert_eq!(client.read(forever).await.unwrap(), Vec::<u32>::new());
+        }
+
+        #[tokio::test]
         async fn a_call_past_its_deadline_fails_typed_and_the_channel_serves_on() {
             let (caller, host, _cut) = memory::pair("journal");
             tokio::spawn(super::serve_channel(host, ServeJournal::new(Book::default())));
