@@ -1,11 +1,14 @@
 //! The relay's wire protocol, sans-IO: frames and limits, handshake and control messages,
 //! refusal and stream codes, addresses, contracts as carried on the wire, the Hybrid Connections
-//! mapping, Shared Access Signature tokens, the QUIC stream grant and the listener session.
+//! mapping, the HTTP heads of WebSocket upgrades, Shared Access Signature tokens, the QUIC stream
+//! grant and the listener session.
 //!
-//! Shared by hosts, callers and the relay. Nothing here touches a socket or a clock: functions
-//! take bytes (and the time, where it matters) and return messages, decisions or a typed
-//! [`ProtoError`], so every decoder can be tested and fuzzed without a network. The optional
-//! `quic` feature adds [`io`]: reading and writing frames on quinn streams.
+//! Shared by hosts, callers and the relay. Nothing here touches a socket or waits: functions take
+//! bytes (and the time, where it matters) and return messages, decisions or a typed
+//! [`ProtoError`], so every decoder can be tested and fuzzed without a network. The only IO
+//! outside the optional `quic` feature's [`io`] (reading and writing frames on quinn streams) is
+//! two conveniences for keys: [`auth::unix_now`] reads the clock and
+//! [`auth::SharedAccessKey::from_file`] a file.
 //!
 //! # Streams
 //! Over QUIC every channel is one bidirectional stream. The opener's first frame is a
