@@ -108,19 +108,28 @@ async fn main() -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     let relay = Relay::bind(config).context("cannot start the relay")?;
     let url = format!("quic://{}", relay.quic_addr());
-    println!("relay listening on {url}");
+    let mut lines = vec![format!("relay listening on {url}")];
     if let Some(addr) = relay.ws_addr() {
-        println!("relay listening on wss://{addr} (Azure Relay Hybrid Connections: /$hc/ADDRESS)");
+        lines.push(format!("relay listening on wss://{addr} (Azure Relay Hybrid Connections: /$hc/ADDRESS)"));
     }
     if let Some(addr) = relay.ws_plain_addr() {
-        println!("relay listening on ws://{addr} (unencrypted)");
+        lines.push(format!("relay listening on ws://{addr} (unencrypted)"));
     }
-    println!("certificate for clients to trust: {}", relay.cert_path().display());
-    println!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display());
-    println!("tools started beside ./relay-data sign their own tokens with it; to make one:");
-    println!("  relay-server token --resource {url}/ADDRESS --ttl 1h");
+    lines.push(format!("certificate for clients to trust: {}", relay.cert_path().display()));
+    lines.push(format!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display()));
+    lines.push("tools started beside ./relay-data sign their own tokens with it; to make one:".into());
+    lines.push(format!("  relay-server token --resource {url}/ADDRESS --ttl 1h"));
+    tell(&lines.join("\n"));
     relay.run(shutdown_signal()).await;
     Ok(())
+}
+
+/// Prints `text` on stdout for whoever started the relay. A reader that went away (a closed pipe)
+/// is not the relay's failure: `println!` would panic and take the relay down with it.
+fn tell(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
 }
 
 fn print_token(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
