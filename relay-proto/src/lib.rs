@@ -33,6 +33,7 @@ mod address;
 mod assembler;
 pub mod auth;
 mod codes;
+pub mod contract;
 mod frame;
 pub mod grant;
 pub mod hc;
