@@ -296,10 +296,7 @@ pub fn status_description(code: ErrorCode, detail: &str) -> String {
 pub fn error_code(status: u16, description: &str) -> ErrorCode {
     match status {
         404 => ErrorCode::NoListener,
-        401 | 403 => AuthFailure::ALL
-            .into_iter()
-            .find(|r| description.starts_with(r.as_str()))
-            .map_or(ErrorCode::Rejected, ErrorCode::Auth),
+        401 | 403 => AuthFailure::from_description(description).map_or(ErrorCode::Rejected, ErrorCode::Auth),
         409 => ErrorCode::ContractMismatch,
         400 => ErrorCode::BadRequest,
         429 => ErrorCode::RateLimited,

@@ -360,8 +360,13 @@ pub async fn until_draining(caller: &Connection, address: &str, contract: &Contr
 /// directory and profile this test runs from: never a stale or missing one. Panics if it cannot
 /// be built.
 pub fn binary(package: &str, bin: &str, features: &[&str]) -> PathBuf {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// The binaries built so far by this test process: each is built once, one at a time.
+    static BUILT: std::sync::Mutex<Vec<(String, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let key = format!("{package}/{bin}/{}", features.join(","));
+    if let Some((_, path)) = built.iter().find(|(k, _)| *k == key) {
+        return path.clone();
+    }
     // This test runs as `<target>/<profile>/deps/<name>`.
     let exe = std::env::current_exe().expect("the test's own path");
     let profile_dir = exe.parent().and_then(Path::parent).expect("a test under <target>/<profile>/deps");
@@ -379,5 +384,6 @@ pub fn binary(package: &str, bin: &str, features: &[&str]) -> PathBuf {
     assert!(status.success(), "cargo could not build {bin} of {package}");
     let path = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
     assert!(path.exists(), "cargo built {bin}, but it is not at {}", path.display());
+    built.push((key, path.clone()));
     path
 }
