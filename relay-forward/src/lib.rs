@@ -191,24 +191,24 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Cli
     match cli.command {
         Command::Forward(args) => {
             let forwarder = Forwarder::start(&args).await?;
-            println!(
+            relay_process::tell(&format!(
                 "forwarding streams on {:?} at {} to {} (Ctrl-C stops)",
                 args.relay.address, args.relay.relay, args.to
-            );
+            ));
             forwarder.run(shutdown).await?;
         }
         Command::Connect(args) => {
             let connector = Connector::start(&args).await?;
-            println!(
+            relay_process::tell(&format!(
                 "listening on {}: each connection reaches {:?} at {} (Ctrl-C stops)",
                 connector.local_addr(),
                 args.relay.address,
                 args.relay.relay
-            );
+            ));
             connector.run(shutdown).await;
         }
     }
-    println!("stopped");
+    relay_process::tell("stopped");
     Ok(())
 }
 

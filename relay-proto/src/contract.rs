@@ -3,10 +3,14 @@
 //! `#[relay_service]` generates the descriptors (as `FooClient::CONTRACT`); the relay-rpc crate
 //! documents how contracts evolve under this rule.
 
-use crate::message::{ContractInfo, MethodInfo};
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use crate::message::{ContractInfo, MAX_TYPES, MethodInfo, TypeInfo};
+use crate::shape::{Fnv, NamedType, Shape};
 
 /// The description of one method of a contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct MethodDescriptor {
     /// The method's name as written in the trait, e.g. `add`.
@@ -15,33 +19,26 @@ pub struct MethodDescriptor {
     pub signature: &'static str,
     /// The id that names the method on the wire: [`method_id`] of [`name`](Self::name).
     pub id: u32,
-    /// A stable 64-bit hash of [`signature`](Self::signature) and [`oneway`](Self::oneway).
-    pub fingerprint: u64,
     /// Whether callers send the request without waiting for an answer (`#[oneway]`).
     pub oneway: bool,
     /// Whether running the method twice has the same effect as running it once (`#[idempotent]`),
     /// so a caller may retry it. Not part of the fingerprint: it is the host's promise, not a
     /// matter of wire compatibility.
     pub idempotent: bool,
+    /// Traces the [`Shape`]s of the arguments and the result (`#[relay_service]` always sets
+    /// it); without it the fingerprint covers only the [`signature`](Self::signature).
+    pub shapes: Option<fn() -> MethodShapes>,
 }
 
 impl MethodDescriptor {
     /// Describes a two-way, non-idempotent method from its name and signature.
     pub const fn new(name: &'static str, signature: &'static str) -> Self {
-        Self {
-            name,
-            signature,
-            id: method_id(name),
-            fingerprint: method_fingerprint(signature, false),
-            oneway: false,
-            idempotent: false,
-        }
+        Self { name, signature, id: method_id(name), oneway: false, idempotent: false, shapes: None }
     }
 
     /// Marks the method one-way.
     pub const fn oneway(mut self) -> Self {
         self.oneway = true;
-        self.fingerprint = method_fingerprint(self.signature, true);
         self
     }
 
@@ -50,6 +47,105 @@ impl MethodDescriptor {
         self.idempotent = true;
         self
     }
+
+    /// Sets how the shapes of the arguments and the result are traced.
+    pub const fn traced(mut self, shapes: fn() -> MethodShapes) -> Self {
+        self.shapes = Some(shapes);
+        self
+    }
+
+    /// A stable 64-bit hash of the shapes of the arguments and result (or of the
+    /// [`signature`](Self::signature), without [`shapes`](Self::shapes)) and of the one-way flag.
+    /// Traced anew at each call: [`ContractDescriptor::method_fingerprint`] keeps it.
+    pub fn fingerprint(&self) -> u64 {
+        self.trace().fingerprint
+    }
+
+    /// Traces the method: its fingerprint and the named types of its arguments and result.
+    fn trace(&self) -> TracedMethod {
+        let mut hasher = Fnv(FNV_OFFSET);
+        let types = match self.shapes {
+            Some(shapes) => {
+                let shapes = shapes();
+                let _ = write!(hasher, "{}(", self.name);
+                for (i, arg) in shapes.args.iter().enumerate() {
+                    let _ = write!(hasher, "{}{arg}", if i > 0 { "," } else { "" });
+                }
+                let _ = write!(hasher, ")->{}", shapes.result);
+                shapes.args.iter().chain([&shapes.result]).flat_map(Shape::named_types).collect()
+            }
+            None => {
+                let _ = hasher.write_str(self.signature);
+                Vec::new()
+            }
+        };
+        if self.oneway {
+            let _ = hasher.write_str("\n#[oneway]");
+        }
+        TracedMethod { fingerprint: hasher.0, types }
+    }
+}
+
+/// Equal when everything but [`shapes`](MethodDescriptor::shapes) is (function pointers do not
+/// compare reliably).
+impl PartialEq for MethodDescriptor {
+    fn eq(&self, other: &Self) -> bool {
+        (self.name, self.signature, self.id, self.oneway, self.idempotent)
+            == (other.name, other.signature, other.id, other.oneway, other.idempotent)
+    }
+}
+
+impl Eq for MethodDescriptor {}
+
+/// The shapes of a method's arguments and result, as [`MethodDescriptor::traced`] gives them.
+///
+/// ```
+/// use relay_proto::contract::MethodShapes;
+///
+/// let add = MethodShapes::new().arg::<i64>().arg::<i64>().result::<i64>();
+/// assert_eq!(add.args.len(), 2);
+/// assert_eq!(add.result.to_string(), "i64");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MethodShapes {
+    /// The arguments', in order.
+    pub args: Vec<Shape>,
+    /// The result's.
+    pub result: Shape,
+}
+
+impl MethodShapes {
+    /// No arguments, and `()` as the result.
+    pub fn new() -> Self {
+        Self { args: Vec::new(), result: Shape::Primitive(crate::shape::Primitive::Unit) }
+    }
+
+    /// Adds an argument of type `T` (see [`Shape::of_or_opaque`]).
+    pub fn arg<T: serde::de::DeserializeOwned>(mut self) -> Self {
+        self.args.push(Shape::of_or_opaque::<T>());
+        self
+    }
+
+    /// Sets the result's type.
+    pub fn result<T: serde::de::DeserializeOwned>(mut self) -> Self {
+        self.result = Shape::of_or_opaque::<T>();
+        self
+    }
+}
+
+impl Default for MethodShapes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What tracing one method gives.
+#[derive(Debug, Clone)]
+struct TracedMethod {
+    fingerprint: u64,
+    /// Innermost first.
+    types: Vec<NamedType>,
 }
 
 /// The wire id of a method: the 32-bit FNV-1a hash of its name.
@@ -72,47 +168,57 @@ pub const fn method_id(name: &str) -> u32 {
     hash
 }
 
-const fn method_fingerprint(signature: &str, oneway: bool) -> u64 {
-    let hash = fnv1a(FNV_OFFSET, signature.as_bytes());
-    if oneway { fnv1a(hash, b"\n#[oneway]") } else { hash }
-}
-
-/// The description of a contract: its name, its methods and a fingerprint of all their signatures.
+/// The description of a contract: its name and its methods. Their fingerprints are computed
+/// when first asked for, by tracing the shapes of every argument and result (see
+/// [`shape`](crate::shape)).
 ///
 /// Generated by `#[relay_service]` as `FooClient::CONTRACT`.
 ///
 /// ```
-/// use relay_proto::contract::{ContractDescriptor, MethodDescriptor};
+/// use relay_proto::contract::{ContractDescriptor, MethodDescriptor, MethodShapes};
 ///
-/// const CALC: ContractDescriptor = ContractDescriptor::new(
+/// static CALC: ContractDescriptor = ContractDescriptor::new(
 ///     "Calculator",
-///     &[MethodDescriptor::new("add", "add(i64,i64)->i64"), MethodDescriptor::new("log", "log(String)->()").oneway()],
+///     &[
+///         MethodDescriptor::new("add", "add(i64,i64)->i64")
+///             .traced(|| MethodShapes::new().arg::<i64>().arg::<i64>().result::<i64>()),
+///         MethodDescriptor::new("log", "log(String)->()").oneway(),
+///     ],
 /// );
 /// assert_eq!(CALC.methods.len(), 2);
 /// assert!(CALC.method("log").unwrap().oneway);
-/// assert_ne!(CALC.fingerprint, 0);
+/// assert_ne!(CALC.fingerprint(), 0);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct ContractDescriptor {
     /// The contract's name, by default the trait's name.
     pub name: &'static str,
-    /// A stable 64-bit hash of the name and every method's fingerprint, in order.
-    pub fingerprint: u64,
     /// The methods, in declaration order.
     pub methods: &'static [MethodDescriptor],
+    traced: OnceLock<Traced>,
+}
+
+/// Equal when the names and methods are.
+impl PartialEq for ContractDescriptor {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.methods == other.methods
+    }
+}
+
+impl Eq for ContractDescriptor {}
+
+/// What tracing a contract gives, computed once.
+#[derive(Debug)]
+struct Traced {
+    fingerprint: u64,
+    /// Per method, in declaration order.
+    methods: Vec<TracedMethod>,
 }
 
 impl ContractDescriptor {
     /// Describes a contract from its name and methods.
     pub const fn new(name: &'static str, methods: &'static [MethodDescriptor]) -> Self {
-        let mut hash = fnv1a(FNV_OFFSET, name.as_bytes());
-        let mut i = 0;
-        while i < methods.len() {
-            hash = fnv1a(hash, b"\n");
-            hash = fnv1a(hash, &methods[i].fingerprint.to_le_bytes());
-            i += 1;
-        }
-        Self { name, fingerprint: hash, methods }
+        Self { name, methods, traced: OnceLock::new() }
     }
 
     /// Looks a method up by name.
@@ -124,12 +230,42 @@ impl ContractDescriptor {
     pub fn method_by_id(&self, id: u32) -> Option<&MethodDescriptor> {
         self.methods.iter().find(|m| m.id == id)
     }
+
+    /// A stable 64-bit hash of the name and every method's fingerprint, in order.
+    pub fn fingerprint(&self) -> u64 {
+        self.traced().fingerprint
+    }
+
+    /// The fingerprint of the method called `name`: a stable 64-bit hash of the shapes of its
+    /// arguments and result (or of its signature, for a method without
+    /// [`shapes`](MethodDescriptor::shapes)) and of its one-way flag.
+    pub fn method_fingerprint(&self, name: &str) -> Option<u64> {
+        let i = self.methods.iter().position(|m| m.name == name)?;
+        Some(self.traced().methods[i].fingerprint)
+    }
+
+    fn traced(&self) -> &Traced {
+        self.traced.get_or_init(|| {
+            let methods: Vec<TracedMethod> = self.methods.iter().map(MethodDescriptor::trace).collect();
+            let mut hash = fnv1a(FNV_OFFSET, self.name.as_bytes());
+            for m in &methods {
+                hash = fnv1a(hash, b"\n");
+                hash = fnv1a(hash, &m.fingerprint.to_le_bytes());
+            }
+            Traced { fingerprint: hash, methods }
+        })
+    }
+
+    fn traced_method(&self, name: &str) -> Option<(&MethodDescriptor, &TracedMethod)> {
+        let i = self.methods.iter().position(|m| m.name == name)?;
+        Some((&self.methods[i], &self.traced().methods[i]))
+    }
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+pub(crate) const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     let mut i = 0;
     while i < bytes.len() {
         hash ^= bytes[i] as u64;
@@ -141,29 +277,46 @@ const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
 
 /// Checks that a caller speaking `caller` can talk to a host serving `host`.
 ///
-/// The names must be equal. A method both sides know must have the same fingerprint (signature
-/// and one-way flag); methods only the host knows are fine (hosts may add methods anywhere), and
-/// so are methods only the caller knows (calling one fails as an unknown method), unless its wire
-/// id is that of
-/// another method of the host. The error names the contract and every method that differs.
+/// The names must be equal. A method both sides know must have the same fingerprint (the shapes
+/// of its arguments and result, and its one-way flag); methods only the host knows are fine
+/// (hosts may add methods anywhere), and so are methods only the caller knows (calling one fails
+/// as an unknown method), unless its wire id is that of another method of the host. The error
+/// names the contract and every method that differs, and, where the caller listed it, the
+/// innermost type whose shape differs, with the host's outline of it.
 pub fn check_compatible(host: &ContractDescriptor, caller: &ContractInfo) -> Result<(), String> {
     if caller.name != host.name {
         return Err(format!("the listener serves contract `{}`, the caller speaks `{}`", host.name, caller.name));
     }
-    if caller.fingerprint == host.fingerprint {
+    if caller.fingerprint == host.fingerprint() {
         return Ok(());
     }
     let mut problems = Vec::new();
     for method in &caller.methods {
-        match host.method(&method.name) {
-            Some(m) if m.fingerprint == method.fingerprint => {}
-            Some(m) => problems.push(format!(
-                "method `{}.{}` has another signature on the listener: `{}{}`",
-                host.name,
-                m.name,
-                if m.oneway { "#[oneway] " } else { "" },
-                m.signature,
-            )),
+        match host.traced_method(&method.name) {
+            Some((_, traced)) if traced.fingerprint == method.fingerprint => {}
+            Some((m, traced)) => {
+                let differing = traced.types.iter().find(|t| {
+                    let mut theirs = caller.types.iter().filter(|c| c.name == t.name).peekable();
+                    theirs.peek().is_some() && !theirs.any(|c| c.fingerprint == t.fingerprint)
+                });
+                problems.push(match differing {
+                    Some(t) => {
+                        // The outermost entry of that name is the one in full.
+                        let outline = traced.types.iter().rev().find(|o| o.name == t.name).map_or("", |o| &o.outline);
+                        format!(
+                            "method `{}.{}` differs: its type `{}` has another shape on the listener: `{outline}`",
+                            host.name, m.name, t.name,
+                        )
+                    }
+                    None => format!(
+                        "method `{}.{}` has another signature on the listener: `{}{}`",
+                        host.name,
+                        m.name,
+                        if m.oneway { "#[oneway] " } else { "" },
+                        m.signature,
+                    ),
+                });
+            }
             None => {
                 if let Some(m) = host.method_by_id(method_id(&method.name)) {
                     problems.push(format!(
@@ -177,16 +330,38 @@ pub fn check_compatible(host: &ContractDescriptor, caller: &ContractInfo) -> Res
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
+/// The most bytes of a hello the named types of a caller's contract take (a quarter of
+/// [`MAX_HELLO_FRAME`](crate::MAX_HELLO_FRAME)).
+const TYPES_BUDGET: usize = 4096;
+
 impl From<&ContractDescriptor> for ContractInfo {
     fn from(c: &ContractDescriptor) -> Self {
+        // The types only serve to name the type that differs in a refusal; the fingerprints
+        // cover every type, however many there are. They take at most `TYPES_BUDGET` bytes of
+        // the hello, whose size is limited.
+        let traced = c.traced();
+        let mut types: Vec<TypeInfo> = Vec::new();
+        let mut budget = TYPES_BUDGET;
+        for t in traced.methods.iter().flat_map(|m| &m.types) {
+            let cost = t.name.len() + 10;
+            if types.len() == MAX_TYPES || cost > budget {
+                break;
+            }
+            if !types.iter().any(|x| x.name == t.name && x.fingerprint == t.fingerprint) {
+                budget -= cost;
+                types.push(TypeInfo { name: t.name.to_owned(), fingerprint: t.fingerprint });
+            }
+        }
         Self {
             name: c.name.to_owned(),
-            fingerprint: c.fingerprint,
+            fingerprint: traced.fingerprint,
             methods: c
                 .methods
                 .iter()
-                .map(|m| MethodInfo { name: m.name.to_owned(), fingerprint: m.fingerprint })
+                .zip(&traced.methods)
+                .map(|(m, t)| MethodInfo { name: m.name.to_owned(), fingerprint: t.fingerprint })
                 .collect(),
+            types,
         }
     }
 }
@@ -207,7 +382,7 @@ mod tests {
     fn fingerprints_depend_on_signatures_not_names_of_arguments() {
         let a = MethodDescriptor::new("add", "add(i64,i64)->i64");
         let b = MethodDescriptor::new("add", "add(i64,i32)->i64");
-        assert_ne!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a, ADD);
     }
 
@@ -215,11 +390,11 @@ mod tests {
     fn fingerprints_cover_the_oneway_flag_but_not_idempotence() {
         let two_way = MethodDescriptor::new("log", "log(String)->()");
         assert!(LOG.oneway && !two_way.oneway);
-        assert_ne!(LOG.fingerprint, two_way.fingerprint);
+        assert_ne!(LOG.fingerprint(), two_way.fingerprint());
         let idempotent = two_way.idempotent();
         assert!(idempotent.idempotent);
-        assert_eq!(idempotent.fingerprint, two_way.fingerprint);
-        assert_eq!(LOG.oneway().fingerprint, LOG.fingerprint, "marking twice changes nothing");
+        assert_eq!(idempotent.fingerprint(), two_way.fingerprint());
+        assert_eq!(LOG.oneway().fingerprint(), LOG.fingerprint(), "marking twice changes nothing");
     }
 
     #[test]
@@ -229,7 +404,7 @@ mod tests {
         assert_eq!(method_id("a"), 0xe40c_292c);
         assert_eq!(method_id("foobar"), 0xbf9c_f968);
         assert_eq!(ADD.id, method_id("add"));
-        const C: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, NEG]);
+        static C: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, NEG]);
         assert_eq!(C.method_by_id(method_id("neg")), Some(&NEG));
         assert_eq!(C.method_by_id(method_id("sub")), None);
     }
@@ -242,30 +417,30 @@ mod tests {
         let c = ContractDescriptor::new("Calculator", &[]);
         const ONEWAY: &[MethodDescriptor] = &[MethodDescriptor::new("add", "add(i64,i64)->i64").oneway()];
         let d = ContractDescriptor::new("Calculator", ONEWAY);
-        assert_ne!(a.fingerprint, b.fingerprint);
-        assert_ne!(a.fingerprint, c.fingerprint);
-        assert_ne!(a.fingerprint, d.fingerprint);
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_ne!(a.fingerprint(), d.fingerprint());
     }
 
     #[test]
     fn hosts_may_add_and_reorder_methods_anywhere() {
-        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, LOG]);
-        const V2: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, LOG, ADD]);
+        static V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, LOG]);
+        static V2: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, LOG, ADD]);
         assert_eq!(check_compatible(&V1, &info(&V1)), Ok(()));
         assert_eq!(check_compatible(&V2, &info(&V1)), Ok(()), "new methods first and in the middle");
     }
 
     #[test]
     fn callers_may_know_methods_the_host_lacks() {
-        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
-        const V2: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, ADD, LOG]);
+        static V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
+        static V2: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, ADD, LOG]);
         assert_eq!(check_compatible(&V1, &info(&V2)), Ok(()));
     }
 
     #[test]
     fn a_changed_signature_is_refused_naming_contract_and_method() {
-        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, ADD]);
-        const CHANGED: ContractDescriptor =
+        static V1: ContractDescriptor = ContractDescriptor::new("Calc", &[NEG, ADD]);
+        static CHANGED: ContractDescriptor =
             ContractDescriptor::new("Calc", &[MethodDescriptor::new("add", "add(i32,i32)->i64"), NEG]);
         let err = check_compatible(&CHANGED, &info(&V1)).unwrap_err();
         assert!(err.contains("`Calc.add`") && err.contains("add(i32,i32)->i64"), "{err}");
@@ -276,9 +451,9 @@ mod tests {
 
     #[test]
     fn a_changed_oneway_flag_is_refused() {
-        const HOST: ContractDescriptor =
+        static HOST: ContractDescriptor =
             ContractDescriptor::new("Calc", &[MethodDescriptor::new("log", "log(String)->()")]);
-        const CALLER: ContractDescriptor = ContractDescriptor::new("Calc", &[LOG]);
+        static CALLER: ContractDescriptor = ContractDescriptor::new("Calc", &[LOG]);
         let err = check_compatible(&HOST, &info(&CALLER)).unwrap_err();
         assert!(err.contains("`Calc.log`"), "{err}");
         let err = check_compatible(&CALLER, &info(&HOST)).unwrap_err();
@@ -287,11 +462,11 @@ mod tests {
 
     #[test]
     fn every_differing_method_is_named() {
-        const HOST: ContractDescriptor = ContractDescriptor::new(
+        static HOST: ContractDescriptor = ContractDescriptor::new(
             "Calc",
             &[MethodDescriptor::new("add", "add(i32,i32)->i64"), MethodDescriptor::new("neg", "neg(i32)->i32")],
         );
-        const CALLER: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, NEG]);
+        static CALLER: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD, NEG]);
         let err = check_compatible(&HOST, &info(&CALLER)).unwrap_err();
         assert!(err.contains("`Calc.add`") && err.contains("`Calc.neg`"), "{err}");
     }
@@ -300,9 +475,9 @@ mod tests {
     fn an_unknown_method_with_a_colliding_id_is_refused() {
         // FNV-1a gives these two names the same 32-bit id.
         assert_eq!(method_id("m763399"), method_id("m1109514"));
-        const HOST: ContractDescriptor =
+        static HOST: ContractDescriptor =
             ContractDescriptor::new("C", &[MethodDescriptor::new("m763399", "m763399()->()")]);
-        const CALLER: ContractDescriptor =
+        static CALLER: ContractDescriptor =
             ContractDescriptor::new("C", &[MethodDescriptor::new("m1109514", "m1109514()->()")]);
         let err = check_compatible(&HOST, &info(&CALLER)).unwrap_err();
         assert!(err.contains("`C.m1109514`") && err.contains("`m763399`"), "{err}");
@@ -310,11 +485,80 @@ mod tests {
 
     #[test]
     fn different_contract_names_are_refused() {
-        const V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
-        const OTHER: ContractDescriptor = ContractDescriptor::new("Other", &[ADD]);
+        static V1: ContractDescriptor = ContractDescriptor::new("Calc", &[ADD]);
+        static OTHER: ContractDescriptor = ContractDescriptor::new("Other", &[ADD]);
         let err = check_compatible(&OTHER, &info(&V1)).unwrap_err();
         assert!(err.contains("`Other`") && err.contains("`Calc`"), "{err}");
         let untyped = ContractInfo::default();
         assert!(check_compatible(&V1, &untyped).is_err());
+    }
+
+    mod rec_v1 {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        pub struct Rec {
+            x: u32,
+            y: String,
+        }
+    }
+
+    mod rec_v2 {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        pub struct Inner {
+            z: u64,
+        }
+
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        pub struct Rec {
+            x: u32,
+            z: Inner,
+            y: String,
+        }
+    }
+
+    static RECS_V1: ContractDescriptor = ContractDescriptor::new(
+        "Recs",
+        &[
+            ADD,
+            MethodDescriptor::new("rec", "rec(Rec)->Rec")
+                .traced(|| MethodShapes::new().arg::<rec_v1::Rec>().result::<rec_v1::Rec>()),
+        ],
+    );
+    static RECS_V2: ContractDescriptor = ContractDescriptor::new(
+        "Recs",
+        &[
+            ADD,
+            MethodDescriptor::new("rec", "rec(Rec)->Rec")
+                .traced(|| MethodShapes::new().arg::<rec_v2::Rec>().result::<rec_v2::Rec>()),
+        ],
+    );
+
+    #[test]
+    fn traced_fingerprints_cover_the_shapes_of_the_types_not_their_names() {
+        assert_ne!(RECS_V1.fingerprint(), RECS_V2.fingerprint());
+        assert_ne!(RECS_V1.method_fingerprint("rec"), RECS_V2.method_fingerprint("rec"));
+        assert_eq!(RECS_V1.method_fingerprint("add"), RECS_V2.method_fingerprint("add"));
+        assert_eq!(RECS_V1.method_fingerprint("rec"), Some(RECS_V1.methods[1].fingerprint()));
+        assert_eq!(RECS_V1.method_fingerprint("nope"), None);
+        let info = info(&RECS_V2);
+        let names: Vec<&str> = info.types.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["Inner", "Rec"], "innermost first, once each");
+    }
+
+    #[test]
+    fn a_type_of_another_shape_is_refused_naming_method_and_type() {
+        let err = check_compatible(&RECS_V2, &info(&RECS_V1)).unwrap_err();
+        assert!(err.contains("`Recs.rec`") && err.contains("type `Rec`"), "{err}");
+        assert!(err.contains("Rec{x:u32,z:Inner,y:String}"), "the listener's outline: {err}");
+        assert!(!err.contains("add"), "{err}");
+        // The caller knows `Inner` nowhere: the innermost type both know is named.
+        let err = check_compatible(&RECS_V1, &info(&RECS_V2)).unwrap_err();
+        assert!(err.contains("type `Rec`") && err.contains("Rec{x:u32,y:String}"), "{err}");
+        // A caller that lists no types still learns the method.
+        let bare = ContractInfo { types: Vec::new(), ..info(&RECS_V1) };
+        let err = check_compatible(&RECS_V2, &bare).unwrap_err();
+        assert!(err.contains("`Recs.rec` has another signature"), "{err}");
     }
 }

@@ -2,8 +2,9 @@
 
 use crate::address::AddressError;
 
-/// The version of this protocol, carried in every handshake frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// The version of this protocol, carried in every handshake frame. Version 2: a caller's
+/// contract lists the named types of its methods ([`TypeInfo`](crate::TypeInfo)).
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The ALPN protocol name negotiated on QUIC connections to a relay.
 pub const ALPN: &[u8] = b"relay-rpc/1";
@@ -11,8 +12,8 @@ pub const ALPN: &[u8] = b"relay-rpc/1";
 /// The largest handshake frame anyone accepts, in bytes.
 pub const MAX_HANDSHAKE_FRAME: usize = 64 * 1024;
 
-/// The largest frame a relay reads from a peer it has not authorized yet (a [`Hello`]), or on a
-/// listener's control stream (a [`Control`]): an address, a token of at most [`MAX_TOKEN_LEN`]
+/// The largest frame a relay reads from a peer it has not authorized yet (a [`Hello`](crate::Hello)), or on a
+/// listener's control stream (a [`Control`](crate::Control)): an address, a token of at most [`MAX_TOKEN_LEN`]
 /// and a contract of a few hundred methods fit; 64 KiB per stream would let a peer without a
 /// token pin memory by the megabyte.
 pub const MAX_HELLO_FRAME: usize = 16 * 1024;

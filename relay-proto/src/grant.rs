@@ -3,9 +3,9 @@
 //! quinn allocates a little state, up front, for every stream a peer may open: granting 10,000
 //! concurrent streams at the handshake costs each connection about 700 KiB (and slows the
 //! handshake), whether it ever opens a second stream or not. A [`StreamGrant`] starts small and
-//! doubles once half of the grant is in use by streams that were [authorized]
-//! (OpenStream::authorize), up to the configured maximum: a peer without a token never gets
-//! more than the first grant, however many streams it opens.
+//! doubles once half of the grant is in use by streams that were
+//! [authorized](OpenStream::authorize), up to the configured maximum: a peer without a token
+//! never gets more than the first grant, however many streams it opens.
 //!
 //! quinn tells the peer about streams that have closed only once more than an eighth of the
 //! limit has closed (to save frames), so on a quiet connection up to an eighth of the limit can

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::{MAX_ADDRESS_LEN, validate_address};
 use crate::auth::AuthFailure;
 use crate::codes::{ErrorCode, StreamCode};
-use crate::message::{ContractInfo, MethodInfo};
+use crate::message::{ContractInfo, MAX_TYPES, MethodInfo, TypeInfo};
 
 /// The fixed path prefix of every Hybrid Connections WebSocket.
 pub const HC_PREFIX: &str = "/$hc/";
@@ -307,31 +307,48 @@ pub fn error_code(status: u16, description: &str) -> ErrorCode {
 }
 
 impl ContractInfo {
-    /// The contract as a header value: `name;fingerprint;method=fingerprint,…` (hex fingerprints).
+    /// The contract as a header value: `name;fingerprint;method=fingerprint,…;type=fingerprint,…`
+    /// (hex fingerprints).
     pub fn to_header(&self) -> String {
-        let methods: Vec<String> = self.methods.iter().map(|m| format!("{}={:x}", m.name, m.fingerprint)).collect();
-        format!("{};{:x};{}", self.name, self.fingerprint, methods.join(","))
+        let list = |pairs: &mut dyn Iterator<Item = (&str, u64)>| -> String {
+            pairs.map(|(name, fp)| format!("{name}={fp:x}")).collect::<Vec<_>>().join(",")
+        };
+        let methods = list(&mut self.methods.iter().map(|m| (m.name.as_str(), m.fingerprint)));
+        let types = list(&mut self.types.iter().take(MAX_TYPES).map(|t| (t.name.as_str(), t.fingerprint)));
+        format!("{};{:x};{methods};{types}", self.name, self.fingerprint)
     }
 
-    /// Parses [`to_header`](Self::to_header)'s output.
+    /// Parses [`to_header`](Self::to_header)'s output (the type list may be missing).
     pub fn from_header(value: &str) -> Option<Self> {
         if value.len() > 32 * 1024 {
             return None;
         }
-        let mut parts = value.splitn(3, ';');
+        let mut parts = value.splitn(4, ';');
         let name = parts.next()?.to_owned();
         let fingerprint = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let methods = parts
-            .next()?
-            .split(',')
-            .filter(|m| !m.is_empty())
-            .map(|m| {
-                let (name, fp) = m.split_once('=')?;
-                Some(MethodInfo { name: name.to_owned(), fingerprint: u64::from_str_radix(fp, 16).ok()? })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Self { name, fingerprint, methods })
+        let methods = named_fingerprints(parts.next()?)?;
+        let types = named_fingerprints(parts.next().unwrap_or(""))?;
+        if types.len() > MAX_TYPES {
+            return None;
+        }
+        Some(Self {
+            name,
+            fingerprint,
+            methods: methods.into_iter().map(|(name, fingerprint)| MethodInfo { name, fingerprint }).collect(),
+            types: types.into_iter().map(|(name, fingerprint)| TypeInfo { name, fingerprint }).collect(),
+        })
     }
+}
+
+/// `a=1f,b=2e` as pairs; `None` if malformed.
+fn named_fingerprints(list: &str) -> Option<Vec<(String, u64)>> {
+    list.split(',')
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            let (name, fp) = m.split_once('=')?;
+            Some((name.to_owned(), u64::from_str_radix(fp, 16).ok()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -444,8 +461,11 @@ mod tests {
             name: "Calc".into(),
             fingerprint: 0xabc,
             methods: vec![MethodInfo { name: "add".into(), fingerprint: 7 }],
+            types: vec![TypeInfo { name: "Rec".into(), fingerprint: 0xfeed }],
         };
-        assert_eq!(ContractInfo::from_header(&contract.to_header()), Some(contract));
+        assert_eq!(ContractInfo::from_header(&contract.to_header()), Some(contract.clone()));
+        let without_types = ContractInfo { types: Vec::new(), ..contract };
+        assert_eq!(ContractInfo::from_header("Calc;abc;add=7"), Some(without_types));
         assert_eq!(ContractInfo::from_header(&ContractInfo::default().to_header()), Some(ContractInfo::default()));
         assert_eq!(ContractInfo::from_header("x;zz;"), None);
     }

@@ -6,7 +6,7 @@
 //! Shared by hosts, callers and the relay. Nothing here touches a socket or waits: functions take
 //! bytes (and the time, where it matters) and return messages, decisions or a typed
 //! [`ProtoError`], so every decoder can be tested and fuzzed without a network. The only IO
-//! outside the optional `quic` feature's [`io`] (reading and writing frames on quinn streams) is
+//! outside the optional `quic` feature's `io` module (reading and writing frames on quinn streams) is
 //! two conveniences for keys: [`auth::unix_now`] reads the clock and
 //! [`auth::SharedAccessKey::from_file`] a file.
 //!
@@ -42,6 +42,7 @@ pub mod http;
 pub mod io;
 mod message;
 pub mod session;
+pub mod shape;
 mod wire;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, validate_address};
@@ -51,4 +52,4 @@ pub use frame::{
     ALPN, DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME, MAX_HELLO_FRAME, MAX_TOKEN_LEN, PROTOCOL_VERSION,
     ProtoError, decode_frame_len, encode_frame, split_frame,
 };
-pub use message::{ContractInfo, Control, Hello, Incoming, MethodInfo, Refusal, Reply};
+pub use message::{ContractInfo, Control, Hello, Incoming, MAX_TYPES, MethodInfo, Refusal, Reply, TypeInfo};

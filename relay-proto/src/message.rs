@@ -26,6 +26,16 @@ pub struct MethodInfo {
     pub fingerprint: u64,
 }
 
+/// A named type within a contract's methods, as carried on the wire: what lets a host name the
+/// type whose shape differs when it refuses a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// The type's serde name.
+    pub name: String,
+    /// The fingerprint of its shape.
+    pub fingerprint: u64,
+}
+
 /// A contract as carried on the wire: what a caller expects the listener to serve.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ContractInfo {
@@ -35,13 +45,22 @@ pub struct ContractInfo {
     pub fingerprint: u64,
     /// The methods the caller knows.
     pub methods: Vec<MethodInfo>,
+    /// The named types of the methods' arguments and results (at most [`MAX_TYPES`] of them).
+    pub types: Vec<TypeInfo>,
 }
+
+/// The most named types a [`ContractInfo`] carries.
+pub const MAX_TYPES: usize = 256;
 
 impl ContractInfo {
     fn write(&self, w: &mut Writer) {
         w.str(&self.name).u64(self.fingerprint).u16(self.methods.len().min(MAX_METHODS) as u16);
         for m in self.methods.iter().take(MAX_METHODS) {
             w.str(&m.name).u64(m.fingerprint);
+        }
+        w.u16(self.types.len().min(MAX_TYPES) as u16);
+        for t in self.types.iter().take(MAX_TYPES) {
+            w.str(&t.name).u64(t.fingerprint);
         }
     }
 
@@ -57,7 +76,16 @@ impl ContractInfo {
             let name = r.str("method name", MAX_NAME_LEN)?.to_owned();
             methods.push(MethodInfo { name, fingerprint: r.u64()? });
         }
-        Ok(Self { name, fingerprint, methods })
+        let count = r.u16()? as usize;
+        if count > MAX_TYPES {
+            return Err(ProtoError::FieldTooLong { field: "type list", len: count, max: MAX_TYPES });
+        }
+        let mut types = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = r.str("type name", MAX_NAME_LEN)?.to_owned();
+            types.push(TypeInfo { name, fingerprint: r.u64()? });
+        }
+        Ok(Self { name, fingerprint, methods, types })
     }
 }
 
@@ -273,6 +301,7 @@ mod tests {
             name: "Calculator".into(),
             fingerprint: 42,
             methods: vec![MethodInfo { name: "add".into(), fingerprint: 7 }],
+            types: vec![TypeInfo { name: "Rec".into(), fingerprint: 3 }],
         }
     }
 
@@ -317,5 +346,26 @@ mod tests {
         let mut lying = vec![PROTOCOL_VERSION, TAG_LISTEN];
         lying.extend_from_slice(&u16::MAX.to_be_bytes());
         assert!(matches!(Hello::decode(&lying), Err(ProtoError::FieldTooLong { .. })));
+    }
+
+    #[test]
+    fn the_handshake_fuzz_seeds_are_messages_of_this_version() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/handshake");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&seeds).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let body = match crate::split_frame(&bytes, crate::MAX_HANDSHAKE_FRAME) {
+                Ok(Some((body, used))) if used == bytes.len() && path.to_string_lossy().ends_with("-framed") => body,
+                _ => &bytes[..],
+            };
+            let decodes = Hello::decode(body).is_ok()
+                || Reply::decode(body).is_ok()
+                || Incoming::decode(body).is_ok()
+                || Control::decode(body).is_ok();
+            assert!(decodes, "{} is no message of version {PROTOCOL_VERSION}", path.display());
+            count += 1;
+        }
+        assert!(count >= 10, "{count} seeds in {}", seeds.display());
     }
 }

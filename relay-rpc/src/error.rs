@@ -191,6 +191,22 @@ pub enum CallError {
     /// The host answered with something the contract does not allow.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A request or response of this method could not be decoded: the peer sent a message its
+    /// contract does not allow (a malformed frame, or types that differ in a way the contract
+    /// check could not see, such as two types the shape tracer knows only by name). The channel
+    /// stays usable for the next call.
+    #[error("cannot decode the {part} of `{contract}.{method}`: {detail}")]
+    Undecodable {
+        /// The contract's name.
+        contract: String,
+        /// The method called.
+        method: String,
+        /// Which message could not be decoded: the host's ([`MessagePart::Request`]) or
+        /// this side's ([`MessagePart::Response`]).
+        part: MessagePart,
+        /// What the decoder said.
+        detail: String,
+    },
     /// The host serves an older (or other) version of the contract, without this method. The
     /// channel stays usable for the methods the host has.
     #[error("the listener's `{contract}` has no method `{method}`")]
@@ -200,6 +216,24 @@ pub enum CallError {
         /// The method called.
         method: String,
     },
+}
+
+/// Which message of a call [`CallError::Undecodable`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessagePart {
+    /// The request, which the host could not decode.
+    Request,
+    /// The response, which the caller could not decode.
+    Response,
+}
+
+impl std::fmt::Display for MessagePart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Request => "request",
+            Self::Response => "response",
+        })
+    }
 }
 
 impl CallError {

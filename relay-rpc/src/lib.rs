@@ -79,7 +79,7 @@ mod backoff;
 mod byte_payload;
 mod call;
 mod channel;
-mod client;
+pub mod client;
 pub mod contract;
 mod error;
 mod host;
@@ -94,7 +94,7 @@ pub use backoff::Backoff;
 pub use call::{CallContext, DEFAULT_CALL_TIMEOUT};
 pub use channel::{Channel, ChannelError};
 pub use client::Connection;
-pub use error::{CallError, ConnectError, ListenError, OpenError};
+pub use error::{CallError, ConnectError, ListenError, MessagePart, OpenError};
 pub use host::{Host, HostStatus, IncomingChannel, Listener, OnlineError, Services};
 pub use options::ConnectOptions;
 /// Why a relay or a listener refused a channel, and why a channel was cut: the protocol's codes,
@@ -150,9 +150,13 @@ pub use url::{RelayUrl, Scheme, UrlError};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::byte_payload::{AsBytes, ByteBuf};
-    pub use crate::client::{ClientStub, unexpected_response};
-    pub use crate::contract::{ContractDescriptor, Dispatch, MethodDescriptor, UnknownMethod, method_id};
+    pub use crate::client::{ClientStub, undecodable_response, unexpected_response};
+    pub use crate::contract::{
+        ContractDescriptor, Dispatch, DispatchError, MethodDescriptor, MethodShapes, Undecodable, method_id,
+        undecodable,
+    };
     pub use serde;
+    pub use std::string::String;
     pub use std::sync::Arc;
     pub use tarpc::RequestName;
 }

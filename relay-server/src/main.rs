@@ -119,17 +119,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     lines.push(format!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display()));
     lines.push("tools started beside ./relay-data sign their own tokens with it; to make one:".into());
     lines.push(format!("  relay-server token --resource {url}/ADDRESS --ttl 1h"));
-    tell(&lines.join("\n"));
-    relay.run(shutdown_signal()).await;
+    let shutdown = relay_process::Shutdown::listen();
+    relay_process::tell(&lines.join("\n"));
+    relay
+        .run(async move {
+            let signal = shutdown.requested().await;
+            tracing::info!("stopping on {signal}");
+        })
+        .await;
     Ok(())
-}
-
-/// Prints `text` on stdout for whoever started the relay. A reader that went away (a closed pipe)
-/// is not the relay's failure: `println!` would panic and take the relay down with it.
-fn tell(text: &str) {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
 }
 
 fn print_token(config: &Config, args: TokenArgs) -> anyhow::Result<()> {
@@ -158,21 +156,4 @@ fn find_key(config: &Config, name: &str) -> anyhow::Result<String> {
         return Ok(key.secret().to_owned());
     }
     bail!("no key named {name:?} in the config or in {}; pass --key", path.display())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -64,19 +64,24 @@ pub(crate) struct Rendezvous<'a, S> {
     outcome: oneshot::Receiver<Outcome<S>>,
 }
 
+/// The system's randomness failed, so no rendezvous secret could be made. A guessable secret
+/// would let anyone who guesses it take the sender's channel: the open is refused instead.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the system's randomness failed: no rendezvous secret can be made")]
+pub(crate) struct NoRandomness;
+
 impl<'a, S> Rendezvous<'a, S> {
-    /// Makes a fresh secret and waits under it. `channel_counter` reads the relay's channel
-    /// counter, for a secret without randomness.
-    pub(crate) fn register(table: &'a RendezvousTable<S>, channel_counter: impl FnOnce() -> u64) -> Self {
+    /// Makes a fresh secret with `random` ([`system_random`] outside tests) and waits under it.
+    pub(crate) fn register(
+        table: &'a RendezvousTable<S>,
+        random: fn(&mut [u8]) -> Result<(), NoRandomness>,
+    ) -> Result<Self, NoRandomness> {
         let mut bytes = [0u8; 18];
-        if SystemRandom::new().fill(&mut bytes).is_err() {
-            // Without randomness fall back to the channel counter: unique, if guessable.
-            bytes[..8].copy_from_slice(&channel_counter().to_be_bytes());
-        }
+        random(&mut bytes)?;
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let (tx, outcome) = oneshot::channel();
         table.lock().insert(secret.clone(), tx);
-        Self { table, secret, outcome }
+        Ok(Self { table, secret, outcome })
     }
 
     /// The secret, for the rendezvous address.
@@ -96,9 +101,43 @@ impl<S> Drop for Rendezvous<'_, S> {
     }
 }
 
+/// Fills `bytes` from the system's randomness.
+pub(crate) fn system_random(bytes: &mut [u8]) -> Result<(), NoRandomness> {
+    SystemRandom::new().fill(bytes).map_err(|_| NoRandomness)
+}
+
 /// A fresh `Sec-WebSocket-Key` (base64 of 16 random bytes), for callers that are not WebSockets.
+/// The key is no secret (it only shows the listener speaks WebSocket): without randomness it is
+/// all zeros.
 pub(crate) fn websocket_key() -> String {
     let mut bytes = [0u8; 16];
     let _ = SystemRandom::new().fill(&mut bytes);
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_taken_once() {
+        let table = RendezvousTable::<()>::default();
+        let a = Rendezvous::register(&table, system_random).unwrap();
+        let b = Rendezvous::register(&table, system_random).unwrap();
+        assert_ne!(a.secret(), b.secret());
+        assert_eq!(a.secret().len(), 24, "18 bytes in base64");
+        assert!(table.take(a.secret()).is_some());
+        assert!(table.take(a.secret()).is_none(), "once");
+        let secret = b.secret().to_owned();
+        drop(b);
+        assert!(table.take(&secret).is_none(), "leaving removes the entry");
+    }
+
+    #[test]
+    fn without_randomness_there_is_no_rendezvous() {
+        let table = RendezvousTable::<()>::default();
+        let failed = Rendezvous::register(&table, |_| Err(NoRandomness));
+        assert!(failed.is_err());
+        assert!(table.lock().is_empty(), "nothing registered");
+    }
 }

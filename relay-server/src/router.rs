@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{End, Pipe};
 use crate::listeners::{HcListener, ListenerHandle};
 use crate::registry::ListenerId;
-use crate::rendezvous::{Outcome, Rendezvous, websocket_key};
+use crate::rendezvous::{Outcome, Rendezvous, system_random, websocket_key};
 use crate::state::Shared;
 
 /// What a caller asks for.
@@ -181,7 +181,10 @@ async fn open_hc(
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
     let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
-    let pending = Rendezvous::register(&shared.rendezvous, || shared.next_channel_id.load(Ordering::Relaxed));
+    let pending = Rendezvous::register(&shared.rendezvous, system_random).map_err(|e| {
+        tracing::error!(error = %e, "refusing a channel");
+        Failed::Refused(Refusal::new(ErrorCode::Internal, e.to_string()))
+    })?;
     let mut query: Vec<String> = request.passthrough.clone();
     query.push("sb-hc-action=accept".into());
     query.push(format!("sb-hc-id={}", relay_proto::auth::percent::encode_component(&id)));

@@ -1,30 +1,5 @@
 //! What generated client stubs run on: the client of the current channel, and a new channel when
-//! that one breaks.
-//!
-//! A stub made by `FooClient::connect` knows its connection, address and contract. When its
-//! channel breaks because the listener went away, the calls in flight on it fail with
-//! [`CallError::Disconnected`], and the next call opens a new channel to the address (the relay
-//! picks the listener) before it is sent: up to [`REOPEN_ATTEMPTS`] tries, with exponential
-//! backoff and full jitter between them ([`REOPEN_BACKOFF`]), all within the call's deadline. If no listener is there the
-//! call fails with [`CallError::Open`] ([`OpenError::NoListener`]).
-//!
-//! A channel that broke because the relay shut down or the connection was lost is reopened too,
-//! but only after a call has failed with that reason ([`ChannelError::RelayShutdown`],
-//! [`ChannelError::ConnectionLost`]), so that the caller learns the relay went away. The next
-//! call opens a new channel the same way, on a [`Connection`] that connects to the relay again
-//! if it has to; while the relay is still down, that call fails with the typed error of its last
-//! try.
-//!
-//! No call runs twice unless its method says it may: a call in flight when the channel breaks is
-//! retried on a new channel only if its method is `#[idempotent]`. One-way calls are never
-//! retried.
-//!
-//! Clones of a stub share one state: one current channel, and one reopen at a time
-//! ([`Replaceable`]): the first call that finds the channel broken reopens it, the rest use the
-//! channel it opened, or fail with the error it failed with.
-//!
-//! A stub made by `FooClient::new(channel)` knows no address: it never reopens, and once its
-//! channel has broken every call fails with [`CallError::Disconnected`].
+//! that one breaks, as the [`client`](super) module's docs describe.
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,18 +12,18 @@ use crate::backoff::{Backoff, random};
 use crate::call::CallContext;
 use crate::channel::{Channel, ChannelError};
 use crate::client::Connection;
-use crate::contract::ContractDescriptor;
+use crate::contract::{ContractDescriptor, Undecodable};
 use crate::error::{CallError, OpenError};
 use crate::replaceable::{Current, NotReplaced, Replaceable};
 use relay_proto::ErrorCode;
 
 /// How many times a call tries to open a new channel before it gives up.
-pub(crate) const REOPEN_ATTEMPTS: u32 = 3;
+pub const REOPEN_ATTEMPTS: u32 = 3;
 /// The wait between tries: at most 100 ms after the first, doubling up to 1 s.
-pub(crate) const REOPEN_BACKOFF: Backoff =
+pub const REOPEN_BACKOFF: Backoff =
     Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(1), stable: Duration::ZERO };
 /// How many times an idempotent call is sent, at most, on successive channels.
-const IDEMPOTENT_ATTEMPTS: u32 = 3;
+pub const IDEMPOTENT_ATTEMPTS: u32 = 3;
 
 /// The engine of a generated `FooClient`. Cheap to clone; clones share the current channel.
 pub struct ClientStub<Req, Resp> {
@@ -107,7 +82,7 @@ impl<Req, Resp> fmt::Debug for ClientStub<Req, Resp> {
 impl<Req, Resp> ClientStub<Req, Resp>
 where
     Req: Serialize + tarpc::RequestName + Send + 'static,
-    Resp: DeserializeOwned + Send + 'static,
+    Resp: DeserializeOwned + Undecodable + Send + 'static,
 {
     /// Runs a client of `contract` over `channel`; it never opens another. Must be called within
     /// a tokio runtime.

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::call::CallContext;
 use crate::channel::{Channel, ChannelEnd, ChannelError};
-use crate::contract::{ContractDescriptor, ONEWAY_ID_BIT, Typed, is_unknown_method, typed};
-use crate::error::CallError;
+use crate::contract::{ContractDescriptor, HostRefusal, ONEWAY_ID_BIT, Typed, Undecodable, typed};
+use crate::error::{CallError, MessagePart};
 
 /// How many one-way requests may wait for the channel, per channel: more wait for room.
 const ONEWAY_QUEUE: usize = 64;
@@ -43,7 +43,7 @@ pub(crate) struct ChannelStub<Req, Resp> {
 impl<Req, Resp> ChannelStub<Req, Resp>
 where
     Req: Serialize + tarpc::RequestName + Send + 'static,
-    Resp: DeserializeOwned + Send + 'static,
+    Resp: DeserializeOwned + Undecodable + Send + 'static,
 {
     /// Runs a client of `contract` over `channel`. Must be called within a tokio runtime.
     pub(crate) fn new(channel: Channel, contract: &'static ContractDescriptor) -> Self {
@@ -91,9 +91,18 @@ where
         match e {
             // The channel ended earlier; say why it did.
             RpcError::Shutdown => self.disconnected(),
-            RpcError::Server(e) if is_unknown_method(&e) => {
-                CallError::UnknownMethod { contract: self.contract.name.to_owned(), method: method.to_owned() }
-            }
+            RpcError::Server(e) => match HostRefusal::of(&e) {
+                Some(HostRefusal::UnknownMethod) => {
+                    CallError::UnknownMethod { contract: self.contract.name.to_owned(), method: method.to_owned() }
+                }
+                Some(HostRefusal::Undecodable(detail)) => CallError::Undecodable {
+                    contract: self.contract.name.to_owned(),
+                    method: method.to_owned(),
+                    part: MessagePart::Request,
+                    detail: detail.to_owned(),
+                },
+                None => call_error(RpcError::Server(e)),
+            },
             e => call_error(e),
         }
     }
@@ -120,6 +129,16 @@ fn call_error(e: RpcError) -> CallError {
 /// The error a stub returns when a response does not match its request.
 pub fn unexpected_response(contract: &'static str, method: &'static str) -> CallError {
     CallError::Protocol(format!("response to {contract}.{method} is of another method"))
+}
+
+/// The error a stub returns when the response to its request could not be decoded.
+pub fn undecodable_response(contract: &'static str, method: &'static str, detail: String) -> CallError {
+    CallError::Undecodable {
+        contract: contract.to_owned(),
+        method: method.to_owned(),
+        part: MessagePart::Response,
+        detail,
+    }
 }
 
 /// The transport under a stub's tarpc client: `inner`, plus the messages of `injected`, each

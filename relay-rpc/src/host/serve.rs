@@ -173,11 +173,9 @@ async fn run_oneway<D: Dispatch>(mut queue: mpsc::Receiver<Work<D::Request>>, di
         running.spawn(dispatcher.dispatch(request));
         match running.join_next().await {
             Some(Ok(Ok(_response))) => {}
-            Some(Ok(Err(unknown))) => tracing::debug!(
-                contract = D::CONTRACT.name,
-                method_id = unknown.id,
-                "dropping a one-way request for a method this host lacks"
-            ),
+            Some(Ok(Err(e))) => {
+                tracing::debug!(contract = D::CONTRACT.name, error = %e, "dropping a one-way request this host cannot run")
+            }
             Some(Err(e)) => tracing::warn!(error = %e, "a one-way handler failed"),
             None => {}
         }

@@ -70,7 +70,7 @@ use relay_proto::{ContractInfo, ErrorCode};
 pub use relay_stream::{MAX_CHUNK, RelayStream};
 
 /// The contract a stream channel announces: `relay.stream`, without methods.
-pub const CONTRACT: ContractDescriptor = ContractDescriptor::new("relay.stream", &[]);
+pub static CONTRACT: ContractDescriptor = ContractDescriptor::new("relay.stream", &[]);
 
 /// Why an incoming channel did not become a stream.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -20,7 +20,14 @@ impl Generator<'_> {
             let signature = signature(m);
             let oneway = m.is_oneway().then(|| quote!(.oneway()));
             let idempotent = m.is_idempotent().then(|| quote!(.idempotent()));
-            quote!(::relay_rpc::__private::MethodDescriptor::new(#name, #signature) #oneway #idempotent)
+            let args = m.args.iter().map(|arg| arg.ty);
+            let output = output_type(m);
+            quote! {
+                ::relay_rpc::__private::MethodDescriptor::new(#name, #signature) #oneway #idempotent
+                    .traced(|| ::relay_rpc::__private::MethodShapes::new()
+                        #(.arg::<#args>())*
+                        .result::<#output>())
+            }
         });
         // The macro and the runtime compute each method's wire id; prove at compile time that
         // they agree.
@@ -55,30 +62,27 @@ impl Generator<'_> {
             }
 
             impl #client {
-                /// The contract this client speaks.
-                pub const CONTRACT: &'static ::relay_rpc::__private::ContractDescriptor =
-                    &::relay_rpc::__private::ContractDescriptor::new(#name, &[#(#descriptors),*]);
+                /// The contract this client speaks. Its fingerprints cover the full shapes of
+                /// every argument and result, traced when first needed.
+                pub const CONTRACT: &'static ::relay_rpc::__private::ContractDescriptor = {
+                    static CONTRACT: ::relay_rpc::__private::ContractDescriptor =
+                        ::relay_rpc::__private::ContractDescriptor::new(#name, &[#(#descriptors),*]);
+                    &CONTRACT
+                };
 
-                /// Wraps a channel that is already open to a host of this contract.
-                ///
-                /// The client keeps to that one channel: once it breaks (the host went away),
-                /// every call fails with `CallError::Disconnected`. Use `connect` for a client
-                /// that opens a new channel when its channel breaks.
+                /// Wraps a channel that is already open to a host of this contract. The
+                /// client never opens another: see [`relay_rpc::client`] for what happens when
+                /// that channel breaks.
                 pub fn new(channel: ::relay_rpc::Channel) -> Self {
                     Self { inner: ::relay_rpc::__private::ClientStub::new(channel, Self::CONTRACT) }
                 }
 
                 /// Opens a channel to the service registered at `address` over `connection`,
-                /// checking that the host speaks this contract.
-                ///
-                /// When the channel breaks because its host went away, the calls in flight on it
-                /// fail with `CallError::Disconnected`, and the next call opens a new channel to
-                /// `address` (to another host, if one listens there) with a few retries within
-                /// its deadline, or fails with `CallError::Open`. (A channel cut because the
-                /// relay shuts down or the connection is lost is not reopened.) A call in flight
-                /// is sent again on the new channel only if its method is `#[idempotent]` (its
-                /// arguments must then be `Clone`); one-way calls are never sent again. Clones
-                /// share the channel, and open a new one together.
+                /// checking that the host speaks this contract (the shapes of every argument
+                /// and result). When the channel breaks, the client opens a new one as
+                /// [`relay_rpc::client`] describes: which calls fail, and which are sent again
+                /// (those of `#[idempotent]` methods, whose arguments must then be `Clone`).
+                /// Clones share the channel.
                 pub async fn connect(
                     connection: &::relay_rpc::Connection,
                     address: &str,
@@ -149,6 +153,9 @@ impl Generator<'_> {
             #head -> ::core::result::Result<#output, ::relay_rpc::CallError> {
                 match #call.await? {
                     #response::#variant(#value) => ::core::result::Result::Ok(#value),
+                    #response::__Undecodable(#value) => ::core::result::Result::Err(
+                        ::relay_rpc::__private::undecodable_response(#name, #method_name, #value),
+                    ),
                     #[allow(unreachable_patterns)]
                     _ => ::core::result::Result::Err(
                         ::relay_rpc::__private::unexpected_response(#name, #method_name),

@@ -56,6 +56,12 @@ impl Generator<'_> {
              it. Never sent by this side.",
             service.name,
         ));
+        let undecodable_doc = doc(format!(
+            "A message for a method of the `{}` contract whose arguments or result did not decode: \
+             the method id, and what the decoder said. Never sent by this side.",
+            service.name,
+        ));
+        let undecodable_name = format!("{}.<undecodable request>", name.value());
         let serde_impls = self.serde_impls();
         let id = Ident::new("__relay_id", Span::mixed_site());
         quote! {
@@ -65,6 +71,9 @@ impl Generator<'_> {
                 #unknown_doc
                 #[doc(hidden)]
                 __Unknown(::core::primitive::u32),
+                #undecodable_doc
+                #[doc(hidden)]
+                __Undecodable(::relay_rpc::__private::String),
             }
 
             #response_doc
@@ -73,15 +82,31 @@ impl Generator<'_> {
                 #unknown_doc
                 #[doc(hidden)]
                 __Unknown(::core::primitive::u32),
+                #undecodable_doc
+                #[doc(hidden)]
+                __Undecodable(::relay_rpc::__private::String),
             }
 
             #serde_impls
+
+            impl ::relay_rpc::__private::Undecodable for #request {
+                fn undecodable(detail: ::relay_rpc::__private::String) -> Self {
+                    #request::__Undecodable(detail)
+                }
+            }
+
+            impl ::relay_rpc::__private::Undecodable for #response {
+                fn undecodable(detail: ::relay_rpc::__private::String) -> Self {
+                    #response::__Undecodable(detail)
+                }
+            }
 
             impl ::relay_rpc::__private::RequestName for #request {
                 fn name(&self) -> &str {
                     match *self {
                         #(#request::#variants { .. } => #request_names,)*
                         #request::__Unknown(..) => #unknown_name,
+                        #request::__Undecodable(..) => #undecodable_name,
                     }
                 }
             }
@@ -91,6 +116,7 @@ impl Generator<'_> {
                     match *self {
                         #(#request::#variants { .. } => f.write_str(#variant_names),)*
                         #request::__Unknown(#id) => ::core::write!(f, "Unknown({:#010x})", #id),
+                        #request::__Undecodable(..) => f.write_str("Undecodable"),
                     }
                 }
             }
@@ -100,6 +126,7 @@ impl Generator<'_> {
                     match *self {
                         #(#response::#variants(..) => f.write_str(#variant_names2),)*
                         #response::__Unknown(#id) => ::core::write!(f, "Unknown({:#010x})", #id),
+                        #response::__Undecodable(..) => f.write_str("Undecodable"),
                     }
                 }
             }
@@ -128,6 +155,8 @@ impl Generator<'_> {
         });
         let id = Ident::new("__relay_id", Span::mixed_site());
         let encode_unknown = encode(&quote!(#id), &[]);
+        // Never sent; were it sent, the peer would read it as a method it lacks.
+        let encode_undecodable = encode(&quote!(::core::primitive::u32::MAX), &[]);
 
         let request_decoders = methods.iter().map(|m| {
             let variant = variant(m);
@@ -138,13 +167,13 @@ impl Generator<'_> {
                 quote!(let #ident = #read;)
             });
             let id = id_literal(m);
-            quote!(#id => { #(#reads)* ::core::result::Result::Ok(#request::#variant { #(#args),* }) })
+            catching(&id, request, quote!(#(#reads)* ::core::result::Result::Ok(#request::#variant { #(#args),* })))
         });
         let response_decoders = methods.iter().map(|m| {
             let variant = variant(m);
             let id = id_literal(m);
             let read = next_element(1, m.output.is_some_and(is_byte_vec));
-            quote!(#id => { let #value = #read; ::core::result::Result::Ok(#response::#variant(#value)) })
+            catching(&id, response, quote!(let #value = #read; ::core::result::Result::Ok(#response::#variant(#value))))
         });
         let request_len = 1 + methods.iter().map(|m| m.args.len()).max().unwrap_or(0);
         let expecting_request = format!("a request of the `{}` contract", service.name);
@@ -161,6 +190,7 @@ impl Generator<'_> {
                     match self {
                         #(#request_arms)*
                         #request::__Unknown(#id) => { #encode_unknown }
+                        #request::__Undecodable(..) => { #encode_undecodable }
                     }
                 }
             }
@@ -173,12 +203,33 @@ impl Generator<'_> {
                     match self {
                         #(#response_arms)*
                         #response::__Unknown(#id) => { #encode_unknown }
+                        #response::__Undecodable(..) => { #encode_undecodable }
                     }
                 }
             }
 
             #decode_request
             #decode_response
+        }
+    }
+}
+
+/// The decoder arm for method `id`: runs `body` (which reads the rest of the tuple), and turns
+/// its error into `__Undecodable(id, detail)`. The message is the last thing in its frame, so
+/// stopping part way through it leaves nothing else unread.
+fn catching(id: &Literal, ty: &Ident, body: TokenStream) -> TokenStream {
+    let error = Ident::new("__relay_error", Span::mixed_site());
+    let read = Ident::new("__relay_read", Span::mixed_site());
+    let message = Ident::new("__relay_message", Span::mixed_site());
+    quote! {
+        #id => {
+            let mut #read = || -> ::core::result::Result<#ty, __A::Error> { #body };
+            match #read() {
+                ::core::result::Result::Ok(#message) => ::core::result::Result::Ok(#message),
+                ::core::result::Result::Err(#error) => ::core::result::Result::Ok(
+                    #ty::__Undecodable(::relay_rpc::__private::undecodable(&#error)),
+                ),
+            }
         }
     }
 }

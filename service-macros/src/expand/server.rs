@@ -25,6 +25,7 @@ impl Generator<'_> {
             }
         });
         let id = Ident::new("__relay_id", Span::mixed_site());
+        let detail = Ident::new("__relay_detail", Span::mixed_site());
         let server_doc = doc(format!(
             "Serves the `{}` contract by dispatching each request to an implementation of \
              `{trait_name}`.",
@@ -73,14 +74,17 @@ impl Generator<'_> {
                     &self,
                     #request_var: #request,
                 ) -> impl ::core::future::Future<
-                    Output = ::core::result::Result<#response, ::relay_rpc::__private::UnknownMethod>,
+                    Output = ::core::result::Result<#response, ::relay_rpc::__private::DispatchError>,
                 > + ::core::marker::Send + 'static {
                     let #service_var = ::core::clone::Clone::clone(&self.service);
                     async move {
                         match #request_var {
                             #(#arms)*
                             #request::__Unknown(#id) => ::core::result::Result::Err(
-                                ::relay_rpc::__private::UnknownMethod { id: #id },
+                                ::relay_rpc::__private::DispatchError::UnknownMethod { id: #id },
+                            ),
+                            #request::__Undecodable(#detail) => ::core::result::Result::Err(
+                                ::relay_rpc::__private::DispatchError::Undecodable { detail: #detail },
                             ),
                         }
                     }

@@ -35,10 +35,10 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let host = Host::connect(&args.relay.relay, args.relay.options()?).await?;
     let listener = host.listen(&args.relay.address).await?;
-    println!("serving Calculator on {} at {}", args.relay.address, args.relay.relay);
+    relay_process::tell(&format!("serving Calculator on {} at {}", args.relay.address, args.relay.relay));
     tokio::select! {
         served = listener.serve(ServeCalculator::new(Calc)) => served?,
-        _ = tokio::signal::ctrl_c() => println!("stopping"),
+        signal = relay_process::requested() => relay_process::tell(&format!("stopping on {signal}")),
     }
     Ok(())
 }

@@ -202,7 +202,7 @@ fn parse_accept(accept: &Accept, address: &str, tls: bool) -> Result<(Endpoint, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_proto::MethodInfo;
+    use relay_proto::{MethodInfo, TypeInfo};
     use std::collections::BTreeMap;
 
     #[test]
@@ -211,6 +211,7 @@ mod tests {
             name: "Calculator".into(),
             fingerprint: 9,
             methods: vec![MethodInfo { name: "add".into(), fingerprint: 3 }],
+            types: vec![TypeInfo { name: "Rec".into(), fingerprint: 4 }],
         };
         let accept = Accept {
             address: "wss://127.0.0.1:7443/$hc/calc?sb-hc-action=accept&sb-hc-id=12&sb-hc-rendezvous=x".into(),
