@@ -17,6 +17,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use super::nesting::{Limited, MAX_NESTING};
 use super::{Dispatch, Undecodable};
 use crate::channel::ChannelError;
 
@@ -30,10 +31,16 @@ fn wire_options() -> WireOptions {
     bincode::DefaultOptions::new().allow_trailing_bytes()
 }
 
+/// Decodes one message from `frame`, nested at most [`MAX_NESTING`] levels deep.
+fn decode<T: DeserializeOwned>(frame: &[u8]) -> bincode::Result<T> {
+    let mut deserializer = bincode::Deserializer::from_slice(frame, wire_options());
+    T::deserialize(Limited::new(&mut deserializer, MAX_NESTING))
+}
+
 /// `Item` in, `SinkItem` out, with [`WireOptions`]. Each frame is decoded from a slice of its own
 /// bytes, so no length it claims is trusted further than the frame (bincode reads strings only
 /// after checking that their bytes are there; serde reserves at most 1 MiB for a sequence before
-/// reading its elements). A received frame is [`checked`](Received::check) first, and one that
+/// reading its elements), and no message may nest deeper than [`MAX_NESTING`] levels. A received frame is [`checked`](Received::check) first, and one that
 /// fails is [`salvaged`](Received::salvage) if it can be.
 pub(crate) struct Codec<Item, SinkItem>(PhantomData<fn() -> (Item, SinkItem)>);
 
@@ -51,7 +58,7 @@ impl<Item: Received, SinkItem> tokio_serde::Deserializer<Item> for Codec<Item, S
     type Error = io::Error;
 
     fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> io::Result<Item> {
-        let decoded = Item::check(src).and_then(|()| wire_options().deserialize(src).map_err(|e| e.to_string()));
+        let decoded = Item::check(src).and_then(|()| decode(src).map_err(|e| e.to_string()));
         decoded.or_else(|detail| {
             Item::salvage(src, detail)
                 .map_err(|detail| io::Error::new(io::ErrorKind::InvalidData, UnnamedFrame(detail)))

@@ -36,6 +36,7 @@
 //! that retry.
 
 mod codec;
+mod nesting;
 
 use std::future::Future;
 use std::io;

@@ -247,3 +247,69 @@ async fn a_response_the_caller_cannot_decode_fails_that_call_only() {
         rogue.abort();
     }
 }
+
+mod deep {
+    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+    pub struct List {
+        pub head: u32,
+        pub tail: Option<Box<List>>,
+    }
+
+    #[relay_rpc::relay_service(name = "shapes.Deep")]
+    pub trait Deep {
+        async fn length(list: List) -> u32;
+    }
+
+    pub struct Counter;
+
+    impl Deep for Counter {
+        async fn length(&self, list: List) -> u32 {
+            let mut len = 1;
+            let mut next = list.tail;
+            while let Some(node) = next {
+                len += 1;
+                next = node.tail;
+            }
+            len
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_value_nested_deeper_than_a_host_follows_is_answered_and_the_host_lives_on() {
+    let relay = TestRelay::start().await;
+    for (transport, url) in transports(&relay) {
+        let address = format!("deep-{transport}");
+        let host = relay.host_on(&url).await;
+        tokio::spawn(host.listen(&address).await.unwrap().serve(deep::ServeDeep::new(deep::Counter)));
+        let caller = relay.caller_on(&url).await;
+        let mut channel = caller.open_channel(&address, Some(deep::DeepClient::CONTRACT)).await.unwrap();
+
+        // A list a million long: `head` 7, then `Some`, ..., then `None`: two bytes a node. Decoded
+        // as it comes, it would overflow the host's stack.
+        let mut list = vec![7u8, 1].repeat(1_000_000);
+        *list.last_mut().unwrap() = 0;
+        let mut message = wire().serialize(&method_id("length")).unwrap();
+        message.extend_from_slice(&list);
+        let request = wire().serialize(&tarpc::ClientMessage::Request(tarpc::Request {
+            context: tarpc::context::current(),
+            id: 1,
+            message: (),
+        }));
+        let mut frame = request.unwrap();
+        frame.extend_from_slice(&message);
+        channel.send(frame.into()).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(20), channel.next()).await.unwrap().unwrap().unwrap();
+        let answer: tarpc::Response<deep::DeepResponse> = wire().deserialize(&reply).unwrap();
+        let Err(error) = answer.message else { panic!("{transport}: answered {answer:?}") };
+        assert!(error.detail.contains("nests more than"), "{transport}: {error:?}");
+
+        // The host is alive, and serves lists of a reasonable length.
+        let client = deep::DeepClient::connect(&caller, &address).await.unwrap();
+        let mut list = deep::List { head: 0, tail: None };
+        for head in 1..100 {
+            list = deep::List { head, tail: Some(Box::new(list)) };
+        }
+        assert_eq!(client.length(ctx(), list).await.unwrap(), 100, "{transport}");
+    }
+}
