@@ -287,7 +287,7 @@ async fn a_value_nested_deeper_than_a_host_follows_is_answered_and_the_host_live
 
         // A list a million long: `head` 7, then `Some`, ..., then `None`: two bytes a node. Decoded
         // as it comes, it would overflow the host's stack.
-        let mut list = vec![7u8, 1].repeat(1_000_000);
+        let mut list = [7u8, 1].repeat(1_000_000);
         *list.last_mut().unwrap() = 0;
         let mut message = wire().serialize(&method_id("length")).unwrap();
         message.extend_from_slice(&list);
