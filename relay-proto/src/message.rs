@@ -54,39 +54,49 @@ pub const MAX_TYPES: usize = 256;
 
 impl ContractInfo {
     fn write(&self, w: &mut Writer) {
-        w.str(&self.name).u64(self.fingerprint).u16(self.methods.len().min(MAX_METHODS) as u16);
-        for m in self.methods.iter().take(MAX_METHODS) {
-            w.str(&m.name).u64(m.fingerprint);
-        }
-        w.u16(self.types.len().min(MAX_TYPES) as u16);
-        for t in self.types.iter().take(MAX_TYPES) {
-            w.str(&t.name).u64(t.fingerprint);
-        }
+        w.str(&self.name).u64(self.fingerprint);
+        write_named(w, self.methods.iter().map(|m| (m.name.as_str(), m.fingerprint)), MAX_METHODS);
+        write_named(w, self.types.iter().map(|t| (t.name.as_str(), t.fingerprint)), MAX_TYPES);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
         let name = r.str("contract name", MAX_NAME_LEN)?.to_owned();
         let fingerprint = r.u64()?;
-        let count = r.u16()? as usize;
-        if count > MAX_METHODS {
-            return Err(ProtoError::FieldTooLong { field: "method list", len: count, max: MAX_METHODS });
-        }
-        let mut methods = Vec::with_capacity(count);
-        for _ in 0..count {
-            let name = r.str("method name", MAX_NAME_LEN)?.to_owned();
-            methods.push(MethodInfo { name, fingerprint: r.u64()? });
-        }
-        let count = r.u16()? as usize;
-        if count > MAX_TYPES {
-            return Err(ProtoError::FieldTooLong { field: "type list", len: count, max: MAX_TYPES });
-        }
-        let mut types = Vec::with_capacity(count);
-        for _ in 0..count {
-            let name = r.str("type name", MAX_NAME_LEN)?.to_owned();
-            types.push(TypeInfo { name, fingerprint: r.u64()? });
-        }
-        Ok(Self { name, fingerprint, methods, types })
+        let methods = read_named(r, ["method list", "method name"], MAX_METHODS)?;
+        let types = read_named(r, ["type list", "type name"], MAX_TYPES)?;
+        Ok(Self {
+            name,
+            fingerprint,
+            methods: methods.into_iter().map(|(name, fingerprint)| MethodInfo { name, fingerprint }).collect(),
+            types: types.into_iter().map(|(name, fingerprint)| TypeInfo { name, fingerprint }).collect(),
+        })
     }
+}
+
+/// A list of names and fingerprints: its length, then each pair; at most `max` of them.
+fn write_named<'a>(w: &mut Writer, pairs: impl ExactSizeIterator<Item = (&'a str, u64)>, max: usize) {
+    w.u16(pairs.len().min(max) as u16);
+    for (name, fingerprint) in pairs.take(max) {
+        w.str(name).u64(fingerprint);
+    }
+}
+
+/// Reads what [`write_named`] wrote; `[list, name]` name the list and its names in errors.
+fn read_named(
+    r: &mut Reader<'_>,
+    [list, name]: [&'static str; 2],
+    max: usize,
+) -> Result<Vec<(String, u64)>, ProtoError> {
+    let count = r.u16()? as usize;
+    if count > max {
+        return Err(ProtoError::FieldTooLong { field: list, len: count, max });
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let name = r.str(name, MAX_NAME_LEN)?.to_owned();
+        pairs.push((name, r.u64()?));
+    }
+    Ok(pairs)
 }
 
 /// The first frame on a stream a client opens to the relay.
