@@ -6,8 +6,9 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
+use crate::fnv::{FNV_OFFSET, Fnv, fnv1a};
 use crate::message::{ContractInfo, MAX_TYPES, MethodInfo, TypeInfo};
-use crate::shape::{Fnv, NamedType, Shape};
+use crate::shape::{NamedType, Shape};
 
 /// The description of one method of a contract.
 #[derive(Debug, Clone, Copy)]
@@ -260,19 +261,6 @@ impl ContractDescriptor {
         let i = self.methods.iter().position(|m| m.name == name)?;
         Some((&self.methods[i], &self.traced().methods[i]))
     }
-}
-
-pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-pub(crate) const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(FNV_PRIME);
-        i += 1;
-    }
-    hash
 }
 
 /// Checks that a caller speaking `caller` can talk to a host serving `host`.

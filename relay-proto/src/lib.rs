@@ -34,6 +34,7 @@ mod assembler;
 pub mod auth;
 mod codes;
 pub mod contract;
+mod fnv;
 mod frame;
 pub mod grant;
 pub mod hc;

@@ -31,6 +31,8 @@ use std::fmt;
 
 pub use trace::ShapeError;
 
+use crate::fnv::{FNV_OFFSET, Fnv};
+
 /// A primitive serde type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
@@ -311,19 +313,9 @@ impl fmt::Display for Shape {
 
 /// A stable 64-bit hash (FNV-1a) of the shape's full text, its [`Display`](fmt::Display).
 pub fn fingerprint(shape: &Shape) -> u64 {
-    let mut hasher = Fnv(crate::contract::FNV_OFFSET);
+    let mut hasher = Fnv(FNV_OFFSET);
     shape.write(&mut hasher, usize::MAX).expect("hashing never fails");
     hasher.0
-}
-
-/// FNV-1a over whatever is written.
-pub(crate) struct Fnv(pub(crate) u64);
-
-impl fmt::Write for Fnv {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0 = crate::contract::fnv1a(self.0, s.as_bytes());
-        Ok(())
-    }
 }
 
 #[cfg(test)]
