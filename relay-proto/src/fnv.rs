@@ -38,7 +38,8 @@ mod tests {
         assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
         let mut writer = Fnv(FNV_OFFSET);
-        write!(writer, "{}{}", "fo", "obar").unwrap();
+        writer.write_str("fo").unwrap();
+        writer.write_str("obar").unwrap();
         assert_eq!(writer.0, fnv1a(FNV_OFFSET, b"foobar"));
         assert_eq!(writer.0, 0x8594_4171_f739_67e8);
     }
