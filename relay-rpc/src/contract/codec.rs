@@ -102,8 +102,16 @@ impl<Resp: DeserializeOwned + Undecodable> Received for tarpc::Response<Resp> {
 
 impl<Req: DeserializeOwned + Undecodable> Received for tarpc::ClientMessage<Req> {
     fn check(frame: &[u8]) -> Result<(), String> {
+        // Only as far as the deadline: a frame whose deadline is too far is refused even when
+        // what follows the deadline is broken too.
+        #[derive(Deserialize)]
+        enum Deadline {
+            Request(Duration),
+            #[allow(dead_code)]
+            Cancel,
+        }
         match wire_options().deserialize(frame) {
-            Ok(RequestStart::Request { deadline, .. }) if deadline > MAX_DEADLINE => {
+            Ok(Deadline::Request(deadline)) if deadline > MAX_DEADLINE => {
                 Err(format!("the request's deadline is {deadline:?} away, more than a host takes"))
             }
             _ => Ok(()),
@@ -266,6 +274,12 @@ mod tests {
             let Msg::Undecodable(detail) = request.message else { panic!("{secs} s taken") };
             assert!(detail.contains("deadline"), "{detail}");
             assert!(request.context.deadline <= std::time::Instant::now() + SALVAGED_DEADLINE);
+        }
+        // Regression (found by the fuzzer): a deadline too far, and the frame cut short after it.
+        let frame = request_frame(Duration::from_secs(u64::MAX), "hi");
+        for cut in [12, 14, 20] {
+            let err = decode::<String>(&frame[..cut]);
+            assert!(err.is_err(), "cut at {cut}: {err:?}");
         }
         for secs in [0, 10, year] {
             let request = request::<String>(&request_frame(Duration::from_secs(secs), "hi"));
