@@ -255,6 +255,9 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
     let (right, token) = match &hello {
         Hello::Listen { token, .. } => (Right::Listen, token),
         Hello::Connect { token, .. } => (Right::Send, token),
+        Hello::Rendezvous { .. } => {
+            return refuse(send, recv, ErrorCode::BadRequest, "no rendezvous is expected here").await;
+        }
     };
     let granted = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
         Ok(granted) => granted,
@@ -273,6 +276,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
                 Err(over) => refuse(send, recv, ErrorCode::RateLimited, over).await,
             }
         }
+        Hello::Rendezvous { .. } => {}
     }
 }
 
