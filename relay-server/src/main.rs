@@ -44,6 +44,11 @@ struct RunArgs {
     /// Where the certificate and keys live [default: ./relay-data].
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Join a cluster of relay nodes through this NATS server (repeatable, for several); the
+    /// config file's `[cluster]` table sets the rest. Nodes of one cluster share their keys (one
+    /// data directory, or the same keys in their configs).
+    #[arg(long = "cluster-nats", value_name = "URL")]
+    cluster_nats: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +103,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(dir) = cli.run.data_dir {
         config.data_dir = dir;
+    }
+    if !cli.run.cluster_nats.is_empty() {
+        config.cluster.get_or_insert_default().nats = cli.run.cluster_nats;
     }
     match cli.command {
         Some(Command::Token(args)) => print_token(&config, args),

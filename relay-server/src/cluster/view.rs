@@ -228,6 +228,7 @@ impl View {
     }
 
     /// The QUIC URL of `node`, if the view knows it.
+    #[cfg(test)]
     pub(crate) fn quic_url(&self, node: NodeId) -> Option<&str> {
         self.nodes.get(&node).map(|n| n.quic_url.as_str())
     }
@@ -239,6 +240,7 @@ impl View {
     }
 
     /// The nodes the view knows (not refused ones).
+    #[cfg(test)]
     pub(crate) fn nodes(&self) -> usize {
         self.nodes.len()
     }
