@@ -88,14 +88,17 @@ impl ClusterNode {
         let _ = self.child.wait();
     }
 
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends the process `signal` (`-STOP`, `-CONT`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill {signal} {}", self.child.id());
     }
 }
 
 impl Drop for ClusterNode {
     fn drop(&mut self) {
+        // A stopped process dies of SIGKILL all the same; resumed first, it is reaped at once.
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
         self.kill();
         if let Some(dir) = self.log.parent() {
             if std::thread::panicking() {

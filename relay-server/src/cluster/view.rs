@@ -46,6 +46,9 @@ pub(crate) enum Choice {
         /// The node.
         node: NodeId,
     },
+    /// Nowhere for now: the only listeners are on nodes that did not answer lately (suspects,
+    /// skipped until the node timeout passes or they are dropped).
+    Unanswering,
     /// Nowhere: no listener on any node the view may use.
     Nobody,
 }
@@ -209,7 +212,13 @@ impl View {
         }
         let total = local + slots.iter().map(|(_, n)| n).sum::<usize>();
         if total == 0 {
-            return Choice::Nobody;
+            let suspects = self.directory.get(address).is_some_and(|nodes| {
+                nodes.keys().any(|id| {
+                    !exclude.contains(id)
+                        && self.nodes.get(id).is_some_and(|n| n.suspect_until.is_some_and(|until| now < until))
+                })
+            });
+            return if suspects { Choice::Unanswering } else { Choice::Nobody };
         }
         let cursor = self.cursors.entry(address.to_owned()).or_default();
         let mut index = *cursor % total;
@@ -405,7 +414,7 @@ mod tests {
             let key = match view.choose("calc", 1, &[], now) {
                 Choice::Local => "local".to_owned(),
                 Choice::Remote { node } => node.to_string(),
-                Choice::Nobody => panic!("nobody"),
+                other => panic!("{other:?}"),
             };
             *counts.entry(key).or_default() += 1;
         }
@@ -424,7 +433,9 @@ mod tests {
         let mut view = view_with_a(now);
         view.delta(&delta(A, 1, "calc", 1));
         view.suspect(A, now);
-        assert_eq!(view.choose("calc", 0, &[], now + TIMEOUT / 2), Choice::Nobody);
+        assert_eq!(view.choose("calc", 0, &[], now + TIMEOUT / 2), Choice::Unanswering);
+        assert_eq!(view.choose("calc", 1, &[], now + TIMEOUT / 2), Choice::Local);
+        assert_eq!(view.choose("calc", 0, &[A], now + TIMEOUT / 2), Choice::Nobody, "excluded, not suspected");
         view.heartbeat(&heartbeat(A, 1), now + TIMEOUT / 2);
         assert_eq!(view.choose("calc", 0, &[], now + TIMEOUT), Choice::Remote { node: A });
     }

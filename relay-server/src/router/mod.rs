@@ -158,8 +158,9 @@ async fn try_local(
 /// Routes in a cluster: the view chooses, round-robin over every listener of the address on
 /// every node, a local listener or another node; a node that has none after all, is busy or
 /// does not answer is skipped (one that does not answer, for a node timeout) and the next
-/// choice taken. When no choice is left the caller hears why: busy, `NoListener`, or (when a node
-/// that holds listeners did not answer) a busy refusal saying so, so it can retry.
+/// choice taken. When no choice is left the caller hears why: busy, `NoListener`, or (when the
+/// nodes that hold listeners do not answer) a busy refusal saying so, so it can retry; once such
+/// a node is dropped from the view for its silence, `NoListener`.
 async fn route_in_cluster(
     shared: &Shared,
     peers: &Peers,
@@ -187,7 +188,10 @@ async fn route_in_cluster(
                     Err(RemoteFailed::Unanswered(detail)) => unanswered = Some(detail),
                 }
             }
-            Choice::Nobody => {
+            choice @ (Choice::Unanswering | Choice::Nobody) => {
+                let suspects = choice == Choice::Unanswering;
+                let unanswered =
+                    unanswered.or_else(|| suspects.then(|| "the listener's relay node is not answering".to_owned()));
                 if local.busy.is_none()
                     && let Some(detail) = unanswered
                 {

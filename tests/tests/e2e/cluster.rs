@@ -41,23 +41,25 @@ async fn lab_once_known(caller: &Connection, address: &str) -> LabClient {
     }
 }
 
-/// Reads the cluster's heartbeats: the latest relayed-bytes count of the node at `url`.
+/// Reads the cluster's heartbeats, which carry each node's counters.
 struct Heartbeats {
-    subscriber: async_nats::Subscriber,
+    client: async_nats::Client,
+    subject: String,
 }
 
 impl Heartbeats {
     async fn watch(nats: &TestNats, cluster: &str) -> Self {
         let client = async_nats::connect(nats.url()).await.expect("test connects to nats");
-        let subscriber = client.subscribe(Subjects::new(cluster).unwrap().heartbeat()).await.expect("subscribes");
-        Self { subscriber }
+        Self { client, subject: Subjects::new(cluster).unwrap().heartbeat() }
     }
 
-    /// The relayed-bytes counter of the node at `url`, from its next heartbeat.
-    async fn relayed_bytes(&mut self, url: &str) -> u64 {
+    /// The relayed-bytes counter of the node at `url`, from a heartbeat it sends from now on
+    /// (a fresh subscription: none queued from before).
+    async fn relayed_bytes(&self, url: &str) -> u64 {
+        let mut subscriber = self.client.subscribe(self.subject.clone()).await.expect("subscribes");
         let deadline = tokio::time::Instant::now() + SLACK;
         loop {
-            let message = tokio::time::timeout_at(deadline, self.subscriber.next())
+            let message = tokio::time::timeout_at(deadline, subscriber.next())
                 .await
                 .unwrap_or_else(|_| panic!("no heartbeat from {url} within {SLACK:?}"))
                 .expect("subscription open");
@@ -75,7 +77,7 @@ async fn a_caller_on_one_node_calls_a_host_on_another_and_the_bytes_skip_the_hos
     let data = temp_dir("cluster-data");
     let a = ClusterNode::start(&nats.url(), "cross", &data);
     let b = ClusterNode::start(&nats.url(), "cross", &data);
-    let mut heartbeats = Heartbeats::watch(&nats, "cross").await;
+    let heartbeats = Heartbeats::watch(&nats, "cross").await;
     let _host = serve_lab(&a, "lab", "on-a").await;
 
     let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
@@ -102,12 +104,32 @@ async fn a_caller_on_one_node_calls_a_host_on_another_and_the_bytes_skip_the_hos
         let reversed = client.reverse(ctx(), mib.clone()).await.unwrap();
         assert_eq!(reversed.len(), mib.len());
     }
-    // Heartbeats sent after the transfer.
-    let _ = heartbeats.relayed_bytes(&a.url).await;
     let a_after = heartbeats.relayed_bytes(&a.url).await;
     let b_after = heartbeats.relayed_bytes(&b.url).await;
     assert!(b_after - b_before >= 16 * 1024 * 1024, "node b relayed {} bytes", b_after - b_before);
     assert!(a_after - a_before < 64 * 1024, "node a relayed {} bytes of a transfer it is not on", a_after - a_before);
+}
+
+/// Opens channels to `address` through `caller` until one is refused with `NoListener` (the
+/// caller's node has dropped the listener's node from its view), within [`settle`]: every open
+/// fails, each within the open timeout (plus slack) and with a typed error, never a hang.
+async fn until_no_listener(caller: &Connection, address: &str) {
+    let deadline = Instant::now() + settle();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let err = LabClient::connect(caller, address).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. }),
+            "{err:?}"
+        );
+        assert!(took < Duration::from_millis(OPEN_TIMEOUT_MS) + Duration::from_secs(1), "refused after {took:?}");
+        if matches!(err, OpenError::NoListener { .. }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the caller's node still routes to the lost node after {:?}", settle());
 }
 
 #[tokio::test]
@@ -122,24 +144,31 @@ async fn a_killed_listener_node_makes_opens_fail_fast_with_a_typed_error() {
     assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a");
 
     a.kill();
-    // Every open fails, and fast: the dead node's subject has no responders (or, once its
-    // heartbeats stop for the node timeout, node b has dropped it: no listener).
-    let deadline = Instant::now() + settle();
-    while Instant::now() < deadline {
-        let started = Instant::now();
-        let err = LabClient::connect(&caller, "lab").await.unwrap_err();
-        let took = started.elapsed();
-        assert!(
-            matches!(err, OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. }),
-            "{err:?}"
-        );
-        assert!(took < Duration::from_millis(OPEN_TIMEOUT_MS) + Duration::from_secs(1), "refused after {took:?}");
-        if matches!(err, OpenError::NoListener { .. }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("node b still routes to the killed node after {:?}", settle());
+    // The dead node's subject has no responders at once; its heartbeats stop, and after the
+    // node timeout node b has dropped it.
+    until_no_listener(&caller, "lab").await;
+}
+
+#[tokio::test]
+async fn a_stopped_listener_node_is_waited_for_no_longer_than_the_open_timeout() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "stop", &data);
+    let b = ClusterNode::start(&nats.url(), "stop", &data);
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let client = lab_once_known(&caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a");
+
+    // Blackholed: its NATS connection stays open, its subjects have a (silent) responder.
+    a.signal("-STOP");
+    let started = Instant::now();
+    let err = LabClient::connect(&caller, "lab").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, OpenError::Refused { code: ErrorCode::Busy, .. }), "{err:?}");
+    assert!(took >= Duration::from_millis(OPEN_TIMEOUT_MS), "refused after {took:?}, before the open timeout");
+    until_no_listener(&caller, "lab").await;
+    a.signal("-CONT");
 }
 
 #[tokio::test]
