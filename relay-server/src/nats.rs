@@ -153,6 +153,11 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
             }
             Some(message) = open_requests.next() => {
                 let answer = match OpenRequest::decode(&message.payload) {
+                    Ok(request) if !peers.view().is_node_url(&request.url) => {
+                        tracing::warn!(url = %request.url, "open request for a node not in this node's view; refused");
+                        let detail = "the caller's node is not in this node's view";
+                        OpenReply::Refused(Refusal { code: ErrorCode::NoListener, detail: detail.into() })
+                    }
                     Ok(request) => serve_open(shared, &request),
                     Err(e) => OpenReply::Refused(Refusal { code: ErrorCode::BadRequest, detail: e.to_string() }),
                 };
@@ -179,8 +184,9 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
             () = shared.reached(Phase::Closing) => break,
         }
     }
-    // The last word: other nodes drop this one now rather than after the node timeout.
-    let _ = tokio::time::timeout(PUBLISH_TIMEOUT, client.flush()).await;
+    // Closes the NATS connection (the client would otherwise reconnect for as long as anything
+    // holds it): this node's subjects have no responders from now on, so no open waits for it.
+    let _ = tokio::time::timeout(PUBLISH_TIMEOUT, client.drain()).await;
     Ok(())
 }
 

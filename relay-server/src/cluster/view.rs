@@ -236,6 +236,12 @@ impl View {
         Choice::Nobody
     }
 
+    /// Whether `url` is the QUIC URL of a node in the view: only those may be sent a listener
+    /// (a refused node, or anyone else who can publish on NATS, may not).
+    pub(crate) fn is_node_url(&self, url: &str) -> bool {
+        self.nodes.values().any(|node| node.quic_url == url)
+    }
+
     /// The QUIC URL of `node`, if the view knows it.
     #[cfg(test)]
     pub(crate) fn quic_url(&self, node: NodeId) -> Option<&str> {
@@ -330,6 +336,8 @@ mod tests {
         assert_eq!(view.heartbeat(&heartbeat(A, 5), now), Heard::Known);
         assert_eq!(view.remote_listeners("calc"), 2);
         assert_eq!(view.quic_url(A), Some("quic://10.0.0.1:7443"));
+        assert!(view.is_node_url("quic://10.0.0.1:7443"));
+        assert!(!view.is_node_url("quic://10.0.0.9:7443"));
     }
 
     #[test]
@@ -390,6 +398,7 @@ mod tests {
         stranger.fingerprint = FP + 1;
         assert_eq!(view.heartbeat(&stranger, now), Heard::KeyMismatch { first: true });
         assert_eq!(view.heartbeat(&stranger, now), Heard::KeyMismatch { first: false });
+        assert!(!view.is_node_url(&stranger.quic_url), "no listener is sent to a refused node");
         assert_eq!(view.delta(&delta(A, 1, "calc", 1)), Taken::Ignored);
         view.snapshot(A, 1, &[("calc".into(), 1)]);
         assert_eq!(view.nodes(), 0);
