@@ -172,6 +172,46 @@ async fn a_stopped_listener_node_is_waited_for_no_longer_than_the_open_timeout()
 }
 
 #[tokio::test]
+async fn while_nats_is_down_same_node_calls_work_and_cross_node_opens_fail_fast_then_recover() {
+    let mut nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "outage", &data);
+    let b = ClusterNode::start(&nats.url(), "outage", &data);
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller_b = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let caller_a = Connection::connect(&a.url, a.options()).await.expect("caller connects to node a");
+    let open_cross = lab_once_known(&caller_b, "lab").await;
+    assert_eq!(open_cross.whoami(ctx()).await.unwrap(), "on-a");
+
+    nats.kill();
+    let down = Instant::now();
+    // Same-node channels never need NATS; a cross-node channel already open runs on, its data
+    // never touching NATS either.
+    let same = LabClient::connect(&caller_a, "lab").await.expect("same-node channel opens without nats");
+    assert_eq!(same.whoami(ctx()).await.unwrap(), "on-a");
+    assert_eq!(open_cross.check(ctx(), 5).await.unwrap(), Ok(5));
+    // New cross-node opens fail fast and typed until node b drops node a from its view.
+    until_no_listener(&caller_b, "lab").await;
+    assert!(down.elapsed() < settle() + SLACK);
+
+    nats.restart();
+    let back = Instant::now();
+    let recovered = Duration::from_secs(5) + SLACK;
+    let client = loop {
+        match LabClient::connect(&caller_b, "lab").await {
+            Ok(client) => break client,
+            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. })
+                if back.elapsed() < recovered =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cross-node opens did not recover within {recovered:?} of nats's return: {e:?}"),
+        }
+    };
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "the same host, which never reconnected");
+}
+
+#[tokio::test]
 async fn a_node_with_other_keys_is_refused_loudly() {
     let nats = TestNats::start();
     let a = ClusterNode::start(&nats.url(), "keys", &temp_dir("cluster-data"));

@@ -66,7 +66,8 @@ impl Dialer {
         let (address, options, queue, links) =
             (self.address.clone(), self.options.clone(), self.queue.clone(), self.links.clone());
         self.tasks.spawn(async move {
-            match rendezvous(&links, &options, &url, secret).await {
+            let opened = tokio::time::timeout(options.handshake_timeout, rendezvous(&links, &options, &url, secret));
+            match opened.await.unwrap_or(Err(RendezvousError::TimedOut)) {
                 Ok((incoming, send, recv)) => {
                     let wrong_address = incoming.address != address;
                     let pending =
@@ -100,14 +101,14 @@ enum RendezvousError {
     Connect(#[source] crate::error::ConnectError),
     #[error("the rendezvous stream failed")]
     Stream(#[source] ChannelError),
-    #[error("the node sent no channel header in time")]
+    #[error("the rendezvous was not open in time")]
     TimedOut,
     #[error("the node sent a bad channel header")]
     BadHeader(#[source] ProtoError),
 }
 
 /// Opens the rendezvous `secret` on the node at `url` (over a pooled connection) and reads the
-/// channel's header, within the handshake timeout.
+/// channel's header; the caller bounds it with the handshake timeout.
 async fn rendezvous(
     links: &Links,
     options: &ConnectOptions,
