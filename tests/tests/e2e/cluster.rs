@@ -133,6 +133,37 @@ async fn until_no_listener(caller: &Connection, address: &str) {
 }
 
 #[tokio::test]
+async fn channels_are_spread_round_robin_over_the_listeners_of_every_node() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "spread", &data);
+    let b = ClusterNode::start(&nats.url(), "spread", &data);
+    let _host_a = serve_lab(&a, "lab", "on-a").await;
+    let _host_b = serve_lab(&b, "lab", "on-b").await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    // Until node b's view holds node a's listener, every channel goes to node b's own.
+    let deadline = Instant::now() + settle();
+    loop {
+        let client = LabClient::connect(&caller, "lab").await.expect("a channel opens");
+        if client.whoami(ctx()).await.unwrap() == "on-a" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node b never routed to node a's listener");
+    }
+    let (mut on_a, mut on_b) = (0, 0);
+    for _ in 0..60 {
+        let client = LabClient::connect(&caller, "lab").await.expect("a channel opens");
+        match client.whoami(ctx()).await.unwrap().as_str() {
+            "on-a" => on_a += 1,
+            "on-b" => on_b += 1,
+            other => panic!("served by {other}"),
+        }
+    }
+    // One listener per node: each takes half, within ±30%.
+    assert!((21..=39).contains(&on_a) && (21..=39).contains(&on_b), "on a: {on_a}, on b: {on_b}");
+}
+
+#[tokio::test]
 async fn a_killed_listener_node_makes_opens_fail_fast_with_a_typed_error() {
     let nats = TestNats::start();
     let data = temp_dir("cluster-data");
