@@ -22,6 +22,8 @@ pub const OPEN_TIMEOUT_MS: u64 = 500;
 pub struct ClusterNode {
     /// `quic://127.0.0.1:PORT`.
     pub url: String,
+    /// `wss://127.0.0.1:PORT`: its Hybrid Connections endpoint.
+    pub ws_url: String,
     /// Its data directory (shared by the nodes of one cluster, for their keys).
     pub data_dir: PathBuf,
     /// Its log (stderr).
@@ -63,9 +65,16 @@ impl ClusterNode {
             .strip_prefix("relay listening on ")
             .unwrap_or_else(|| panic!("relay-server printed {first:?}; its log: {}", log.display()))
             .to_owned();
+        let mut second = String::new();
+        stdout.read_line(&mut second).expect("relay-server prints its wss address");
+        let ws_url = second
+            .split_whitespace()
+            .find(|word| word.starts_with("wss://"))
+            .unwrap_or_else(|| panic!("relay-server printed {second:?}; its log: {}", log.display()))
+            .to_owned();
         // Whatever else it prints is read and dropped, so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in stdout.lines() {});
-        Self { url, data_dir: data_dir.to_owned(), log, child }
+        Self { url, ws_url, data_dir: data_dir.to_owned(), log, child }
     }
 
     /// Options that trust the cluster's certificate and sign tokens with its root key.

@@ -90,6 +90,11 @@ async fn a_caller_on_one_node_calls_a_host_on_another_and_the_bytes_skip_the_hos
         assert_eq!(other.check(ctx(), 3).await.unwrap(), Ok(3));
     }
 
+    // A caller over Hybrid Connections (wss) on node b reaches the QUIC host on node a too.
+    let ws_caller = Connection::connect(&b.ws_url, b.options()).await.expect("wss caller connects to node b");
+    let over_wss = LabClient::connect(&ws_caller, "lab").await.expect("a channel opens over wss");
+    assert_eq!(over_wss.whoami(ctx()).await.unwrap(), "on-a");
+
     // An address with no listener anywhere: refused at once, as on a single node.
     let started = Instant::now();
     let err = LabClient::connect(&caller, "nowhere").await.unwrap_err();
