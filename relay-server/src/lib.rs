@@ -184,6 +184,12 @@ impl Relay {
         &self.root_key_path
     }
 
+    /// In cluster mode, the cluster's name and the QUIC URL this node gives the others (where
+    /// their listeners dial for its callers); `None` for a single node.
+    pub fn cluster(&self) -> Option<(&str, &str)> {
+        self.join.as_ref().map(|join| (join.config.name.as_str(), join.quic_url.as_str()))
+    }
+
     /// Serves until `shutdown` resolves, then drains: no new channels, open ones get the
     /// configured grace period, then every connection closes with a "relay shutting down" code.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {

@@ -123,6 +123,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(addr) = relay.ws_plain_addr() {
         lines.push(format!("relay listening on ws://{addr} (unencrypted)"));
     }
+    if let Some((name, advertised)) = relay.cluster() {
+        lines.push(format!("relay node of cluster {name:?}, reached by other nodes' listeners at {advertised}"));
+    }
     lines.push(format!("certificate for clients to trust: {}", relay.cert_path().display()));
     lines.push(format!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display()));
     lines.push("tools started beside ./relay-data sign their own tokens with it; to make one:".into());

@@ -66,6 +66,9 @@ pub(crate) async fn run(shared: Arc<Shared>, join: Option<Join>) {
 async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
     let Join { config, node, quic_url, wss_url, fingerprint } = join;
     let subjects = Subjects::new(&config.name).expect("validated with the config");
+    // Each (re)connection is announced with a heartbeat at once: the other nodes' views catch up
+    // with this one a heartbeat period sooner.
+    let connected = Arc::new(tokio::sync::Notify::new());
     let servers: Vec<async_nats::ServerAddr> = config.nats.iter().filter_map(|url| url.parse().ok()).collect();
     let client = async_nats::ConnectOptions::new()
         .name(format!("relay-server {node}"))
@@ -74,7 +77,18 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2_000)))
-        .event_callback(|event| async move { tracing::info!(%event, "nats") })
+        .event_callback({
+            let connected = connected.clone();
+            move |event| {
+                let connected = connected.clone();
+                async move {
+                    tracing::info!(%event, "nats");
+                    if event == async_nats::Event::Connected {
+                        connected.notify_one();
+                    }
+                }
+            }
+        })
         .connect(servers)
         .await
         .map_err(ClusterError::Connect)?;
@@ -180,6 +194,9 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
                         publish(&peers, subjects.delta(), delta.encode()).await;
                     }
                 }
+            }
+            () = connected.notified() => {
+                publish(&peers, subjects.heartbeat(), heartbeat(shared, &peers).encode()).await;
             }
             () = shared.reached(Phase::Closing) => break,
         }
