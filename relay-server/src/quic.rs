@@ -264,6 +264,8 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             };
             gate.pass(&connection, shared.config.connection_window_bytes);
             open.authorize(relay_proto::io::announce_streams(&connection));
+            // The stream leaves the connection's grant here, while the caller's node splices it:
+            // such streams are bounded by the callers' own channels instead, one secret each.
             tracing::debug!("rendezvous from a listener on another node");
             let _ = waiting.send(Outcome::Accepted { ws: Box::new(Pipe { send, recv }), protocol: None });
             return;

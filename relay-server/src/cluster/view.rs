@@ -2,7 +2,7 @@
 //! addresses each has listeners on; and, from that, where the next channel to an address goes.
 //! Sans-IO: heartbeats, deltas, snapshots and ticks in (with the time), decisions out.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use relay_proto::cluster::{Delta, Heartbeat, NodeId};
@@ -74,7 +74,9 @@ pub(crate) struct View {
     fingerprint: u64,
     node_timeout: Duration,
     nodes: BTreeMap<NodeId, Node>,
-    refused: HashSet<NodeId>,
+    /// Nodes refused for their keys, with when they were last heard: forgotten like the others
+    /// once silent, so that the set stays as small as the cluster.
+    refused: HashMap<NodeId, Instant>,
     /// Address → node → listeners there (never 0).
     directory: HashMap<String, BTreeMap<NodeId, u32>>,
     /// Per address, how many channels were routed so far: the round-robin cursor.
@@ -90,7 +92,7 @@ impl View {
             fingerprint,
             node_timeout,
             nodes: BTreeMap::new(),
-            refused: HashSet::new(),
+            refused: HashMap::new(),
             directory: HashMap::new(),
             cursors: HashMap::new(),
         }
@@ -103,7 +105,8 @@ impl View {
         }
         if heartbeat.fingerprint != self.fingerprint {
             self.forget(heartbeat.node);
-            return Heard::KeyMismatch { first: self.refused.insert(heartbeat.node) };
+            let first = self.refused.insert(heartbeat.node, now).is_none();
+            return Heard::KeyMismatch { first };
         }
         match self.nodes.get_mut(&heartbeat.node) {
             None => {
@@ -178,6 +181,7 @@ impl View {
         for id in &silent {
             self.forget(*id);
         }
+        self.refused.retain(|_, heard| now.saturating_duration_since(*heard) < timeout);
         silent
     }
 
@@ -399,6 +403,11 @@ mod tests {
         assert_eq!(view.heartbeat(&stranger, now), Heard::KeyMismatch { first: true });
         assert_eq!(view.heartbeat(&stranger, now), Heard::KeyMismatch { first: false });
         assert!(!view.is_node_url(&stranger.quic_url), "no listener is sent to a refused node");
+        // Forgotten once silent (said again should it come back), so that strangers cannot grow
+        // the view without bound.
+        view.tick(now + TIMEOUT);
+        assert!(view.refused.is_empty());
+        assert_eq!(view.heartbeat(&stranger, now + TIMEOUT), Heard::KeyMismatch { first: true });
         assert_eq!(view.delta(&delta(A, 1, "calc", 1)), Taken::Ignored);
         view.snapshot(A, 1, &[("calc".into(), 1)]);
         assert_eq!(view.nodes(), 0);
