@@ -24,6 +24,11 @@ use crate::state::Shared;
 /// How long a publish may wait for room in the client's queue (while NATS is slow or away).
 const PUBLISH_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// Messages one subscription may have waiting for the driver (the client's default is 65,536,
+/// each up to NATS's payload limit). Past it NATS drops them as for a slow consumer: a lost
+/// delta is noticed by the next heartbeat's sequence number and mended by a snapshot.
+const SUBSCRIPTION_CAPACITY: usize = 1024;
+
 /// The most snapshot pages fetched from one node (each up to 512 KiB).
 const MAX_SNAPSHOT_PAGES: usize = 256;
 
@@ -73,6 +78,7 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
     let client = async_nats::ConnectOptions::new()
         .name(format!("relay-server {node}"))
         .ping_interval(Duration::from_secs(1))
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
         .connection_timeout(config.open_timeout().max(Duration::from_secs(1)))
         .retry_on_initial_connect()
         .max_reconnects(None)
