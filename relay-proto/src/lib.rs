@@ -32,6 +32,7 @@
 mod address;
 mod assembler;
 pub mod auth;
+pub mod cluster;
 mod codes;
 pub mod contract;
 mod fnv;
@@ -53,4 +54,7 @@ pub use frame::{
     ALPN, DEFAULT_MAX_FRAME, FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME, MAX_HELLO_FRAME, MAX_TOKEN_LEN, PROTOCOL_VERSION,
     ProtoError, decode_frame_len, encode_frame, split_frame,
 };
-pub use message::{ContractInfo, Control, Hello, Incoming, MAX_TYPES, MethodInfo, Refusal, Reply, TypeInfo};
+pub use message::{
+    ContractInfo, Control, Hello, Incoming, MAX_DIAL_URL_LEN, MAX_SECRET_LEN, MAX_TYPES, MethodInfo, Refusal, Reply,
+    TypeInfo,
+};

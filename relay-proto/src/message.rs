@@ -12,6 +12,13 @@ const TAG_REFUSED: u8 = 4;
 const TAG_INCOMING: u8 = 5;
 const TAG_RENEW_TOKEN: u8 = 6;
 const TAG_GO_AWAY: u8 = 7;
+const TAG_DIAL: u8 = 8;
+const TAG_RENDEZVOUS: u8 = 9;
+
+/// The longest relay URL a [`Control::Dial`] carries.
+pub const MAX_DIAL_URL_LEN: usize = 1024;
+/// The longest one-time rendezvous secret.
+pub const MAX_SECRET_LEN: usize = 128;
 
 const MAX_NAME_LEN: usize = 256;
 const MAX_DETAIL_LEN: usize = 1024;
@@ -118,13 +125,21 @@ pub enum Hello {
         /// The contract the caller speaks.
         contract: ContractInfo,
     },
+    /// A host answers a [`Control::Dial`]: this stream is the one-time rendezvous the relay node
+    /// named, authorized by its secret (no token). The relay then writes an [`Incoming`] on it
+    /// and reads the host's [`Reply`], as on a stream the relay opens itself.
+    Rendezvous {
+        /// The secret from the `Dial`.
+        secret: String,
+    },
 }
 
 impl Hello {
-    /// The address named by the hello.
+    /// The address named by the hello (empty for a rendezvous, which names none).
     pub fn address(&self) -> &str {
         match self {
             Self::Listen { address, .. } | Self::Connect { address, .. } => address,
+            Self::Rendezvous { .. } => "",
         }
     }
 
@@ -140,6 +155,7 @@ impl Hello {
                 contract.write(&mut w);
                 w.finish()
             }
+            Self::Rendezvous { secret } => Writer::new(PROTOCOL_VERSION, TAG_RENDEZVOUS).str(secret).finish(),
         }
     }
 
@@ -153,6 +169,7 @@ impl Hello {
                 token: token(&mut r)?,
                 contract: ContractInfo::read(&mut r)?,
             },
+            TAG_RENDEZVOUS => Self::Rendezvous { secret: r.str("secret", MAX_SECRET_LEN)?.to_owned() },
             other => return Err(ProtoError::UnexpectedMessage(other)),
         };
         r.end()?;
@@ -258,6 +275,16 @@ pub enum Control {
     /// channels already open run until they finish or the relay's grace period ends. The host
     /// should register again, elsewhere (another relay node) or later, at once.
     GoAway,
+    /// Relay to host (cluster mode): a caller on another relay node wants a channel to this
+    /// listener. The host opens a stream to `url` (a connection of its own to that node) with a
+    /// [`Hello::Rendezvous`] carrying `secret`; that node then serves the stream as a channel
+    /// it routed, so the channel's bytes never pass through this relay.
+    Dial {
+        /// The QUIC URL of the caller's node, `quic://host:port`.
+        url: String,
+        /// The one-time secret that node waits under.
+        secret: String,
+    },
 }
 
 impl Control {
@@ -266,6 +293,7 @@ impl Control {
         match self {
             Self::RenewToken { token } => Writer::new(PROTOCOL_VERSION, TAG_RENEW_TOKEN).str(token).finish(),
             Self::GoAway => Writer::new(PROTOCOL_VERSION, TAG_GO_AWAY).finish(),
+            Self::Dial { url, secret } => Writer::new(PROTOCOL_VERSION, TAG_DIAL).str(url).str(secret).finish(),
         }
     }
 
@@ -275,6 +303,10 @@ impl Control {
         let control = match tag {
             TAG_RENEW_TOKEN => Self::RenewToken { token: r.str("token", MAX_TOKEN_LEN)?.to_owned() },
             TAG_GO_AWAY => Self::GoAway,
+            TAG_DIAL => Self::Dial {
+                url: r.str("dial url", MAX_DIAL_URL_LEN)?.to_owned(),
+                secret: r.str("secret", MAX_SECRET_LEN)?.to_owned(),
+            },
             other => return Err(ProtoError::UnexpectedMessage(other)),
         };
         r.end()?;
@@ -321,6 +353,7 @@ mod tests {
             Hello::Listen { address: "calc".into(), token: None },
             Hello::Listen { address: "eu/calc".into(), token: Some("t".into()) },
             Hello::Connect { address: "calc".into(), token: Some("tok".into()), contract: contract() },
+            Hello::Rendezvous { secret: "s3cret".into() },
         ];
         for hello in hellos {
             assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
@@ -330,7 +363,12 @@ mod tests {
         }
         let incoming = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
         assert_eq!(Incoming::decode(&incoming.encode()), Ok(incoming));
-        for control in [Control::RenewToken { token: "SharedAccessSignature sr=x".into() }, Control::GoAway] {
+        let controls = [
+            Control::RenewToken { token: "SharedAccessSignature sr=x".into() },
+            Control::GoAway,
+            Control::Dial { url: "quic://10.0.0.2:7443".into(), secret: "s3cret".into() },
+        ];
+        for control in controls {
             assert_eq!(Control::decode(&control.encode()), Ok(control));
         }
     }

@@ -152,6 +152,93 @@ pub struct Config {
     pub multicast_queue_bytes: usize,
     /// Per-address options.
     pub addresses: Vec<AddressConfig>,
+    /// Cluster mode: several relay nodes acting as one, coordinated over NATS. Unset (the
+    /// default): a single node, no NATS connection.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `[cluster]` table: how this node joins its cluster.
+///
+/// Every node of a cluster must accept the same tokens (share one `data_dir`'s root key, or the
+/// same `keys`): a node whose keys differ is refused by the others.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// NATS servers, `nats://host:port`; the client moves to another when one fails.
+    pub nats: Vec<String>,
+    /// The cluster's name: several clusters may share one NATS. Default `default`.
+    pub name: String,
+    /// This node's public QUIC URL (`quic://host:port`), where hosts dial rendezvous for callers
+    /// on this node. Default: `quic://` and the QUIC listen address, unless that is unspecified
+    /// (`0.0.0.0`, `::`), which no one can dial.
+    pub advertise_quic: Option<String>,
+    /// This node's public `wss://` URL. Default: from `ws_listen`, as for `advertise_quic`.
+    pub advertise_wss: Option<String>,
+    /// How often this node tells the others it is alive. Default 1000 ms.
+    pub heartbeat_ms: u64,
+    /// A node silent this long leaves the others' views, with its listeners. Default 3000 ms.
+    pub node_timeout_ms: u64,
+    /// How long a node waits for another node to answer a channel open before it tries
+    /// elsewhere or refuses the caller. Default 1000 ms.
+    pub open_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats: Vec::new(),
+            name: "default".into(),
+            advertise_quic: None,
+            advertise_wss: None,
+            heartbeat_ms: 1000,
+            node_timeout_ms: 3000,
+            open_timeout_ms: 1000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid(format!("cluster: {what}")));
+        if self.nats.is_empty() {
+            return invalid("nats must name at least one server".into());
+        }
+        for url in &self.nats {
+            if url.parse::<async_nats::ServerAddr>().is_err() {
+                return invalid(format!("{url:?} is not a NATS server URL"));
+            }
+        }
+        if let Err(e) = relay_proto::cluster::Subjects::new(&self.name) {
+            return invalid(e.to_string());
+        }
+        if self.heartbeat_ms == 0 || self.open_timeout_ms == 0 || self.node_timeout_ms <= self.heartbeat_ms {
+            return invalid(
+                "heartbeat_ms and open_timeout_ms must be positive, node_timeout_ms above heartbeat_ms".into(),
+            );
+        }
+        for (name, url, scheme) in
+            [("advertise_quic", &self.advertise_quic, "quic://"), ("advertise_wss", &self.advertise_wss, "wss://")]
+        {
+            if let Some(url) = url
+                && (!url.starts_with(scheme) || url.len() > relay_proto::MAX_DIAL_URL_LEN)
+            {
+                return invalid(format!("{name} {url:?} must be a {scheme}host:port URL"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    pub(crate) fn node_timeout(&self) -> Duration {
+        Duration::from_millis(self.node_timeout_ms)
+    }
+
+    pub(crate) fn open_timeout(&self) -> Duration {
+        Duration::from_millis(self.open_timeout_ms)
+    }
 }
 
 /// A named shared access key with its rights.
@@ -268,6 +355,7 @@ impl Default for Config {
             multicast_queue_frames: 1024,
             multicast_queue_bytes: 4 * 1024 * 1024,
             addresses: Vec::new(),
+            cluster: None,
         }
     }
 }
@@ -339,6 +427,12 @@ impl Config {
             validate_address(&address.path)
                 .map_err(|e| ConfigError::Invalid(format!("address {:?}: {e}", address.path)))?;
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+            if cluster.advertise_quic.is_none() && self.quic_listen.ip().is_unspecified() {
+                return invalid("cluster: quic_listen is unspecified (0.0.0.0 or ::): set advertise_quic");
+            }
+        }
         Ok(())
     }
 
@@ -394,5 +488,44 @@ mod tests {
                 .unwrap();
         assert!(bad.validate().is_err());
         assert!(toml::from_str::<Config>("[[keys]]\nname = \"a\"\nprimary_key = \"k\"\nrights = [\"fly\"]").is_err());
+    }
+
+    #[test]
+    fn the_cluster_table_is_optional_and_checked() {
+        assert!(Config::default().cluster.is_none(), "a single node by default");
+        let config: Config = toml::from_str(
+            r#"
+            [cluster]
+            nats = ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+            name = "eu-1"
+            advertise_quic = "quic://relay-1.example.com:7443"
+            heartbeat_ms = 200
+            node_timeout_ms = 1000
+            open_timeout_ms = 500
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(cluster.nats.len(), 2);
+        assert_eq!(cluster.node_timeout(), Duration::from_secs(1));
+        let check = |toml: &str| {
+            toml::from_str::<Config>(toml).map_err(|e| e.to_string())?.validate().map_err(|e| e.to_string())
+        };
+        check("[cluster]\nnats = [\"nats://127.0.0.1:4222\"]").unwrap();
+        assert!(check("[cluster]\nnats = []").is_err(), "no server");
+        assert!(
+            check("[cluster]\nnats = [\"nats://a:1\"]\nname = \"a.b\"").is_err(),
+            "a name that is not a subject token"
+        );
+        assert!(
+            check("[cluster]\nnats = [\"nats://a:1\"]\nheartbeat_ms = 3000").is_err(),
+            "heartbeat not below the timeout"
+        );
+        assert!(check("[cluster]\nnats = [\"nats://a:1\"]\nadvertise_quic = \"wss://x:1\"").is_err(), "wrong scheme");
+        assert!(check("[cluster]\nnats = [\"nats://a:1\"]\nnodes = 3").is_err(), "unknown field");
+        let unspecified = "quic_listen = \"0.0.0.0:7443\"\n[cluster]\nnats = [\"nats://a:1\"]";
+        assert!(check(unspecified).is_err(), "no address others can dial");
+        check(&format!("{unspecified}\nadvertise_quic = \"quic://relay.example.com:7443\"")).unwrap();
     }
 }

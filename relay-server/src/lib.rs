@@ -19,10 +19,11 @@
 //
 // Foundations: the configuration and the relay's identity, the registry of listeners and the
 // handles it holds, limits per source, the buffer budget, the auth policy, the rendezvous table,
-// the relay's phase. None imports anything of the layers above.
+// the relay's phase, the cluster's state (sans-IO). None imports anything of the layers above.
 pub mod auth;
 mod budget;
 pub mod certs;
+mod cluster;
 mod config;
 mod deadline;
 mod key_file;
@@ -37,14 +38,18 @@ mod tls;
 // Channel ends (QUIC streams, WebSockets) and splicing them.
 mod channel;
 
-// The state shared by every connection, which composes the foundations; routing a channel to a
-// listener, and multicast on top of routing; the counters read from the state.
+// The state shared by every connection, which composes the foundations; the link to the other
+// nodes of a cluster; routing a channel to a listener (here or on another node), and multicast on
+// top of routing; the counters read from the state.
 mod multicast;
+mod peers;
 mod router;
 mod state;
 mod stats;
 
-// The transports' drivers: they accept connections and take each through the layers below.
+// The drivers: the transports', which accept connections and take each through the layers
+// below, and the NATS driver of cluster mode.
+mod nats;
 mod quic;
 mod ws;
 
@@ -52,7 +57,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{AddressConfig, AddressMode, Config, ConfigError, KeyConfig, Secret};
+pub use config::{AddressConfig, AddressMode, ClusterConfig, Config, ConfigError, KeyConfig, Secret};
 pub use quic::EndpointError;
 pub use stats::Stats;
 
@@ -93,6 +98,8 @@ pub struct Relay {
     cert_path: PathBuf,
     root_key_path: PathBuf,
     shared: Arc<Shared>,
+    /// How this node joins its cluster; `None` for a single node.
+    join: Option<nats::Join>,
 }
 
 impl Relay {
@@ -104,6 +111,7 @@ impl Relay {
         let cert_path = identity.cert_path.clone();
         let root_key = root_key::load_or_generate(&config.data_dir)?;
         let root_key_path = root_key::root_key_path(&config.data_dir);
+        let fingerprint = cluster::key_fingerprint(Some(&root_key), &config.keys);
         let policy = auth::Policy::new(&config, Some(root_key));
         let mut ws_listeners = Vec::new();
         let mut ws_addr = None;
@@ -122,7 +130,19 @@ impl Relay {
         let endpoint = quic::bind(&config, &identity)?;
         let quic_addr =
             endpoint.local_addr().map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
+        let join = config.cluster.clone().map(|cluster| {
+            let advertised =
+                |addr: SocketAddr, scheme: &str| (!addr.ip().is_unspecified()).then(|| format!("{scheme}://{addr}"));
+            nats::Join {
+                quic_url: cluster.advertise_quic.clone().or_else(|| advertised(quic_addr, "quic")).unwrap_or_default(),
+                wss_url: cluster.advertise_wss.clone().or_else(|| ws_addr.and_then(|addr| advertised(addr, "wss"))),
+                node: cluster::new_node_id(),
+                fingerprint,
+                config: cluster,
+            }
+        });
         Ok(Self {
+            join,
             endpoint,
             quic_addr,
             ws: ws_listeners,
@@ -164,10 +184,16 @@ impl Relay {
         &self.root_key_path
     }
 
+    /// In cluster mode, the cluster's name and the QUIC URL this node gives the others (where
+    /// their listeners dial for its callers); `None` for a single node.
+    pub fn cluster(&self) -> Option<(&str, &str)> {
+        self.join.as_ref().map(|join| (join.config.name.as_str(), join.quic_url.as_str()))
+    }
+
     /// Serves until `shutdown` resolves, then drains: no new channels, open ones get the
     /// configured grace period, then every connection closes with a "relay shutting down" code.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self { endpoint, ws, shared, .. } = self;
+        let Self { endpoint, ws, shared, join, .. } = self;
         tracing::info!(quic = %self.quic_addr, wss = ?self.ws_addr, ws = ?self.ws_plain_addr, "relay running");
         let coordinator = async {
             shutdown.await;
@@ -187,6 +213,7 @@ impl Relay {
         tokio::join!(
             quic::accept_loop(endpoint.clone(), shared.clone()),
             ws::accept_loop(ws, shared.clone()),
+            nats::run(shared.clone(), join),
             coordinator
         );
         // Closed connections drain for three probe timeouts so peers hear the close; then the port is free.

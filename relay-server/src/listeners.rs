@@ -1,6 +1,7 @@
 //! How the relay reaches a registered listener, whatever its transport: what the registry
 //! holds for each, and what the router opens channels through.
 
+use relay_proto::Control;
 use relay_proto::hc::Accept;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -9,9 +10,19 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub(crate) enum ListenerHandle {
     /// A native host: one QUIC stream per channel on its connection.
-    Quic(quinn::Connection),
+    Quic(QuicListener),
     /// A Hybrid Connections listener: `accept` notifications on its control WebSocket.
     Hc(HcListener),
+}
+
+/// A native host's registration, as the router sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct QuicListener {
+    /// The host's connection, on which the relay opens a stream per channel.
+    pub(crate) connection: quinn::Connection,
+    /// Messages for the host's control stream (a cluster's `Dial`s); the registration's task
+    /// writes them.
+    pub(crate) control: mpsc::Sender<Control>,
 }
 
 /// A Hybrid Connections listener's control channel, as the router sees it.

@@ -44,6 +44,11 @@ struct RunArgs {
     /// Where the certificate and keys live [default: ./relay-data].
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// Join a cluster of relay nodes through this NATS server (repeatable, for several); the
+    /// config file's `[cluster]` table sets the rest. Nodes of one cluster share their keys (one
+    /// data directory, or the same keys in their configs).
+    #[arg(long = "cluster-nats", value_name = "URL")]
+    cluster_nats: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +104,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(dir) = cli.run.data_dir {
         config.data_dir = dir;
     }
+    if !cli.run.cluster_nats.is_empty() {
+        config.cluster.get_or_insert_default().nats = cli.run.cluster_nats;
+    }
     match cli.command {
         Some(Command::Token(args)) => print_token(&config, args),
         None => run(config).await,
@@ -114,6 +122,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(addr) = relay.ws_plain_addr() {
         lines.push(format!("relay listening on ws://{addr} (unencrypted)"));
+    }
+    if let Some((name, advertised)) = relay.cluster() {
+        lines.push(format!("relay node of cluster {name:?}, reached by other nodes' listeners at {advertised}"));
     }
     lines.push(format!("certificate for clients to trust: {}", relay.cert_path().display()));
     lines.push(format!("root key ({ROOT_KEY_NAME}): {}", relay.root_key_path().display()));

@@ -14,7 +14,7 @@ use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::io::{read_frame_within, read_next_frame, write_frame};
 use relay_proto::session::{ListenerSession, Next};
 use relay_proto::{self, ContractInfo, Control, ErrorCode, FrameAssembler, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -23,9 +23,10 @@ use crate::channel::{End, Pipe, cut, splice};
 use crate::config::Config;
 use crate::deadline::sleep_until;
 use crate::limits::{Slot, TokenBucket};
-use crate::listeners::ListenerHandle;
+use crate::listeners::{ListenerHandle, QuicListener};
 use crate::multicast;
 use crate::phase::Phase;
+use crate::rendezvous::Outcome;
 use crate::router::{ChannelRequest, route};
 use crate::state::{ChannelGuard, Shared};
 
@@ -255,6 +256,20 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
     let (right, token) = match &hello {
         Hello::Listen { token, .. } => (Right::Listen, token),
         Hello::Connect { token, .. } => (Right::Send, token),
+        Hello::Rendezvous { secret } => {
+            // Authorized by its one-time secret, which only the node that made it and the
+            // listener it was sent to know; no token.
+            let Some(waiting) = shared.quic_rendezvous.take(secret) else {
+                return refuse(send, recv, ErrorCode::NoListener, "no caller waits for this rendezvous").await;
+            };
+            gate.pass(&connection, shared.config.connection_window_bytes);
+            open.authorize(relay_proto::io::announce_streams(&connection));
+            // The stream leaves the connection's grant here, while the caller's node splices it:
+            // such streams are bounded by the callers' own channels instead, one secret each.
+            tracing::debug!("rendezvous from a listener on another node");
+            let _ = waiting.send(Outcome::Accepted { ws: Box::new(Pipe { send, recv }), protocol: None });
+            return;
+        }
     };
     let granted = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
         Ok(granted) => granted,
@@ -273,6 +288,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
                 Err(over) => refuse(send, recv, ErrorCode::RateLimited, over).await,
             }
         }
+        Hello::Rendezvous { .. } => {}
     }
 }
 
@@ -290,6 +306,13 @@ async fn refuse(mut send: SendStream, _recv: RecvStream, code: ErrorCode, detail
 /// How long a refusal may wait for the peer's flow control; a refusal is a few dozen bytes.
 const REFUSAL_WRITE: Duration = Duration::from_secs(2);
 
+/// Control messages (a cluster's `Dial`s) waiting for one listener's control stream; past it,
+/// the listener is passed over as unreachable.
+const CONTROL_QUEUE: usize = 64;
+
+/// How long a control message may wait for the host's flow control.
+const CONTROL_WRITE: Duration = Duration::from_secs(2);
+
 /// Registers a listener for as long as its control stream stays open and its token is valid.
 async fn serve_listener(
     shared: &Shared,
@@ -302,20 +325,23 @@ async fn serve_listener(
     if shared.draining() {
         return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
     }
-    let registered = shared.registry().register(&address, ListenerHandle::Quic(connection));
+    let (control, mut to_host) = mpsc::channel(CONTROL_QUEUE);
+    let registered = shared.registry().register(&address, ListenerHandle::Quic(QuicListener { connection, control }));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,
     };
     shared.listener_registered();
+    shared.listeners_changed(&address);
     if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
         tracing::info!(%address, listener = id, "listener registered");
-        let ended = hold_registration(shared, &address, expiry, &mut send, &mut recv).await;
+        let ended = hold_registration(shared, &address, expiry, &mut send, &mut recv, &mut to_host).await;
         if let Some(code) = ended {
             cut(&mut send, &mut recv, code);
         }
     }
     shared.registry().unregister(&address, id);
+    shared.listeners_changed(&address);
     tracing::info!(%address, listener = id, "listener left");
 }
 
@@ -329,6 +355,7 @@ async fn hold_registration(
     expiry: Option<u64>,
     send: &mut SendStream,
     recv: &mut RecvStream,
+    to_host: &mut mpsc::Receiver<Control>,
 ) -> Option<StreamCode> {
     let mut session = ListenerSession::new(expiry);
     // Kept across iterations: a frame half read when a timer fires is finished by the next read.
@@ -355,6 +382,16 @@ async fn hold_registration(
                 continue;
             }
             () = sleep_until(wake), if wake.is_some() => continue,
+            Some(message) = to_host.recv() => {
+                // A host that does not read its control stream holds up only its own messages.
+                let body = message.encode();
+                let write = write_frame(send, &body);
+                if !matches!(tokio::time::timeout(CONTROL_WRITE, write).await, Ok(Ok(()))) {
+                    tracing::debug!(%address, "cannot write to the listener's control stream");
+                    return None;
+                }
+                continue;
+            }
         };
         let Ok(frame) = frame else { return None };
         match Control::decode(&frame) {

@@ -159,6 +159,16 @@ impl<L: Clone> Registry<L> {
             .map_or_else(Vec::new, |r| r.listeners.iter().map(|e| (e.id, e.listener.clone())).collect())
     }
 
+    /// Every address with a listener.
+    pub fn addresses(&self) -> Vec<String> {
+        self.addresses.keys().cloned().collect()
+    }
+
+    /// How many listeners all addresses have together.
+    pub fn total(&self) -> usize {
+        self.addresses.values().map(|r| r.listeners.len()).sum()
+    }
+
     /// How many listeners `address` has.
     pub fn listeners(&self, address: &str) -> usize {
         self.addresses.get(address).map_or(0, |r| r.listeners.len())

@@ -1,17 +1,18 @@
 //! State shared by every connection of a running relay.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::auth::Policy;
 use crate::budget::Budget;
-use crate::channel::{SpliceContext, WsStream};
+use crate::channel::{Pipe, SpliceContext, WsStream};
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::ListenerHandle;
+use crate::peers::Peers;
 use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, Registry};
 use crate::rendezvous::RendezvousTable;
@@ -24,6 +25,17 @@ pub(crate) struct Shared {
     registry: Mutex<Registry<ListenerHandle>>,
     /// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
     pub(crate) rendezvous: RendezvousTable<WsStream>,
+    /// Rendezvous secrets of callers waiting for a QUIC listener on another node to dial here.
+    pub(crate) quic_rendezvous: RendezvousTable<Pipe>,
+    /// Bytes moved between channel ends so far.
+    pub(crate) relayed_bytes: AtomicU64,
+    /// This node's link to the rest of its cluster, once the NATS driver has made it; never set
+    /// without a `[cluster]` configuration.
+    pub(crate) peers: OnceLock<Arc<Peers>>,
+    /// Addresses whose listeners changed since the cluster was last told (cluster mode only).
+    cluster_changed: Mutex<BTreeSet<String>>,
+    /// Wakes the NATS driver when an address is added to `cluster_changed`.
+    pub(crate) cluster_change: Notify,
     phase: RelayPhase,
     pub(crate) open_channels: AtomicUsize,
     pub(crate) next_channel_id: AtomicU64,
@@ -76,6 +88,11 @@ impl Shared {
             policy,
             registry,
             rendezvous: RendezvousTable::default(),
+            quic_rendezvous: RendezvousTable::default(),
+            relayed_bytes: AtomicU64::new(0),
+            peers: OnceLock::new(),
+            cluster_changed: Mutex::default(),
+            cluster_change: Notify::new(),
             phase: RelayPhase::new(),
             open_channels: AtomicUsize::new(0),
             next_channel_id: AtomicU64::new(1),
@@ -100,6 +117,25 @@ impl Shared {
     /// Tells multicast publishers that a listener registered; call after each registration.
     pub(crate) fn listener_registered(&self) {
         self.registrations.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Notes that `address` gained or lost a listener, for the cluster to be told (in cluster
+    /// mode; otherwise nothing).
+    pub(crate) fn listeners_changed(&self, address: &str) {
+        if self.config.cluster.is_some() {
+            self.cluster_changed.lock().unwrap_or_else(PoisonError::into_inner).insert(address.to_owned());
+            self.cluster_change.notify_one();
+        }
+    }
+
+    /// The addresses noted by [`listeners_changed`](Self::listeners_changed) since the last call.
+    pub(crate) fn take_changed(&self) -> BTreeSet<String> {
+        std::mem::take(&mut *self.cluster_changed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// This node's link to its cluster, if it is in one and the link is made.
+    pub(crate) fn peers(&self) -> Option<&Arc<Peers>> {
+        self.peers.get()
     }
 
     /// Changes each time a listener registers.
@@ -127,7 +163,7 @@ impl Shared {
 
     /// What this relay's splices need of it.
     pub(crate) fn splice_context(&self) -> SpliceContext<'_> {
-        SpliceContext { config: &self.config, budget: &self.budget, phase: &self.phase }
+        SpliceContext { config: &self.config, budget: &self.budget, phase: &self.phase, relayed: &self.relayed_bytes }
     }
 }
 

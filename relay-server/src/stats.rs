@@ -48,6 +48,12 @@ impl Stats {
         self.shared.multicast.queued_bytes.load(Ordering::Relaxed)
     }
 
+    /// Bytes of channel traffic this relay has moved from one end of a channel to the other since
+    /// it started, both directions added up.
+    pub fn relayed_bytes(&self) -> u64 {
+        self.shared.relayed_bytes.load(Ordering::Relaxed)
+    }
+
     /// Bytes of channel messages the relay holds now against `max_buffered_bytes`: read from one
     /// end, not yet written on to the other (including reservations for frames being read).
     pub fn buffered_bytes(&self) -> usize {

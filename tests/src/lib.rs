@@ -1,6 +1,8 @@
 //! Support for the end-to-end tests: a real relay on `127.0.0.1:0`, a test contract, hosts.
 
+pub mod cluster;
 pub mod lab;
+pub mod nats;
 pub mod node;
 pub mod raw_ws;
 

@@ -93,7 +93,7 @@ impl Link {
     ) -> Result<Registration, ListenError> {
         match self {
             Self::Quic(link) => {
-                quic::host::register(link, options, address, token, renewal).await.map(Registration::Quic)
+                quic::host::register(link, options, address, token, renewal, queue).await.map(Registration::Quic)
             }
             Self::Ws(link) => link.listen(address, token, renewal, queue).await.map(Registration::Ws),
         }

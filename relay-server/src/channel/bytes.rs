@@ -1,5 +1,7 @@
 //! QUIC to QUIC: splicing two streams byte for byte, without copying or parsing payloads.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_proto::StreamCode;
 
@@ -9,13 +11,14 @@ use super::{Pipe, Side};
 const MAX_CHUNK: usize = 64 * 1024;
 
 /// Moves bytes both ways until both directions finish, or one end fails. When one end fails the
-/// other is cut at once with a code saying who went away, so no one waits for a deadline.
-pub(crate) async fn splice_bytes(caller: Pipe, host: Pipe) -> Option<Side> {
+/// other is cut at once with a code saying who went away, so no one waits for a deadline. Adds
+/// the bytes moved to `relayed`.
+pub(crate) async fn splice_bytes(caller: Pipe, host: Pipe, relayed: &AtomicU64) -> Option<Side> {
     let Pipe { send: mut caller_send, recv: mut caller_recv } = caller;
     let Pipe { send: mut host_send, recv: mut host_recv } = host;
     let failed = {
-        let mut down = std::pin::pin!(pump(&mut host_recv, Side::Host, &mut caller_send, Side::Caller));
-        let mut up = std::pin::pin!(pump(&mut caller_recv, Side::Caller, &mut host_send, Side::Host));
+        let mut down = std::pin::pin!(pump(&mut host_recv, Side::Host, &mut caller_send, Side::Caller, relayed));
+        let mut up = std::pin::pin!(pump(&mut caller_recv, Side::Caller, &mut host_send, Side::Host, relayed));
         let (mut down_done, mut up_done) = (false, false);
         loop {
             tokio::select! {
@@ -41,10 +44,19 @@ pub(crate) fn cut(send: &mut SendStream, recv: &mut RecvStream, code: StreamCode
 }
 
 /// Copies `from` into `to` until `from` finishes; on failure names the side that failed.
-async fn pump(from: &mut RecvStream, from_side: Side, to: &mut SendStream, to_side: Side) -> Result<(), Side> {
+async fn pump(
+    from: &mut RecvStream,
+    from_side: Side,
+    to: &mut SendStream,
+    to_side: Side,
+    relayed: &AtomicU64,
+) -> Result<(), Side> {
     loop {
         match from.read_chunk(MAX_CHUNK, true).await {
-            Ok(Some(chunk)) => to.write_chunk(chunk.bytes).await.map_err(|_| to_side)?,
+            Ok(Some(chunk)) => {
+                relayed.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                to.write_chunk(chunk.bytes).await.map_err(|_| to_side)?
+            }
             Ok(None) => {
                 let _ = to.finish();
                 return Ok(());

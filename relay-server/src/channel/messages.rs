@@ -7,6 +7,7 @@
 //! Every WebSocket end is finished with a complete closing handshake ([`crate::channel::close`]).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -305,6 +306,7 @@ async fn pump(
     to: &mut Sink,
     to_side: Side,
     keep_alive: Duration,
+    relayed: &AtomicU64,
 ) -> Result<(), (Side, Fault)> {
     let lost = |side| (side, Fault::Lost);
     let pinging = to.meter().is_some();
@@ -331,7 +333,10 @@ async fn pump(
         let mut fed = 0;
         while let Some(arrived) = next.take() {
             match arrived {
-                Next::Frame(frame) => to.feed(frame).await.map_err(|()| lost(to_side))?,
+                Next::Frame(frame) => {
+                    relayed.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    to.feed(frame).await.map_err(|()| lost(to_side))?
+                }
                 Next::Close(close) => {
                     to.close(close, from_side).await;
                     return Ok(());
@@ -388,8 +393,22 @@ pub(super) async fn splice_messages(
         Shutdown,
     }
     let ending = {
-        let mut down = std::pin::pin!(pump(&mut host_source, Side::Host, &mut caller_sink, Side::Caller, keep_alive));
-        let mut up = std::pin::pin!(pump(&mut caller_source, Side::Caller, &mut host_sink, Side::Host, keep_alive));
+        let mut down = std::pin::pin!(pump(
+            &mut host_source,
+            Side::Host,
+            &mut caller_sink,
+            Side::Caller,
+            keep_alive,
+            context.relayed
+        ));
+        let mut up = std::pin::pin!(pump(
+            &mut caller_source,
+            Side::Caller,
+            &mut host_sink,
+            Side::Host,
+            keep_alive,
+            context.relayed
+        ));
         let first = tokio::select! {
             r = &mut down => r.map(|()| Side::Host),
             r = &mut up => r.map(|()| Side::Caller),

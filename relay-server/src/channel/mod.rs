@@ -9,6 +9,8 @@ mod bytes;
 pub(crate) mod close;
 mod messages;
 
+use std::sync::atomic::AtomicU64;
+
 use quinn::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -70,6 +72,8 @@ pub(crate) struct SpliceContext<'a> {
     pub(crate) config: &'a Config,
     pub(crate) budget: &'a Budget,
     pub(crate) phase: &'a RelayPhase,
+    /// Bytes of channel traffic moved from one end to the other, counted as they go.
+    pub(crate) relayed: &'a AtomicU64,
 }
 
 /// Moves a channel's traffic both ways until both directions finish or one end fails (or
@@ -82,7 +86,7 @@ pub(crate) async fn splice(
     context: SpliceContext<'_>,
 ) -> Option<Side> {
     match (caller, host) {
-        (End::Quic(caller), End::Quic(host)) => splice_bytes(caller, host).await,
+        (End::Quic(caller), End::Quic(host)) => splice_bytes(caller, host, context.relayed).await,
         // Boxed, so that a QUIC-to-QUIC channel's task is not sized for the message splice.
         (caller, host) => Box::pin(splice_messages(caller, host, host_dead, context)).await,
     }

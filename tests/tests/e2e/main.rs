@@ -10,6 +10,7 @@ mod backpressure;
 mod browser;
 mod calls;
 mod channel_limit_cycles;
+mod cluster;
 mod contract_shapes;
 mod evolution;
 mod exhaustion;

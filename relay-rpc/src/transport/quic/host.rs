@@ -1,12 +1,13 @@
 //! The host side of QUIC: a listener's control stream, and the streams the relay opens for
 //! callers' channels, routed to listeners by address.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use quinn::{RecvStream, SendStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::{QuicLink, code, connection_error, read_error, read_frame, read_frame_within, write_frame};
 use crate::auth::Token;
@@ -15,7 +16,8 @@ use crate::error::ListenError;
 use crate::options::ConnectOptions;
 use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
-use crate::transport::{IncomingChannel, Routes};
+use crate::transport::{IncomingChannel, Role, Routes};
+use crate::url::{RelayUrl, Scheme};
 use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::{
     self as proto, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, ProtoError, Reply, StreamCode,
@@ -30,6 +32,111 @@ pub(crate) struct QuicRegistration {
     /// Bytes of the relay's control messages read so far, kept across cancelled reads.
     unread: Vec<u8>,
     connection: quinn::Connection,
+    /// What answering a relay cluster's `Dial` takes.
+    dialer: Dialer,
+}
+
+/// Answers the `Dial`s of a relay in a cluster: opens the rendezvous on the caller's node and
+/// hands the channel that arrives on it to this registration's listener. The tasks stop when the
+/// registration is dropped.
+#[derive(Debug)]
+struct Dialer {
+    address: String,
+    options: ConnectOptions,
+    queue: mpsc::Sender<IncomingChannel>,
+    /// Connections to other nodes, by URL, reused for their later rendezvous.
+    links: Links,
+    tasks: JoinSet<()>,
+}
+
+/// Connections to relay nodes other than the one registered on, by URL.
+type Links = Arc<Mutex<HashMap<String, QuicLink>>>;
+
+/// The most rendezvous a registration dials at once; `Dial`s beyond are ignored (the caller's
+/// node tries another listener when no rendezvous arrives).
+const MAX_DIALS: usize = 256;
+
+impl Dialer {
+    fn dial(&mut self, url: String, secret: String) {
+        while self.tasks.try_join_next().is_some() {}
+        if self.tasks.len() >= MAX_DIALS {
+            tracing::warn!(address = %self.address, "too many rendezvous in progress; ignoring a dial");
+            return;
+        }
+        let (address, options, queue, links) =
+            (self.address.clone(), self.options.clone(), self.queue.clone(), self.links.clone());
+        self.tasks.spawn(async move {
+            let opened = tokio::time::timeout(options.handshake_timeout, rendezvous(&links, &options, &url, secret));
+            match opened.await.unwrap_or(Err(RendezvousError::TimedOut)) {
+                Ok((incoming, send, recv)) => {
+                    let wrong_address = incoming.address != address;
+                    let pending =
+                        PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame, open: None });
+                    let channel = IncomingChannel::new(incoming, pending);
+                    if wrong_address {
+                        return channel.reject_in_background(ErrorCode::NoListener, "not listening on this address");
+                    }
+                    match queue.try_send(channel) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(channel)) => {
+                            channel.reject_in_background(ErrorCode::Busy, "listener is busy")
+                        }
+                        Err(mpsc::error::TrySendError::Closed(channel)) => {
+                            channel.reject_in_background(ErrorCode::NoListener, "listener closed")
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(%url, error = %e, "cannot open a rendezvous"),
+            }
+        });
+    }
+}
+
+/// Why a rendezvous could not be opened.
+#[derive(Debug, thiserror::Error)]
+enum RendezvousError {
+    #[error("the dial url is not a quic:// relay url")]
+    BadUrl,
+    #[error("cannot connect to the node")]
+    Connect(#[source] crate::error::ConnectError),
+    #[error("the rendezvous stream failed")]
+    Stream(#[source] ChannelError),
+    #[error("the rendezvous was not open in time")]
+    TimedOut,
+    #[error("the node sent a bad channel header")]
+    BadHeader(#[source] ProtoError),
+}
+
+/// Opens the rendezvous `secret` on the node at `url` (over a pooled connection) and reads the
+/// channel's header; the caller bounds it with the handshake timeout.
+async fn rendezvous(
+    links: &Links,
+    options: &ConnectOptions,
+    url: &str,
+    secret: String,
+) -> Result<(Incoming, SendStream, RecvStream), RendezvousError> {
+    let relay: RelayUrl = url.parse().map_err(|_| RendezvousError::BadUrl)?;
+    if relay.scheme() != Scheme::Quic {
+        return Err(RendezvousError::BadUrl);
+    }
+    let pooled = links.lock().unwrap_or_else(PoisonError::into_inner).get(url).cloned();
+    let link = match pooled {
+        Some(link) if link.connection.close_reason().is_none() => link,
+        _ => {
+            let link = super::dial(&relay, options, Role::Caller).await.map_err(RendezvousError::Connect)?;
+            links.lock().unwrap_or_else(PoisonError::into_inner).insert(url.to_owned(), link.clone());
+            link
+        }
+    };
+    let (mut send, mut recv) =
+        link.connection.open_bi().await.map_err(|e| RendezvousError::Stream(connection_error(&e)))?;
+    write_frame(&mut send, &Hello::Rendezvous { secret }.encode()).await.map_err(RendezvousError::Stream)?;
+    let body = read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, options.handshake_timeout)
+        .await
+        .map_err(RendezvousError::Stream)?
+        .ok_or(RendezvousError::TimedOut)?;
+    let incoming = Incoming::decode(&body).map_err(RendezvousError::BadHeader)?;
+    Ok((incoming, send, recv))
 }
 
 impl Drop for QuicRegistration {
@@ -49,6 +156,10 @@ impl QuicRegistration {
                     self.unread.drain(..len);
                     match control {
                         Ok(Control::GoAway) => return ListenError::GoAway,
+                        Ok(Control::Dial { url, secret }) => {
+                            self.dialer.dial(url, secret);
+                            continue;
+                        }
                         // Messages for the relay, or from a later relay, are skipped.
                         Ok(_) | Err(ProtoError::UnexpectedMessage(_)) => continue,
                         Err(e) => return ListenError::Protocol(e.to_string()),
@@ -90,6 +201,7 @@ pub(crate) async fn register(
     address: &str,
     token: Option<Token>,
     renewal: Renewal,
+    queue: mpsc::Sender<IncomingChannel>,
 ) -> Result<QuicRegistration, ListenError> {
     let hello = Hello::Listen { address: address.to_owned(), token: token.map(|t| t.value().to_owned()) };
     let handshake = async {
@@ -108,7 +220,14 @@ pub(crate) async fn register(
     let (send, control) =
         tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| ListenError::Timeout)??;
     let renewal = tokio::spawn(renew_token(send, renewal));
-    Ok(QuicRegistration { renewal, control, unread: Vec::new(), connection: link.connection.clone() })
+    let dialer = Dialer {
+        address: address.to_owned(),
+        options: options.clone(),
+        queue,
+        links: Links::default(),
+        tasks: JoinSet::new(),
+    };
+    Ok(QuicRegistration { renewal, control, unread: Vec::new(), connection: link.connection.clone(), dialer })
 }
 
 /// Owns a listener's control stream and renews its token over it before it expires. Holding the

@@ -10,10 +10,15 @@ use relay_proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply}
 use tokio_util::sync::CancellationToken;
 
 use crate::channel::{End, Pipe};
+use crate::cluster::view::Choice;
 use crate::listeners::{HcListener, ListenerHandle};
+use crate::peers::Peers;
 use crate::registry::ListenerId;
 use crate::rendezvous::{Outcome, Rendezvous, system_random, websocket_key};
 use crate::state::Shared;
+use remote::RemoteFailed;
+
+mod remote;
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -73,39 +78,133 @@ enum Failed {
 }
 
 /// Picks listeners round-robin until one takes the channel or refuses it. A listener that
-/// refuses as busy (its host is at its own channel limit) passes the channel on to the next.
+/// refuses as busy (its host is at its own channel limit) passes the channel on to the next. In
+/// a cluster, the round-robin spans every listener of the address on every node (see
+/// [`route_in_cluster`]).
 pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<Opened, Refusal> {
     if shared.draining() {
         return Err(Refusal::new(ErrorCode::ShuttingDown, "relay is shutting down"));
     }
     let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
-    let mut tried = Vec::new();
-    let mut busy = None;
+    let mut local = LocalTries::default();
+    if let Some(peers) = shared.peers() {
+        return route_in_cluster(shared, peers, request, channel_id, local).await;
+    }
     loop {
-        let picked = shared.registry().pick(&request.address, &tried);
-        let Some((id, listener)) = picked else {
-            if let Some(refusal) = busy {
-                return Err(refusal);
-            }
-            if shared.registry().all_full(&request.address) {
-                return Err(Refusal::new(ErrorCode::Busy, "every listener is at its channel limit"));
-            }
-            let detail = if tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
-            return Err(Refusal::new(ErrorCode::NoListener, detail));
-        };
-        tried.push(id);
-        match open_within(shared, id, &listener, request, channel_id).await {
-            Ok(opened) => return Ok(opened),
-            Err(Failed::Refused(refusal)) if refusal.code == ErrorCode::Busy => {
-                tracing::debug!(listener = id, "listener busy, trying the next");
-                busy = Some(refusal);
-            }
-            Err(Failed::Refused(refusal)) => return Err(refusal),
-            Err(Failed::Unreachable) => tracing::debug!(listener = id, "listener unreachable, trying the next"),
-            Err(Failed::TimedOut) => tracing::debug!(listener = id, "listener did not answer in time, trying the next"),
+        match try_local(shared, request, channel_id, &mut local).await {
+            Some(outcome) => return outcome,
+            None if local.exhausted => return Err(local.refusal(shared, &request.address)),
+            None => {}
         }
     }
 }
+
+/// What the local listeners said so far while routing one channel.
+#[derive(Debug, Default)]
+struct LocalTries {
+    tried: Vec<ListenerId>,
+    busy: Option<Refusal>,
+    /// No untried local listener is left.
+    exhausted: bool,
+}
+
+impl LocalTries {
+    /// The refusal for a caller no local listener took.
+    fn refusal(&mut self, shared: &Shared, address: &str) -> Refusal {
+        if let Some(refusal) = self.busy.take() {
+            return refusal;
+        }
+        if shared.registry().all_full(address) {
+            return Refusal::new(ErrorCode::Busy, "every listener is at its channel limit");
+        }
+        let detail = if self.tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
+        Refusal::new(ErrorCode::NoListener, detail)
+    }
+}
+
+/// Tries the next local listener: `Some` with the outcome to give the caller, `None` to go on
+/// (marking `local.exhausted` when no listener was left to try).
+async fn try_local(
+    shared: &Shared,
+    request: &ChannelRequest,
+    channel_id: u64,
+    local: &mut LocalTries,
+) -> Option<Result<Opened, Refusal>> {
+    let picked = shared.registry().pick(&request.address, &local.tried);
+    let Some((id, listener)) = picked else {
+        local.exhausted = true;
+        return None;
+    };
+    local.tried.push(id);
+    match open_within(shared, id, &listener, request, channel_id).await {
+        Ok(opened) => Some(Ok(opened)),
+        Err(Failed::Refused(refusal)) if refusal.code == ErrorCode::Busy => {
+            tracing::debug!(listener = id, "listener busy, trying the next");
+            local.busy = Some(refusal);
+            None
+        }
+        Err(Failed::Refused(refusal)) => Some(Err(refusal)),
+        Err(Failed::Unreachable) => {
+            tracing::debug!(listener = id, "listener unreachable, trying the next");
+            None
+        }
+        Err(Failed::TimedOut) => {
+            tracing::debug!(listener = id, "listener did not answer in time, trying the next");
+            None
+        }
+    }
+}
+
+/// Routes in a cluster: the view chooses, round-robin over every listener of the address on
+/// every node, a local listener or another node; a node that has none after all, is busy or
+/// does not answer is skipped (one that does not answer, for a node timeout) and the next
+/// choice taken. When no choice is left the caller hears why: busy, `NoListener`, or (when the
+/// nodes that hold listeners do not answer) a busy refusal saying so, so it can retry; once such
+/// a node is dropped from the view for its silence, `NoListener`.
+async fn route_in_cluster(
+    shared: &Shared,
+    peers: &Peers,
+    request: &ChannelRequest,
+    channel_id: u64,
+    mut local: LocalTries,
+) -> Result<Opened, Refusal> {
+    let mut excluded = Vec::new();
+    let mut unanswered = None;
+    loop {
+        let listeners = if local.exhausted { 0 } else { shared.registry().listeners(&request.address) };
+        match peers.choose(&request.address, listeners, &excluded) {
+            Choice::Local => {
+                if let Some(outcome) = try_local(shared, request, channel_id, &mut local).await {
+                    return outcome;
+                }
+            }
+            Choice::Remote { node } => {
+                excluded.push(node);
+                match remote::open(shared, peers, node, request, channel_id).await {
+                    Ok(end) => return Ok(Opened { end, listener: REMOTE, protocol: None, listener_dead: None }),
+                    Err(RemoteFailed::Refused(refusal)) => return Err(refusal),
+                    Err(RemoteFailed::Busy(refusal)) => local.busy = Some(refusal),
+                    Err(RemoteFailed::Next) => {}
+                    Err(RemoteFailed::Unanswered(detail)) => unanswered = Some(detail),
+                }
+            }
+            choice @ (Choice::Unanswering | Choice::Nobody) => {
+                let suspects = choice == Choice::Unanswering;
+                let unanswered =
+                    unanswered.or_else(|| suspects.then(|| "the listener's relay node is not answering".to_owned()));
+                if local.busy.is_none()
+                    && let Some(detail) = unanswered
+                {
+                    return Err(Refusal::new(ErrorCode::Busy, detail));
+                }
+                return Err(local.refusal(shared, &request.address));
+            }
+        }
+    }
+}
+
+/// The listener id of a channel whose listener is on another node: no local listener's count.
+const REMOTE: ListenerId = 0;
 
 /// Opens a channel to one given listener (a multicast subscriber), within the handshake or
 /// rendezvous timeout.
@@ -148,7 +247,7 @@ async fn open(
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
     match listener {
-        ListenerHandle::Quic(connection) => open_quic(connection, request, channel_id).await,
+        ListenerHandle::Quic(quic) => open_quic(&quic.connection, request, channel_id).await,
         ListenerHandle::Hc(hc) => open_hc(shared, hc, request, channel_id).await,
     }
 }
@@ -159,8 +258,15 @@ async fn open_quic(
     request: &ChannelRequest,
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
+    let (send, recv) = connection.open_bi().await.map_err(|_| Failed::Unreachable)?;
+    offer_quic(Pipe { send, recv }, request, channel_id).await
+}
+
+/// Offers a channel on a stream to a native host (one the relay opened, or a rendezvous the host
+/// dialled): sends the `Incoming` header and reads the host's answer.
+async fn offer_quic(pipe: Pipe, request: &ChannelRequest, channel_id: u64) -> Result<Accepted, Failed> {
+    let Pipe { mut send, mut recv } = pipe;
     let incoming = Incoming { address: request.address.clone(), channel_id, contract: request.contract.clone() };
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|_| Failed::Unreachable)?;
     write_frame(&mut send, &incoming.encode()).await.map_err(|_| Failed::Unreachable)?;
     let reply = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(|_| Failed::Unreachable)?;
     match Reply::decode(&reply) {

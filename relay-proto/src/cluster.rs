@@ -1,0 +1,555 @@
+//! What relay nodes of one cluster say to each other over NATS, and the subjects they say it on.
+//! Sans-IO: message bodies in and out, each decoded under a size limit.
+//!
+//! Each node is the only writer of its own entries: it publishes a [`Heartbeat`] every
+//! `heartbeat_ms` on [`Subjects::heartbeat`], a [`Delta`] on [`Subjects::delta`] whenever the
+//! count of its listeners on an address changes, and answers [`SnapshotRequest`]s for its whole
+//! list (in [`SnapshotChunk`]s) and [`OpenRequest`]s (with an [`OpenReply`]) on subjects that name
+//! it. Addresses never appear in subjects (they may hold `.`), only in bodies.
+
+use std::fmt;
+
+use crate::address::{MAX_ADDRESS_LEN, validate_address};
+use crate::codes::ErrorCode;
+use crate::frame::ProtoError;
+use crate::message::{MAX_DIAL_URL_LEN, MAX_SECRET_LEN, Refusal};
+use crate::wire::{Reader, Writer};
+
+/// The version byte of every cluster message; a node drops messages of another version.
+pub const CLUSTER_VERSION: u8 = 1;
+/// The largest cluster message but a snapshot chunk.
+pub const MAX_CLUSTER_MESSAGE: usize = 64 * 1024;
+/// The largest snapshot chunk (within NATS's default 1 MB payload limit).
+pub const MAX_SNAPSHOT_CHUNK: usize = 512 * 1024;
+/// The longest cluster name (a subject token).
+pub const MAX_CLUSTER_NAME_LEN: usize = 64;
+
+const TAG_HEARTBEAT: u8 = 1;
+const TAG_DELTA: u8 = 2;
+const TAG_SNAPSHOT_REQUEST: u8 = 3;
+const TAG_SNAPSHOT_CHUNK: u8 = 4;
+const TAG_OPEN_REQUEST: u8 = 5;
+const TAG_OPEN_NOTIFIED: u8 = 6;
+const TAG_OPEN_REFUSED: u8 = 7;
+
+const MAX_DETAIL_LEN: usize = 1024;
+/// Bytes a snapshot chunk needs besides its entries.
+const CHUNK_OVERHEAD: usize = 64;
+
+/// Why a cluster message could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterDecodeError {
+    /// The body is longer than any legitimate message of its kind.
+    #[error("cluster message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The body's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The body is not a message of the kind expected, or not well formed.
+    #[error("malformed cluster message")]
+    Malformed(#[from] ProtoError),
+}
+
+/// A node's identity: random, new each time a relay process starts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub [u8; 16]);
+
+impl NodeId {
+    /// Parses the 32 lowercase hex digits of [`Display`](fmt::Display).
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut bytes = [0u8; 16];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.u64(u64::from_be_bytes(self.0[..8].try_into().unwrap_or_default()));
+        w.u64(u64::from_be_bytes(self.0[8..].try_into().unwrap_or_default()));
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&r.u64()?.to_be_bytes());
+        bytes[8..].copy_from_slice(&r.u64()?.to_be_bytes());
+        Ok(Self(bytes))
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({self})")
+    }
+}
+
+/// A cluster name that is not a usable subject token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cluster name {0:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '-' and '_'")]
+pub struct ClusterNameError(pub String);
+
+/// The NATS subjects of one cluster: `relay.<name>.…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Subjects {
+    /// The subjects of the cluster `name`.
+    pub fn new(name: &str) -> Result<Self, ClusterNameError> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_CLUSTER_NAME_LEN
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(ClusterNameError(name.to_owned()));
+        }
+        Ok(Self { prefix: format!("relay.{name}") })
+    }
+
+    /// Where every node publishes its heartbeats.
+    pub fn heartbeat(&self) -> String {
+        format!("{}.hb", self.prefix)
+    }
+
+    /// Where every node publishes its registration deltas.
+    pub fn delta(&self) -> String {
+        format!("{}.reg", self.prefix)
+    }
+
+    /// Where `node` answers snapshot requests.
+    pub fn snapshot(&self, node: NodeId) -> String {
+        format!("{}.node.{node}.snap", self.prefix)
+    }
+
+    /// Where `node` answers open requests.
+    pub fn open(&self, node: NodeId) -> String {
+        format!("{}.node.{node}.open", self.prefix)
+    }
+}
+
+/// A node is alive, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The node.
+    pub node: NodeId,
+    /// The sequence number of its latest [`Delta`]: a node that missed one asks for a snapshot.
+    pub seq: u64,
+    /// Its public QUIC URL, `quic://host:port`: where listeners dial rendezvous for its callers.
+    pub quic_url: String,
+    /// Its public `wss://` URL, if it serves WebSockets.
+    pub wss_url: Option<String>,
+    /// A fingerprint of its keys: nodes whose keys differ refuse each other.
+    pub fingerprint: u64,
+    /// Whether it is draining (no new channels should go to it).
+    pub draining: bool,
+    /// Listeners registered on it now.
+    pub listeners: u64,
+    /// Channels open through it now.
+    pub open_channels: u64,
+    /// Bytes it has relayed between channel ends since it started.
+    pub relayed_bytes: u64,
+}
+
+impl Heartbeat {
+    /// Encodes the message body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(CLUSTER_VERSION, TAG_HEARTBEAT);
+        self.node.write(&mut w);
+        w.u64(self.seq).str(&self.quic_url).opt_str(self.wss_url.as_deref()).u64(self.fingerprint);
+        w.u8(u8::from(self.draining)).u64(self.listeners).u64(self.open_channels).u64(self.relayed_bytes);
+        w.finish()
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
+        let mut r = open(body, MAX_CLUSTER_MESSAGE, TAG_HEARTBEAT)?;
+        let heartbeat = Self {
+            node: NodeId::read(&mut r)?,
+            seq: r.u64()?,
+            quic_url: r.str("quic url", MAX_DIAL_URL_LEN)?.to_owned(),
+            wss_url: r.opt_str("wss url", MAX_DIAL_URL_LEN)?.map(str::to_owned),
+            fingerprint: r.u64()?,
+            draining: r.u8()? != 0,
+            listeners: r.u64()?,
+            open_channels: r.u64()?,
+            relayed_bytes: r.u64()?,
+        };
+        r.end()?;
+        Ok(heartbeat)
+    }
+}
+
+/// The count of a node's listeners on one address changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delta {
+    /// The node.
+    pub node: NodeId,
+    /// One more than its previous delta's.
+    pub seq: u64,
+    /// The address.
+    pub address: String,
+    /// Its listeners on the address now; 0: none left.
+    pub listeners: u32,
+}
+
+impl Delta {
+    /// Encodes the message body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(CLUSTER_VERSION, TAG_DELTA);
+        self.node.write(&mut w);
+        w.u64(self.seq).str(&self.address).u64(u64::from(self.listeners));
+        w.finish()
+    }
+
+    /// Decodes a message body, validating the address.
+    pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
+        let mut r = open(body, MAX_CLUSTER_MESSAGE, TAG_DELTA)?;
+        let delta =
+            Self { node: NodeId::read(&mut r)?, seq: r.u64()?, address: address(&mut r)?, listeners: count(&mut r)? };
+        r.end()?;
+        Ok(delta)
+    }
+}
+
+/// Asks a node for its list of addresses, from entry `from` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    /// The first entry wanted (0, then a chunk's `next`).
+    pub from: u32,
+}
+
+impl SnapshotRequest {
+    /// Encodes the message body.
+    pub fn encode(&self) -> Vec<u8> {
+        Writer::new(CLUSTER_VERSION, TAG_SNAPSHOT_REQUEST).u64(u64::from(self.from)).finish()
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
+        let mut r = open(body, MAX_CLUSTER_MESSAGE, TAG_SNAPSHOT_REQUEST)?;
+        let request = Self { from: count(&mut r)? };
+        r.end()?;
+        Ok(request)
+    }
+}
+
+/// A page of a node's list: address and listener count pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotChunk {
+    /// The node.
+    pub node: NodeId,
+    /// The sequence number of its latest delta when the chunk was made.
+    pub seq: u64,
+    /// Addresses with their listener counts.
+    pub entries: Vec<(String, u32)>,
+    /// The entry the next chunk starts at; `None` for the last chunk.
+    pub next: Option<u32>,
+}
+
+impl SnapshotChunk {
+    /// The chunk of `entries` starting at `from`, as many as fit in [`MAX_SNAPSHOT_CHUNK`].
+    pub fn page(node: NodeId, seq: u64, entries: &[(String, u32)], from: u32) -> Self {
+        let start = (from as usize).min(entries.len());
+        let mut size = CHUNK_OVERHEAD;
+        let mut end = start;
+        while end < entries.len() {
+            let entry = 2 + entries[end].0.len() + 8;
+            if size + entry > MAX_SNAPSHOT_CHUNK {
+                break;
+            }
+            size += entry;
+            end += 1;
+        }
+        let next = (end < entries.len()).then(|| u32::try_from(end).unwrap_or(u32::MAX));
+        Self { node, seq, entries: entries[start..end].to_vec(), next }
+    }
+
+    /// Encodes the message body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(CLUSTER_VERSION, TAG_SNAPSHOT_CHUNK);
+        self.node.write(&mut w);
+        w.u64(self.seq).u64(self.entries.len() as u64);
+        for (address, listeners) in &self.entries {
+            w.str(address).u64(u64::from(*listeners));
+        }
+        match self.next {
+            Some(next) => w.u8(1).u64(u64::from(next)),
+            None => w.u8(0),
+        };
+        w.finish()
+    }
+
+    /// Decodes a message body, validating every address.
+    pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
+        let mut r = open(body, MAX_SNAPSHOT_CHUNK, TAG_SNAPSHOT_CHUNK)?;
+        let node = NodeId::read(&mut r)?;
+        let seq = r.u64()?;
+        let claimed = r.u64()?;
+        // Each entry takes at least 10 bytes: a count beyond what the body holds is a lie, and
+        // nothing is allocated for it.
+        let most = body.len() / 10;
+        if claimed > most as u64 {
+            return Err(ProtoError::FieldTooLong { field: "snapshot entries", len: claimed as usize, max: most }.into());
+        }
+        let mut entries = Vec::with_capacity(claimed as usize);
+        for _ in 0..claimed {
+            entries.push((address(&mut r)?, count(&mut r)?));
+        }
+        let next = match r.u8()? {
+            0 => None,
+            _ => Some(count(&mut r)?),
+        };
+        r.end()?;
+        Ok(Self { node, seq, entries, next })
+    }
+}
+
+/// Asks a listener's node to have one of its listeners on `address` dial a rendezvous on the
+/// caller's node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest {
+    /// The registered address.
+    pub address: String,
+    /// The path the caller used (the address plus any suffix).
+    pub path: String,
+    /// The caller's node's id for the channel, for logs.
+    pub channel_id: u64,
+    /// The caller's node's public QUIC URL, where the listener dials.
+    pub url: String,
+    /// The one-time secret the caller's node waits under.
+    pub secret: String,
+}
+
+impl OpenRequest {
+    /// Encodes the message body.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new(CLUSTER_VERSION, TAG_OPEN_REQUEST);
+        w.str(&self.address).str(&self.path).u64(self.channel_id).str(&self.url).str(&self.secret);
+        w.finish()
+    }
+
+    /// Decodes a message body, validating the address.
+    pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
+        let mut r = open(body, MAX_CLUSTER_MESSAGE, TAG_OPEN_REQUEST)?;
+        let request = Self {
+            address: address(&mut r)?,
+            path: r.str("path", MAX_ADDRESS_LEN)?.to_owned(),
+            channel_id: r.u64()?,
+            url: r.str("dial url", MAX_DIAL_URL_LEN)?.to_owned(),
+            secret: r.str("secret", MAX_SECRET_LEN)?.to_owned(),
+        };
+        r.end()?;
+        Ok(request)
+    }
+}
+
+/// A listener's node's answer to an [`OpenRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenReply {
+    /// A listener was told to dial the rendezvous.
+    Notified,
+    /// No listener was told: why (no listener there any more, all busy, draining).
+    Refused(Refusal),
+}
+
+impl OpenReply {
+    /// Encodes the message body.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Notified => Writer::new(CLUSTER_VERSION, TAG_OPEN_NOTIFIED).finish(),
+            Self::Refused(Refusal { code, detail }) => {
+                let mut end = detail.len().min(MAX_DETAIL_LEN);
+                while !detail.is_char_boundary(end) {
+                    end -= 1;
+                }
+                Writer::new(CLUSTER_VERSION, TAG_OPEN_REFUSED).u16(code.to_u16()).str(&detail[..end]).finish()
+            }
+        }
+    }
+
+    /// Decodes a message body.
+    pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
+        let (mut r, tag) = open_any(body, MAX_CLUSTER_MESSAGE)?;
+        let reply = match tag {
+            TAG_OPEN_NOTIFIED => Self::Notified,
+            TAG_OPEN_REFUSED => Self::Refused(Refusal {
+                code: ErrorCode::from_u16(r.u16()?),
+                detail: r.str("detail", MAX_DETAIL_LEN)?.to_owned(),
+            }),
+            other => return Err(ProtoError::UnexpectedMessage(other).into()),
+        };
+        r.end()?;
+        Ok(reply)
+    }
+}
+
+fn open_any(body: &[u8], max: usize) -> Result<(Reader<'_>, u8), ClusterDecodeError> {
+    if body.len() > max {
+        return Err(ClusterDecodeError::TooLarge { len: body.len(), max });
+    }
+    let mut r = Reader::new(body);
+    let version = r.u8()?;
+    if version != CLUSTER_VERSION {
+        return Err(ProtoError::UnsupportedVersion(version).into());
+    }
+    let tag = r.u8()?;
+    Ok((r, tag))
+}
+
+fn open(body: &[u8], max: usize, expected: u8) -> Result<Reader<'_>, ClusterDecodeError> {
+    let (r, tag) = open_any(body, max)?;
+    if tag != expected {
+        return Err(ProtoError::UnexpectedMessage(tag).into());
+    }
+    Ok(r)
+}
+
+fn address(r: &mut Reader<'_>) -> Result<String, ProtoError> {
+    let address = r.str("address", MAX_ADDRESS_LEN)?;
+    validate_address(address)?;
+    Ok(address.to_owned())
+}
+
+fn count(r: &mut Reader<'_>) -> Result<u32, ProtoError> {
+    let n = r.u64()?;
+    u32::try_from(n).map_err(|_| ProtoError::FieldTooLong { field: "count", len: n as usize, max: u32::MAX as usize })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODE: NodeId = NodeId([0xab; 16]);
+
+    fn heartbeat() -> Heartbeat {
+        Heartbeat {
+            node: NODE,
+            seq: 7,
+            quic_url: "quic://10.0.0.1:7443".into(),
+            wss_url: Some("wss://10.0.0.1:7443".into()),
+            fingerprint: 99,
+            draining: true,
+            listeners: 3,
+            open_channels: 12,
+            relayed_bytes: 1 << 40,
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        assert_eq!(Heartbeat::decode(&heartbeat().encode()), Ok(heartbeat()));
+        let delta = Delta { node: NODE, seq: 8, address: "eu/calc".into(), listeners: 0 };
+        assert_eq!(Delta::decode(&delta.encode()), Ok(delta));
+        let request = SnapshotRequest { from: 5 };
+        assert_eq!(SnapshotRequest::decode(&request.encode()), Ok(request));
+        let chunk =
+            SnapshotChunk { node: NODE, seq: 3, entries: vec![("a".into(), 1), ("b/c".into(), 2)], next: Some(2) };
+        assert_eq!(SnapshotChunk::decode(&chunk.encode()), Ok(chunk));
+        let open = OpenRequest {
+            address: "calc".into(),
+            path: "calc/x".into(),
+            channel_id: 4,
+            url: "quic://10.0.0.2:7443".into(),
+            secret: "s".into(),
+        };
+        assert_eq!(OpenRequest::decode(&open.encode()), Ok(open));
+        for reply in [OpenReply::Notified, OpenReply::Refused(Refusal { code: ErrorCode::Busy, detail: "x".into() })] {
+            assert_eq!(OpenReply::decode(&reply.encode()), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn node_ids_print_as_hex_and_parse_back() {
+        let id = NodeId([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 255]);
+        assert_eq!(id.to_string(), "000102030405060708090a0b0c0d0eff");
+        assert_eq!(NodeId::from_hex(&id.to_string()), Some(id));
+        assert_eq!(NodeId::from_hex("00"), None);
+        assert_eq!(NodeId::from_hex(&"zz".repeat(16)), None);
+    }
+
+    #[test]
+    fn subjects_never_hold_an_address_and_names_are_checked() {
+        let subjects = Subjects::new("prod-1").unwrap();
+        assert_eq!(subjects.heartbeat(), "relay.prod-1.hb");
+        assert_eq!(subjects.delta(), "relay.prod-1.reg");
+        assert_eq!(subjects.open(NODE), format!("relay.prod-1.node.{NODE}.open"));
+        assert_eq!(subjects.snapshot(NODE), format!("relay.prod-1.node.{NODE}.snap"));
+        for bad in ["", "a.b", "a*", "a b", &"x".repeat(65)] {
+            assert!(Subjects::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_garbage_is_an_error_not_a_panic() {
+        let bodies = [
+            heartbeat().encode(),
+            Delta { node: NODE, seq: 1, address: "calc".into(), listeners: 2 }.encode(),
+            SnapshotChunk { node: NODE, seq: 1, entries: vec![("calc".into(), 1)], next: None }.encode(),
+        ];
+        for body in &bodies {
+            for len in 0..body.len() {
+                assert!(Heartbeat::decode(&body[..len]).is_err());
+                assert!(Delta::decode(&body[..len]).is_err());
+                assert!(SnapshotChunk::decode(&body[..len]).is_err());
+            }
+        }
+        let mut trailing = heartbeat().encode();
+        trailing.push(0);
+        assert_eq!(Heartbeat::decode(&trailing), Err(ProtoError::TrailingBytes(1).into()));
+        assert_eq!(Heartbeat::decode(&[9, TAG_HEARTBEAT]), Err(ProtoError::UnsupportedVersion(9).into()));
+        assert_eq!(Delta::decode(&heartbeat().encode()), Err(ProtoError::UnexpectedMessage(TAG_HEARTBEAT).into()));
+        let bad = Delta { node: NODE, seq: 1, address: "a/../b".into(), listeners: 1 }.encode();
+        assert!(matches!(Delta::decode(&bad), Err(ClusterDecodeError::Malformed(ProtoError::InvalidAddress(_)))));
+    }
+
+    #[test]
+    fn sizes_are_limited_before_anything_is_read() {
+        let huge = vec![CLUSTER_VERSION; MAX_CLUSTER_MESSAGE + 1];
+        assert_eq!(
+            Heartbeat::decode(&huge),
+            Err(ClusterDecodeError::TooLarge { len: MAX_CLUSTER_MESSAGE + 1, max: MAX_CLUSTER_MESSAGE })
+        );
+        // A chunk claiming billions of entries allocates nothing for them.
+        let mut lying = Writer::new(CLUSTER_VERSION, TAG_SNAPSHOT_CHUNK);
+        NODE.write(&mut lying);
+        let lying = lying.u64(1).u64(u64::MAX).finish();
+        assert!(matches!(
+            SnapshotChunk::decode(&lying),
+            Err(ClusterDecodeError::Malformed(ProtoError::FieldTooLong { .. }))
+        ));
+    }
+
+    #[test]
+    fn snapshots_are_paged_within_the_chunk_limit() {
+        let entries: Vec<(String, u32)> = (0..20_000).map(|i| (format!("{}/{i}", "a".repeat(100)), 1)).collect();
+        let mut from = 0;
+        let mut seen = Vec::new();
+        let mut chunks = 0;
+        loop {
+            let chunk = SnapshotChunk::page(NODE, 1, &entries, from);
+            let body = chunk.encode();
+            assert!(body.len() <= MAX_SNAPSHOT_CHUNK, "chunk of {} bytes", body.len());
+            let chunk = SnapshotChunk::decode(&body).unwrap();
+            seen.extend(chunk.entries);
+            chunks += 1;
+            match chunk.next {
+                Some(next) => from = next,
+                None => break,
+            }
+        }
+        assert!(chunks > 1);
+        assert_eq!(seen, entries);
+    }
+}

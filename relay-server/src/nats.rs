@@ -1,0 +1,307 @@
+//! The NATS driver of cluster mode: connects to NATS, publishes this node's heartbeats and
+//! registration deltas, answers snapshot and open requests addressed to it, and feeds what the
+//! other nodes say into the view. The decisions are the sans-IO `cluster` state's; this only
+//! moves messages and reads the clock.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use relay_proto::cluster::{
+    Delta, Heartbeat, NodeId, OpenReply, OpenRequest, SnapshotChunk, SnapshotRequest, Subjects,
+};
+use relay_proto::{Control, ErrorCode, Refusal};
+use tokio::task::JoinSet;
+
+use crate::cluster::view::{Heard, Taken};
+use crate::config::ClusterConfig;
+use crate::listeners::ListenerHandle;
+use crate::peers::{Peers, PeersConfig};
+use crate::phase::Phase;
+use crate::state::Shared;
+
+/// How long a publish may wait for room in the client's queue (while NATS is slow or away).
+const PUBLISH_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Messages one subscription may have waiting for the driver (the client's default is 65,536,
+/// each up to NATS's payload limit). Past it NATS drops them as for a slow consumer: a lost
+/// delta is noticed by the next heartbeat's sequence number and mended by a snapshot.
+const SUBSCRIPTION_CAPACITY: usize = 1024;
+
+/// The most snapshot pages fetched from one node (each up to 512 KiB).
+const MAX_SNAPSHOT_PAGES: usize = 256;
+
+/// How this node joins its cluster, worked out when the relay binds.
+#[derive(Debug)]
+pub(crate) struct Join {
+    pub(crate) config: ClusterConfig,
+    pub(crate) node: NodeId,
+    pub(crate) quic_url: String,
+    pub(crate) wss_url: Option<String>,
+    pub(crate) fingerprint: u64,
+}
+
+/// Why the cluster driver stopped before the relay did.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClusterError {
+    /// The NATS client refused its options (it retries unreachable servers by itself).
+    #[error("cannot start the NATS client")]
+    Connect(#[source] async_nats::ConnectError),
+    /// A subscription could not be made.
+    #[error("cannot subscribe to {subject}")]
+    Subscribe {
+        /// The subject.
+        subject: String,
+        /// The cause.
+        #[source]
+        source: async_nats::SubscribeError,
+    },
+}
+
+/// Runs cluster mode until the relay closes; without a join (no `[cluster]`), returns at once.
+pub(crate) async fn run(shared: Arc<Shared>, join: Option<Join>) {
+    let Some(join) = join else { return };
+    if let Err(e) = drive(&shared, join).await {
+        let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+        tracing::error!(error = %e, %cause, "cluster mode stopped; this node serves its own listeners only");
+    }
+}
+
+async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
+    let Join { config, node, quic_url, wss_url, fingerprint } = join;
+    let subjects = Subjects::new(&config.name).expect("validated with the config");
+    // Each (re)connection is announced with a heartbeat at once: the other nodes' views catch up
+    // with this one a heartbeat period sooner.
+    let connected = Arc::new(tokio::sync::Notify::new());
+    let servers: Vec<async_nats::ServerAddr> = config.nats.iter().filter_map(|url| url.parse().ok()).collect();
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("relay-server {node}"))
+        .ping_interval(Duration::from_secs(1))
+        .subscription_capacity(SUBSCRIPTION_CAPACITY)
+        .connection_timeout(config.open_timeout().max(Duration::from_secs(1)))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2_000)))
+        .event_callback({
+            let connected = connected.clone();
+            move |event| {
+                let connected = connected.clone();
+                async move {
+                    tracing::info!(%event, "nats");
+                    if event == async_nats::Event::Connected {
+                        connected.notify_one();
+                    }
+                }
+            }
+        })
+        .connect(servers)
+        .await
+        .map_err(ClusterError::Connect)?;
+    let peers = Arc::new(Peers::new(
+        PeersConfig {
+            node,
+            subjects: subjects.clone(),
+            quic_url: quic_url.clone(),
+            wss_url,
+            fingerprint,
+            node_timeout: config.node_timeout(),
+            open_timeout: config.open_timeout(),
+        },
+        client.clone(),
+    ));
+    let subscribe = |subject: String| {
+        let client = client.clone();
+        async move { client.subscribe(subject.clone()).await.map_err(|source| ClusterError::Subscribe { subject, source }) }
+    };
+    let mut heartbeats = subscribe(subjects.heartbeat()).await?;
+    let mut deltas = subscribe(subjects.delta()).await?;
+    let mut snapshot_requests = subscribe(subjects.snapshot(node)).await?;
+    let mut open_requests = subscribe(subjects.open(node)).await?;
+    if shared.peers.set(peers.clone()).is_err() {
+        unreachable!("one cluster driver per relay");
+    }
+    tracing::info!(cluster = %config.name, %node, quic = %quic_url, "joining the cluster");
+    // Listeners that registered before the link was up.
+    for address in shared.registry().addresses() {
+        shared.listeners_changed(&address);
+    }
+
+    let mut beat = tokio::time::interval(config.heartbeat());
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut snapshots: JoinSet<(NodeId, Option<Snapshot>)> = JoinSet::new();
+    let mut fetching = HashSet::new();
+    let fetch = |node: NodeId, snapshots: &mut JoinSet<_>, fetching: &mut HashSet<NodeId>| {
+        if fetching.insert(node) {
+            let (client, subject, timeout) = (client.clone(), subjects.snapshot(node), config.open_timeout());
+            snapshots.spawn(async move { (node, fetch_snapshot(&client, subject, timeout).await) });
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                publish(&peers, subjects.heartbeat(), heartbeat(shared, &peers).encode()).await;
+                for gone in peers.view().tick(Instant::now()) {
+                    tracing::warn!(node = %gone, "node silent past the node timeout; dropped with its listeners");
+                }
+            }
+            Some(message) = heartbeats.next() => match Heartbeat::decode(&message.payload) {
+                Ok(heartbeat) => match peers.view().heartbeat(&heartbeat, Instant::now()) {
+                    Heard::NeedSnapshot => fetch(heartbeat.node, &mut snapshots, &mut fetching),
+                    Heard::KeyMismatch { first: true } => tracing::error!(
+                        node = %heartbeat.node, quic = %heartbeat.quic_url,
+                        "a node with different keys is in this cluster: refusing it (give every node the same \
+                         root key and keys)"
+                    ),
+                    Heard::KeyMismatch { first: false } | Heard::Own | Heard::Known => {}
+                },
+                Err(e) => tracing::debug!(error = %e, "bad heartbeat"),
+            },
+            Some(message) = deltas.next() => match Delta::decode(&message.payload) {
+                Ok(delta) => {
+                    if peers.view().delta(&delta) == Taken::NeedSnapshot {
+                        fetch(delta.node, &mut snapshots, &mut fetching);
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "bad delta"),
+            },
+            Some(message) = snapshot_requests.next() => {
+                if let (Some(reply), Ok(request)) = (message.reply, SnapshotRequest::decode(&message.payload)) {
+                    let page = peers.local().page(request.from);
+                    publish(&peers, reply.to_string(), page.encode()).await;
+                }
+            }
+            Some(message) = open_requests.next() => {
+                let answer = match OpenRequest::decode(&message.payload) {
+                    Ok(request) if !peers.view().is_node_url(&request.url) => {
+                        tracing::warn!(url = %request.url, "open request for a node not in this node's view; refused");
+                        let detail = "the caller's node is not in this node's view";
+                        OpenReply::Refused(Refusal { code: ErrorCode::NoListener, detail: detail.into() })
+                    }
+                    Ok(request) => serve_open(shared, &request),
+                    Err(e) => OpenReply::Refused(Refusal { code: ErrorCode::BadRequest, detail: e.to_string() }),
+                };
+                if let Some(reply) = message.reply {
+                    publish(&peers, reply.to_string(), answer.encode()).await;
+                }
+            }
+            Some(done) = snapshots.join_next(), if !snapshots.is_empty() => {
+                if let Ok((node, snapshot)) = done {
+                    fetching.remove(&node);
+                    if let Some(Snapshot { seq, entries }) = snapshot {
+                        peers.view().snapshot(node, seq, &entries);
+                    }
+                }
+            }
+            () = shared.cluster_change.notified() => {
+                for address in shared.take_changed() {
+                    let delta = peers.local().set(&address, dialable_listeners(shared, &address));
+                    if let Some(delta) = delta {
+                        publish(&peers, subjects.delta(), delta.encode()).await;
+                    }
+                }
+            }
+            () = connected.notified() => {
+                publish(&peers, subjects.heartbeat(), heartbeat(shared, &peers).encode()).await;
+            }
+            () = shared.reached(Phase::Closing) => break,
+        }
+    }
+    // Closes the NATS connection (the client would otherwise reconnect for as long as anything
+    // holds it): this node's subjects have no responders from now on, so no open waits for it.
+    let _ = tokio::time::timeout(PUBLISH_TIMEOUT, client.drain()).await;
+    Ok(())
+}
+
+/// This node's heartbeat now.
+fn heartbeat(shared: &Shared, peers: &Peers) -> Heartbeat {
+    use std::sync::atomic::Ordering;
+    Heartbeat {
+        node: peers.node,
+        seq: peers.local().seq(),
+        quic_url: peers.quic_url.clone(),
+        wss_url: peers.wss_url.clone(),
+        fingerprint: peers.fingerprint,
+        draining: shared.draining(),
+        listeners: shared.registry().total() as u64,
+        open_channels: shared.open_channels.load(Ordering::SeqCst) as u64,
+        relayed_bytes: shared.relayed_bytes.load(Ordering::Relaxed),
+    }
+}
+
+/// The listeners on `address` that a caller on another node can reach: QUIC hosts, which dial a
+/// rendezvous when told to. (Hybrid Connections listeners across nodes come later.)
+fn dialable_listeners(shared: &Shared, address: &str) -> usize {
+    shared.registry().all(address).iter().filter(|(_, listener)| matches!(listener, ListenerHandle::Quic(_))).count()
+}
+
+/// Answers another node's open request: tells a local QUIC listener on the address to dial the
+/// rendezvous on that node.
+fn serve_open(shared: &Shared, request: &OpenRequest) -> OpenReply {
+    if shared.draining() {
+        return OpenReply::Refused(Refusal { code: ErrorCode::ShuttingDown, detail: "relay node is draining".into() });
+    }
+    let mut tried = Vec::new();
+    loop {
+        let picked = shared.registry().pick(&request.address, &tried);
+        let Some((id, listener)) = picked else { break };
+        tried.push(id);
+        if let ListenerHandle::Quic(quic) = listener {
+            let dial = Control::Dial { url: request.url.clone(), secret: request.secret.clone() };
+            if quic.control.try_send(dial).is_ok() {
+                tracing::debug!(address = %request.address, listener = id, channel = request.channel_id, "told a listener to dial another node");
+                return OpenReply::Notified;
+            }
+        }
+    }
+    let (code, detail) = if shared.registry().all_full(&request.address) {
+        (ErrorCode::Busy, "every listener on the node is at its channel limit")
+    } else {
+        (ErrorCode::NoListener, "no listener on the node can take it")
+    };
+    OpenReply::Refused(Refusal { code, detail: detail.into() })
+}
+
+/// Publishes unless NATS is away (what would be said then is stale when it is back: deltas are
+/// recovered by snapshots, heartbeats repeat).
+async fn publish(peers: &Peers, subject: String, body: Vec<u8>) {
+    if !peers.connected() {
+        return;
+    }
+    match tokio::time::timeout(PUBLISH_TIMEOUT, peers.client.publish(subject, body.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "cannot publish to nats"),
+        Err(_) => tracing::debug!("publishing to nats timed out"),
+    }
+}
+
+/// A node's whole list, as of its delta `seq`.
+#[derive(Debug)]
+struct Snapshot {
+    seq: u64,
+    entries: Vec<(String, u32)>,
+}
+
+/// Fetches a node's whole list, page by page; `None` if it does not answer, or its list changed
+/// between pages (the next heartbeat asks again).
+async fn fetch_snapshot(client: &async_nats::Client, subject: String, timeout: Duration) -> Option<Snapshot> {
+    let mut entries = Vec::new();
+    let mut from = 0;
+    let mut seq = None;
+    for _ in 0..MAX_SNAPSHOT_PAGES {
+        let request =
+            async_nats::Request::new().payload(SnapshotRequest { from }.encode().into()).timeout(Some(timeout));
+        let reply = tokio::time::timeout(timeout, client.send_request(subject.clone(), request)).await.ok()?.ok()?;
+        let chunk = SnapshotChunk::decode(&reply.payload).ok()?;
+        if *seq.get_or_insert(chunk.seq) != chunk.seq {
+            return None;
+        }
+        entries.extend(chunk.entries);
+        match chunk.next {
+            Some(next) if next > from => from = next,
+            Some(_) => return None,
+            None => return Some(Snapshot { seq: chunk.seq, entries }),
+        }
+    }
+    None
+}

@@ -1,0 +1,266 @@
+//! Cluster mode through real processes: a real nats-server and `relay-server` processes sharing
+//! one data directory (so one set of keys). A caller on one node reaches a host on another; the
+//! channel's bytes run through the caller's node only (the host dials a rendezvous there); a
+//! node whose keys differ is refused; a killed node's listeners fail fast, with a typed error.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use relay_proto::ErrorCode;
+use relay_proto::cluster::{Heartbeat, Subjects};
+use relay_rpc::{CallContext, Connection, Host, OpenError};
+use relay_tests::cluster::{ClusterNode, OPEN_TIMEOUT_MS, settle};
+use relay_tests::lab::{LabClient, LabHost, ServeLab};
+use relay_tests::nats::TestNats;
+use relay_tests::{SLACK, temp_dir};
+
+fn ctx() -> CallContext {
+    CallContext::with_timeout(Duration::from_secs(20))
+}
+
+/// Serves a lab named `name` on `address` from a host connected to `node`.
+async fn serve_lab(node: &ClusterNode, address: &str, name: &str) -> Host {
+    let host = Host::connect(&node.url, node.options()).await.expect("host connects");
+    let (lab, _events) = LabHost::new(name);
+    tokio::spawn(host.listen(address).await.expect("listens").serve(ServeLab::new(lab)));
+    host
+}
+
+/// A lab client on `address` through `caller`, once the caller's node knows of a listener (its
+/// view settles within a few heartbeats).
+async fn lab_once_known(caller: &Connection, address: &str) -> LabClient {
+    let deadline = Instant::now() + settle();
+    loop {
+        match LabClient::connect(caller, address).await {
+            Ok(client) => return client,
+            Err(OpenError::NoListener { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no channel to {address} within {:?}: {e:?}", settle()),
+        }
+    }
+}
+
+/// Reads the cluster's heartbeats, which carry each node's counters.
+struct Heartbeats {
+    client: async_nats::Client,
+    subject: String,
+}
+
+impl Heartbeats {
+    async fn watch(nats: &TestNats, cluster: &str) -> Self {
+        let client = async_nats::connect(nats.url()).await.expect("test connects to nats");
+        Self { client, subject: Subjects::new(cluster).unwrap().heartbeat() }
+    }
+
+    /// The relayed-bytes counter of the node at `url`, from a heartbeat it sends from now on
+    /// (a fresh subscription: none queued from before).
+    async fn relayed_bytes(&self, url: &str) -> u64 {
+        let mut subscriber = self.client.subscribe(self.subject.clone()).await.expect("subscribes");
+        let deadline = tokio::time::Instant::now() + SLACK;
+        loop {
+            let message = tokio::time::timeout_at(deadline, subscriber.next())
+                .await
+                .unwrap_or_else(|_| panic!("no heartbeat from {url} within {SLACK:?}"))
+                .expect("subscription open");
+            let heartbeat = Heartbeat::decode(&message.payload).expect("a well-formed heartbeat");
+            if heartbeat.quic_url == url {
+                return heartbeat.relayed_bytes;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_caller_on_one_node_calls_a_host_on_another_and_the_bytes_skip_the_host_node() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "cross", &data);
+    let b = ClusterNode::start(&nats.url(), "cross", &data);
+    let heartbeats = Heartbeats::watch(&nats, "cross").await;
+    let _host = serve_lab(&a, "lab", "on-a").await;
+
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let client = lab_once_known(&caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "served by the host on node a");
+    assert_eq!(client.first_even(ctx(), vec![1, 2]).await.unwrap(), Some(2));
+    // Several channels, each opened through node a's listener.
+    for _ in 0..5 {
+        let other = LabClient::connect(&caller, "lab").await.expect("another channel opens");
+        assert_eq!(other.check(ctx(), 3).await.unwrap(), Ok(3));
+    }
+
+    // A caller over Hybrid Connections (wss) on node b reaches the QUIC host on node a too.
+    let ws_caller = Connection::connect(&b.ws_url, b.options()).await.expect("wss caller connects to node b");
+    let over_wss = LabClient::connect(&ws_caller, "lab").await.expect("a channel opens over wss");
+    assert_eq!(over_wss.whoami(ctx()).await.unwrap(), "on-a");
+
+    // An address with no listener anywhere: refused at once, as on a single node.
+    let started = Instant::now();
+    let err = LabClient::connect(&caller, "nowhere").await.unwrap_err();
+    assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "refused after {:?}", started.elapsed());
+
+    // A bulk transfer: 8 MiB each way through node b; node a relays none of it.
+    let a_before = heartbeats.relayed_bytes(&a.url).await;
+    let b_before = heartbeats.relayed_bytes(&b.url).await;
+    let mib: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for _ in 0..8 {
+        let reversed = client.reverse(ctx(), mib.clone()).await.unwrap();
+        assert_eq!(reversed.len(), mib.len());
+    }
+    let a_after = heartbeats.relayed_bytes(&a.url).await;
+    let b_after = heartbeats.relayed_bytes(&b.url).await;
+    assert!(b_after - b_before >= 16 * 1024 * 1024, "node b relayed {} bytes", b_after - b_before);
+    assert!(a_after - a_before < 64 * 1024, "node a relayed {} bytes of a transfer it is not on", a_after - a_before);
+}
+
+/// Opens channels to `address` through `caller` until one is refused with `NoListener` (the
+/// caller's node has dropped the listener's node from its view), within [`settle`]: every open
+/// fails, each within the open timeout (plus slack) and with a typed error, never a hang.
+async fn until_no_listener(caller: &Connection, address: &str) {
+    let deadline = Instant::now() + settle();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let err = LabClient::connect(caller, address).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. }),
+            "{err:?}"
+        );
+        assert!(took < Duration::from_millis(OPEN_TIMEOUT_MS) + Duration::from_secs(1), "refused after {took:?}");
+        if matches!(err, OpenError::NoListener { .. }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the caller's node still routes to the lost node after {:?}", settle());
+}
+
+#[tokio::test]
+async fn channels_are_spread_round_robin_over_the_listeners_of_every_node() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "spread", &data);
+    let b = ClusterNode::start(&nats.url(), "spread", &data);
+    let _host_a = serve_lab(&a, "lab", "on-a").await;
+    let _host_b = serve_lab(&b, "lab", "on-b").await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    // Until node b's view holds node a's listener, every channel goes to node b's own.
+    let deadline = Instant::now() + settle();
+    loop {
+        let client = LabClient::connect(&caller, "lab").await.expect("a channel opens");
+        if client.whoami(ctx()).await.unwrap() == "on-a" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node b never routed to node a's listener");
+    }
+    let (mut on_a, mut on_b) = (0, 0);
+    for _ in 0..60 {
+        let client = LabClient::connect(&caller, "lab").await.expect("a channel opens");
+        match client.whoami(ctx()).await.unwrap().as_str() {
+            "on-a" => on_a += 1,
+            "on-b" => on_b += 1,
+            other => panic!("served by {other}"),
+        }
+    }
+    // One listener per node: each takes half, within ±30%.
+    assert!((21..=39).contains(&on_a) && (21..=39).contains(&on_b), "on a: {on_a}, on b: {on_b}");
+}
+
+#[tokio::test]
+async fn a_killed_listener_node_makes_opens_fail_fast_with_a_typed_error() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let mut a = ClusterNode::start(&nats.url(), "kill", &data);
+    let b = ClusterNode::start(&nats.url(), "kill", &data);
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let client = lab_once_known(&caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a");
+
+    a.kill();
+    // The dead node's subject has no responders at once; its heartbeats stop, and after the
+    // node timeout node b has dropped it.
+    until_no_listener(&caller, "lab").await;
+}
+
+#[tokio::test]
+async fn a_stopped_listener_node_is_waited_for_no_longer_than_the_open_timeout() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "stop", &data);
+    let b = ClusterNode::start(&nats.url(), "stop", &data);
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let client = lab_once_known(&caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a");
+
+    // Blackholed: its NATS connection stays open, its subjects have a (silent) responder.
+    a.signal("-STOP");
+    let started = Instant::now();
+    let err = LabClient::connect(&caller, "lab").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, OpenError::Refused { code: ErrorCode::Busy, .. }), "{err:?}");
+    assert!(took >= Duration::from_millis(OPEN_TIMEOUT_MS), "refused after {took:?}, before the open timeout");
+    until_no_listener(&caller, "lab").await;
+    a.signal("-CONT");
+}
+
+#[tokio::test]
+async fn while_nats_is_down_same_node_calls_work_and_cross_node_opens_fail_fast_then_recover() {
+    let mut nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "outage", &data);
+    let b = ClusterNode::start(&nats.url(), "outage", &data);
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller_b = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let caller_a = Connection::connect(&a.url, a.options()).await.expect("caller connects to node a");
+    let open_cross = lab_once_known(&caller_b, "lab").await;
+    assert_eq!(open_cross.whoami(ctx()).await.unwrap(), "on-a");
+
+    nats.kill();
+    let down = Instant::now();
+    // Same-node channels never need NATS; a cross-node channel already open runs on, its data
+    // never touching NATS either.
+    let same = LabClient::connect(&caller_a, "lab").await.expect("same-node channel opens without nats");
+    assert_eq!(same.whoami(ctx()).await.unwrap(), "on-a");
+    assert_eq!(open_cross.check(ctx(), 5).await.unwrap(), Ok(5));
+    // New cross-node opens fail fast and typed until node b drops node a from its view.
+    until_no_listener(&caller_b, "lab").await;
+    assert!(down.elapsed() < settle() + SLACK);
+
+    nats.restart();
+    let back = Instant::now();
+    let recovered = Duration::from_secs(5) + SLACK;
+    let client = loop {
+        match LabClient::connect(&caller_b, "lab").await {
+            Ok(client) => break client,
+            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. })
+                if back.elapsed() < recovered =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cross-node opens did not recover within {recovered:?} of nats's return: {e:?}"),
+        }
+    };
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "the same host, which never reconnected");
+}
+
+#[tokio::test]
+async fn a_node_with_other_keys_is_refused_loudly() {
+    let nats = TestNats::start();
+    let a = ClusterNode::start(&nats.url(), "keys", &temp_dir("cluster-data"));
+    let stranger = ClusterNode::start(&nats.url(), "keys", &temp_dir("cluster-other-data"));
+    let _host = serve_lab(&stranger, "lab", "stranger").await;
+    let caller = Connection::connect(&a.url, a.options()).await.expect("caller connects to node a");
+    // Long enough for several heartbeats and a snapshot, had the stranger been let in.
+    tokio::time::sleep(Duration::from_millis(3 * relay_tests::cluster::HEARTBEAT_MS + OPEN_TIMEOUT_MS)).await;
+    let err = LabClient::connect(&caller, "lab").await.unwrap_err();
+    assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
+    assert!(
+        a.log_text().contains("different keys"),
+        "node a did not say why it refused the stranger; its log: {}",
+        a.log_text()
+    );
+}
