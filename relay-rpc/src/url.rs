@@ -58,6 +58,107 @@ pub enum UrlError {
     /// The URL has a path, query or credentials, which relay URLs do not take.
     #[error("relay url {0:?} may hold only scheme, host and port")]
     Unexpected(String),
+    /// A list of relay URLs ([`RelayUrls`]) is empty.
+    #[error("no relay url given")]
+    Empty,
+}
+
+/// One relay URL or several: the nodes of a cluster a host that keeps itself online
+/// ([`Host::serve_all_online`](crate::Host::serve_all_online)) may register on. Each time it
+/// connects, it tries them in a random order and stays with the first that takes it, so hosts
+/// spread over the nodes, and re-home to another node when theirs dies.
+///
+/// ```
+/// use relay_rpc::RelayUrls;
+///
+/// let one = RelayUrls::from("quic://relay.example:7443");
+/// let two = RelayUrls::from("quic://a.example:7443, quic://b.example:7443");
+/// assert_eq!((one.len(), two.len()), (1, 2));
+/// assert_eq!(two, RelayUrls::new(["quic://a.example:7443", "quic://b.example:7443"]));
+/// two.check()?;
+/// assert!(RelayUrls::from("").check().is_err());
+/// # Ok::<(), relay_rpc::UrlError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayUrls(Vec<String>);
+
+impl RelayUrls {
+    /// These URLs, in this order.
+    pub fn new(urls: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self(urls.into_iter().map(Into::into).collect())
+    }
+
+    /// How many URLs there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The URLs, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Checks that there is at least one URL and that every one is a relay URL.
+    pub fn check(&self) -> Result<(), UrlError> {
+        if self.0.is_empty() {
+            return Err(UrlError::Empty);
+        }
+        self.0.iter().try_for_each(|url| url.parse::<RelayUrl>().map(drop))
+    }
+
+    /// The URLs in an order drawn with `random` (a source of random numbers): each order is as
+    /// likely as any other.
+    pub(crate) fn shuffled(&self, mut random: impl FnMut() -> u64) -> Vec<&str> {
+        let mut urls: Vec<&str> = self.iter().collect();
+        // Fisher-Yates; the modulo's bias is nil for lists this short.
+        for i in (1..urls.len()).rev() {
+            let j = (random() % (i as u64 + 1)) as usize;
+            urls.swap(i, j);
+        }
+        urls
+    }
+}
+
+/// A comma-separated list (as `--relay URL1,URL2` gives it); one URL is a list of one.
+impl From<&str> for RelayUrls {
+    fn from(list: &str) -> Self {
+        Self::new(list.split(',').map(str::trim).filter(|url| !url.is_empty()))
+    }
+}
+
+impl From<&String> for RelayUrls {
+    fn from(list: &String) -> Self {
+        Self::from(list.as_str())
+    }
+}
+
+impl From<String> for RelayUrls {
+    fn from(list: String) -> Self {
+        Self::from(list.as_str())
+    }
+}
+
+impl From<Vec<String>> for RelayUrls {
+    fn from(urls: Vec<String>) -> Self {
+        Self(urls)
+    }
+}
+
+impl From<&[&str]> for RelayUrls {
+    fn from(urls: &[&str]) -> Self {
+        Self::new(urls.iter().copied())
+    }
+}
+
+impl<const N: usize> From<[&str; N]> for RelayUrls {
+    fn from(urls: [&str; N]) -> Self {
+        Self::new(urls)
+    }
 }
 
 /// A parsed relay URL.
@@ -177,5 +278,29 @@ mod tests {
         assert!(matches!("quic://h st:1".parse::<RelayUrl>(), Err(UrlError::InvalidHost(_))));
         assert!(matches!("quic://[::1:1".parse::<RelayUrl>(), Err(UrlError::InvalidHost(_))));
         assert_eq!("wss://[2001:db8::1]".parse::<RelayUrl>().unwrap().host(), "2001:db8::1");
+    }
+
+    #[test]
+    fn relay_lists_are_shuffled_into_every_order() {
+        let urls = RelayUrls::from("quic://a:1,quic://b:2, quic://c:3");
+        assert_eq!(urls.iter().collect::<Vec<_>>(), ["quic://a:1", "quic://b:2", "quic://c:3"]);
+        let mut seen = std::collections::HashSet::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            let order = urls.shuffled(|| {
+                // xorshift: deterministic, and every order comes up.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            });
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(sorted, ["quic://a:1", "quic://b:2", "quic://c:3"], "a permutation");
+            seen.insert(order);
+        }
+        assert_eq!(seen.len(), 6, "all six orders");
+        assert_eq!(RelayUrls::from(" , ").check(), Err(UrlError::Empty));
+        assert!(matches!(RelayUrls::from("quic://a:1,nope").check(), Err(UrlError::MissingScheme(_))));
     }
 }

@@ -169,14 +169,14 @@ impl Method<'_> {
             };
             errors.push(Error::new_spanned(attr, message));
         }
-        if self.is_oneway() {
-            if let Some(ty) = self.output.filter(|ty| !is_unit(ty)) {
-                errors.push(Error::new_spanned(
-                    ty,
-                    "a `#[oneway]` method cannot return a value: its caller does not wait for the host; \
-                     remove the return type, or remove `#[oneway]`",
-                ));
-            }
+        if self.is_oneway()
+            && let Some(ty) = self.output.filter(|ty| !is_unit(ty))
+        {
+            errors.push(Error::new_spanned(
+                ty,
+                "a `#[oneway]` method cannot return a value: its caller does not wait for the host; \
+                 remove the return type, or remove `#[oneway]`",
+            ));
         }
     }
 

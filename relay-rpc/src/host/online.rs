@@ -14,10 +14,11 @@ use tokio_util::sync::CancellationToken;
 use super::connection::Host;
 use super::listener::Listener;
 use super::serve::OpenChannels;
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, random};
 use crate::contract::Dispatch;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
+use crate::url::RelayUrls;
 use relay_proto::ErrorCode;
 
 /// Where a host that keeps itself online stands.
@@ -98,8 +99,9 @@ impl<D: Dispatch> Service for D {
 }
 
 impl Host {
-    /// Serves `dispatcher` on `address` of the relay at `url` for as long as the returned future
-    /// is polled; [`serve_all_online`](Self::serve_all_online) with one service.
+    /// Serves `dispatcher` on `address` of the relay at `relays` (one URL, or several nodes of a
+    /// cluster) for as long as the returned future is polled;
+    /// [`serve_all_online`](Self::serve_all_online) with one service.
     ///
     /// ```no_run
     /// # use relay_rpc::{Backoff, ConnectOptions, Host, HostStatus};
@@ -112,18 +114,19 @@ impl Host {
     /// # }
     /// ```
     pub async fn serve_online<D: Dispatch>(
-        url: &str,
+        relays: impl Into<RelayUrls>,
         options: ConnectOptions,
         address: &str,
         dispatcher: D,
         backoff: Backoff,
         status: watch::Sender<HostStatus>,
     ) -> OnlineError {
-        Self::serve_all_online(url, options, Services::new().add(address, dispatcher), backoff, status).await
+        Self::serve_all_online(relays, options, Services::new().add(address, dispatcher), backoff, status).await
     }
 
-    /// Serves every one of `services` through one connection to the relay at `url`, for as long
-    /// as the returned future is polled: connects, registers every address and serves them;
+    /// Serves every one of `services` through one connection to a relay of `relays`, for as long
+    /// as the returned future is polled: connects (to the relays in a random order, the first
+    /// that answers; see [`RelayUrls`]), registers every address and serves them;
     /// after any loss (relay restart, network drop, token refresh failure, one registration
     /// ending) connects and registers all of them again, with `backoff`. A draining relay's
     /// [`GoAway`](ListenError::GoAway) brings a new registration at once (within the first
@@ -136,18 +139,27 @@ impl Host {
     /// # async fn run<A: relay_rpc::contract::Dispatch, B: relay_rpc::contract::Dispatch>(calc: A, billing: B, options: ConnectOptions) {
     /// let services = Services::new().add("calc", calc).add("eu/billing", billing);
     /// let (status, _changes) = tokio::sync::watch::channel(HostStatus::Connecting);
-    /// let fatal = Host::serve_all_online("quic://relay.example:7443", options, services, Backoff::default(), status).await;
+    /// let relays = "quic://node1.example:7443,quic://node2.example:7443";
+    /// let fatal = Host::serve_all_online(relays, options, services, Backoff::default(), status).await;
     /// eprintln!("host gave up: {fatal}");
     /// # }
     /// ```
     pub async fn serve_all_online(
-        url: &str,
+        relays: impl Into<RelayUrls>,
         options: ConnectOptions,
         services: Services,
         backoff: Backoff,
         status: watch::Sender<HostStatus>,
     ) -> OnlineError {
+        let relays = relays.into();
+        if let Err(e) = relays.check() {
+            let fatal = OnlineError::Connect(e.into());
+            status.send_replace(HostStatus::Offline(fatal.to_string()));
+            return fatal;
+        }
         let mut attempt = 0u32;
+        // The relay of the connection lost last: tried last next time.
+        let mut lost_relay: Option<String> = None;
         // Channels of earlier connections finishing after a go-away; dropped with this future.
         let mut finishing = JoinSet::new();
         loop {
@@ -155,7 +167,8 @@ impl Host {
             status.send_replace(HostStatus::Connecting);
             let mut online_since = None;
             let lost: Result<Infallible, OnlineError> = async {
-                let host = Host::connect(url, options.clone()).await?;
+                let (host, url) = connect_any(&relays, lost_relay.as_deref(), &options).await?;
+                lost_relay = Some(url);
                 let mut listeners = Vec::with_capacity(services.entries.len());
                 for (address, _) in &services.entries {
                     listeners.push(host.listen(address).await?);
@@ -195,6 +208,37 @@ impl Host {
             attempt = attempt.saturating_add(1);
         }
     }
+}
+
+/// Connects to the first of `relays` that answers, in a random order but with `lost` (the relay
+/// just lost, if any: dead, or draining) last; the URL it connected to, or the last error if none
+/// answers.
+async fn connect_any(
+    relays: &RelayUrls,
+    lost: Option<&str>,
+    options: &ConnectOptions,
+) -> Result<(Host, String), ConnectError> {
+    let mut order = relays.shuffled(random);
+    if let Some(lost) = lost
+        && let Some(i) = order.iter().position(|url| *url == lost)
+    {
+        let url = order.remove(i);
+        order.push(url);
+    }
+    let mut last = None;
+    for url in order {
+        match Host::connect(url, options.clone()).await {
+            Ok(host) => {
+                tracing::debug!(url, "host connected");
+                return Ok((host, url.to_owned()));
+            }
+            Err(e) => {
+                tracing::debug!(url, error = %e, "cannot connect; trying the next relay");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(ConnectError::Url(crate::url::UrlError::Empty)))
 }
 
 fn is_permanent(e: &OnlineError) -> bool {

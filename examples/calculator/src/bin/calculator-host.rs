@@ -1,4 +1,7 @@
-//! Serves the calculator on an address of a relay, over one outbound connection.
+//! Serves the calculator on an address of a relay, over one outbound connection, and stays
+//! online: after a relay restart or a lost network it connects and registers again. Given
+//! several relays (the nodes of a cluster, `--relay URL1,URL2`), it picks one at random each time
+//! it connects, and moves to another when its relay dies or drains.
 //!
 //! ```text
 //! cargo run --release -p calculator --bin calculator-host -- --relay quic://127.0.0.1:7443 --address calc
@@ -8,7 +11,8 @@ use std::process::ExitCode;
 
 use calculator::{Calc, RelayArgs, ServeCalculator};
 use clap::Parser;
-use relay_rpc::Host;
+use relay_rpc::{Backoff, Host, HostStatus};
+use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
 #[command(about = "Serve the calculator through a relay")]
@@ -33,11 +37,29 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let host = Host::connect(&args.relay.relay, args.relay.options()?).await?;
-    let listener = host.listen(&args.relay.address).await?;
-    relay_process::tell(&format!("serving Calculator on {} at {}", args.relay.address, args.relay.relay));
+    let RelayArgs { relay, address, .. } = &args.relay;
+    let (status, mut changes) = watch::channel(HostStatus::Connecting);
+    let online = Host::serve_online(
+        relay,
+        args.relay.options()?,
+        address,
+        ServeCalculator::new(Calc),
+        Backoff::default(),
+        status,
+    );
+    let report = async {
+        while changes.changed().await.is_ok() {
+            let line = match &*changes.borrow() {
+                HostStatus::Online => format!("serving Calculator on {address} at {relay}"),
+                HostStatus::Offline(reason) => format!("offline ({reason}); trying again"),
+                _ => continue,
+            };
+            relay_process::tell(&line);
+        }
+    };
     tokio::select! {
-        served = listener.serve(ServeCalculator::new(Calc)) => served?,
+        fatal = online => return Err(fatal.into()),
+        () = report => {}
         signal = relay_process::requested() => relay_process::tell(&format!("stopping on {signal}")),
     }
     Ok(())
