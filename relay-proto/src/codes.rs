@@ -23,6 +23,9 @@ pub enum ErrorCode {
     /// The caller opened channels faster than the relay allows (a token bucket per caller
     /// connection, or per source IP on WebSocket); try again after a short wait.
     RateLimited,
+    /// In a cluster: the node holding the address's listeners did not answer (it died, or is
+    /// cut off); try again, as another node or a later try may reach one.
+    Unreachable,
     /// The credential was refused, for the reason given.
     Auth(AuthFailure),
     /// A code this build does not know.
@@ -31,7 +34,7 @@ pub enum ErrorCode {
 
 /// Every known refusal and its wire value: the one table both directions read. Values are
 /// explicit and never reused; a new reason gets a new value.
-const ERROR_CODES: [(ErrorCode, u16); 14] = [
+const ERROR_CODES: [(ErrorCode, u16); 15] = [
     (ErrorCode::NoListener, 1),
     (ErrorCode::ContractMismatch, 3),
     (ErrorCode::BadRequest, 4),
@@ -40,6 +43,7 @@ const ERROR_CODES: [(ErrorCode, u16); 14] = [
     (ErrorCode::Rejected, 7),
     (ErrorCode::Internal, 8),
     (ErrorCode::RateLimited, 9),
+    (ErrorCode::Unreachable, 10),
     (ErrorCode::Auth(AuthFailure::MissingToken), 20),
     (ErrorCode::Auth(AuthFailure::Malformed), 21),
     (ErrorCode::Auth(AuthFailure::BadSignature), 22),

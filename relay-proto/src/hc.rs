@@ -275,6 +275,7 @@ pub fn http_status(code: ErrorCode) -> (u16, &'static str) {
         ErrorCode::Busy | ErrorCode::ShuttingDown => (503, "Service Unavailable"),
         ErrorCode::Rejected => (403, "Forbidden"),
         ErrorCode::RateLimited => (429, "Too Many Requests"),
+        ErrorCode::Unreachable => (502, "Bad Gateway"),
         _ => (500, "Internal Server Error"),
     }
 }
@@ -300,6 +301,7 @@ pub fn error_code(status: u16, description: &str) -> ErrorCode {
         409 => ErrorCode::ContractMismatch,
         400 => ErrorCode::BadRequest,
         429 => ErrorCode::RateLimited,
+        502 => ErrorCode::Unreachable,
         503 if description.starts_with(SHUTTING_DOWN) => ErrorCode::ShuttingDown,
         503 => ErrorCode::Busy,
         _ => ErrorCode::Rejected,
@@ -450,6 +452,7 @@ mod tests {
             ErrorCode::BadRequest,
             ErrorCode::ShuttingDown,
             ErrorCode::RateLimited,
+            ErrorCode::Unreachable,
         ]
         .into_iter()
         .chain(AuthFailure::ALL.map(ErrorCode::Auth))

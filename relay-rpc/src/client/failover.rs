@@ -255,7 +255,7 @@ pub(crate) fn retry_after(attempt: u32, error: &OpenError, remaining: Duration, 
         error,
         OpenError::NoListener { .. }
             | OpenError::Timeout
-            | OpenError::Refused { code: ErrorCode::Busy | ErrorCode::RateLimited, .. }
+            | OpenError::Refused { code: ErrorCode::Busy | ErrorCode::RateLimited | ErrorCode::Unreachable, .. }
     );
     if !transient || attempt >= REOPEN_ATTEMPTS {
         return None;

@@ -195,7 +195,7 @@ async fn route_in_cluster(
                 if local.busy.is_none()
                     && let Some(detail) = unanswered
                 {
-                    return Err(Refusal::new(ErrorCode::Busy, detail));
+                    return Err(Refusal::new(ErrorCode::Unreachable, detail));
                 }
                 return Err(local.refusal(shared, &request.address));
             }

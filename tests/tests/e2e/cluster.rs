@@ -125,7 +125,7 @@ async fn until_no_listener(caller: &Connection, address: &str) {
         let err = LabClient::connect(caller, address).await.unwrap_err();
         let took = started.elapsed();
         assert!(
-            matches!(err, OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. }),
+            matches!(err, OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Unreachable, .. }),
             "{err:?}"
         );
         assert!(took < Duration::from_millis(OPEN_TIMEOUT_MS) + Duration::from_secs(1), "refused after {took:?}");
@@ -201,7 +201,7 @@ async fn a_stopped_listener_node_is_waited_for_no_longer_than_the_open_timeout()
     let started = Instant::now();
     let err = LabClient::connect(&caller, "lab").await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, OpenError::Refused { code: ErrorCode::Busy, .. }), "{err:?}");
+    assert!(matches!(err, OpenError::Refused { code: ErrorCode::Unreachable, .. }), "{err:?}");
     assert!(took >= Duration::from_millis(OPEN_TIMEOUT_MS), "refused after {took:?}, before the open timeout");
     until_no_listener(&caller, "lab").await;
     a.signal("-CONT");
@@ -236,7 +236,7 @@ async fn while_nats_is_down_same_node_calls_work_and_cross_node_opens_fail_fast_
     let client = loop {
         match LabClient::connect(&caller_b, "lab").await {
             Ok(client) => break client,
-            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Busy, .. })
+            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Unreachable, .. })
                 if back.elapsed() < recovered =>
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
