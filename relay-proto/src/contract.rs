@@ -241,8 +241,7 @@ impl ContractDescriptor {
     /// arguments and result (or of its signature, for a method without
     /// [`shapes`](MethodDescriptor::shapes)) and of its one-way flag.
     pub fn method_fingerprint(&self, name: &str) -> Option<u64> {
-        let i = self.methods.iter().position(|m| m.name == name)?;
-        Some(self.traced().methods[i].fingerprint)
+        self.traced_method(name).map(|(_, traced)| traced.fingerprint)
     }
 
     fn traced(&self) -> &Traced {
