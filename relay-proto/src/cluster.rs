@@ -7,16 +7,18 @@
 //! list (in [`SnapshotChunk`]s) and [`OpenRequest`]s (with an [`OpenReply`]) on subjects that name
 //! it. Addresses never appear in subjects (they may hold `.`), only in bodies.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::address::{MAX_ADDRESS_LEN, validate_address};
 use crate::codes::ErrorCode;
 use crate::frame::ProtoError;
+use crate::hc::Accept;
 use crate::message::{MAX_DIAL_URL_LEN, MAX_SECRET_LEN, Refusal};
 use crate::wire::{Reader, Writer};
 
 /// The version byte of every cluster message; a node drops messages of another version.
-pub const CLUSTER_VERSION: u8 = 1;
+pub const CLUSTER_VERSION: u8 = 2;
 /// The largest cluster message but a snapshot chunk.
 pub const MAX_CLUSTER_MESSAGE: usize = 64 * 1024;
 /// The largest snapshot chunk (within NATS's default 1 MB payload limit).
@@ -316,8 +318,10 @@ impl SnapshotChunk {
     }
 }
 
-/// Asks a listener's node to have one of its listeners on `address` dial a rendezvous on the
-/// caller's node.
+/// A caller's node asks a listener's node to have one of its listeners on `address` dial a
+/// one-time rendezvous on the caller's node: a QUIC host dials `url` with `secret`; a Hybrid
+/// Connections listener is sent `accept` as it is (its rendezvous address names the caller's
+/// node and carries the same secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenRequest {
     /// The registered address.
@@ -326,40 +330,109 @@ pub struct OpenRequest {
     pub path: String,
     /// The caller's node's id for the channel, for logs.
     pub channel_id: u64,
-    /// The caller's node's public QUIC URL, where the listener dials.
+    /// The caller's node's public QUIC URL, where a QUIC listener dials.
     pub url: String,
     /// The one-time secret the caller's node waits under.
     pub secret: String,
+    /// The notification for a Hybrid Connections listener; `None` when the caller's node serves
+    /// no WebSockets, so that only QUIC listeners can take the channel.
+    pub accept: Option<Accept>,
+    /// Listeners of the node not to pick (multicast subscribers the caller's node has already),
+    /// at most [`MAX_EXCLUDED`].
+    pub exclude: Vec<u64>,
 }
 
+/// The most listeners one [`OpenRequest`] may exclude.
+pub const MAX_EXCLUDED: usize = 4096;
+/// The most headers an [`OpenRequest`]'s accept notification may carry.
+pub const MAX_ACCEPT_HEADERS: usize = 256;
+/// The longest rendezvous address in an accept notification.
+const MAX_ACCEPT_ADDRESS_LEN: usize = 16 * 1024;
+/// The longest connection id in an accept notification.
+const MAX_ACCEPT_ID_LEN: usize = 1024;
+/// The longest header name or value in an accept notification.
+const MAX_HEADER_LEN: usize = 16 * 1024;
+
 impl OpenRequest {
-    /// Encodes the message body.
+    /// Encodes the message body (its parts cut to their limits, which no request built from a
+    /// validated caller reaches).
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(CLUSTER_VERSION, TAG_OPEN_REQUEST);
         w.str(&self.address).str(&self.path).u64(self.channel_id).str(&self.url).str(&self.secret);
+        match &self.accept {
+            None => {
+                w.u8(0);
+            }
+            Some(accept) => {
+                w.u8(1).str(&accept.address).str(&accept.id);
+                let headers = accept.connect_headers.iter().take(MAX_ACCEPT_HEADERS);
+                w.u16(headers.len() as u16);
+                for (name, value) in headers {
+                    w.str(name).str(value);
+                }
+            }
+        }
+        let exclude = &self.exclude[..self.exclude.len().min(MAX_EXCLUDED)];
+        w.u16(exclude.len() as u16);
+        for id in exclude {
+            w.u64(*id);
+        }
         w.finish()
     }
 
     /// Decodes a message body, validating the address.
     pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
         let mut r = open(body, MAX_CLUSTER_MESSAGE, TAG_OPEN_REQUEST)?;
-        let request = Self {
+        let mut request = Self {
             address: address(&mut r)?,
             path: r.str("path", MAX_ADDRESS_LEN)?.to_owned(),
             channel_id: r.u64()?,
             url: r.str("dial url", MAX_DIAL_URL_LEN)?.to_owned(),
             secret: r.str("secret", MAX_SECRET_LEN)?.to_owned(),
+            accept: None,
+            exclude: Vec::new(),
         };
+        if r.u8()? != 0 {
+            let address = r.str("accept address", MAX_ACCEPT_ADDRESS_LEN)?.to_owned();
+            let id = r.str("accept id", MAX_ACCEPT_ID_LEN)?.to_owned();
+            let headers = bounded(r.u16()?, MAX_ACCEPT_HEADERS, "headers")?;
+            let mut connect_headers = BTreeMap::new();
+            for _ in 0..headers {
+                let name = r.str("header name", MAX_HEADER_LEN)?.to_owned();
+                connect_headers.insert(name, r.str("header value", MAX_HEADER_LEN)?.to_owned());
+            }
+            request.accept = Some(Accept { address, id, connect_headers });
+        }
+        let excluded = bounded(r.u16()?, MAX_EXCLUDED, "excluded listeners")?;
+        // Each id takes 8 bytes of the body: a count the body cannot back fails as it is read.
+        for _ in 0..excluded {
+            request.exclude.push(r.u64()?);
+        }
         r.end()?;
         Ok(request)
     }
+}
+
+/// What kind of listener took an [`OpenRequest`], so that the caller's node waits for its
+/// rendezvous as long as that kind may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// A native host over QUIC: dials within the handshake timeout.
+    Quic,
+    /// A Hybrid Connections listener: opens the rendezvous within the rendezvous timeout.
+    HybridConnection,
 }
 
 /// A listener's node's answer to an [`OpenRequest`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OpenReply {
     /// A listener was told to dial the rendezvous.
-    Notified,
+    Notified {
+        /// The listener's id on its node (for a multicast publisher's next request to exclude).
+        listener: u64,
+        /// What kind of listener it is.
+        kind: ListenerKind,
+    },
     /// No listener was told: why (no listener there any more, all busy, draining).
     Refused(Refusal),
 }
@@ -368,7 +441,13 @@ impl OpenReply {
     /// Encodes the message body.
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Notified => Writer::new(CLUSTER_VERSION, TAG_OPEN_NOTIFIED).finish(),
+            Self::Notified { listener, kind } => {
+                let kind = match kind {
+                    ListenerKind::Quic => 0,
+                    ListenerKind::HybridConnection => 1,
+                };
+                Writer::new(CLUSTER_VERSION, TAG_OPEN_NOTIFIED).u64(*listener).u8(kind).finish()
+            }
             Self::Refused(Refusal { code, detail }) => {
                 let mut end = detail.len().min(MAX_DETAIL_LEN);
                 while !detail.is_char_boundary(end) {
@@ -383,7 +462,16 @@ impl OpenReply {
     pub fn decode(body: &[u8]) -> Result<Self, ClusterDecodeError> {
         let (mut r, tag) = open_any(body, MAX_CLUSTER_MESSAGE)?;
         let reply = match tag {
-            TAG_OPEN_NOTIFIED => Self::Notified,
+            TAG_OPEN_NOTIFIED => Self::Notified {
+                listener: r.u64()?,
+                kind: match r.u8()? {
+                    0 => ListenerKind::Quic,
+                    1 => ListenerKind::HybridConnection,
+                    other => {
+                        return Err(ProtoError::InvalidValue { field: "listener kind", value: other.into() }.into());
+                    }
+                },
+            },
             TAG_OPEN_REFUSED => Self::Refused(Refusal {
                 code: ErrorCode::from_u16(r.u16()?),
                 detail: r.str("detail", MAX_DETAIL_LEN)?.to_owned(),
@@ -393,6 +481,14 @@ impl OpenReply {
         r.end()?;
         Ok(reply)
     }
+}
+
+fn bounded(n: u16, max: usize, field: &'static str) -> Result<usize, ProtoError> {
+    let n = usize::from(n);
+    if n > max {
+        return Err(ProtoError::FieldTooLong { field, len: n, max });
+    }
+    Ok(n)
 }
 
 fn open_any(body: &[u8], max: usize) -> Result<(Reader<'_>, u8), ClusterDecodeError> {
@@ -463,11 +559,74 @@ mod tests {
             channel_id: 4,
             url: "quic://10.0.0.2:7443".into(),
             secret: "s".into(),
+            accept: None,
+            exclude: Vec::new(),
         };
-        assert_eq!(OpenRequest::decode(&open.encode()), Ok(open));
-        for reply in [OpenReply::Notified, OpenReply::Refused(Refusal { code: ErrorCode::Busy, detail: "x".into() })] {
+        assert_eq!(OpenRequest::decode(&open.encode()), Ok(open.clone()));
+        let hc = OpenRequest {
+            accept: Some(Accept {
+                address: "wss://10.0.0.2:7443/$hc/calc/x?sb-hc-action=accept&sb-hc-rendezvous=s".into(),
+                id: "42".into(),
+                connect_headers: [("Sec-WebSocket-Key".to_owned(), "abc".to_owned())].into(),
+            }),
+            exclude: vec![1, 2, u64::MAX],
+            ..open
+        };
+        assert_eq!(OpenRequest::decode(&hc.encode()), Ok(hc));
+        let notified = |kind| OpenReply::Notified { listener: 9, kind };
+        let refused = OpenReply::Refused(Refusal { code: ErrorCode::Busy, detail: "x".into() });
+        for reply in [notified(ListenerKind::Quic), notified(ListenerKind::HybridConnection), refused] {
             assert_eq!(OpenReply::decode(&reply.encode()), Ok(reply));
         }
+    }
+
+    /// Writes the fuzz seeds of the `cluster_messages` target when `RELAY_WRITE_SEEDS` is set,
+    /// and checks that every seed there is a message of this version.
+    #[test]
+    fn the_cluster_fuzz_seeds_are_messages_of_this_version() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/cluster_messages");
+        if std::env::var_os("RELAY_WRITE_SEEDS").is_some() {
+            let open = OpenRequest {
+                address: "calc".into(),
+                path: "calc/x".into(),
+                channel_id: 4,
+                url: "quic://10.0.0.2:7443".into(),
+                secret: "s".into(),
+                accept: Some(Accept {
+                    address: "wss://10.0.0.2:7443/$hc/calc/x?sb-hc-action=accept".into(),
+                    id: "4".into(),
+                    connect_headers: [("Sec-WebSocket-Key".to_owned(), "abc".to_owned())].into(),
+                }),
+                exclude: vec![1, 2],
+            };
+            let chunk = SnapshotChunk { node: NODE, seq: 3, entries: vec![("a".into(), 1)], next: Some(1) };
+            let refused = OpenReply::Refused(Refusal { code: ErrorCode::Busy, detail: "busy".into() });
+            for (name, body) in [
+                ("heartbeat", heartbeat().encode()),
+                ("delta", Delta { node: NODE, seq: 8, address: "eu/calc".into(), listeners: 2 }.encode()),
+                ("snapshot-request", SnapshotRequest { from: 5 }.encode()),
+                ("snapshot-chunk", chunk.encode()),
+                ("open-request", open.encode()),
+                ("open-notified", OpenReply::Notified { listener: 3, kind: ListenerKind::HybridConnection }.encode()),
+                ("open-refused", refused.encode()),
+            ] {
+                std::fs::write(seeds.join(name), body).unwrap();
+            }
+        }
+        let mut count = 0;
+        for entry in std::fs::read_dir(&seeds).unwrap() {
+            let path = entry.unwrap().path();
+            let body = std::fs::read(&path).unwrap();
+            let decodes = Heartbeat::decode(&body).is_ok()
+                || Delta::decode(&body).is_ok()
+                || SnapshotRequest::decode(&body).is_ok()
+                || SnapshotChunk::decode(&body).is_ok()
+                || OpenRequest::decode(&body).is_ok()
+                || OpenReply::decode(&body).is_ok();
+            assert!(decodes, "{} is no message of version {CLUSTER_VERSION}", path.display());
+            count += 1;
+        }
+        assert!(count >= 7, "{count} seeds in {}", seeds.display());
     }
 
     #[test]
@@ -528,6 +687,24 @@ mod tests {
         assert!(matches!(
             SnapshotChunk::decode(&lying),
             Err(ClusterDecodeError::Malformed(ProtoError::FieldTooLong { .. }))
+        ));
+        // An open request claiming more headers or exclusions than allowed is refused as such.
+        let request = |headers: u16, excluded: u16| {
+            let mut w = Writer::new(CLUSTER_VERSION, TAG_OPEN_REQUEST);
+            w.str("calc").str("calc").u64(1).str("quic://a:1").str("s").u8(1).str("wss://a/").str("1");
+            w.u16(headers).u16(excluded).finish()
+        };
+        for body in [request(u16::MAX, 0), request(0, u16::MAX)] {
+            assert!(matches!(
+                OpenRequest::decode(&body),
+                Err(ClusterDecodeError::Malformed(ProtoError::FieldTooLong { .. }))
+            ));
+        }
+        assert_eq!(OpenRequest::decode(&request(0, 2)), Err(ProtoError::Truncated.into()));
+        let kind = Writer::new(CLUSTER_VERSION, TAG_OPEN_NOTIFIED).u64(1).u8(7).finish();
+        assert!(matches!(
+            OpenReply::decode(&kind),
+            Err(ClusterDecodeError::Malformed(ProtoError::InvalidValue { .. }))
         ));
     }
 

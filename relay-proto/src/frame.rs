@@ -64,6 +64,14 @@ pub enum ProtoError {
         /// The limit.
         max: usize,
     },
+    /// A field holds a value it has no meaning for.
+    #[error("{field} has no value {value}")]
+    InvalidValue {
+        /// The field's name.
+        field: &'static str,
+        /// The value.
+        value: u64,
+    },
     /// The address is not a valid address.
     #[error(transparent)]
     InvalidAddress(#[from] AddressError),

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use relay_proto::cluster::{
-    Delta, Heartbeat, NodeId, OpenReply, OpenRequest, SnapshotChunk, SnapshotRequest, Subjects,
+    Delta, Heartbeat, ListenerKind, NodeId, OpenReply, OpenRequest, SnapshotChunk, SnapshotRequest, Subjects,
 };
 use relay_proto::{Control, ErrorCode, Refusal};
 use tokio::task::JoinSet;
 
-use crate::cluster::view::{Heard, Taken};
+use crate::cluster::view::{DialTarget, Heard, Taken};
 use crate::config::ClusterConfig;
 use crate::listeners::ListenerHandle;
 use crate::peers::{Peers, PeersConfig};
@@ -173,12 +173,14 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
             }
             Some(message) = open_requests.next() => {
                 let answer = match OpenRequest::decode(&message.payload) {
-                    Ok(request) if !peers.view().is_node_url(&request.url) => {
-                        tracing::warn!(url = %request.url, "open request for a node not in this node's view; refused");
-                        let detail = "the caller's node is not in this node's view";
-                        OpenReply::Refused(Refusal { code: ErrorCode::NoListener, detail: detail.into() })
-                    }
-                    Ok(request) => serve_open(shared, &request),
+                    Ok(request) => match peers.view().dial_target(&request.url) {
+                        Some(target) => serve_open(shared, &request, &target),
+                        None => {
+                            tracing::warn!(url = %request.url, "open request for a node not in this node's view; refused");
+                            let detail = "the caller's node is not in this node's view";
+                            OpenReply::Refused(Refusal { code: ErrorCode::NoListener, detail: detail.into() })
+                        }
+                    },
                     Err(e) => OpenReply::Refused(Refusal { code: ErrorCode::BadRequest, detail: e.to_string() }),
                 };
                 if let Some(reply) = message.reply {
@@ -229,29 +231,38 @@ fn heartbeat(shared: &Shared, peers: &Peers) -> Heartbeat {
     }
 }
 
-/// The listeners on `address` that a caller on another node can reach: QUIC hosts, which dial a
-/// rendezvous when told to. (Hybrid Connections listeners across nodes come later.)
+/// The listeners on `address` that a caller on another node can reach: all of them (QUIC hosts
+/// dial a rendezvous when told to; Hybrid Connections listeners are sent an `accept` naming the
+/// caller's node).
 fn dialable_listeners(shared: &Shared, address: &str) -> usize {
-    shared.registry().all(address).iter().filter(|(_, listener)| matches!(listener, ListenerHandle::Quic(_))).count()
+    shared.registry().listeners(address)
 }
 
-/// Answers another node's open request: tells a local QUIC listener on the address to dial the
-/// rendezvous on that node.
-fn serve_open(shared: &Shared, request: &OpenRequest) -> OpenReply {
+/// Answers another node's open request: tells a local listener on the address (round-robin, not
+/// one the request excludes) to dial the rendezvous on that node.
+fn serve_open(shared: &Shared, request: &OpenRequest, target: &DialTarget) -> OpenReply {
     if shared.draining() {
         return OpenReply::Refused(Refusal { code: ErrorCode::ShuttingDown, detail: "relay node is draining".into() });
     }
-    let mut tried = Vec::new();
+    // A Hybrid Connections listener may only be sent to the caller's node's own endpoint.
+    let accept = request.accept.as_ref().filter(|accept| target.allows_rendezvous(&accept.address));
+    let mut tried = request.exclude.clone();
     loop {
         let picked = shared.registry().pick(&request.address, &tried);
         let Some((id, listener)) = picked else { break };
         tried.push(id);
-        if let ListenerHandle::Quic(quic) = listener {
-            let dial = Control::Dial { url: request.url.clone(), secret: request.secret.clone() };
-            if quic.control.try_send(dial).is_ok() {
-                tracing::debug!(address = %request.address, listener = id, channel = request.channel_id, "told a listener to dial another node");
-                return OpenReply::Notified;
+        let told = match &listener {
+            ListenerHandle::Quic(quic) => {
+                let dial = Control::Dial { url: request.url.clone(), secret: request.secret.clone() };
+                quic.control.try_send(dial).is_ok().then_some(ListenerKind::Quic)
             }
+            ListenerHandle::Hc(hc) => accept
+                .is_some_and(|accept| hc.notify.try_send(accept.clone()).is_ok())
+                .then_some(ListenerKind::HybridConnection),
+        };
+        if let Some(kind) = told {
+            tracing::debug!(address = %request.address, listener = id, channel = request.channel_id, ?kind, "told a listener to dial another node");
+            return OpenReply::Notified { listener: id, kind };
         }
     }
     let (code, detail) = if shared.registry().all_full(&request.address) {

@@ -259,7 +259,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
         Hello::Rendezvous { secret } => {
             // Authorized by its one-time secret, which only the node that made it and the
             // listener it was sent to know; no token.
-            let Some(waiting) = shared.quic_rendezvous.take(secret) else {
+            let Some(waiting) = shared.rendezvous.take(secret) else {
                 return refuse(send, recv, ErrorCode::NoListener, "no caller waits for this rendezvous").await;
             };
             gate.pass(&connection, shared.config.connection_window_bytes);
@@ -267,7 +267,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             // The stream leaves the connection's grant here, while the caller's node splices it:
             // such streams are bounded by the callers' own channels instead, one secret each.
             tracing::debug!("rendezvous from a listener on another node");
-            let _ = waiting.send(Outcome::Accepted { ws: Box::new(Pipe { send, recv }), protocol: None });
+            let _ = waiting.send(Outcome::Accepted { ws: Box::new(End::Quic(Pipe { send, recv })), protocol: None });
             return;
         }
     };
@@ -326,13 +326,11 @@ async fn serve_listener(
         return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
     }
     let (control, mut to_host) = mpsc::channel(CONTROL_QUEUE);
-    let registered = shared.registry().register(&address, ListenerHandle::Quic(QuicListener { connection, control }));
+    let registered = shared.register_listener(&address, ListenerHandle::Quic(QuicListener { connection, control }));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,
     };
-    shared.listener_registered();
-    shared.listeners_changed(&address);
     if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
         tracing::info!(%address, listener = id, "listener registered");
         let ended = hold_registration(shared, &address, expiry, &mut send, &mut recv, &mut to_host).await;
@@ -340,8 +338,7 @@ async fn serve_listener(
             cut(&mut send, &mut recv, code);
         }
     }
-    shared.registry().unregister(&address, id);
-    shared.listeners_changed(&address);
+    shared.unregister_listener(&address, id);
     tracing::info!(%address, listener = id, "listener left");
 }
 

@@ -1,11 +1,13 @@
-//! Senders waiting for a Hybrid Connections listener's rendezvous, keyed by a one-time secret.
+//! Callers waiting for a listener's rendezvous, keyed by a one-time secret: a Hybrid Connections
+//! listener's rendezvous WebSocket, or (in a cluster) the stream a listener on another node dials
+//! here.
 //!
-//! Generic over the rendezvous socket `S` a listener hands over (the relay's WebSocket channel
-//! end), so that the table sits below the channel ends, as the registry does below listeners.
+//! Generic over the rendezvous socket `S` a listener hands over (the relay's channel end), so that
+//! the table sits below the channel ends, as the registry does below listeners.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -30,8 +32,10 @@ impl<S> fmt::Debug for Outcome<S> {
     }
 }
 
-/// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
-pub(crate) struct RendezvousTable<S>(Mutex<HashMap<String, oneshot::Sender<Outcome<S>>>>);
+type Slots<S> = Mutex<HashMap<String, oneshot::Sender<Outcome<S>>>>;
+
+/// Rendezvous secrets of callers waiting for a listener's rendezvous.
+pub(crate) struct RendezvousTable<S>(Arc<Slots<S>>);
 
 impl<S> RendezvousTable<S> {
     /// The pending rendezvous table; held only for an insert or a removal.
@@ -47,7 +51,7 @@ impl<S> RendezvousTable<S> {
 
 impl<S> Default for RendezvousTable<S> {
     fn default() -> Self {
-        Self(Mutex::default())
+        Self(Arc::default())
     }
 }
 
@@ -57,9 +61,10 @@ impl<S> fmt::Debug for RendezvousTable<S> {
     }
 }
 
-/// A sender's place in the rendezvous table; leaving it (drop) removes the entry.
-pub(crate) struct Rendezvous<'a, S> {
-    table: &'a RendezvousTable<S>,
+/// A caller's place in the rendezvous table; leaving it (drop) removes the entry. It holds the
+/// table, so that it can move into a task of its own.
+pub(crate) struct Rendezvous<S> {
+    table: RendezvousTable<S>,
     secret: String,
     outcome: oneshot::Receiver<Outcome<S>>,
 }
@@ -70,10 +75,10 @@ pub(crate) struct Rendezvous<'a, S> {
 #[error("the system's randomness failed: no rendezvous secret can be made")]
 pub(crate) struct NoRandomness;
 
-impl<'a, S> Rendezvous<'a, S> {
+impl<S> Rendezvous<S> {
     /// Makes a fresh secret with `random` ([`system_random`] outside tests) and waits under it.
     pub(crate) fn register(
-        table: &'a RendezvousTable<S>,
+        table: &RendezvousTable<S>,
         random: fn(&mut [u8]) -> Result<(), NoRandomness>,
     ) -> Result<Self, NoRandomness> {
         let mut bytes = [0u8; 18];
@@ -81,7 +86,7 @@ impl<'a, S> Rendezvous<'a, S> {
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
         let (tx, outcome) = oneshot::channel();
         table.lock().insert(secret.clone(), tx);
-        Ok(Self { table, secret, outcome })
+        Ok(Self { table: RendezvousTable(table.0.clone()), secret, outcome })
     }
 
     /// The secret, for the rendezvous address.
@@ -95,7 +100,7 @@ impl<'a, S> Rendezvous<'a, S> {
     }
 }
 
-impl<S> Drop for Rendezvous<'_, S> {
+impl<S> Drop for Rendezvous<S> {
     fn drop(&mut self) {
         self.table.lock().remove(&self.secret);
     }

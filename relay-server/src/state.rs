@@ -8,13 +8,13 @@ use tokio::sync::{Notify, watch};
 
 use crate::auth::Policy;
 use crate::budget::Budget;
-use crate::channel::{Pipe, SpliceContext, WsStream};
+use crate::channel::{End, SpliceContext};
 use crate::config::{AddressMode, Config};
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::ListenerHandle;
 use crate::peers::Peers;
 use crate::phase::{Phase, RelayPhase};
-use crate::registry::{ListenerId, Registry};
+use crate::registry::{ListenerId, RegisterError, Registry};
 use crate::rendezvous::RendezvousTable;
 
 /// What every connection task of one relay sees.
@@ -23,10 +23,9 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) policy: Policy,
     registry: Mutex<Registry<ListenerHandle>>,
-    /// Rendezvous secrets of senders waiting for a Hybrid Connections listener to accept.
-    pub(crate) rendezvous: RendezvousTable<WsStream>,
-    /// Rendezvous secrets of callers waiting for a QUIC listener on another node to dial here.
-    pub(crate) quic_rendezvous: RendezvousTable<Pipe>,
+    /// Rendezvous secrets of callers waiting for a Hybrid Connections listener to accept, or for
+    /// a listener on another node to dial here.
+    pub(crate) rendezvous: RendezvousTable<End>,
     /// Bytes moved between channel ends so far.
     pub(crate) relayed_bytes: AtomicU64,
     /// This node's link to the rest of its cluster, once the NATS driver has made it; never set
@@ -88,7 +87,6 @@ impl Shared {
             policy,
             registry,
             rendezvous: RendezvousTable::default(),
-            quic_rendezvous: RendezvousTable::default(),
             relayed_bytes: AtomicU64::new(0),
             peers: OnceLock::new(),
             cluster_changed: Mutex::default(),
@@ -114,9 +112,23 @@ impl Shared {
         self.multicast_addresses.contains(address)
     }
 
-    /// Tells multicast publishers that a listener registered; call after each registration.
-    pub(crate) fn listener_registered(&self) {
+    /// Registers a listener on `address`, and tells whoever follows registrations: multicast
+    /// publishers (who open a channel to it) and, in cluster mode, the cluster.
+    pub(crate) fn register_listener(
+        &self,
+        address: &str,
+        listener: ListenerHandle,
+    ) -> Result<ListenerId, RegisterError> {
+        let id = self.registry().register(address, listener)?;
         self.registrations.send_modify(|n| *n = n.wrapping_add(1));
+        self.listeners_changed(address);
+        Ok(id)
+    }
+
+    /// Takes listener `id` off `address`'s rotation, and tells the cluster.
+    pub(crate) fn unregister_listener(&self, address: &str, id: ListenerId) {
+        self.registry().unregister(address, id);
+        self.listeners_changed(address);
     }
 
     /// Notes that `address` gained or lost a listener, for the cluster to be told (in cluster

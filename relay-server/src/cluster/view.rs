@@ -53,10 +53,28 @@ pub(crate) enum Choice {
     Nobody,
 }
 
+/// A node of the view that asks for a listener to dial it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DialTarget {
+    /// Its public `wss://` URL, if it serves WebSockets.
+    pub(crate) wss_url: Option<String>,
+}
+
+impl DialTarget {
+    /// Whether a Hybrid Connections listener may be sent to `address`: a rendezvous address on
+    /// this node's WebSocket endpoint.
+    pub(crate) fn allows_rendezvous(&self, address: &str) -> bool {
+        self.wss_url.as_deref().is_some_and(|base| {
+            address.strip_prefix(base).is_some_and(|rest| rest.starts_with("/$hc/") && !rest.contains('#'))
+        })
+    }
+}
+
 /// A node other than this one, as its heartbeats describe it.
 #[derive(Debug, Clone)]
 struct Node {
     quic_url: String,
+    wss_url: Option<String>,
     last_seen: Instant,
     /// The sequence number of the last delta applied (or of the snapshot).
     seq: u64,
@@ -112,6 +130,7 @@ impl View {
             None => {
                 let node = Node {
                     quic_url: heartbeat.quic_url.clone(),
+                    wss_url: heartbeat.wss_url.clone(),
                     last_seen: now,
                     seq: heartbeat.seq,
                     synced: false,
@@ -124,6 +143,7 @@ impl View {
             Some(node) => {
                 node.last_seen = now;
                 node.quic_url.clone_from(&heartbeat.quic_url);
+                node.wss_url.clone_from(&heartbeat.wss_url);
                 node.draining = heartbeat.draining;
                 if node.seq != heartbeat.seq {
                     node.synced = false;
@@ -240,10 +260,11 @@ impl View {
         Choice::Nobody
     }
 
-    /// Whether `url` is the QUIC URL of a node in the view: only those may be sent a listener
-    /// (a refused node, or anyone else who can publish on NATS, may not).
-    pub(crate) fn is_node_url(&self, url: &str) -> bool {
-        self.nodes.values().any(|node| node.quic_url == url)
+    /// The node in the view whose QUIC URL is `url`: only those may be sent a listener (a
+    /// refused node, or anyone else who can publish on NATS, may not).
+    pub(crate) fn dial_target(&self, url: &str) -> Option<DialTarget> {
+        let node = self.nodes.values().find(|node| node.quic_url == url)?;
+        Some(DialTarget { wss_url: node.wss_url.clone() })
     }
 
     /// The QUIC URL of `node`, if the view knows it.
@@ -306,7 +327,7 @@ mod tests {
             node,
             seq,
             quic_url: format!("quic://10.0.0.{}:7443", node.0[0]),
-            wss_url: None,
+            wss_url: Some(format!("wss://10.0.0.{}:7443", node.0[0])),
             fingerprint: FP,
             draining: false,
             listeners: 0,
@@ -340,8 +361,13 @@ mod tests {
         assert_eq!(view.heartbeat(&heartbeat(A, 5), now), Heard::Known);
         assert_eq!(view.remote_listeners("calc"), 2);
         assert_eq!(view.quic_url(A), Some("quic://10.0.0.1:7443"));
-        assert!(view.is_node_url("quic://10.0.0.1:7443"));
-        assert!(!view.is_node_url("quic://10.0.0.9:7443"));
+        let target = view.dial_target("quic://10.0.0.1:7443").expect("a node of the view");
+        assert_eq!(view.dial_target("quic://10.0.0.9:7443"), None);
+        assert!(target.allows_rendezvous("wss://10.0.0.1:7443/$hc/calc?sb-hc-action=accept"));
+        for elsewhere in ["wss://10.0.0.1:74430/$hc/calc", "wss://evil/$hc/calc", "wss://10.0.0.1:7443/calc"] {
+            assert!(!target.allows_rendezvous(elsewhere), "{elsewhere}");
+        }
+        assert!(!DialTarget { wss_url: None }.allows_rendezvous("wss://10.0.0.1:7443/$hc/calc"));
     }
 
     #[test]
@@ -402,7 +428,7 @@ mod tests {
         stranger.fingerprint = FP + 1;
         assert_eq!(view.heartbeat(&stranger, now), Heard::KeyMismatch { first: true });
         assert_eq!(view.heartbeat(&stranger, now), Heard::KeyMismatch { first: false });
-        assert!(!view.is_node_url(&stranger.quic_url), "no listener is sent to a refused node");
+        assert_eq!(view.dial_target(&stranger.quic_url), None, "no listener is sent to a refused node");
         // Forgotten once silent (said again should it come back), so that strangers cannot grow
         // the view without bound.
         view.tick(now + TIMEOUT);

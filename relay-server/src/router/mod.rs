@@ -18,7 +18,7 @@ use crate::rendezvous::{Outcome, Rendezvous, system_random, websocket_key};
 use crate::state::Shared;
 use remote::RemoteFailed;
 
-mod remote;
+pub(crate) mod remote;
 
 /// What a caller asks for.
 #[derive(Debug, Clone)]
@@ -181,7 +181,7 @@ async fn route_in_cluster(
             Choice::Remote { node } => {
                 excluded.push(node);
                 match remote::open(shared, peers, node, request, channel_id).await {
-                    Ok(end) => return Ok(Opened { end, listener: REMOTE, protocol: None, listener_dead: None }),
+                    Ok((end, protocol)) => return Ok(Opened { end, listener: REMOTE, protocol, listener_dead: None }),
                     Err(RemoteFailed::Refused(refusal)) => return Err(refusal),
                     Err(RemoteFailed::Busy(refusal)) => local.busy = Some(refusal),
                     Err(RemoteFailed::Next) => {}
@@ -286,26 +286,12 @@ async fn open_hc(
     request: &ChannelRequest,
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
-    let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
     let pending = Rendezvous::register(&shared.rendezvous, system_random).map_err(|e| {
         tracing::error!(error = %e, "refusing a channel");
         Failed::Refused(Refusal::new(ErrorCode::Internal, e.to_string()))
     })?;
-    let mut query: Vec<String> = request.passthrough.clone();
-    query.push("sb-hc-action=accept".into());
-    query.push(format!("sb-hc-id={}", relay_proto::auth::percent::encode_component(&id)));
-    query.push(format!("sb-hc-rendezvous={}", pending.secret()));
-    let address = format!("{}/$hc/{}?{}", hc.base_url, request.path, query.join("&"));
-    let mut connect_headers = request.headers.clone();
-    if !connect_headers.keys().any(|k| k.eq_ignore_ascii_case("Sec-WebSocket-Key")) {
-        // A caller on another transport: listeners expect a WebSocket sender's headers.
-        connect_headers.insert("Sec-WebSocket-Key".into(), websocket_key());
-        connect_headers.insert("Sec-WebSocket-Version".into(), "13".into());
-    }
-    if !request.contract.name.is_empty() {
-        connect_headers.insert(CONTRACT_HEADER.into(), request.contract.to_header());
-    }
-    hc.notify.try_send(Accept { address, id, connect_headers }).map_err(|_| Failed::Unreachable)?;
+    let accept = hc_accept(request, channel_id, &hc.base_url, pending.secret());
+    hc.notify.try_send(accept).map_err(|_| Failed::Unreachable)?;
     // A listener that goes (closes its control channel, or is dropped as dead after the idle
     // timeout) will not open the rendezvous: stop waiting for it, after a moment for a rendezvous
     // it may have started before it went.
@@ -316,8 +302,39 @@ async fn open_hc(
             () = hc.notify.closed() => tokio::time::timeout(LATE_RENDEZVOUS, wait).await.ok().flatten(),
         }
     };
+    hc_outcome(outcome)
+}
+
+/// The `accept` notification that has a Hybrid Connections listener open a rendezvous for
+/// `request` at `base_url` (`wss://host:port` of this node, or in a cluster of the caller's node)
+/// under `secret`.
+fn hc_accept(request: &ChannelRequest, channel_id: u64, base_url: &str, secret: &str) -> Accept {
+    let id = request.id.clone().unwrap_or_else(|| channel_id.to_string());
+    let mut query: Vec<String> = request.passthrough.clone();
+    query.push("sb-hc-action=accept".into());
+    query.push(format!("sb-hc-id={}", relay_proto::auth::percent::encode_component(&id)));
+    query.push(format!("sb-hc-rendezvous={secret}"));
+    let address = format!("{base_url}/$hc/{}?{}", request.path, query.join("&"));
+    let mut connect_headers = request.headers.clone();
+    if !connect_headers.keys().any(|k| k.eq_ignore_ascii_case("Sec-WebSocket-Key")) {
+        // A caller on another transport: listeners expect a WebSocket sender's headers.
+        connect_headers.insert("Sec-WebSocket-Key".into(), websocket_key());
+        connect_headers.insert("Sec-WebSocket-Version".into(), "13".into());
+    }
+    if !request.contract.name.is_empty() {
+        connect_headers.insert(CONTRACT_HEADER.into(), request.contract.to_header());
+    }
+    Accept { address, id, connect_headers }
+}
+
+/// What a Hybrid Connections listener's answer on its rendezvous means for the caller.
+fn hc_outcome(outcome: Option<Outcome<End>>) -> Result<Accepted, Failed> {
     match outcome {
-        Some(Outcome::Accepted { ws, protocol }) => Ok((End::Ws(ws), protocol)),
+        Some(Outcome::Accepted { ws, protocol }) => match *ws {
+            end @ End::Ws(_) => Ok((end, protocol)),
+            // Only the listener it was sent to knows the secret; it is no QUIC host.
+            End::Quic(_) => Err(Failed::Unreachable),
+        },
         Some(Outcome::Rejected { status, description }) => {
             let code = relay_proto::hc::error_code(status, &description);
             Err(Failed::Refused(Refusal { code, detail: description.clone(), http: Some((status, description)) }))

@@ -1,12 +1,12 @@
 //! Opening a channel to a listener on another node of the cluster: that node is asked (over
-//! NATS) to have its listener dial a one-time rendezvous here; the listener's stream arrives on
-//! this node's QUIC endpoint, and the channel runs between it and the caller, never through the
-//! listener's node.
+//! NATS) to have its listener dial a one-time rendezvous here (a QUIC host dials this node's QUIC
+//! endpoint; a Hybrid Connections listener opens its rendezvous WebSocket on this node's wss
+//! endpoint); the channel runs between that and the caller, never through the listener's node.
 
 use relay_proto::ErrorCode;
-use relay_proto::cluster::{NodeId, OpenReply, OpenRequest};
+use relay_proto::cluster::{ListenerKind, NodeId, OpenReply, OpenRequest};
 
-use super::{ChannelRequest, Failed, Refusal, offer_quic};
+use super::{Accepted, ChannelRequest, Failed, Refusal, hc_accept, hc_outcome, offer_quic};
 use crate::channel::End;
 use crate::peers::{OpenRequestError, Peers};
 use crate::rendezvous::{Outcome, Rendezvous, system_random};
@@ -14,29 +14,51 @@ use crate::state::Shared;
 
 /// Why another node's listener did not take the channel.
 #[derive(Debug)]
-pub(super) enum RemoteFailed {
+pub(crate) enum RemoteFailed {
     /// Its listener refused: tell the caller.
     Refused(Refusal),
     /// Its listeners are busy: try elsewhere, and say so if nothing else takes it.
     Busy(Refusal),
-    /// It has no usable listener after all (the view was behind), or its listener did not dial
-    /// in time: try elsewhere.
+    /// It has no usable listener after all (the view was behind, or every one is excluded), or
+    /// its listener did not dial in time: try elsewhere.
     Next,
     /// The node did not answer: try elsewhere; this says why, for the caller if nothing else
     /// takes the channel.
     Unanswered(String),
 }
 
-/// Asks `node` for one of its listeners on the request's address and waits for the listener's
-/// rendezvous here (within the handshake timeout, as a listener's answer on this node).
+/// A listener on another node, told to dial a rendezvous here.
+pub(crate) struct Dialling {
+    /// The listener's id on its node.
+    pub(crate) listener: u64,
+    kind: ListenerKind,
+    pending: Rendezvous<End>,
+}
+
+/// Asks `node` for one of its listeners on the request's address (not one of `exclude`) and
+/// waits for the listener's rendezvous here, within the handshake timeout for a QUIC host or the
+/// rendezvous timeout for a Hybrid Connections listener, as for a listener on this node.
 pub(super) async fn open(
     shared: &Shared,
     peers: &Peers,
     node: NodeId,
     request: &ChannelRequest,
     channel_id: u64,
-) -> Result<End, RemoteFailed> {
-    let pending = Rendezvous::register(&shared.quic_rendezvous, system_random).map_err(|e| {
+) -> Result<Accepted, RemoteFailed> {
+    ask(shared, peers, node, request, channel_id, Vec::new()).await?.connect(shared, request, channel_id).await
+}
+
+/// Has `node` tell one of its listeners on the request's address, not one of `exclude`, to dial
+/// a rendezvous here; the dial is waited for with [`Dialling::connect`].
+pub(crate) async fn ask(
+    shared: &Shared,
+    peers: &Peers,
+    node: NodeId,
+    request: &ChannelRequest,
+    channel_id: u64,
+    exclude: Vec<u64>,
+) -> Result<Dialling, RemoteFailed> {
+    let pending = Rendezvous::register(&shared.rendezvous, system_random).map_err(|e| {
         tracing::error!(error = %e, "refusing a channel");
         RemoteFailed::Refused(Refusal::new(ErrorCode::Internal, e.to_string()))
     })?;
@@ -46,39 +68,60 @@ pub(super) async fn open(
         channel_id,
         url: peers.quic_url.clone(),
         secret: pending.secret().to_owned(),
+        accept: peers.wss_url.as_deref().map(|base| hc_accept(request, channel_id, base, pending.secret())),
+        exclude,
     };
     match peers.request_open(node, &open).await {
-        Ok(OpenReply::Notified) => {}
+        Ok(OpenReply::Notified { listener, kind }) => Ok(Dialling { listener, kind, pending }),
         Ok(OpenReply::Refused(refusal)) => {
             tracing::debug!(%node, code = ?refusal.code, detail = %refusal.detail, "node refused the open");
             let refusal = Refusal::new(refusal.code, refusal.detail);
-            return Err(match refusal.code {
+            Err(match refusal.code {
                 ErrorCode::NoListener | ErrorCode::ShuttingDown => RemoteFailed::Next,
                 ErrorCode::Busy => RemoteFailed::Busy(refusal),
                 _ => RemoteFailed::Refused(refusal),
-            });
+            })
         }
         Err(e) => {
             tracing::info!(%node, error = %e, "node did not answer an open; skipping it");
             if !matches!(e, OpenRequestError::Disconnected) {
                 peers.suspect(node);
             }
-            return Err(RemoteFailed::Unanswered(format!("the listener's relay node did not answer: {e}")));
+            Err(RemoteFailed::Unanswered(format!("the listener's relay node did not answer: {e}")))
         }
     }
-    let dialled = async {
-        match pending.wait().await {
-            Some(Outcome::Accepted { ws: pipe, .. }) => offer_quic(*pipe, request, channel_id).await,
-            _ => Err(Failed::Unreachable),
-        }
-    };
-    match tokio::time::timeout(shared.config.handshake_timeout(), dialled).await {
-        Ok(Ok((end, _))) => Ok(end),
-        Ok(Err(Failed::Refused(refusal))) if refusal.code == ErrorCode::Busy => Err(RemoteFailed::Busy(refusal)),
-        Ok(Err(Failed::Refused(refusal))) => Err(RemoteFailed::Refused(refusal)),
-        Ok(Err(Failed::Unreachable | Failed::TimedOut)) | Err(_) => {
-            tracing::debug!(%node, "the listener on the node did not dial its rendezvous in time");
-            Err(RemoteFailed::Next)
+}
+
+impl Dialling {
+    /// Waits for the listener's rendezvous and, for a QUIC host, its answer to the offer.
+    pub(crate) async fn connect(
+        self,
+        shared: &Shared,
+        request: &ChannelRequest,
+        channel_id: u64,
+    ) -> Result<Accepted, RemoteFailed> {
+        let Self { listener, kind, pending } = self;
+        let limit = match kind {
+            ListenerKind::Quic => shared.config.handshake_timeout(),
+            ListenerKind::HybridConnection => shared.config.rendezvous_timeout(),
+        };
+        let dialled = async {
+            match pending.wait().await {
+                Some(Outcome::Accepted { ws, protocol }) => match *ws {
+                    End::Quic(pipe) => offer_quic(pipe, request, channel_id).await,
+                    ws @ End::Ws(_) => Ok((ws, protocol)),
+                },
+                outcome => hc_outcome(outcome),
+            }
+        };
+        match tokio::time::timeout(limit, dialled).await {
+            Ok(Ok(accepted)) => Ok(accepted),
+            Ok(Err(Failed::Refused(refusal))) if refusal.code == ErrorCode::Busy => Err(RemoteFailed::Busy(refusal)),
+            Ok(Err(Failed::Refused(refusal))) => Err(RemoteFailed::Refused(refusal)),
+            Ok(Err(Failed::Unreachable | Failed::TimedOut)) | Err(_) => {
+                tracing::debug!(listener, ?kind, "the listener on the other node did not dial its rendezvous in time");
+                Err(RemoteFailed::Next)
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 use relay_proto::hc::{CLOSE_GOING_AWAY, Target};
 
 use super::Request;
+use crate::channel::End;
 use crate::channel::close::{close, frame};
 use crate::rendezvous::Outcome;
 use crate::state::Shared;
@@ -23,7 +24,10 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     let protocol = request.head.first_protocol();
     match request.upgrade(shared, protocol.as_deref()).await {
         Ok(ws) => {
-            if let Err(Outcome::Accepted { mut ws, .. }) = slot.send(Outcome::Accepted { ws: Box::new(ws), protocol }) {
+            let accepted = Outcome::Accepted { ws: Box::new(End::Ws(Box::new(ws))), protocol };
+            if let Err(Outcome::Accepted { ws, .. }) = slot.send(accepted)
+                && let End::Ws(mut ws) = *ws
+            {
                 close(&mut ws, Some(frame(CLOSE_GOING_AWAY, "the sender went away"))).await;
             }
         }

@@ -44,12 +44,11 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     let (notify, accepts) = mpsc::channel(ACCEPT_QUEUE);
     let dead = CancellationToken::new();
     let listener = HcListener { notify, base_url, dead: dead.clone() };
-    let registered = shared.registry().register(&address, ListenerHandle::Hc(listener));
+    let registered = shared.register_listener(&address, ListenerHandle::Hc(listener));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return request.refuse(503, &e.to_string()).await,
     };
-    shared.listener_registered();
     let mut ended = None;
     match request.upgrade_control(shared).await {
         Ok(mut ws) => {
@@ -63,7 +62,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
     }
     // Out of the rotation before the goodbye, so that no sender is routed to a listener leaving.
-    shared.registry().unregister(&address, id);
+    shared.unregister_listener(&address, id);
     tracing::info!(%address, listener = id, "hybrid connections listener left");
     if let Some((mut ws, goodbye)) = ended {
         close(&mut ws, goodbye).await;

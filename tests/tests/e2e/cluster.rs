@@ -115,6 +115,68 @@ async fn a_caller_on_one_node_calls_a_host_on_another_and_the_bytes_skip_the_hos
     assert!(a_after - a_before < 64 * 1024, "node a relayed {} bytes of a transfer it is not on", a_after - a_before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hybrid_connections_listeners_on_one_node_take_callers_on_another_at_a_rendezvous_there() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "hc", &data);
+    let b = ClusterNode::start(&nats.url(), "hc", &data);
+    let heartbeats = Heartbeats::watch(&nats, "hc").await;
+
+    // A Rust host over wss on node a: callers on node b, over QUIC and over wss, reach it.
+    let host = Host::connect(&a.ws_url, a.options()).await.expect("wss host connects to node a");
+    let (lab, _events) = LabHost::new("wss-on-a");
+    tokio::spawn(host.listen("lab").await.expect("listens").serve(ServeLab::new(lab)));
+    let quic_caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let client = lab_once_known(&quic_caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "wss-on-a");
+    let ws_caller = Connection::connect(&b.ws_url, b.options()).await.expect("wss caller connects to node b");
+    let over_wss = LabClient::connect(&ws_caller, "lab").await.expect("a channel opens over wss");
+    assert_eq!(over_wss.first_even(ctx(), vec![3, 4]).await.unwrap(), Some(4));
+
+    // The listener opened its rendezvous on node b: node a relays none of a bulk transfer.
+    let a_before = heartbeats.relayed_bytes(&a.url).await;
+    let mib: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    for _ in 0..4 {
+        assert_eq!(client.reverse(ctx(), mib.clone()).await.unwrap().len(), mib.len());
+    }
+    let a_after = heartbeats.relayed_bytes(&a.url).await;
+    assert!(a_after - a_before < 64 * 1024, "node a relayed {} bytes of a transfer it is not on", a_after - a_before);
+
+    // Azure's own listener, hyco-ws, on node a: it is sent an accept naming node b, and a Rust
+    // caller on node b talks to it.
+    let key = relay_rpc::auth::SharedAccessKey::from_file(data.join("root.key")).expect("root key");
+    let port = a.ws_url.rsplit(':').next().expect("a port");
+    let token = relay_rpc::auth::sas_token(
+        &format!("http://127.0.0.1:{port}/hyco"),
+        key.name(),
+        key.secret(),
+        relay_rpc::auth::unix_now() + 3600,
+    );
+    let listen_url = format!("{}/$hc/hyco?sb-hc-action=listen", a.ws_url);
+    let mut hyco =
+        relay_tests::node::NodeScript::spawn("hc-listener.js", &[&listen_url, &token], &data.join("cert.pem"));
+    hyco.expect("listening", SLACK);
+    let deadline = Instant::now() + settle();
+    let mut channel = loop {
+        match quic_caller.open_channel("hyco", None).await {
+            Ok(channel) => break channel,
+            Err(OpenError::NoListener { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("no channel to the hyco-ws listener: {e:?}"),
+        }
+    };
+    let connection = hyco.expect("connection", SLACK);
+    let address = connection["address"].as_str().expect("an accept address");
+    assert!(address.starts_with(&format!("{}/$hc/hyco?", b.ws_url)), "the rendezvous is on node b: {address}");
+    let hello = tokio::time::timeout(SLACK, channel.next()).await.expect("in time").expect("a frame").expect("ok");
+    assert_eq!(&hello[..], b"hello from hyco-ws");
+    futures::SinkExt::send(&mut channel, bytes::Bytes::from_static(&[1, 2, 3])).await.expect("sent");
+    let reply = tokio::time::timeout(SLACK, channel.next()).await.expect("in time").expect("a frame").expect("ok");
+    assert_eq!(&reply[..], &[3, 2, 1]);
+}
+
 /// Opens channels to `address` through `caller` until one is refused with `NoListener` (the
 /// caller's node has dropped the listener's node from its view), within [`settle`]: every open
 /// fails, each within the open timeout (plus slack) and with a typed error, never a hang.
