@@ -38,13 +38,23 @@
 //! WebSocket (1,000); and per idle listener (1,000), each registered by a host connection of its
 //! own, on a relay with the default configuration.
 //!
+//! With `--cluster`, it measures a cluster instead (`cluster/`): a nats-server, two relay nodes
+//! joined through it and the bench host on node A; a caller on node A (same-node) and one on
+//! node B (cross-node) time channel opens on an existing connection and calls on an open
+//! channel, beside a NATS request-reply round trip and a listener round trip, against the
+//! targets of issue #13. It needs a nats-server (`$NATS_SERVER`, or `nats-server` on `PATH`):
+//! ```text
+//! NATS_SERVER=/path/to/nats-server cargo run --release -p relay-bench -- --cluster --runs 3
+//! ```
+//!
 //! `--runs N` repeats all of that N times (relays and host started afresh each time) and
 //! reports every figure as the median of the N runs, every ratio as the median of the runs'
 //! ratios (each within its own run), with each ratio's range over the runs.
 //!
 //! Output: a table with each subject's figures and their ratios to the baselines, or with
 //! `--json` one object `{"runs", "tcp", "tls", "quic", "wss", "scale", "ratios",
-//! "load_averages", "each_run"}`. Progress goes to stderr.
+//! "load_averages", "each_run"}` (with `--cluster`: `{"runs", "cluster", "ratios", "targets",
+//! "load_averages", "each_run"}`). Progress goes to stderr.
 
 mod baseline;
 mod caller;
@@ -53,6 +63,7 @@ mod cluster;
 mod contract;
 mod measure;
 mod procfs;
+mod procs;
 mod report;
 mod roles;
 mod scale;
@@ -65,8 +76,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Parser;
 
-use crate::cluster::RelayProc;
+use crate::cluster::report::ClusterSummary;
 use crate::measure::{Plan, Subject};
+use crate::procs::RelayProc;
 use crate::report::{Figures, Summary, TransportFigures};
 
 #[derive(Debug, Parser)]
@@ -84,6 +96,10 @@ struct Args {
     /// Where to write the SVG chart (default: BENCHMARKS.svg for a full run, none for `--quick`).
     #[arg(long)]
     svg: Option<PathBuf>,
+    /// Measure a cluster instead: two relay nodes joined through NATS, a caller on the host's
+    /// node and one on the other (needs a nats-server: `$NATS_SERVER`, or on `PATH`).
+    #[arg(long, conflicts_with = "svg")]
+    cluster: bool,
     /// Repeat the whole measurement this many times and report the medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
@@ -126,6 +142,9 @@ fn main() -> ExitCode {
 /// The benchmark itself: every figure of every run, then the report and the chart.
 async fn bench(args: Args) -> anyhow::Result<()> {
     let plan = if args.quick { Plan::quick() } else { Plan::full() };
+    if args.cluster {
+        return bench_cluster(args, &plan).await;
+    }
     let started = Instant::now();
     let mut runs = Vec::new();
     let mut loads = Vec::new();
@@ -140,19 +159,47 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let took = started.elapsed();
     measure::progress("relay-bench", "done");
 
-    if args.json {
-        println!("{}", summary.json());
-    } else {
-        print!("{}", summary.table(plan.quick, took));
-    }
-    if let Some(path) = args.json_file {
-        std::fs::write(&path, summary.json() + "\n").with_context(|| format!("writing {}", path.display()))?;
-    }
+    output(&args, &summary.json(), &summary.table(plan.quick, took))?;
     let svg = args.svg.or_else(|| (!plan.quick).then(|| PathBuf::from("BENCHMARKS.svg")));
     if let Some(path) = svg {
         std::fs::write(&path, svg::render(&summary.rounded()))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("relay-bench: chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The cluster figures of every run, then their report. A missed target is reported, not an
+/// error: figures vary with the machine (a loaded CI runner misses what a quiet one meets).
+async fn bench_cluster(args: Args, plan: &Plan) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    let mut loads = Vec::new();
+    for n in 1..=args.runs {
+        loads.push(procfs::load_average());
+        if args.runs > 1 {
+            measure::progress("relay-bench", &format!("cluster run {n} of {}", args.runs));
+        }
+        runs.push(cluster::run(plan).await?);
+    }
+    let summary = ClusterSummary::new(runs, loads)?;
+    let took = started.elapsed();
+    measure::progress("relay-bench", "done");
+    if !summary.targets_met() {
+        eprintln!("relay-bench: the cluster figures miss a target (see the table)");
+    }
+    output(&args, &summary.json(), &summary.table(plan.quick, took))
+}
+
+/// Prints the table, or the JSON with `--json`, and writes the JSON to `--json-file`.
+fn output(args: &Args, json: &str, table: &str) -> anyhow::Result<()> {
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{table}");
+    }
+    if let Some(path) = &args.json_file {
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -8,9 +8,9 @@ use anyhow::{Context as _, ensure};
 
 use crate::caller::{Caller, Target};
 use crate::child::ChildProc;
-use crate::cluster;
 use crate::contract::payload;
 use crate::procfs;
+use crate::procs;
 use crate::report::TransportFigures;
 
 /// How much of everything one run measures.
@@ -40,6 +40,10 @@ pub struct Plan {
     pub wss_channels: usize,
     /// Idle listeners (one host connection each) for the scale figures.
     pub listeners: usize,
+    /// Channels opened one after the other on one connection, per side, for the cluster figures.
+    pub cluster_opens: usize,
+    /// NATS request-reply round trips timed for the cluster figures.
+    pub nats_round_trips: usize,
 }
 
 impl Plan {
@@ -58,6 +62,8 @@ impl Plan {
             channels: 10_000,
             wss_channels: 1_000,
             listeners: 1_000,
+            cluster_opens: 1_000,
+            nats_round_trips: 2_000,
         }
     }
 
@@ -76,6 +82,8 @@ impl Plan {
             channels: 1_000,
             wss_channels: 100,
             listeners: 100,
+            cluster_opens: 200,
+            nats_round_trips: 200,
         }
     }
 }
@@ -210,14 +218,7 @@ impl Run {
 
     /// Times `calls` sequential 64-byte calls, one by one.
     async fn latency(&mut self, calls: usize) -> anyhow::Result<()> {
-        let small = payload(SMALL);
-        for _ in 0..calls {
-            let start = Instant::now();
-            let back = self.caller.echo(small.clone()).await?;
-            self.latencies.push(start.elapsed());
-            ensure!(back.len() == SMALL, "the echo came back with {} bytes", back.len());
-        }
-        Ok(())
+        time_calls(&self.caller, calls, &mut self.latencies).await
     }
 
     /// Counts 64-byte calls with `in_flight` at once on one channel for `duration`, and the
@@ -268,8 +269,20 @@ impl Run {
     }
 }
 
+/// Times `calls` sequential 64-byte calls on `caller`, one by one, into `latencies`.
+pub async fn time_calls(caller: &Caller, calls: usize, latencies: &mut Vec<Duration>) -> anyhow::Result<()> {
+    let small = payload(SMALL);
+    for _ in 0..calls {
+        let start = Instant::now();
+        let back = caller.echo(small.clone()).await?;
+        latencies.push(start.elapsed());
+        ensure!(back.len() == SMALL, "the echo came back with {} bytes", back.len());
+    }
+    Ok(())
+}
+
 /// The nearest-rank percentile `q` of sorted `samples`, in microseconds.
-fn percentile_us(samples: &[Duration], q: f64) -> f64 {
+pub fn percentile_us(samples: &[Duration], q: f64) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
@@ -322,7 +335,7 @@ async fn connect_ms(target: &Target) -> anyhow::Result<f64> {
     args.extend(target.to_args());
     let mut child = ChildProc::spawn("connect-once", &args)?;
     let ms: f64 = child.expect("connected", Duration::from_secs(90)).await?.parse_value("ms")?;
-    cluster::stop(child).await;
+    procs::stop(child).await;
     Ok(ms)
 }
 

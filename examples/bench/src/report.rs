@@ -191,12 +191,12 @@ pub struct Spread {
 
 impl Spread {
     /// The spread of `values`; none for none.
-    fn of(mut values: Vec<f64>) -> Option<Self> {
+    pub fn of(mut values: Vec<f64>) -> Option<Self> {
         values.sort_by(f64::total_cmp);
         Some(Self { median: *values.get(values.len() / 2)?, min: *values.first()?, max: *values.last()? })
     }
 
-    fn rounded(self) -> Self {
+    pub fn rounded(self) -> Self {
         Self { median: round(self.median, 3), min: round(self.min, 3), max: round(self.max, 3) }
     }
 }
@@ -393,12 +393,12 @@ impl Summary {
     }
 }
 
-fn round(x: f64, digits: i32) -> f64 {
+pub fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale
 }
 
-fn cell(value: Option<f64>, digits: usize) -> String {
+pub fn cell(value: Option<f64>, digits: usize) -> String {
     match value {
         Some(v) => format!("{v:.digits$}"),
         None => "-".to_owned(),
@@ -408,7 +408,7 @@ fn cell(value: Option<f64>, digits: usize) -> String {
 /// Each figure's median over `runs`: numbers are taken as the median run's number (the upper of
 /// the middle two of an even count; integers stay integers), objects key by key, and a missing
 /// figure (`null`) counts only where every run lacks it.
-fn median_each<T: Serialize + DeserializeOwned>(runs: &[T]) -> anyhow::Result<T> {
+pub fn median_each<T: Serialize + DeserializeOwned>(runs: &[T]) -> anyhow::Result<T> {
     let values = runs.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?;
     anyhow::ensure!(!values.is_empty(), "no run");
     Ok(serde_json::from_value(median_value(&values.iter().collect::<Vec<_>>()))?)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use futures::{StreamExt, TryStreamExt};
 use relay_rpc::{Host, Listener};
-use relay_server::{Config, Relay};
+use relay_server::{ClusterConfig, Config, Relay};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -37,8 +37,9 @@ pub enum Role {
     ConnectOnce(ConnectOnceRole),
 }
 
-/// `relay --data-dir DIR [--max-channels N]`: prints `ready quic=ADDR wss=ADDR cert=PATH key=PATH`,
-/// then answers each `stats` line on stdin with `stats open_channels=N`.
+/// `relay --data-dir DIR [--max-channels N] [--cluster-nats URL]`: prints `ready quic=ADDR
+/// wss=ADDR cert=PATH key=PATH`, then answers each `stats` line on stdin with `stats
+/// open_channels=N`.
 #[derive(Debug, clap::Args)]
 pub struct RelayRole {
     /// The relay's data directory (certificate and root key).
@@ -47,6 +48,10 @@ pub struct RelayRole {
     /// Channels one connection and one listener may have open (default: the relay's default).
     #[arg(long)]
     max_channels: Option<u32>,
+    /// Join the bench's cluster through this NATS server, with the relay's default cluster
+    /// timers.
+    #[arg(long)]
+    cluster_nats: Option<String>,
 }
 
 /// `host --cert C --key K [--quic URL] [--wss URL] [--tcp] [--tls-cert-out PATH]`: prints
@@ -142,7 +147,12 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
 /// The channel limit is raised only where the scale figures need it: quinn sets up the state of
 /// every stream a peer may open when a connection starts, so each connection's memory and
 /// handshake time grow with `max_channels_per_connection`.
-fn relay_config(data_dir: PathBuf, max_channels: Option<u32>) -> Config {
+///
+/// A cluster node keeps the default cluster timers (a heartbeat a second, an open given up after
+/// a second): the cluster figures are those of a node as deployed. Its limit of channel opens
+/// per second is raised: the open figures open channels back to back from one caller, as fast
+/// as they go, and must time the opens, not the limiter.
+fn relay_config(data_dir: PathBuf, max_channels: Option<u32>, cluster_nats: Option<String>) -> Config {
     let mut config = Config {
         quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -161,11 +171,24 @@ fn relay_config(data_dir: PathBuf, max_channels: Option<u32>) -> Config {
         config.channel_opens_per_sec = max;
         config.channel_open_burst = max;
     }
+    if let Some(nats) = cluster_nats {
+        config.cluster =
+            Some(ClusterConfig { nats: vec![nats], name: CLUSTER_NAME.into(), ..ClusterConfig::default() });
+        config.channel_opens_per_sec = config.channel_opens_per_sec.max(CLUSTER_OPENS_PER_SEC);
+        config.channel_open_burst = config.channel_open_burst.max(CLUSTER_OPENS_PER_SEC);
+    }
     config
 }
 
+/// The bench's cluster's name on its NATS server.
+const CLUSTER_NAME: &str = "relay-bench";
+/// A cluster node's limit of channel opens per second (and burst): far above what one caller
+/// opening channels back to back reaches.
+const CLUSTER_OPENS_PER_SEC: u32 = 100_000;
+
 async fn relay(args: RelayRole) -> anyhow::Result<()> {
-    let relay = Relay::bind(relay_config(args.data_dir, args.max_channels)).context("starting the relay")?;
+    let relay =
+        Relay::bind(relay_config(args.data_dir, args.max_channels, args.cluster_nats)).context("starting the relay")?;
     let stats = relay.stats();
     let wss = relay.ws_addr().context("the relay serves no wss://")?;
     println!(

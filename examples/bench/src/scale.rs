@@ -10,10 +10,10 @@ use futures::{StreamExt, TryStreamExt};
 use relay_rpc::Connection;
 
 use crate::caller::{Caller, RelayTarget};
-use crate::cluster::{self, RelayProc};
 use crate::contract::{QUIC_ADDRESS, WSS_ADDRESS, payload};
 use crate::measure::{Plan, SMALL, progress};
 use crate::procfs;
+use crate::procs::{self, RelayProc};
 use crate::report::ScaleFigures;
 
 /// How long the relay gets to settle before its memory is read.
@@ -65,7 +65,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     tokio::time::sleep(SETTLE).await;
     let rss_with_listeners_kib = procfs::rss_kib(relay.pid())?;
     let hosts_rss_kib = procfs::rss_kib(hosts.pid())?;
-    cluster::stop(hosts).await;
+    procs::stop(hosts).await;
     relay.stop().await;
 
     Ok(ScaleFigures {

@@ -1,7 +1,7 @@
 //! The parent's handles on the relay and host processes it starts.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -29,8 +29,9 @@ pub struct RelayProc {
     pub key: PathBuf,
     /// The channel limit it was started with, if not the default; hosts get the same.
     max_channels: Option<u32>,
-    // Dropped after `child`, which is killed first.
-    _dir: TempDir,
+    /// Its own data directory; none for a cluster node, whose directory the cluster's nodes
+    /// share. Dropped after `child`, which is killed first.
+    _dir: Option<TempDir>,
 }
 
 impl RelayProc {
@@ -42,7 +43,30 @@ impl RelayProc {
         if let Some(max) = max_channels {
             args.extend(["--max-channels".to_owned(), max.to_string()]);
         }
-        let mut child = ChildProc::spawn("relay", &args)?;
+        Self::spawn("relay", &args, max_channels, Some(dir)).await
+    }
+
+    /// Starts a node of a cluster joined through the NATS server at `nats`, with `data_dir`,
+    /// which the cluster's nodes share for their keys (the first node started makes them: start
+    /// the nodes one after the other), and waits until it listens.
+    pub async fn start_node(name: &str, data_dir: &Path, nats: &str) -> anyhow::Result<Self> {
+        let args = [
+            "relay".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--cluster-nats".to_owned(),
+            nats.to_owned(),
+        ];
+        Self::spawn(name, &args, None, None).await
+    }
+
+    async fn spawn(
+        name: &str,
+        args: &[String],
+        max_channels: Option<u32>,
+        dir: Option<TempDir>,
+    ) -> anyhow::Result<Self> {
+        let mut child = ChildProc::spawn(name, args)?;
         let ready = child.expect("ready", READY_TIMEOUT).await?;
         let quic: SocketAddr = ready.parse_value("quic")?;
         let wss: SocketAddr = ready.parse_value("wss")?;
