@@ -141,8 +141,12 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
         tokio::select! {
             _ = beat.tick() => {
                 publish(&peers, subjects.heartbeat(), heartbeat(shared, &peers).encode()).await;
-                for gone in peers.view().tick(Instant::now()) {
-                    tracing::warn!(node = %gone, "node silent past the node timeout; dropped with its listeners");
+                let gone = peers.view().tick(Instant::now());
+                for node in &gone {
+                    tracing::warn!(%node, "node silent past the node timeout; dropped with its listeners");
+                }
+                if !gone.is_empty() {
+                    peers.directory_changed();
                 }
             }
             Some(message) = heartbeats.next() => match Heartbeat::decode(&message.payload) {
@@ -159,8 +163,12 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
             },
             Some(message) = deltas.next() => match Delta::decode(&message.payload) {
                 Ok(delta) => {
-                    if peers.view().delta(&delta) == Taken::NeedSnapshot {
+                    let taken = peers.view().delta(&delta);
+                    if taken == Taken::NeedSnapshot {
                         fetch(delta.node, &mut snapshots, &mut fetching);
+                    }
+                    if taken != Taken::Ignored {
+                        peers.directory_changed();
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "bad delta"),
@@ -192,6 +200,7 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
                     fetching.remove(&node);
                     if let Some(Snapshot { seq, entries }) = snapshot {
                         peers.view().snapshot(node, seq, &entries);
+                        peers.directory_changed();
                     }
                 }
             }

@@ -46,6 +46,8 @@ pub(crate) struct Peers {
     open_timeout: Duration,
     view: Mutex<View>,
     local: Mutex<LocalDirectory>,
+    /// Bumped whenever the view's directory may have changed.
+    directory: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a [`Peers`] is made of, besides its NATS client.
@@ -73,6 +75,7 @@ impl Peers {
             open_timeout,
             view: Mutex::new(View::new(node, fingerprint, node_timeout)),
             local: Mutex::new(LocalDirectory::new(node)),
+            directory: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -84,6 +87,16 @@ impl Peers {
     /// What this node has told the cluster of its listeners; held the same way.
     pub(crate) fn local(&self) -> MutexGuard<'_, LocalDirectory> {
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells those watching the directory (multicast publishers) that it may have changed.
+    pub(crate) fn directory_changed(&self) {
+        self.directory.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever the view's directory may have changed.
+    pub(crate) fn directory_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.directory.subscribe()
     }
 
     /// Where the next channel to `address` goes: a listener here (`local` of them), or on

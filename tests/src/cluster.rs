@@ -36,13 +36,19 @@ impl ClusterNode {
     /// Starts a node of cluster `name` through the NATS server at `nats`, with `data_dir` (made
     /// by the first node started on it), and waits until it listens.
     pub fn start(nats: &str, name: &str, data_dir: &Path) -> Self {
+        Self::start_with(nats, name, data_dir, "")
+    }
+
+    /// As [`start`](Self::start), with `config` (TOML tables, e.g. `[[addresses]]`) added to
+    /// the node's configuration file.
+    pub fn start_with(nats: &str, name: &str, data_dir: &Path, extra: &str) -> Self {
         std::fs::create_dir_all(data_dir).expect("data directory");
         let tag = crate::temp_dir("node");
         std::fs::create_dir_all(&tag).expect("node directory");
         let config = tag.join("relay.toml");
         let text = format!(
             "[cluster]\nnats = [\"{nats}\"]\nname = \"{name}\"\nheartbeat_ms = {HEARTBEAT_MS}\n\
-             node_timeout_ms = {NODE_TIMEOUT_MS}\nopen_timeout_ms = {OPEN_TIMEOUT_MS}\n"
+             node_timeout_ms = {NODE_TIMEOUT_MS}\nopen_timeout_ms = {OPEN_TIMEOUT_MS}\n{extra}"
         );
         std::fs::write(&config, text).expect("config written");
         let log = tag.join("relay.log");

@@ -273,6 +273,12 @@ impl View {
         self.nodes.get(&node).map(|n| n.quic_url.as_str())
     }
 
+    /// The other nodes with listeners on `address`, and how many each has, as far as the view
+    /// knows.
+    pub(crate) fn listeners_by_node(&self, address: &str) -> Vec<(NodeId, u32)> {
+        self.directory.get(address).map_or_else(Vec::new, |nodes| nodes.iter().map(|(n, c)| (*n, *c)).collect())
+    }
+
     /// Listeners on `address` on other nodes, as far as the view knows.
     #[cfg(test)]
     pub(crate) fn remote_listeners(&self, address: &str) -> u32 {
@@ -360,6 +366,8 @@ mod tests {
         view.snapshot(A, 5, &[("calc".into(), 2)]);
         assert_eq!(view.heartbeat(&heartbeat(A, 5), now), Heard::Known);
         assert_eq!(view.remote_listeners("calc"), 2);
+        assert_eq!(view.listeners_by_node("calc"), [(A, 2)]);
+        assert_eq!(view.listeners_by_node("other"), []);
         assert_eq!(view.quic_url(A), Some("quic://10.0.0.1:7443"));
         let target = view.dial_target("quic://10.0.0.1:7443").expect("a node of the view");
         assert_eq!(view.dial_target("quic://10.0.0.9:7443"), None);

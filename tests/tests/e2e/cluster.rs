@@ -3,6 +3,7 @@
 //! channel's bytes run through the caller's node only (the host dials a rendezvous there); a
 //! node whose keys differ is refused; a killed node's listeners fail fast, with a typed error.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
@@ -13,6 +14,8 @@ use relay_tests::cluster::{ClusterNode, OPEN_TIMEOUT_MS, settle};
 use relay_tests::lab::{LabClient, LabHost, ServeLab};
 use relay_tests::nats::TestNats;
 use relay_tests::{SLACK, temp_dir};
+
+use crate::multicast::{self, FeedClient, ServeFeed, Subscriber};
 
 fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(20))
@@ -175,6 +178,63 @@ async fn hybrid_connections_listeners_on_one_node_take_callers_on_another_at_a_r
     futures::SinkExt::send(&mut channel, bytes::Bytes::from_static(&[1, 2, 3])).await.expect("sent");
     let reply = tokio::time::timeout(SLACK, channel.next()).await.expect("in time").expect("a frame").expect("ok");
     assert_eq!(&reply[..], &[3, 2, 1]);
+}
+
+/// A multicast subscriber on `url` (of `node`); returns its host and what it has seen.
+async fn subscribe(node: &ClusterNode, url: &str, stall: bool) -> (Host, Arc<Mutex<Vec<u64>>>) {
+    let host = Host::connect(url, node.options()).await.expect("subscriber connects");
+    let subscriber = Subscriber { seen: Arc::default(), stall };
+    let seen = subscriber.seen.clone();
+    tokio::spawn(host.listen(multicast::ADDRESS).await.expect("listens").serve(ServeFeed::new(subscriber)));
+    (host, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_reaches_subscribers_on_every_node_in_order_and_a_stalled_one_is_cut_alone() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let config = format!("[[addresses]]\npath = \"{}\"\nmode = \"multicast\"\n", multicast::ADDRESS);
+    let a = ClusterNode::start_with(&nats.url(), "events", &data, &config);
+    let b = ClusterNode::start_with(&nats.url(), "events", &data, &config);
+    let healthy =
+        [subscribe(&a, &a.url, false).await, subscribe(&a, &a.ws_url, false).await, subscribe(&b, &b.url, false).await];
+    let (_stalled_host, stalled) = subscribe(&a, &a.url, true).await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("publisher connects to node b");
+    let publisher =
+        FeedClient::connect(&caller, multicast::ADDRESS).await.expect("a multicast address takes publishers");
+
+    // Node b learns of node a's subscribers within a few heartbeats; events go out meanwhile,
+    // and a subscriber gets them from when it is found on.
+    let mut seq = 0;
+    let deadline = Instant::now() + settle();
+    while !healthy.iter().all(|(_, seen)| multicast::len(seen) > 0) || multicast::len(&stalled) == 0 {
+        assert!(Instant::now() < deadline, "subscribers on node a not reached within {:?}", settle());
+        publisher.event(multicast::ctx(), seq).await.unwrap();
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Then 24 MiB in 8 KiB events: far past the stalled subscriber's window and its queue on
+    // node b (4 MiB), at the healthy subscribers' pace.
+    let padding = vec![7u8; 8 * 1024];
+    for _ in 0..30 {
+        for _ in 0..100 {
+            publisher.bulk(multicast::ctx(), seq, padding.clone()).await.unwrap();
+            seq += 1;
+        }
+        let caught_up = relay_tests::eventually(Duration::from_secs(20), || {
+            healthy.iter().all(|(_, seen)| seen.lock().unwrap().last() == Some(&(seq - 1)))
+        })
+        .await;
+        assert!(caught_up, "healthy subscribers behind at {seq}");
+    }
+    for (i, (_, seen)) in healthy.iter().enumerate() {
+        let seen = seen.lock().unwrap();
+        let first = seen[0];
+        assert_eq!(*seen, (first..seq).collect::<Vec<_>>(), "subscriber {i}: every event from its first, in order");
+    }
+    assert_eq!(stalled.lock().unwrap().len(), 1, "the stalled subscriber got one event and blocked");
+    let cut = b.log_text().contains("multicast subscriber too slow; cut");
+    assert!(cut, "node b did not cut the stalled subscriber; its log: {}", b.log_text());
 }
 
 /// Opens channels to `address` through `caller` until one is refused with `NoListener` (the

@@ -25,9 +25,9 @@ pub trait Feed {
 
 /// A subscriber: records each event; a stalled one then blocks forever.
 #[derive(Clone)]
-struct Subscriber {
-    seen: Arc<Mutex<Vec<u64>>>,
-    stall: bool,
+pub(crate) struct Subscriber {
+    pub(crate) seen: Arc<Mutex<Vec<u64>>>,
+    pub(crate) stall: bool,
 }
 
 impl Subscriber {
@@ -49,7 +49,7 @@ impl Feed for Subscriber {
     }
 }
 
-const ADDRESS: &str = "events";
+pub(crate) const ADDRESS: &str = "events";
 
 /// A relay with `events` in multicast mode, and a handle on its counters.
 struct MulticastRelay {
@@ -112,11 +112,11 @@ impl MulticastRelay {
     }
 }
 
-fn ctx() -> CallContext {
+pub(crate) fn ctx() -> CallContext {
     CallContext::with_timeout(Duration::from_secs(20))
 }
 
-fn len(seen: &Mutex<Vec<u64>>) -> usize {
+pub(crate) fn len(seen: &Mutex<Vec<u64>>) -> usize {
     seen.lock().unwrap().len()
 }
 
