@@ -1,5 +1,5 @@
 //! `relay connect`: the caller side. Each TCP connection accepted on the local port becomes a
-//! stream to the address.
+//! stream to the address, through one relay of the list (see [`FailoverConnection`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,16 +11,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::failover::FailoverConnection;
 use super::pipe::{pipe, reset};
 use super::{CliError, ConnectArgs};
-use relay_rpc::Connection;
 use relay_rpc::stream;
 
 /// How long to wait after the local listener failed to accept (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The caller side of `relay connect`: a local TCP port whose every connection is carried to an
-/// address of the relay over a stream of its own.
+/// address of the relay over a stream of its own. Given several relays, each stream is opened
+/// through the one it is connected to, and through another when that one is gone or draining
+/// ([`FailoverConnection`]); connections already carried stay on their relay.
 ///
 /// ```no_run
 /// use clap::Parser;
@@ -38,28 +40,27 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub struct Connector {
     tcp: TcpListener,
     local_addr: SocketAddr,
-    /// Connects to the relay again by itself when the relay restarts or the network drops.
-    connection: Connection,
+    /// Connects to the relay again by itself when the relay restarts or the network drops, and
+    /// to another of the list when it is gone.
+    relays: FailoverConnection,
     address: Arc<str>,
     max_connections: usize,
 }
 
 impl Connector {
-    /// Connects to the relay and opens the local port (`--listen`; port 0 picks one, see
-    /// [`local_addr`](Self::local_addr)).
+    /// Connects to the relay (the first of the list that answers, in a random order) and opens
+    /// the local port (`--listen`; port 0 picks one, see [`local_addr`](Self::local_addr)).
     pub async fn start(args: &ConnectArgs) -> Result<Self, CliError> {
+        args.relay.relay.check()?;
         let options = args.relay.options()?;
-        let url = args.relay.relay.clone();
-        let connection = Connection::connect(&url, options)
-            .await
-            .map_err(|source| CliError::Connect { url: url.clone(), source })?;
+        let relays = FailoverConnection::connect(args.relay.relay.clone(), options).await?;
         let tcp =
             TcpListener::bind(args.listen).await.map_err(|source| CliError::Bind { addr: args.listen, source })?;
         let local_addr = tcp.local_addr().map_err(|source| CliError::Bind { addr: args.listen, source })?;
         Ok(Self {
             tcp,
             local_addr,
-            connection,
+            relays,
             address: Arc::from(args.relay.address.as_str()),
             max_connections: args.max_connections as usize,
         })
@@ -68,6 +69,11 @@ impl Connector {
     /// The local address connections are accepted on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The URL of the relay it is connected to now.
+    pub fn relay(&self) -> String {
+        self.relays.relay()
     }
 
     /// Accepts connections until `shutdown` completes; then every carried connection is cut.
@@ -83,7 +89,7 @@ impl Connector {
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
             let span = tracing::info_span!("connection", %peer, address = %self.address);
-            connections.spawn(carry(tcp, self.connection.clone(), self.address.clone(), slot).instrument(span));
+            connections.spawn(carry(tcp, self.relays.clone(), self.address.clone(), slot).instrument(span));
         }
     }
 }
@@ -103,9 +109,14 @@ async fn accept(tcp: &TcpListener, slots: &Arc<Semaphore>) -> (TcpStream, Socket
 }
 
 /// Opens a stream for one accepted connection and copies both ways.
-async fn carry(tcp: TcpStream, connection: Connection, address: Arc<str>, _slot: OwnedSemaphorePermit) {
-    let stream = match stream::connect(&connection, &address).await {
-        Ok(stream) => stream,
+async fn carry(tcp: TcpStream, relays: FailoverConnection, address: Arc<str>, _slot: OwnedSemaphorePermit) {
+    let open = |connection| {
+        let address = address.clone();
+        // The connection lives as long as its stream, whichever relay the connector moves to.
+        async move { stream::connect(&connection, &address).await.map(|stream| (stream, connection)) }
+    };
+    let (stream, _connection) = match relays.open_with(open).await {
+        Ok(opened) => opened,
         Err(e) => {
             tracing::warn!(error = %e, "cannot open a stream; resetting the connection");
             reset(&tcp);

@@ -15,7 +15,7 @@ use super::{CliError, ForwardArgs};
 use relay_rpc::ErrorCode;
 use relay_rpc::ListenError;
 use relay_rpc::stream;
-use relay_rpc::{Backoff, ConnectOptions};
+use relay_rpc::{Backoff, ConnectOptions, RelayUrls};
 use relay_rpc::{Host, IncomingChannel, Listener};
 
 /// The waits before registering again after the relay was lost: at most 1 s before the first
@@ -28,7 +28,9 @@ pub const RELISTEN_BACKOFF: Backoff =
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The host side of `relay forward`: registered on an address, forwarding each stream to a new
-/// TCP connection to the target.
+/// TCP connection to the target. Given several relays, it registers on one (the first that takes
+/// it, in a random order) and, when that one is lost, on another (the one just lost last), as
+/// hosts that keep themselves online do ([`RelayUrls::try_order`]).
 ///
 /// ```no_run
 /// use clap::Parser;
@@ -43,6 +45,8 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Debug)]
 pub struct Forwarder {
+    relays: RelayUrls,
+    /// The relay registered on now.
     url: String,
     options: ConnectOptions,
     address: String,
@@ -53,9 +57,12 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// Checks that the target resolves, connects to the relay and registers on the address.
-    /// The target need not be up yet: each stream connects to it anew.
+    /// Checks that the target resolves, connects to the relay (the first of the list that
+    /// answers and takes the registration) and registers on the address. The target need not be
+    /// up yet: each stream connects to it anew.
     pub async fn start(args: &ForwardArgs) -> Result<Self, CliError> {
+        let relays = args.relay.relay.clone();
+        relays.check()?;
         let options = args.relay.options()?;
         let to = args.to.as_str();
         let target_error = |source| CliError::Target { to: to.to_owned(), source };
@@ -65,9 +72,10 @@ impl Forwarder {
         if resolved.map_err(target_error)?.next().is_none() {
             return Err(target_error(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")));
         }
-        let (url, address) = (args.relay.relay.clone(), args.relay.address.clone());
-        let listener = listen(&url, &options, &address).await?;
+        let address = args.relay.address.clone();
+        let (listener, url) = listen_any(&relays, None, &options, &address).await?;
         Ok(Self {
+            relays,
             url,
             options,
             address,
@@ -83,12 +91,18 @@ impl Forwarder {
         &self.address
     }
 
+    /// The URL of the relay registered on.
+    pub fn relay(&self) -> &str {
+        &self.url
+    }
+
     /// Forwards streams until `shutdown` completes; then every forwarded connection is cut.
-    /// When the relay is lost it registers again, waiting longer between failed attempts (the
-    /// connections it carried end with it); it fails only when the relay refuses it for good (a
-    /// bad token, a forbidden address).
+    /// When the relay is lost it registers again, on another relay of the list if there is one,
+    /// waiting longer between failed rounds (the connections it carried end with it, or finish
+    /// if the relay is draining); it fails only when a relay refuses it for good (a bad token, a
+    /// forbidden address).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
-        let Self { url, options, address, to, connect_timeout, max_connections, mut listener } = self;
+        let Self { relays, mut url, options, address, to, connect_timeout, max_connections, mut listener } = self;
         let mut shutdown = std::pin::pin!(shutdown);
         let slots = Arc::new(Semaphore::new(max_connections));
         let mut connections = JoinSet::new();
@@ -111,10 +125,10 @@ impl Forwarder {
                 }
                 Err(e) if is_final(&e) => return Err(CliError::Listen { url, address, source: e }),
                 Err(e) => {
-                    tracing::warn!(error = %e, "lost the relay; registering again");
-                    listener = tokio::select! {
+                    tracing::warn!(relay = %url, error = %e, "lost the relay; registering again");
+                    (listener, url) = tokio::select! {
                         () = &mut shutdown => return Ok(()),
-                        listener = relisten(&url, &options, &address) => listener?,
+                        listener = relisten(&relays, &url, &options, &address) => listener?,
                     };
                 }
             }
@@ -134,24 +148,57 @@ async fn listen(url: &str, options: &ConnectOptions, address: &str) -> Result<Li
     })
 }
 
-/// Registers again, waiting ever longer between attempts, until it succeeds or the relay
-/// refuses for good.
-async fn relisten(url: &str, options: &ConnectOptions, address: &str) -> Result<Listener, CliError> {
+/// Registers on the first of `relays` that takes the registration, in their try order with
+/// `lost` last; the listener and its relay's URL. Fails at once when a relay refuses for good,
+/// else with the last relay's error if none takes it.
+async fn listen_any(
+    relays: &RelayUrls,
+    lost: Option<&str>,
+    options: &ConnectOptions,
+    address: &str,
+) -> Result<(Listener, String), CliError> {
+    let mut last = None;
+    for url in relays.try_order(lost) {
+        match listen(url, options, address).await {
+            Ok(listener) => return Ok((listener, url.to_owned())),
+            Err(e) if refused_for_good(&e) => return Err(e),
+            Err(e) => {
+                if relays.len() > 1 {
+                    tracing::warn!(error = %super::report(&e), "cannot register; trying the next relay");
+                }
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(CliError::Relays(relay_rpc::UrlError::Empty)))
+}
+
+/// Registers again after `lost` was lost, on any of `relays` (`lost` last), waiting ever longer
+/// between rounds, until it succeeds or a relay refuses for good.
+async fn relisten(
+    relays: &RelayUrls,
+    lost: &str,
+    options: &ConnectOptions,
+    address: &str,
+) -> Result<(Listener, String), CliError> {
     let mut attempt = 0;
     loop {
         tokio::time::sleep(RELISTEN_BACKOFF.delay_for(attempt)).await;
         attempt = attempt.saturating_add(1);
-        match listen(url, options, address).await {
-            Ok(listener) => {
+        match listen_any(relays, Some(lost), options, address).await {
+            Ok((listener, url)) => {
                 tracing::info!(relay = %url, address, "registered again");
-                return Ok(listener);
+                return Ok((listener, url));
             }
-            Err(CliError::Listen { source, .. }) if is_final(&source) => {
-                return Err(CliError::Listen { url: url.to_owned(), address: address.to_owned(), source });
-            }
-            Err(e) => tracing::warn!(error = %e, attempt, "cannot register again"),
+            Err(e) if refused_for_good(&e) => return Err(e),
+            Err(e) => tracing::warn!(error = %super::report(&e), attempt, "cannot register again"),
         }
     }
+}
+
+/// Whether registering on any relay would fail the same way.
+fn refused_for_good(e: &CliError) -> bool {
+    matches!(e, CliError::Listen { source, .. } if is_final(source))
 }
 
 /// Whether registering again would fail the same way.

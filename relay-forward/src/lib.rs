@@ -14,11 +14,21 @@
 //! `<data-dir>/root.key` when it exists, so tools started beside the relay's data directory
 //! just work. `quic://` and `wss://` relay URLs both work.
 //!
+//! `--relay` takes one URL or several, comma-separated: the nodes of a cluster, say
+//! (`--relay quic://node1:7443,quic://node2:7443`). Each time either half connects, it tries them
+//! in a random order and stays with the first that answers; the relay it just lost comes last.
+//! `relay forward` registers on another relay of the list when its own dies or drains;
+//! `relay connect` opens new connections' streams through another when its relay is gone or
+//! draining (connections already carried stay where they are). A refusal from a live relay (no
+//! listener on the address, a bad token) is not a reason to move: the connection is reset.
+//! A list that is empty or holds anything but relay URLs is refused at once.
+//!
 //! The binary is a thin `main` over [`run`]; [`Forwarder`] and [`Connector`] are its two halves
 //! for programs (and tests) that embed them: `start` connects and reports errors at once, `run`
 //! serves until its shutdown future completes.
 
 mod connect;
+mod failover;
 mod forward;
 mod pipe;
 
@@ -26,14 +36,16 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use relay_rpc::ConnectOptions;
 use relay_rpc::TlsError;
 use relay_rpc::auth::{KeyFileError, SharedAccessKey};
 use relay_rpc::{ConnectError, ListenError};
+use relay_rpc::{ConnectOptions, RelayUrls, UrlError};
 
 pub use connect::Connector;
+pub use failover::{FailoverConnection, relay_gone};
 pub use forward::{Forwarder, RELISTEN_BACKOFF};
 
 /// Forward TCP ports through a relay: `relay forward` exposes a local service on an address,
@@ -60,9 +72,16 @@ pub enum Command {
 /// How to reach the relay, and the address on it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RelayArgs {
-    /// The relay's URL: quic://HOST:PORT or wss://HOST:PORT.
-    #[arg(long, env = "RELAY_URL", default_value = "quic://127.0.0.1:7443")]
-    pub relay: String,
+    /// The relay's URL, quic://HOST:PORT or wss://HOST:PORT; or several, comma-separated (the
+    /// nodes of a cluster), tried in a random order, moving to another when one is lost.
+    #[arg(
+        long,
+        env = "RELAY_URL",
+        default_value = "quic://127.0.0.1:7443",
+        value_name = "URL[,URL...]",
+        value_parser = RelayUrls::from_str
+    )]
+    pub relay: RelayUrls,
     /// The address on the relay to listen on or connect to, e.g. `ssh` or `eu/db`.
     #[arg(long)]
     pub address: String,
@@ -114,7 +133,7 @@ pub struct ConnectArgs {
 #[non_exhaustive]
 pub enum CliError {
     /// The relay's certificate could not be read.
-    #[error("cannot trust {} (is the relay's data directory here? else pass --ca): {source}", path.display())]
+    #[error("cannot trust {} (is the relay's data directory here? else pass --ca)", path.display())]
     Trust {
         /// The certificate file.
         path: PathBuf,
@@ -125,17 +144,20 @@ pub enum CliError {
     /// The root key could not be read.
     #[error(transparent)]
     RootKey(#[from] KeyFileError),
-    /// The relay could not be reached.
-    #[error("cannot connect to the relay at {url}: {source}")]
+    /// `--relay` is empty or holds something that is not a relay URL.
+    #[error(transparent)]
+    Relays(#[from] UrlError),
+    /// The relay could not be reached: none of them, given several (the last one tried).
+    #[error("cannot connect to the relay at {url}")]
     Connect {
-        /// The relay's URL.
+        /// The relay's URL (the last one tried, given several).
         url: String,
         /// Why.
         #[source]
         source: ConnectError,
     },
     /// The relay refused or ended the registration, for good.
-    #[error("cannot listen on {address:?} at {url}: {source}")]
+    #[error("cannot listen on {address:?} at {url}")]
     Listen {
         /// The relay's URL.
         url: String,
@@ -146,7 +168,7 @@ pub enum CliError {
         source: ListenError,
     },
     /// The forwarding target does not resolve.
-    #[error("cannot resolve {to}: {source}")]
+    #[error("cannot resolve {to}")]
     Target {
         /// The `--to` argument.
         to: String,
@@ -155,7 +177,7 @@ pub enum CliError {
         source: io::Error,
     },
     /// The local port could not be opened.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The `--listen` argument.
         addr: SocketAddr,
@@ -193,7 +215,9 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Cli
             let forwarder = Forwarder::start(&args).await?;
             relay_process::tell(&format!(
                 "forwarding streams on {:?} at {} to {} (Ctrl-C stops)",
-                args.relay.address, args.relay.relay, args.to
+                args.relay.address,
+                forwarder.relay(),
+                args.to
             ));
             forwarder.run(shutdown).await?;
         }
@@ -203,13 +227,35 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Cli
                 "listening on {}: each connection reaches {:?} at {} (Ctrl-C stops)",
                 connector.local_addr(),
                 args.relay.address,
-                args.relay.relay
+                connector.relay()
             ));
             connector.run(shutdown).await;
         }
     }
     relay_process::tell("stopped");
     Ok(())
+}
+
+/// `error` and its causes, one after the other (`cannot connect to the relay at URL: ...: ...`):
+/// what the binary prints when it stops on an error. Each error's message says only what failed
+/// at its own level, so this is where the whole story is told.
+///
+/// ```
+/// use relay_forward::{CliError, report};
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+/// let err = CliError::Bind { addr: "127.0.0.1:2222".parse().unwrap(), source: io };
+/// assert_eq!(report(&err), "cannot listen on 127.0.0.1:2222: address in use");
+/// ```
+pub fn report(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 /// Parses a duration such as `250ms`, `5s`, `2m` or `5` (seconds).
@@ -282,5 +328,21 @@ mod tests {
         let err = args.relay.options().unwrap_err();
         assert!(matches!(err, CliError::Trust { .. }), "{err:?}");
         assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
+        assert!(report(&err).starts_with(&format!("{err}: ")), "the cause follows: {}", report(&err));
+    }
+
+    #[test]
+    fn relay_lists_parse_and_bad_ones_are_refused() {
+        let args = ["relay", "connect", "--address", "a", "--listen", "127.0.0.1:1", "--relay"];
+        let cli = Cli::try_parse_from([&args[..], &["quic://a:1, wss://b:2"]].concat()).unwrap();
+        let Command::Connect(connect) = cli.command else { panic!("connect expected") };
+        assert_eq!(connect.relay.relay, RelayUrls::new(["quic://a:1", "wss://b:2"]));
+        let cli = Cli::try_parse_from(&args[..6]).unwrap();
+        let Command::Connect(connect) = cli.command else { panic!("connect expected") };
+        assert_eq!(connect.relay.relay.to_string(), "quic://127.0.0.1:7443", "one URL by default");
+        for bad in ["", " , ", "quic://a:1,nope", "http://a:1"] {
+            let err = Cli::try_parse_from([&args[..], &[bad]].concat()).unwrap_err();
+            assert!(err.to_string().contains("--relay"), "{bad:?}: {err}");
+        }
     }
 }

@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
     {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", relay_forward::report(&e));
             ExitCode::FAILURE
         }
     }

@@ -111,9 +111,40 @@ impl RelayUrls {
         self.0.iter().try_for_each(|url| url.parse::<RelayUrl>().map(drop))
     }
 
+    /// The order to try the URLs in when connecting: a random one (each order as likely as any
+    /// other, so that clients spread over a cluster's nodes), but with `lost` (the relay just
+    /// lost, dead or draining, if any and if listed) last. Hosts that keep themselves online
+    /// ([`Host::serve_all_online`](crate::Host::serve_all_online)) connect in this order, and so
+    /// should any client that moves to another relay when its own is gone.
+    ///
+    /// ```
+    /// use relay_rpc::RelayUrls;
+    ///
+    /// let urls = RelayUrls::from("quic://a.example:7443,quic://b.example:7443,quic://c.example:7443");
+    /// let order = urls.try_order(Some("quic://b.example:7443"));
+    /// assert_eq!(order.len(), 3);
+    /// assert_eq!(order[2], "quic://b.example:7443", "the relay just lost comes last");
+    /// assert_eq!(RelayUrls::from("quic://a.example:7443").try_order(None), ["quic://a.example:7443"]);
+    /// ```
+    pub fn try_order(&self, lost: Option<&str>) -> Vec<&str> {
+        self.try_order_with(lost, crate::backoff::random)
+    }
+
+    /// [`try_order`](Self::try_order), shuffled with `random` (a source of random numbers).
+    fn try_order_with(&self, lost: Option<&str>, random: impl FnMut() -> u64) -> Vec<&str> {
+        let mut order = self.shuffled(random);
+        if let Some(lost) = lost
+            && let Some(i) = order.iter().position(|url| *url == lost)
+        {
+            let url = order.remove(i);
+            order.push(url);
+        }
+        order
+    }
+
     /// The URLs in an order drawn with `random` (a source of random numbers): each order is as
     /// likely as any other.
-    pub(crate) fn shuffled(&self, mut random: impl FnMut() -> u64) -> Vec<&str> {
+    fn shuffled(&self, mut random: impl FnMut() -> u64) -> Vec<&str> {
         let mut urls: Vec<&str> = self.iter().collect();
         // Fisher-Yates; the modulo's bias is nil for lists this short.
         for i in (1..urls.len()).rev() {
@@ -121,6 +152,35 @@ impl RelayUrls {
             urls.swap(i, j);
         }
         urls
+    }
+}
+
+/// A comma-separated list, checked ([`check`](RelayUrls::check)): what a command line's
+/// `--relay URL1,URL2` should be parsed with, so that a bad list is refused at once.
+///
+/// ```
+/// use relay_rpc::{RelayUrls, UrlError};
+///
+/// let urls: RelayUrls = "quic://a.example:7443,wss://b.example".parse()?;
+/// assert_eq!(urls.len(), 2);
+/// assert_eq!("".parse::<RelayUrls>(), Err(UrlError::Empty));
+/// assert!("quic://a.example:7443,b.example".parse::<RelayUrls>().is_err());
+/// # Ok::<(), UrlError>(())
+/// ```
+impl FromStr for RelayUrls {
+    type Err = UrlError;
+
+    fn from_str(list: &str) -> Result<Self, UrlError> {
+        let urls = Self::from(list);
+        urls.check()?;
+        Ok(urls)
+    }
+}
+
+/// The URLs as a comma-separated list; one URL as itself.
+impl fmt::Display for RelayUrls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
     }
 }
 
@@ -302,5 +362,28 @@ mod tests {
         assert_eq!(seen.len(), 6, "all six orders");
         assert_eq!(RelayUrls::from(" , ").check(), Err(UrlError::Empty));
         assert!(matches!(RelayUrls::from("quic://a:1,nope").check(), Err(UrlError::MissingScheme(_))));
+        assert_eq!(urls.to_string(), "quic://a:1,quic://b:2,quic://c:3");
+    }
+
+    #[test]
+    fn the_relay_just_lost_is_tried_last() {
+        let urls = RelayUrls::from("quic://a:1,quic://b:2,quic://c:3");
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut firsts = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let order = urls.try_order_with(Some("quic://b:2"), || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state
+            });
+            assert_eq!(order.len(), 3);
+            assert_eq!(order[2], "quic://b:2");
+            firsts.insert(order[0]);
+        }
+        assert_eq!(firsts.len(), 2, "the others in a random order");
+        let unlisted = urls.try_order_with(Some("quic://z:9"), || 0);
+        assert_eq!(unlisted.len(), 3, "a relay not in the list changes nothing");
+        assert_eq!(RelayUrls::from("quic://a:1").try_order(Some("quic://a:1")), ["quic://a:1"]);
     }
 }

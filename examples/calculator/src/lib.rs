@@ -7,6 +7,10 @@
 //! cargo run --release -p calculator --bin calculator-host -- --relay quic://127.0.0.1:7443 --address calc
 //! cargo run --release -p calculator --bin calculator-client -- --relay quic://127.0.0.1:7443 --address calc add 2 3
 //! ```
+//!
+//! `--relay` takes several URLs too, comma-separated (`--relay quic://node1:7443,quic://node2:7443`,
+//! the nodes of a cluster): the host registers on one at random and moves to another when its
+//! relay dies or drains; the client calls through the first that answers, in a random order.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +63,7 @@ impl Calculator for Calc {
     }
 }
 
-/// How both binaries reach the relay: `--relay`, `--address`, `--ca`, `--token`/`RELAY_TOKEN` and
+/// How both binaries reach the relay: `--relay` (one URL or a comma-separated list), `--address`, `--ca`, `--token`/`RELAY_TOKEN` and
 /// `--data-dir`, shared with the `relay` forwarding tool. Without a token they sign their own with
 /// the root key in the relay's data directory, so they work beside `./relay-data` as they are.
 pub use relay_forward::RelayArgs;

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::connection::Host;
 use super::listener::Listener;
 use super::serve::OpenChannels;
-use crate::backoff::{Backoff, random};
+use crate::backoff::Backoff;
 use crate::contract::Dispatch;
 use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
@@ -218,15 +218,8 @@ async fn connect_any(
     lost: Option<&str>,
     options: &ConnectOptions,
 ) -> Result<(Host, String), ConnectError> {
-    let mut order = relays.shuffled(random);
-    if let Some(lost) = lost
-        && let Some(i) = order.iter().position(|url| *url == lost)
-    {
-        let url = order.remove(i);
-        order.push(url);
-    }
     let mut last = None;
-    for url in order {
+    for url in relays.try_order(lost) {
         match Host::connect(url, options.clone()).await {
             Ok(host) => {
                 tracing::debug!(url, "host connected");

@@ -89,7 +89,7 @@ fn offset(i: usize) -> usize {
 
 /// An echo server: each connection's bytes go back until the client's end, then it ends too.
 /// Reports how many bytes each connection echoed.
-async fn echo_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u64>) {
+pub(super) async fn echo_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -393,13 +393,13 @@ async fn echo_a_line(local: SocketAddr) -> std::io::Result<()> {
 }
 
 /// A `relay` child process, killed if still running when dropped.
-struct RelayProcess {
+pub(super) struct RelayProcess {
     child: Child,
     stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl RelayProcess {
-    fn spawn(bin: &PathBuf, args: &[&str]) -> Self {
+    pub(super) fn spawn(bin: &PathBuf, args: &[&str]) -> Self {
         let mut child = std::process::Command::new(bin)
             .args(args)
             .env_remove("RELAY_TOKEN")
@@ -416,8 +416,13 @@ impl RelayProcess {
 
     /// The next line the process prints, within a timeout.
     async fn line(&mut self) -> String {
+        self.line_within(PROMPTLY).await
+    }
+
+    /// The next line the process prints, within `limit`.
+    pub(super) async fn line_within(&mut self, limit: Duration) -> String {
         let stdout = &mut self.stdout;
-        let line = tokio::time::timeout(PROMPTLY, async { tokio::task::block_in_place(|| stdout.next()) }).await;
+        let line = tokio::time::timeout(limit, async { tokio::task::block_in_place(|| stdout.next()) }).await;
         line.expect("a line in time").expect("the process prints").unwrap()
     }
 

@@ -16,6 +16,7 @@ mod evolution;
 mod exhaustion;
 mod failover;
 mod forward;
+mod forward_failover;
 mod go_away;
 mod hc_raw;
 mod hostile;

@@ -1,4 +1,7 @@
-//! Calls the calculator through a relay and prints the answer.
+//! Calls the calculator through a relay and prints the answer. Given several relays (the nodes
+//! of a cluster, `--relay URL1,URL2`), it connects to the first that answers, in a random order,
+//! and goes to another if the calculator cannot be reached because that relay is gone or
+//! draining.
 //!
 //! ```text
 //! cargo run --release -p calculator --bin calculator-client -- --relay quic://127.0.0.1:7443 --address calc add 2 3
@@ -9,7 +12,8 @@ use std::time::Duration;
 
 use calculator::{CalculatorClient, RelayArgs};
 use clap::{Parser, Subcommand};
-use relay_rpc::{CallContext, Connection};
+use relay_forward::FailoverConnection;
+use relay_rpc::CallContext;
 
 #[derive(Debug, Parser)]
 #[command(about = "Call the calculator through a relay")]
@@ -47,8 +51,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let relay = Connection::connect(&args.relay.relay, args.relay.options()?).await?;
-    let calc = CalculatorClient::connect(&relay, &args.relay.address).await?;
+    let relay = FailoverConnection::connect(args.relay.relay.clone(), args.relay.options()?).await?;
+    let address = args.relay.address.as_str();
+    // The stub reopens its channel on its relay when it breaks (see `relay_rpc::client`).
+    let calc =
+        relay.open_with(|connection| async move { CalculatorClient::connect(&connection, address).await }).await?;
     let ctx = CallContext::with_timeout(Duration::from_millis(args.timeout_ms));
     let answer = match args.op {
         Op::Add { a, b } => Ok(calc.add(ctx, a, b).await?),

@@ -40,7 +40,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let RelayArgs { relay, address, .. } = &args.relay;
     let (status, mut changes) = watch::channel(HostStatus::Connecting);
     let online = Host::serve_online(
-        relay,
+        relay.clone(),
         args.relay.options()?,
         address,
         ServeCalculator::new(Calc),
