@@ -96,7 +96,7 @@ pub use channel::{Channel, ChannelError};
 pub use client::Connection;
 pub use error::{CallError, ConnectError, ListenError, MessagePart, OpenError};
 pub use host::{Host, HostStatus, IncomingChannel, Listener, OnlineError, Services};
-pub use options::ConnectOptions;
+pub use options::{ConnectOptions, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEEP_ALIVE};
 /// Why a relay or a listener refused a channel, and why a channel was cut: the protocol's codes,
 /// as [`OpenError::Refused`] and [`ChannelError`] carry them.
 pub use relay_proto::{ErrorCode, StreamCode};

@@ -48,14 +48,19 @@ impl std::fmt::Debug for ConnectOptions {
     }
 }
 
+/// How often a connection sends keep-alives by default.
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(2);
+/// How long a connection waits for a silent relay by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+
 impl Default for ConnectOptions {
     fn default() -> Self {
         Self {
             roots: Arc::new(RootCertStore::empty()),
             tokens: None,
             handshake_timeout: Duration::from_secs(10),
-            keep_alive: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            keep_alive: DEFAULT_KEEP_ALIVE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
             max_incoming_channels: 10_000,
         }
@@ -115,9 +120,13 @@ impl ConnectOptions {
         self
     }
 
-    /// Sends keep-alives this often (default 5 s) and gives up on a silent relay after
-    /// `idle_timeout` (default 30 s). Over QUIC they are the connection's; over WebSocket every
-    /// listener's control channel and every channel pings the relay.
+    /// Sends keep-alives this often (default 2 s) and gives up on a silent relay after
+    /// `idle_timeout` (default 6 s: three keep-alives lost in a row). Over QUIC they are the
+    /// connection's; over WebSocket every listener's control channel and every channel pings the
+    /// relay. A relay that dies without a word (killed, its machine gone) is noticed after
+    /// `idle_timeout`: a host serving with [`Host::serve_online`](crate::Host::serve_online)
+    /// moves to another relay of its list then, so the defaults let a killed cluster node's hosts
+    /// be callable again within 10 s. Raise them for links that go quiet for longer.
     pub fn with_keep_alive(mut self, keep_alive: Duration, idle_timeout: Duration) -> Self {
         self.keep_alive = keep_alive;
         self.idle_timeout = idle_timeout;

@@ -104,6 +104,18 @@ impl ClusterNode {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `within` for the process to exit by itself (after a SIGTERM); whether it did.
+    pub fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// Sends the process `signal` (`-STOP`, `-CONT`) with kill(1).
     pub fn signal(&self, signal: &str) {
         let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill runs");

@@ -130,7 +130,10 @@ impl Host {
     /// after any loss (relay restart, network drop, token refresh failure, one registration
     /// ending) connects and registers all of them again, with `backoff`. A draining relay's
     /// [`GoAway`](ListenError::GoAway) brings a new registration at once (within the first
-    /// backoff step's jitter) while the channels already open finish on the old connection.
+    /// backoff step's jitter) while the channels already open finish on the old connection. After
+    /// any loss the channels already open run on for as long as their own connection does (in a
+    /// cluster, a channel runs over a connection to the caller's node, which may outlive the
+    /// node the host was registered on).
     /// Every status change is sent on `status`. Returns only for errors that retrying cannot
     /// mend (a bad URL or certificate, a refused token, an invalid address).
     ///
@@ -180,13 +183,15 @@ impl Host {
                 for (listener, (_, service)) in listeners.into_iter().zip(&services.entries) {
                     serving.spawn(service.serve(listener, stop.clone()));
                 }
-                // The first registration to end ends them all; their open channels finish if the
-                // relay is draining, and end now otherwise.
+                // The first registration to end ends them all. Their open channels run on until
+                // they end by themselves: a channel on a connection that is gone ends with it,
+                // and one whose data runs on another relay of a cluster (or on a draining one)
+                // finishes its calls while the host registers again.
                 let mut ended = None;
                 while let Some(served) = serving.join_next().await {
                     stop.cancel();
                     let Ok((error, open)) = served else { continue };
-                    if matches!(ended.get_or_insert(error), Some(ListenError::GoAway)) {
+                    if ended.get_or_insert(error).is_some() {
                         finishing.spawn(open.finish());
                     }
                 }

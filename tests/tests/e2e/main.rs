@@ -11,6 +11,7 @@ mod browser;
 mod calls;
 mod channel_limit_cycles;
 mod cluster;
+mod cluster_faults;
 mod contract_shapes;
 mod evolution;
 mod exhaustion;

@@ -1,0 +1,169 @@
+//! A cluster node lost under its hosts, through real processes (a nats-server and three
+//! `relay-server` nodes): a node killed with SIGKILL, whose hosts notice within their idle
+//! timeout and move to another node of their list, and a node drained with SIGTERM, whose hosts
+//! move at once; a caller on a third node sees its open channel keep working and, through a
+//! failover stub, no failed call.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use relay_proto::cluster::{Heartbeat, Subjects};
+use relay_rpc::{Backoff, CallContext, Connection, Host, HostStatus, OpenError, RelayUrls};
+use relay_tests::cluster::{ClusterNode, settle};
+use relay_tests::lab::{LabClient, LabHost, ServeLab};
+use relay_tests::nats::TestNats;
+use relay_tests::{SLACK, temp_dir};
+use tokio::task::JoinHandle;
+
+fn ctx() -> CallContext {
+    CallContext::with_timeout(Duration::from_secs(20))
+}
+
+/// A host named `name` serving the lab on `address` through whichever node of `relays` answers,
+/// moving when it loses it.
+fn serve_online(node: &ClusterNode, relays: &[&ClusterNode], address: &str, name: &str) -> JoinHandle<()> {
+    let urls = RelayUrls::new(relays.iter().map(|n| n.url.clone()));
+    let (lab, _events) = LabHost::new(name);
+    let (status, _) = tokio::sync::watch::channel(HostStatus::Connecting);
+    let (options, address) = (node.options(), address.to_owned());
+    tokio::spawn(async move {
+        let error = Host::serve_online(urls, options, &address, ServeLab::new(lab), Backoff::default(), status).await;
+        panic!("host gave up: {error}");
+    })
+}
+
+/// The listeners node `url` reports in its next heartbeat.
+async fn listeners_on(nats: &TestNats, cluster: &str, url: &str) -> u64 {
+    let client = async_nats::connect(nats.url()).await.expect("test connects to nats");
+    let mut heartbeats = client.subscribe(Subjects::new(cluster).unwrap().heartbeat()).await.expect("subscribes");
+    let deadline = tokio::time::Instant::now() + SLACK;
+    loop {
+        let message = tokio::time::timeout_at(deadline, heartbeats.next())
+            .await
+            .unwrap_or_else(|_| panic!("no heartbeat from {url} within {SLACK:?}"))
+            .expect("subscription open");
+        let heartbeat = Heartbeat::decode(&message.payload).expect("a well-formed heartbeat");
+        if heartbeat.quic_url == url {
+            return heartbeat.listeners;
+        }
+    }
+}
+
+/// Starts hosts on `address` over `relays` (random order each) until `target` has at least two
+/// of them; returns the hosts' tasks and names.
+async fn hosts_with_two_on(
+    nats: &TestNats,
+    cluster: &str,
+    target: &ClusterNode,
+    relays: &[&ClusterNode],
+    address: &str,
+) -> (Vec<JoinHandle<()>>, BTreeSet<String>) {
+    let mut hosts = Vec::new();
+    let mut names = BTreeSet::new();
+    while hosts.len() < 16 {
+        let name = format!("host-{}", hosts.len());
+        hosts.push(serve_online(target, relays, address, &name));
+        names.insert(name);
+        if hosts.len() >= 4 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if listeners_on(nats, cluster, &target.url).await >= 2 {
+                return (hosts, names);
+            }
+        }
+    }
+    panic!("16 hosts over {} relays and fewer than two on {}", relays.len(), target.url);
+}
+
+/// Opens channels through `caller` until every host of `names` has answered one, within `within`.
+async fn until_every_host_answers(caller: &Connection, address: &str, names: &BTreeSet<String>, within: Duration) {
+    let deadline = Instant::now() + within;
+    let mut answered = BTreeSet::new();
+    while answered != *names {
+        assert!(
+            Instant::now() < deadline,
+            "within {within:?} only {answered:?} of {names:?} answered (the others did not re-home)"
+        );
+        match LabClient::connect(caller, address).await {
+            Ok(client) => {
+                if let Ok(name) = client.whoami(ctx()).await {
+                    answered.insert(name);
+                }
+            }
+            Err(OpenError::NoListener { .. } | OpenError::Refused { .. }) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("unexpected open error: {e:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_hosts_re_home_within_ten_seconds_and_channels_on_other_nodes_run_on() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let mut a = ClusterNode::start(&nats.url(), "kill", &data);
+    let b = ClusterNode::start(&nats.url(), "kill", &data);
+    let c = ClusterNode::start(&nats.url(), "kill", &data);
+    let (_hosts, names) = hosts_with_two_on(&nats, "kill", &a, &[&a, &b], "lab").await;
+    let caller = Connection::connect(&c.url, c.options()).await.expect("caller connects to node c");
+    until_every_host_answers(&caller, "lab", &names, settle()).await;
+    // Channels open now run on node c (their hosts dialled it), whichever node their host is on.
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        open.push(LabClient::connect(&caller, "lab").await.expect("a channel opens"));
+    }
+
+    a.kill();
+    let killed = Instant::now();
+    for client in &open {
+        assert_eq!(client.check(ctx(), 7).await.unwrap(), Ok(7), "a channel on node c runs on");
+    }
+    // Hosts notice within their idle timeout (6 s by default) and register on node b.
+    until_every_host_answers(&caller, "lab", &names, Duration::from_secs(10) + SLACK).await;
+    eprintln!("every host callable again {:?} after the kill", killed.elapsed());
+    for client in &open {
+        assert_eq!(client.check(ctx(), 8).await.unwrap(), Ok(8), "still running after the re-homing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_nodes_hosts_move_and_a_failover_stub_calling_through_it_sees_no_failed_call() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let mut a = ClusterNode::start(&nats.url(), "drain", &data);
+    let b = ClusterNode::start(&nats.url(), "drain", &data);
+    let c = ClusterNode::start(&nats.url(), "drain", &data);
+    let (_hosts, names) = hosts_with_two_on(&nats, "drain", &a, &[&a, &b], "lab").await;
+    let caller = Connection::connect(&c.url, c.options()).await.expect("caller connects to node c");
+    until_every_host_answers(&caller, "lab", &names, settle()).await;
+
+    // Stubs calling without pause, each on its own channel (so some on hosts of node a), while
+    // node a drains and exits.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut callers = Vec::new();
+    for i in 0..8u64 {
+        let client = LabClient::connect(&caller, "lab").await.expect("a channel opens");
+        let stop = stop.clone();
+        callers.push(tokio::spawn(async move {
+            let mut calls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = i * 1_000_000 + calls;
+                let answer = client.check(ctx(), n as i64).await.expect("no call fails through the drain");
+                assert_eq!(answer, Ok(n));
+                calls += 1;
+            }
+            calls
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal("-TERM");
+    assert!(a.wait_exit(Duration::from_secs(30) + SLACK), "node a did not exit after draining");
+    // Every host is callable on the nodes left, new channels included.
+    until_every_host_answers(&caller, "lab", &names, settle()).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in callers {
+        let calls = task.await.expect("no caller failed");
+        assert!(calls > 0);
+    }
+}
