@@ -146,15 +146,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         return bench_cluster(args, &plan).await;
     }
     let started = Instant::now();
-    let mut runs = Vec::new();
-    let mut loads = Vec::new();
-    for n in 1..=args.runs {
-        loads.push(procfs::load_average());
-        if args.runs > 1 {
-            measure::progress("relay-bench", &format!("run {n} of {}", args.runs));
-        }
-        runs.push(run(&plan).await?);
-    }
+    let (runs, loads) = repeat(args.runs, "run", || run(&plan)).await?;
     let summary = Summary::new(runs, loads)?;
     let took = started.elapsed();
     measure::progress("relay-bench", "done");
@@ -173,15 +165,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 /// error: figures vary with the machine (a loaded CI runner misses what a quiet one meets).
 async fn bench_cluster(args: Args, plan: &Plan) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut runs = Vec::new();
-    let mut loads = Vec::new();
-    for n in 1..=args.runs {
-        loads.push(procfs::load_average());
-        if args.runs > 1 {
-            measure::progress("relay-bench", &format!("cluster run {n} of {}", args.runs));
-        }
-        runs.push(cluster::run(plan).await?);
-    }
+    let (runs, loads) = repeat(args.runs, "cluster run", || cluster::run(plan)).await?;
     let summary = ClusterSummary::new(runs, loads)?;
     let took = started.elapsed();
     measure::progress("relay-bench", "done");
@@ -189,6 +173,25 @@ async fn bench_cluster(args: Args, plan: &Plan) -> anyhow::Result<()> {
         eprintln!("relay-bench: the cluster figures miss a target (see the table)");
     }
     output(&args, &summary.json(), &summary.table(plan.quick, took))
+}
+
+/// Runs `one` `runs` times, noting the load average before each run; the figures of every run
+/// and those load averages.
+async fn repeat<T, F: std::future::Future<Output = anyhow::Result<T>>>(
+    runs: u32,
+    what: &str,
+    mut one: impl FnMut() -> F,
+) -> anyhow::Result<(Vec<T>, Vec<Option<String>>)> {
+    let mut figures = Vec::new();
+    let mut loads = Vec::new();
+    for n in 1..=runs {
+        loads.push(procfs::load_average());
+        if runs > 1 {
+            measure::progress("relay-bench", &format!("{what} {n} of {runs}"));
+        }
+        figures.push(one().await?);
+    }
+    Ok((figures, loads))
 }
 
 /// Prints the table, or the JSON with `--json`, and writes the JSON to `--json-file`.
