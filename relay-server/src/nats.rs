@@ -85,10 +85,13 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
         .reconnect_delay_callback(|attempts| Duration::from_millis((100 * attempts as u64).min(2_000)))
         .event_callback({
             let connected = connected.clone();
+            let link = Arc::new(std::sync::Mutex::new(LinkLog::default()));
+            let nats = servers.iter().map(|s| format!("{}:{}", s.host(), s.port())).collect::<Vec<_>>().join(", ");
             move |event| {
-                let connected = connected.clone();
+                let (connected, link, nats) = (connected.clone(), link.clone(), nats.clone());
                 async move {
-                    tracing::info!(%event, "nats");
+                    let said = link.lock().unwrap_or_else(std::sync::PoisonError::into_inner).event(&event);
+                    say(said, &event, &nats);
                     if event == async_nats::Event::Connected {
                         connected.notify_one();
                     }
@@ -224,6 +227,76 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
     Ok(())
 }
 
+/// Where this node's NATS link stands, for its log: one line when the link starts failing (not
+/// one per retry: the client retries for ever, as often as every 2 s) and one when it is up.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum LinkLog {
+    /// Not yet connected, and no attempt has failed yet.
+    #[default]
+    Starting,
+    /// Never connected; the first attempt failed and was said so.
+    Unreachable,
+    /// Connected.
+    Up,
+    /// Was connected, lost it, and said so.
+    Lost,
+}
+
+/// What the log says about one NATS client event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// NATS is not reachable at start (`warn`).
+    NotReachableYet,
+    /// The first connection is up (`info`).
+    Joined,
+    /// The connection was lost (`warn`).
+    Lost,
+    /// The connection is back (`info`).
+    Rejoined,
+    /// Another failed attempt, already said (`debug`).
+    StillDown,
+    /// Anything else, as the client puts it (`info`).
+    Other,
+}
+
+impl LinkLog {
+    /// Takes `event` and says what to log of it.
+    fn event(&mut self, event: &async_nats::Event) -> Said {
+        use async_nats::Event;
+        let (next, said) = match (*self, event) {
+            (Self::Starting | Self::Unreachable, Event::Connected) => (Self::Up, Said::Joined),
+            (Self::Lost, Event::Connected) => (Self::Up, Said::Rejoined),
+            (Self::Up, Event::Disconnected) => (Self::Lost, Said::Lost),
+            (Self::Starting, Event::ClientError(_)) => (Self::Unreachable, Said::NotReachableYet),
+            (Self::Unreachable | Self::Lost, Event::ClientError(_)) => (*self, Said::StillDown),
+            (state, _) => (state, Said::Other),
+        };
+        *self = next;
+        said
+    }
+}
+
+/// Logs what `said` about `event`; `nats` names the servers (host and port only: a NATS URL
+/// may carry a password).
+fn say(said: Said, event: &async_nats::Event, nats: &str) {
+    match said {
+        Said::NotReachableYet => tracing::warn!(
+            %nats, error = %event,
+            "NATS is not reachable yet: this node serves its own listeners meanwhile, and joins the cluster \
+             when NATS is reachable (retrying)"
+        ),
+        Said::Joined => tracing::info!(%nats, "connected to NATS: joined the cluster"),
+        Said::Lost => tracing::warn!(
+            %nats,
+            "lost NATS: this node serves its own listeners meanwhile, and rejoins the cluster when NATS is \
+             back (retrying)"
+        ),
+        Said::Rejoined => tracing::info!(%nats, "reconnected to NATS: rejoined the cluster"),
+        Said::StillDown => tracing::debug!(%nats, error = %event, "NATS still not reachable"),
+        Said::Other => tracing::info!(%event, "nats"),
+    }
+}
+
 /// This node's heartbeat now.
 fn heartbeat(shared: &Shared, peers: &Peers) -> Heartbeat {
     use std::sync::atomic::Ordering;
@@ -324,4 +397,45 @@ async fn fetch_snapshot(client: &async_nats::Client, subject: String, timeout: D
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::{ClientError, Event};
+
+    fn io_error() -> Event {
+        Event::ClientError(ClientError::Other("nats: IO error".into()))
+    }
+
+    #[test]
+    fn an_unreachable_nats_is_said_once_then_the_join() {
+        let mut link = LinkLog::default();
+        assert_eq!(link.event(&io_error()), Said::NotReachableYet);
+        for _ in 0..10 {
+            assert_eq!(link.event(&io_error()), Said::StillDown);
+        }
+        assert_eq!(link.event(&Event::Connected), Said::Joined);
+    }
+
+    #[test]
+    fn a_lost_nats_is_said_once_then_the_rejoin() {
+        let mut link = LinkLog::default();
+        assert_eq!(link.event(&Event::Connected), Said::Joined);
+        assert_eq!(link.event(&Event::Disconnected), Said::Lost);
+        for _ in 0..10 {
+            assert_eq!(link.event(&io_error()), Said::StillDown);
+        }
+        assert_eq!(link.event(&Event::Connected), Said::Rejoined);
+        assert_eq!(link.event(&Event::Disconnected), Said::Lost, "and again on the next loss");
+    }
+
+    #[test]
+    fn other_events_pass_through() {
+        let mut link = LinkLog::default();
+        assert_eq!(link.event(&Event::Connected), Said::Joined);
+        assert_eq!(link.event(&Event::SlowConsumer(1)), Said::Other);
+        assert_eq!(link.event(&io_error()), Said::Other, "a client error while up is not a lost link");
+        assert_eq!(link.event(&Event::Closed), Said::Other);
+    }
 }

@@ -10,7 +10,7 @@ use futures::StreamExt as _;
 use relay_proto::ErrorCode;
 use relay_proto::cluster::{Heartbeat, Subjects};
 use relay_rpc::{CallContext, Connection, Host, OpenError};
-use relay_tests::cluster::{ClusterNode, OPEN_TIMEOUT_MS, settle};
+use relay_tests::cluster::{ClusterNode, NODE_TIMEOUT_MS, OPEN_TIMEOUT_MS, settle};
 use relay_tests::lab::{LabClient, LabHost, ServeLab};
 use relay_tests::nats::TestNats;
 use relay_tests::{SLACK, temp_dir};
@@ -385,4 +385,91 @@ async fn a_node_with_other_keys_is_refused_loudly() {
         "node a did not say why it refused the stranger; its log: {}",
         a.log_text()
     );
+}
+
+#[tokio::test]
+async fn nodes_started_while_nats_is_unreachable_serve_their_own_listeners_and_join_when_it_appears() {
+    // A port where no NATS listens yet, but where it will.
+    let mut nats = TestNats::start();
+    nats.kill();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "late", &data);
+    let b = ClusterNode::start(&nats.url(), "late", &data);
+
+    // Each node serves its own listeners meanwhile.
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller_a = Connection::connect(&a.url, a.options()).await.expect("caller connects to node a");
+    let same = LabClient::connect(&caller_a, "lab").await.expect("same-node channel opens without nats");
+    assert_eq!(same.whoami(ctx()).await.unwrap(), "on-a");
+    let caller_b = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let err = LabClient::connect(&caller_b, "lab").await.unwrap_err();
+    assert!(matches!(err, OpenError::NoListener { .. }), "node b knows no other node yet: {err:?}");
+
+    // And says so, once (not once per retry), as a warning.
+    let said = relay_tests::eventually(SLACK, || a.log_text().contains("NATS is not reachable yet")).await;
+    assert!(said, "node a did not say that NATS is unreachable; its log: {}", a.log_text());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = a.log_text();
+    let lines: Vec<_> = log.lines().filter(|line| line.contains("NATS is not reachable yet")).collect();
+    assert_eq!(lines.len(), 1, "said once, not per retry; the log: {log}");
+    assert!(lines[0].contains("WARN") && lines[0].contains("serves its own listeners"), "{}", lines[0]);
+
+    nats.restart();
+    let back = Instant::now();
+    let recovered = Duration::from_secs(5) + SLACK;
+    let client = loop {
+        match LabClient::connect(&caller_b, "lab").await {
+            Ok(client) => break client,
+            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Unreachable, .. })
+                if back.elapsed() < recovered =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("node b did not reach node a's listener within {recovered:?} of nats's start: {e:?}"),
+        }
+    };
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "the host that listened before nats was up");
+    for node in [&a, &b] {
+        let log = node.log_text();
+        let joined = log.lines().filter(|line| line.contains("connected to NATS: joined the cluster")).count();
+        assert_eq!(joined, 1, "one line when the node joins; its log: {log}");
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_listener_node_is_routed_to_again_once_continued() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "resume", &data);
+    let b = ClusterNode::start(&nats.url(), "resume", &data);
+    let _host = serve_lab(&a, "lab", "on-a").await;
+    let caller = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+    let client = lab_once_known(&caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a");
+
+    // While node a is stopped, every open through node b is refused, each within the open
+    // timeout plus a second: first as unreachable (node a's subject has a silent responder),
+    // then as no listener once node b has dropped node a.
+    a.signal("-STOP");
+    let stopped = Instant::now();
+    let started = Instant::now();
+    let err = LabClient::connect(&caller, "lab").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, OpenError::Refused { code: ErrorCode::Unreachable, .. }), "{err:?}");
+    let open_timeout = Duration::from_millis(OPEN_TIMEOUT_MS);
+    assert!(took >= open_timeout && took < open_timeout + Duration::from_secs(1), "refused after {took:?}");
+    until_no_listener(&caller, "lab").await;
+    // Stopped past the node timeout: NATS has cut it for missed pings, node b has dropped it.
+    let held = Duration::from_millis(NODE_TIMEOUT_MS + 1000);
+    tokio::time::sleep(held.saturating_sub(stopped.elapsed())).await;
+    let err = LabClient::connect(&caller, "lab").await.unwrap_err();
+    assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
+
+    // Resumed, node a reconnects to NATS and node b routes to it again: the same host, whose
+    // QUIC connection to node a outlived the stop.
+    a.signal("-CONT");
+    let was_stopped = stopped.elapsed();
+    let client = lab_once_known(&caller, "lab").await;
+    assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "after {was_stopped:?} stopped");
+    assert_eq!(client.check(ctx(), 7).await.unwrap(), Ok(7));
 }
