@@ -85,7 +85,11 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        // The NATS client logs each reconnection attempt at `info`; the relay says once, itself,
+        // that NATS is away and when it is back.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,async_nats=warn".into()),
+        )
         .init();
     let cli = Cli::parse();
     let mut config = match &cli.run.config {
