@@ -14,7 +14,7 @@ use crate::address::{MAX_ADDRESS_LEN, validate_address};
 use crate::codes::ErrorCode;
 use crate::frame::ProtoError;
 use crate::hc::Accept;
-use crate::message::{MAX_DIAL_URL_LEN, MAX_SECRET_LEN, Refusal};
+use crate::message::{ContractInfo, MAX_DIAL_URL_LEN, MAX_SECRET_LEN, Refusal};
 use crate::wire::{Reader, Writer};
 
 /// The version byte of every cluster message; a node drops messages of another version.
@@ -334,6 +334,8 @@ pub struct OpenRequest {
     pub url: String,
     /// The one-time secret the caller's node waits under.
     pub secret: String,
+    /// The caller's contract, for the channel's header a QUIC host is sent.
+    pub contract: ContractInfo,
     /// The notification for a Hybrid Connections listener; `None` when the caller's node serves
     /// no WebSockets, so that only QUIC listeners can take the channel.
     pub accept: Option<Accept>,
@@ -359,6 +361,7 @@ impl OpenRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new(CLUSTER_VERSION, TAG_OPEN_REQUEST);
         w.str(&self.address).str(&self.path).u64(self.channel_id).str(&self.url).str(&self.secret);
+        self.contract.write(&mut w);
         match &self.accept {
             None => {
                 w.u8(0);
@@ -389,6 +392,7 @@ impl OpenRequest {
             channel_id: r.u64()?,
             url: r.str("dial url", MAX_DIAL_URL_LEN)?.to_owned(),
             secret: r.str("secret", MAX_SECRET_LEN)?.to_owned(),
+            contract: ContractInfo::read(&mut r)?,
             accept: None,
             exclude: Vec::new(),
         };
@@ -559,6 +563,7 @@ mod tests {
             channel_id: 4,
             url: "quic://10.0.0.2:7443".into(),
             secret: "s".into(),
+            contract: ContractInfo::default(),
             accept: None,
             exclude: Vec::new(),
         };
@@ -592,6 +597,7 @@ mod tests {
                 channel_id: 4,
                 url: "quic://10.0.0.2:7443".into(),
                 secret: "s".into(),
+                contract: ContractInfo { name: "calc.Calculator".into(), ..ContractInfo::default() },
                 accept: Some(Accept {
                     address: "wss://10.0.0.2:7443/$hc/calc/x?sb-hc-action=accept".into(),
                     id: "4".into(),
@@ -691,7 +697,9 @@ mod tests {
         // An open request claiming more headers or exclusions than allowed is refused as such.
         let request = |headers: u16, excluded: u16| {
             let mut w = Writer::new(CLUSTER_VERSION, TAG_OPEN_REQUEST);
-            w.str("calc").str("calc").u64(1).str("quic://a:1").str("s").u8(1).str("wss://a/").str("1");
+            w.str("calc").str("calc").u64(1).str("quic://a:1").str("s");
+            ContractInfo::default().write(&mut w);
+            w.u8(1).str("wss://a/").str("1");
             w.u16(headers).u16(excluded).finish()
         };
         for body in [request(u16::MAX, 0), request(0, u16::MAX)] {

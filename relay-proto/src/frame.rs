@@ -3,8 +3,10 @@
 use crate::address::AddressError;
 
 /// The version of this protocol, carried in every handshake frame. Version 2: a caller's
-/// contract lists the named types of its methods ([`TypeInfo`](crate::TypeInfo)).
-pub const PROTOCOL_VERSION: u8 = 2;
+/// contract lists the named types of its methods ([`TypeInfo`](crate::TypeInfo)). Version 3: a
+/// [`Control::Dial`](crate::Control::Dial) carries the channel's header, and the host answers it
+/// on the rendezvous stream without waiting for the header there.
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// The ALPN protocol name negotiated on QUIC connections to a relay.
 pub const ALPN: &[u8] = b"relay-rpc/1";

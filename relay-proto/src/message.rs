@@ -60,13 +60,13 @@ pub struct ContractInfo {
 pub const MAX_TYPES: usize = 256;
 
 impl ContractInfo {
-    fn write(&self, w: &mut Writer) {
+    pub(crate) fn write(&self, w: &mut Writer) {
         w.str(&self.name).u64(self.fingerprint);
         write_named(w, self.methods.iter().map(|m| (m.name.as_str(), m.fingerprint)), MAX_METHODS);
         write_named(w, self.types.iter().map(|t| (t.name.as_str(), t.fingerprint)), MAX_TYPES);
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
+    pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, ProtoError> {
         let name = r.str("contract name", MAX_NAME_LEN)?.to_owned();
         let fingerprint = r.u64()?;
         let methods = read_named(r, ["method list", "method name"], MAX_METHODS)?;
@@ -277,13 +277,17 @@ pub enum Control {
     GoAway,
     /// Relay to host (cluster mode): a caller on another relay node wants a channel to this
     /// listener. The host opens a stream to `url` (a connection of its own to that node) with a
-    /// [`Hello::Rendezvous`] carrying `secret`; that node then serves the stream as a channel
-    /// it routed, so the channel's bytes never pass through this relay.
+    /// [`Hello::Rendezvous`] carrying `secret`, followed by its [`Reply`] to `channel` (the
+    /// channel's header, which a stream the relay opens would carry): that node waits for the
+    /// reply only, so the open costs no round trip to the host beyond the dial, and serves the
+    /// stream as a channel it routed, so the channel's bytes never pass through this relay.
     Dial {
         /// The QUIC URL of the caller's node, `quic://host:port`.
         url: String,
         /// The one-time secret that node waits under.
         secret: String,
+        /// The channel offered.
+        channel: Incoming,
     },
 }
 
@@ -293,7 +297,12 @@ impl Control {
         match self {
             Self::RenewToken { token } => Writer::new(PROTOCOL_VERSION, TAG_RENEW_TOKEN).str(token).finish(),
             Self::GoAway => Writer::new(PROTOCOL_VERSION, TAG_GO_AWAY).finish(),
-            Self::Dial { url, secret } => Writer::new(PROTOCOL_VERSION, TAG_DIAL).str(url).str(secret).finish(),
+            Self::Dial { url, secret, channel } => {
+                let mut w = Writer::new(PROTOCOL_VERSION, TAG_DIAL);
+                w.str(url).str(secret).str(&channel.address).u64(channel.channel_id);
+                channel.contract.write(&mut w);
+                w.finish()
+            }
         }
     }
 
@@ -306,6 +315,11 @@ impl Control {
             TAG_DIAL => Self::Dial {
                 url: r.str("dial url", MAX_DIAL_URL_LEN)?.to_owned(),
                 secret: r.str("secret", MAX_SECRET_LEN)?.to_owned(),
+                channel: Incoming {
+                    address: address(&mut r)?,
+                    channel_id: r.u64()?,
+                    contract: ContractInfo::read(&mut r)?,
+                },
             },
             other => return Err(ProtoError::UnexpectedMessage(other)),
         };
@@ -366,7 +380,11 @@ mod tests {
         let controls = [
             Control::RenewToken { token: "SharedAccessSignature sr=x".into() },
             Control::GoAway,
-            Control::Dial { url: "quic://10.0.0.2:7443".into(), secret: "s3cret".into() },
+            Control::Dial {
+                url: "quic://10.0.0.2:7443".into(),
+                secret: "s3cret".into(),
+                channel: Incoming { address: "calc".into(), channel_id: 9, contract: contract() },
+            },
         ];
         for control in controls {
             assert_eq!(Control::decode(&control.encode()), Ok(control));
@@ -399,6 +417,11 @@ mod tests {
     #[test]
     fn the_handshake_fuzz_seeds_are_messages_of_this_version() {
         let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/handshake");
+        if std::env::var_os("RELAY_WRITE_SEEDS").is_some() {
+            let channel = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
+            let dial = Control::Dial { url: "quic://10.0.0.2:7443".into(), secret: "s3cret".into(), channel };
+            std::fs::write(seeds.join("control-dial"), dial.encode()).unwrap();
+        }
         let mut count = 0;
         for entry in std::fs::read_dir(&seeds).unwrap() {
             let path = entry.unwrap().path();

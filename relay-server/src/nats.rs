@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use relay_proto::cluster::{
     Delta, Heartbeat, ListenerKind, NodeId, OpenReply, OpenRequest, SnapshotChunk, SnapshotRequest, Subjects,
 };
-use relay_proto::{Control, ErrorCode, Refusal};
+use relay_proto::{Control, ErrorCode, Incoming, Refusal};
 use tokio::task::JoinSet;
 
 use crate::cluster::view::{DialTarget, Heard, Taken};
@@ -335,7 +335,12 @@ fn serve_open(shared: &Shared, request: &OpenRequest, target: &DialTarget) -> Op
         tried.push(id);
         let told = match &listener {
             ListenerHandle::Quic(quic) => {
-                let dial = Control::Dial { url: request.url.clone(), secret: request.secret.clone() };
+                let channel = Incoming {
+                    address: request.address.clone(),
+                    channel_id: request.channel_id,
+                    contract: request.contract.clone(),
+                };
+                let dial = Control::Dial { url: request.url.clone(), secret: request.secret.clone(), channel };
                 quic.control.try_send(dial).is_ok().then_some(ListenerKind::Quic)
             }
             ListenerHandle::Hc(hc) => accept

@@ -157,12 +157,12 @@ fn add_remote(
     writers: &mut JoinSet<()>,
     found: Found,
 ) {
-    let Found { node, channel_id, dialling } = found;
+    let Found { node, dialling } = found;
     let id = SubscriberId::Remote { node, listener: dialling.listener };
     if let Some((queue, overflow)) = fanout.add(id) {
         let span = tracing::debug_span!("subscriber", %node, listener = dialling.listener);
         let (shared, request) = (shared.clone(), request.clone());
-        let subscriber = Subscriber::Remote(channel_id, Box::new(dialling));
+        let subscriber = Subscriber::Remote(Box::new(dialling));
         writers.spawn(async move { write(&shared, &request, subscriber, queue, overflow).await }.instrument(span));
     }
 }
@@ -171,8 +171,8 @@ fn add_remote(
 enum Subscriber {
     /// A listener on this node.
     Local(ListenerId, ListenerHandle),
-    /// A listener on another node, told to dial here for the channel numbered so.
-    Remote(u64, Box<Dialling>),
+    /// A listener on another node, told to dial here.
+    Remote(Box<Dialling>),
 }
 
 impl Subscriber {
@@ -183,7 +183,7 @@ impl Subscriber {
                 Ok(opened) => Ok(opened.end),
                 Err(refusal) => Err(format!("{:?}: {}", refusal.code, refusal.detail)),
             },
-            Self::Remote(channel_id, dialling) => match dialling.connect(shared, request, channel_id).await {
+            Self::Remote(dialling) => match dialling.connect(shared).await {
                 Ok((end, _)) => Ok(end),
                 Err(failed) => Err(format!("{failed:?}")),
             },

@@ -23,8 +23,6 @@ pub(super) const FOUND_QUEUE: usize = 16;
 /// A listener on another node told to dial here.
 pub(super) struct Found {
     pub(super) node: NodeId,
-    /// The publisher's node's id for the subscriber's channel.
-    pub(super) channel_id: u64,
     pub(super) dialling: Dialling,
 }
 
@@ -82,7 +80,7 @@ async fn ask_all(
         match remote::ask(shared, peers, node, request, channel_id, given.clone()).await {
             Ok(dialling) => {
                 given.push(dialling.listener);
-                if found.send(Found { node, channel_id, dialling }).await.is_err() {
+                if found.send(Found { node, dialling }).await.is_err() {
                     return false;
                 }
             }

@@ -262,12 +262,18 @@ async fn open_quic(
     offer_quic(Pipe { send, recv }, request, channel_id).await
 }
 
-/// Offers a channel on a stream to a native host (one the relay opened, or a rendezvous the host
-/// dialled): sends the `Incoming` header and reads the host's answer.
-async fn offer_quic(pipe: Pipe, request: &ChannelRequest, channel_id: u64) -> Result<Accepted, Failed> {
-    let Pipe { mut send, mut recv } = pipe;
+/// Offers a channel on a stream the relay opened to a native host: sends the `Incoming` header
+/// and reads the host's answer.
+async fn offer_quic(mut pipe: Pipe, request: &ChannelRequest, channel_id: u64) -> Result<Accepted, Failed> {
     let incoming = Incoming { address: request.address.clone(), channel_id, contract: request.contract.clone() };
-    write_frame(&mut send, &incoming.encode()).await.map_err(|_| Failed::Unreachable)?;
+    write_frame(&mut pipe.send, &incoming.encode()).await.map_err(|_| Failed::Unreachable)?;
+    answer_of(pipe).await
+}
+
+/// Reads a native host's answer to the channel offered on `pipe` (with the `Incoming` header
+/// written on it, or sent with the dial of a rendezvous stream).
+async fn answer_of(pipe: Pipe) -> Result<Accepted, Failed> {
+    let Pipe { send, mut recv } = pipe;
     let reply = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(|_| Failed::Unreachable)?;
     match Reply::decode(&reply) {
         Ok(Reply::Accepted) => Ok((End::Quic(Pipe { send, recv }), None)),

@@ -6,7 +6,7 @@
 use relay_proto::ErrorCode;
 use relay_proto::cluster::{ListenerKind, NodeId, OpenReply, OpenRequest};
 
-use super::{Accepted, ChannelRequest, Failed, Refusal, hc_accept, hc_outcome, offer_quic};
+use super::{Accepted, ChannelRequest, Failed, Refusal, answer_of, hc_accept, hc_outcome};
 use crate::channel::End;
 use crate::peers::{OpenRequestError, Peers};
 use crate::rendezvous::{Outcome, Rendezvous, system_random};
@@ -45,7 +45,7 @@ pub(super) async fn open(
     request: &ChannelRequest,
     channel_id: u64,
 ) -> Result<Accepted, RemoteFailed> {
-    ask(shared, peers, node, request, channel_id, Vec::new()).await?.connect(shared, request, channel_id).await
+    ask(shared, peers, node, request, channel_id, Vec::new()).await?.connect(shared).await
 }
 
 /// Has `node` tell one of its listeners on the request's address, not one of `exclude`, to dial
@@ -68,6 +68,7 @@ pub(crate) async fn ask(
         channel_id,
         url: peers.quic_url.clone(),
         secret: pending.secret().to_owned(),
+        contract: request.contract.clone(),
         accept: peers.wss_url.as_deref().map(|base| hc_accept(request, channel_id, base, pending.secret())),
         exclude,
     };
@@ -93,13 +94,9 @@ pub(crate) async fn ask(
 }
 
 impl Dialling {
-    /// Waits for the listener's rendezvous and, for a QUIC host, its answer to the offer.
-    pub(crate) async fn connect(
-        self,
-        shared: &Shared,
-        request: &ChannelRequest,
-        channel_id: u64,
-    ) -> Result<Accepted, RemoteFailed> {
+    /// Waits for the listener's rendezvous and, for a QUIC host, its answer to the offer it was
+    /// sent with the dial.
+    pub(crate) async fn connect(self, shared: &Shared) -> Result<Accepted, RemoteFailed> {
         let Self { listener, kind, pending } = self;
         let limit = match kind {
             ListenerKind::Quic => shared.config.handshake_timeout(),
@@ -108,7 +105,8 @@ impl Dialling {
         let dialled = async {
             match pending.wait().await {
                 Some(Outcome::Accepted { ws, protocol }) => match *ws {
-                    End::Quic(pipe) => offer_quic(pipe, request, channel_id).await,
+                    // The host was sent the channel's header with the dial: its answer follows.
+                    End::Quic(pipe) => answer_of(pipe).await,
                     ws @ End::Ws(_) => Ok((ws, protocol)),
                 },
                 outcome => hc_outcome(outcome),

@@ -98,6 +98,13 @@ async fn a_caller_on_one_node_calls_a_host_on_another_and_the_bytes_skip_the_hos
     let over_wss = LabClient::connect(&ws_caller, "lab").await.expect("a channel opens over wss");
     assert_eq!(over_wss.whoami(ctx()).await.unwrap(), "on-a");
 
+    // The host checks the caller's contract from node b as from its own node: a caller of
+    // another contract is refused, naming the mismatch, over QUIC and over wss.
+    for other in [&caller, &ws_caller] {
+        let err = calculator::CalculatorClient::connect(other, "lab").await.unwrap_err();
+        assert!(matches!(&err, OpenError::ContractMismatch(detail) if !detail.is_empty()), "{err:?}");
+    }
+
     // An address with no listener anywhere: refused at once, as on a single node.
     let started = Instant::now();
     let err = LabClient::connect(&caller, "nowhere").await.unwrap_err();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use quinn::{RecvStream, SendStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::{QuicLink, code, connection_error, read_error, read_frame, read_frame_within, write_frame};
@@ -57,38 +57,41 @@ type Links = Arc<Mutex<HashMap<String, QuicLink>>>;
 const MAX_DIALS: usize = 256;
 
 impl Dialer {
-    fn dial(&mut self, url: String, secret: String) {
+    /// Dials the rendezvous `secret` on the node at `url` and, meanwhile, offers `channel` to
+    /// this registration's listener, whose answer goes on the rendezvous stream once it is open.
+    fn dial(&mut self, url: String, secret: String, channel: Incoming) {
         while self.tasks.try_join_next().is_some() {}
         if self.tasks.len() >= MAX_DIALS {
             tracing::warn!(address = %self.address, "too many rendezvous in progress; ignoring a dial");
             return;
         }
-        let (address, options, queue, links) =
-            (self.address.clone(), self.options.clone(), self.queue.clone(), self.links.clone());
+        let (dialled, stream) = oneshot::channel();
+        let (links, options) = (self.links.clone(), self.options.clone());
         self.tasks.spawn(async move {
             let opened = tokio::time::timeout(options.handshake_timeout, rendezvous(&links, &options, &url, secret));
-            match opened.await.unwrap_or(Err(RendezvousError::TimedOut)) {
-                Ok((incoming, send, recv)) => {
-                    let wrong_address = incoming.address != address;
-                    let pending =
-                        PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame, open: None });
-                    let channel = IncomingChannel::new(incoming, pending);
-                    if wrong_address {
-                        return channel.reject_in_background(ErrorCode::NoListener, "not listening on this address");
-                    }
-                    match queue.try_send(channel) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(channel)) => {
-                            channel.reject_in_background(ErrorCode::Busy, "listener is busy")
-                        }
-                        Err(mpsc::error::TrySendError::Closed(channel)) => {
-                            channel.reject_in_background(ErrorCode::NoListener, "listener closed")
-                        }
-                    }
-                }
-                Err(e) => tracing::debug!(%url, error = %e, "cannot open a rendezvous"),
+            let opened = opened.await.unwrap_or(Err(RendezvousError::TimedOut));
+            if let Err(e) = &opened {
+                tracing::debug!(%url, error = %e, "cannot open a rendezvous");
             }
+            // A channel given up meanwhile drops the stream, which tells the node.
+            let _ = dialled.send(opened);
         });
+        let wrong_address = channel.address != self.address;
+        let pending =
+            QuicPending { stream: PendingStream::Dialling(stream), max_frame: self.options.max_frame, open: None };
+        let channel = IncomingChannel::new(channel, PendingChannel::Quic(pending));
+        if wrong_address {
+            return channel.reject_in_background(ErrorCode::NoListener, "not listening on this address");
+        }
+        match self.queue.try_send(channel) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(channel)) => {
+                channel.reject_in_background(ErrorCode::Busy, "listener is busy")
+            }
+            Err(mpsc::error::TrySendError::Closed(channel)) => {
+                channel.reject_in_background(ErrorCode::NoListener, "listener closed")
+            }
+        }
     }
 }
 
@@ -103,18 +106,16 @@ enum RendezvousError {
     Stream(#[source] ChannelError),
     #[error("the rendezvous was not open in time")]
     TimedOut,
-    #[error("the node sent a bad channel header")]
-    BadHeader(#[source] ProtoError),
 }
 
-/// Opens the rendezvous `secret` on the node at `url` (over a pooled connection) and reads the
-/// channel's header; the caller bounds it with the handshake timeout.
+/// Opens the rendezvous `secret` on the node at `url` (over a pooled connection) and writes its
+/// hello; the caller bounds it with the handshake timeout.
 async fn rendezvous(
     links: &Links,
     options: &ConnectOptions,
     url: &str,
     secret: String,
-) -> Result<(Incoming, SendStream, RecvStream), RendezvousError> {
+) -> Result<(SendStream, RecvStream), RendezvousError> {
     let relay: RelayUrl = url.parse().map_err(|_| RendezvousError::BadUrl)?;
     if relay.scheme() != Scheme::Quic {
         return Err(RendezvousError::BadUrl);
@@ -128,15 +129,10 @@ async fn rendezvous(
             link
         }
     };
-    let (mut send, mut recv) =
+    let (mut send, recv) =
         link.connection.open_bi().await.map_err(|e| RendezvousError::Stream(connection_error(&e)))?;
     write_frame(&mut send, &Hello::Rendezvous { secret }.encode()).await.map_err(RendezvousError::Stream)?;
-    let body = read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, options.handshake_timeout)
-        .await
-        .map_err(RendezvousError::Stream)?
-        .ok_or(RendezvousError::TimedOut)?;
-    let incoming = Incoming::decode(&body).map_err(RendezvousError::BadHeader)?;
-    Ok((incoming, send, recv))
+    Ok((send, recv))
 }
 
 impl Drop for QuicRegistration {
@@ -156,8 +152,8 @@ impl QuicRegistration {
                     self.unread.drain(..len);
                     match control {
                         Ok(Control::GoAway) => return ListenError::GoAway,
-                        Ok(Control::Dial { url, secret }) => {
-                            self.dialer.dial(url, secret);
+                        Ok(Control::Dial { url, secret, channel }) => {
+                            self.dialer.dial(url, secret, channel);
                             continue;
                         }
                         // Messages for the relay, or from a later relay, are skipped.
@@ -289,7 +285,8 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
         };
         let route = routes.get(&incoming.address);
         let over_limit = open.is_none();
-        let pending = PendingChannel::Quic(QuicPending { send, recv, max_frame: options.max_frame, open });
+        let stream = PendingStream::Open(send, recv);
+        let pending = PendingChannel::Quic(QuicPending { stream, max_frame: options.max_frame, open });
         let channel = IncomingChannel::new(incoming, pending);
         if over_limit {
             channel.reject_in_background(ErrorCode::Busy, "the host has as many channels open as it allows");
@@ -314,25 +311,49 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
 /// A stream the relay opened for a caller's channel, its [`Incoming`] header read, unanswered.
 #[derive(Debug)]
 pub(crate) struct QuicPending {
-    send: SendStream,
-    recv: RecvStream,
+    stream: PendingStream,
     max_frame: usize,
     /// Counts the stream in the host's grant until the channel (or its refusal) is done; `None`
     /// for a stream over the grant, which is refused.
     open: Option<OpenStream>,
 }
 
+/// The stream a pending channel is answered on.
+#[derive(Debug)]
+enum PendingStream {
+    /// One the relay opened.
+    Open(SendStream, RecvStream),
+    /// A rendezvous being dialled on another relay node (its hello written first).
+    Dialling(oneshot::Receiver<Result<(SendStream, RecvStream), RendezvousError>>),
+}
+
 impl QuicPending {
     /// Answers `Accepted`; the stream carries the channel from now on.
-    pub(crate) async fn accept(mut self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
-        write_frame(&mut self.send, &Reply::Accepted.encode()).await?;
-        Ok(super::channel(self.send, self.recv, self.max_frame, self.open, address, id))
+    pub(crate) async fn accept(self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
+        let (mut send, recv) = self.stream.ready().await?;
+        write_frame(&mut send, &Reply::Accepted.encode()).await?;
+        Ok(super::channel(send, recv, self.max_frame, self.open, address, id))
     }
 
     /// Answers with a refusal, which the relay passes to the caller.
-    pub(crate) async fn reject(mut self, code: ErrorCode, detail: &str) -> Result<(), ChannelError> {
-        write_frame(&mut self.send, &Reply::refused(code, detail).encode()).await?;
-        let _ = self.send.finish();
+    pub(crate) async fn reject(self, code: ErrorCode, detail: &str) -> Result<(), ChannelError> {
+        let (mut send, _recv) = self.stream.ready().await?;
+        write_frame(&mut send, &Reply::refused(code, detail).encode()).await?;
+        let _ = send.finish();
         Ok(())
+    }
+}
+
+impl PendingStream {
+    /// The stream, once there.
+    async fn ready(self) -> Result<(SendStream, RecvStream), ChannelError> {
+        match self {
+            Self::Open(send, recv) => Ok((send, recv)),
+            Self::Dialling(dialled) => match dialled.await {
+                Ok(Ok(streams)) => Ok(streams),
+                Ok(Err(e)) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {e}"))),
+                Err(_) => Err(ChannelError::ConnectionLost("the rendezvous was given up".into())),
+            },
+        }
     }
 }
