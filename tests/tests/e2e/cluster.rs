@@ -187,6 +187,73 @@ async fn hybrid_connections_listeners_on_one_node_take_callers_on_another_at_a_r
     assert_eq!(&reply[..], &[3, 2, 1]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_forwarded_from_one_node_is_reached_through_another() {
+    use clap::Parser as _;
+    use relay_forward::{Cli, Command, Connector, Forwarder};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "ports", &data);
+    let b = ClusterNode::start(&nats.url(), "ports", &data);
+    let (echo, _echoed) = crate::forward::echo_server().await;
+    let (echo, data_dir) = (echo.to_string(), data.to_str().expect("utf-8 path").to_owned());
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from(std::iter::once("relay").chain(args.iter().copied())).expect("arguments parse").command
+    };
+    // `relay forward` on node a, once over QUIC and once over wss; `relay connect` on node b.
+    for (address, forward_url) in [("ssh-quic", &a.url), ("ssh-wss", &a.ws_url)] {
+        let Command::Forward(args) =
+            parse(&["forward", "--relay", forward_url, "--address", address, "--to", &echo, "--data-dir", &data_dir])
+        else {
+            unreachable!("a forward command")
+        };
+        let forwarder = Forwarder::start(&args).await.expect("forwarder starts on node a");
+        tokio::spawn(async move { forwarder.run(std::future::pending()).await.expect("forwarder runs") });
+        let Command::Connect(args) = parse(&[
+            "connect",
+            "--relay",
+            &b.url,
+            "--address",
+            address,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data_dir,
+        ]) else {
+            unreachable!("a connect command")
+        };
+        let connector = Connector::start(&args).await.expect("connector starts on node b");
+        let local = connector.local_addr();
+        tokio::spawn(connector.run(std::future::pending()));
+
+        // 4 MiB through each way, once node b knows of the forwarder's registration.
+        let sent: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
+        let deadline = Instant::now() + settle();
+        let echoed = loop {
+            let mut socket = tokio::net::TcpStream::connect(local).await.expect("connector listens");
+            let (mut read, mut write) = socket.split();
+            let (written, echoed) = tokio::join!(
+                async {
+                    write.write_all(&sent).await?;
+                    write.shutdown().await
+                },
+                async {
+                    let mut echoed = Vec::new();
+                    tokio::time::timeout(settle(), read.read_to_end(&mut echoed)).await.map(|_| echoed)
+                },
+            );
+            match (written, echoed) {
+                (Ok(()), Ok(echoed)) if !echoed.is_empty() => break echoed,
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => panic!("{address}: no echo through node b within {:?}: {other:?}", settle()),
+            }
+        };
+        assert!(echoed == sent, "{address}: {} bytes echoed of {}", echoed.len(), sent.len());
+    }
+}
+
 /// A multicast subscriber on `url` (of `node`); returns its host and what it has seen.
 async fn subscribe(node: &ClusterNode, url: &str, stall: bool) -> (Host, Arc<Mutex<Vec<u64>>>) {
     let host = Host::connect(url, node.options()).await.expect("subscriber connects");
