@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use super::PendingChannel;
 use crate::channel::{Channel, ChannelError};
 use relay_proto::{ContractInfo, ErrorCode, Incoming};
@@ -54,5 +56,19 @@ impl IncomingChannel {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(REJECT_TIMEOUT, self.reject(code, detail)).await;
         });
+    }
+
+    /// Hands the channel to the listener whose queue is `listener`, or refuses it (in the
+    /// background) when the queue is full or the listener gone.
+    pub(crate) fn hand_to(self, listener: &mpsc::Sender<IncomingChannel>) {
+        match listener.try_send(self) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(channel)) => {
+                channel.reject_in_background(ErrorCode::Busy, "listener is busy")
+            }
+            Err(mpsc::error::TrySendError::Closed(channel)) => {
+                channel.reject_in_background(ErrorCode::NoListener, "listener closed")
+            }
+        }
     }
 }

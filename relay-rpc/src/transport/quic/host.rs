@@ -83,15 +83,7 @@ impl Dialer {
         if wrong_address {
             return channel.reject_in_background(ErrorCode::NoListener, "not listening on this address");
         }
-        match self.queue.try_send(channel) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(channel)) => {
-                channel.reject_in_background(ErrorCode::Busy, "listener is busy")
-            }
-            Err(mpsc::error::TrySendError::Closed(channel)) => {
-                channel.reject_in_background(ErrorCode::NoListener, "listener closed")
-            }
-        }
+        channel.hand_to(&self.queue)
     }
 }
 
@@ -294,15 +286,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
         }
         match route {
             None => channel.reject_in_background(ErrorCode::NoListener, "not listening on this address"),
-            Some(route) => match route.try_send(channel) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(channel)) => {
-                    channel.reject_in_background(ErrorCode::Busy, "listener is busy")
-                }
-                Err(mpsc::error::TrySendError::Closed(channel)) => {
-                    channel.reject_in_background(ErrorCode::NoListener, "listener closed")
-                }
-            },
+            Some(route) => channel.hand_to(&route),
         }
     }
     routes.clear();

@@ -171,15 +171,7 @@ impl Control {
         if busy {
             return channel.reject_in_background(ErrorCode::Busy, "the host has too many channels open");
         }
-        match self.queue.try_send(channel) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(channel)) => {
-                channel.reject_in_background(ErrorCode::Busy, "listener is busy")
-            }
-            Err(mpsc::error::TrySendError::Closed(channel)) => {
-                channel.reject_in_background(ErrorCode::NoListener, "listener closed")
-            }
-        }
+        channel.hand_to(&self.queue)
     }
 }
 
