@@ -274,19 +274,11 @@ impl Summary {
     pub fn table(&self, quick: bool, took: Duration) -> String {
         let rounded = self.rounded();
         let f = &rounded.median;
-        let mut out = String::new();
-        let run = if quick { "quick run" } else { "full run" };
-        let runs = if self.runs == 1 { run.to_owned() } else { format!("{run} x {}, medians", self.runs) };
-        let _ = writeln!(
-            out,
-            "relay-bench ({runs}, {:.0} s): loopback; relay, host and caller in separate processes",
-            took.as_secs_f64()
+        let mut out = heading(
+            "relay-bench",
+            "relay, host and caller in separate processes",
+            Heading { quick, runs: self.runs, took, load_averages: &self.load_averages },
         );
-        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let loads: Vec<&str> = self.load_averages.iter().map(|l| l.as_deref().unwrap_or("?")).collect();
-        let which = if loads.len() == 1 { "when it started" } else { "when each run started" };
-        let _ = writeln!(out, "{cpus} CPUs; load average (1, 5, 15 min) {which}: {}", loads.join(" | "));
-        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "{:<36} {:>9} {:>9} {:>6} {:>9} {:>6} {:>6} {:>9} {:>6} {:>6}",
@@ -391,6 +383,34 @@ impl Summary {
         );
         out
     }
+}
+
+/// What a table's heading says of how its figures were taken.
+pub struct Heading<'a> {
+    /// Whether the runs were quick ones.
+    pub quick: bool,
+    /// How many runs the figures are the medians of.
+    pub runs: usize,
+    /// How long all the runs took.
+    pub took: Duration,
+    /// The load average when each run started.
+    pub load_averages: &'a [Option<String>],
+}
+
+/// A table's first lines: `command` and what ran (`setup`), the runs, the machine's CPUs and its
+/// load when each run started, then a blank line.
+pub fn heading(command: &str, setup: &str, heading: Heading<'_>) -> String {
+    let Heading { quick, runs, took, load_averages } = heading;
+    let mut out = String::new();
+    let run = if quick { "quick run" } else { "full run" };
+    let runs = if runs == 1 { run.to_owned() } else { format!("{run} x {runs}, medians") };
+    let _ = writeln!(out, "{command} ({runs}, {:.0} s): loopback; {setup}", took.as_secs_f64());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let loads: Vec<&str> = load_averages.iter().map(|l| l.as_deref().unwrap_or("?")).collect();
+    let which = if loads.len() == 1 { "when it started" } else { "when each run started" };
+    let _ = writeln!(out, "{cpus} CPUs; load average (1, 5, 15 min) {which}: {}", loads.join(" | "));
+    let _ = writeln!(out);
+    out
 }
 
 pub fn round(x: f64, digits: i32) -> f64 {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Spread, cell, median_each, round};
+use crate::report::{Heading, Spread, cell, heading, median_each, round};
 
 /// The most a cross-node open may cost over a same-node open, in NATS round trips plus
 /// listener round trips.
@@ -238,20 +238,11 @@ impl ClusterSummary {
     pub fn table(&self, quick: bool, took: Duration) -> String {
         let rounded = self.rounded();
         let f = &rounded.cluster;
-        let mut out = String::new();
-        let run = if quick { "quick run" } else { "full run" };
-        let runs = if self.runs == 1 { run.to_owned() } else { format!("{run} x {}, medians", self.runs) };
-        let _ = writeln!(
-            out,
-            "relay-bench --cluster ({runs}, {:.0} s): loopback; nats-server, two relay nodes, the host (on node A) \
-             and the caller in separate processes",
-            took.as_secs_f64()
+        let mut out = heading(
+            "relay-bench --cluster",
+            "nats-server, two relay nodes, the host (on node A) and the caller in separate processes",
+            Heading { quick, runs: self.runs, took, load_averages: &self.load_averages },
         );
-        let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-        let loads: Vec<&str> = self.load_averages.iter().map(|l| l.as_deref().unwrap_or("?")).collect();
-        let which = if loads.len() == 1 { "when it started" } else { "when each run started" };
-        let _ = writeln!(out, "{cpus} CPUs; load average (1, 5, 15 min) {which}: {}", loads.join(" | "));
-        let _ = writeln!(out);
         let _ =
             writeln!(out, "{:<44} {:>9} {:>9} {:>9} {:>9}", "(us)", "same p50", "same p99", "cross p50", "cross p99");
         let pair = |label: &str, same: Timed, cross: Timed| {
