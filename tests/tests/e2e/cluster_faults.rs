@@ -98,16 +98,35 @@ async fn until_every_host_answers(caller: &Connection, address: &str, names: &BT
     }
 }
 
+/// Three nodes: hosts on "lab" over nodes a and b (at least two on a), every one of them
+/// answering a caller on node c.
+struct Cluster {
+    _nats: TestNats,
+    a: ClusterNode,
+    _b: ClusterNode,
+    _c: ClusterNode,
+    _hosts: Vec<JoinHandle<()>>,
+    names: BTreeSet<String>,
+    caller: Connection,
+}
+
+impl Cluster {
+    async fn start(name: &str) -> Self {
+        let nats = TestNats::start();
+        let data = temp_dir("cluster-data");
+        let a = ClusterNode::start(&nats.url(), name, &data);
+        let b = ClusterNode::start(&nats.url(), name, &data);
+        let c = ClusterNode::start(&nats.url(), name, &data);
+        let (hosts, names) = hosts_with_two_on(&nats, name, &a, &[&a, &b], "lab").await;
+        let caller = Connection::connect(&c.url, c.options()).await.expect("caller connects to node c");
+        until_every_host_answers(&caller, "lab", &names, settle()).await;
+        Self { _nats: nats, a, _b: b, _c: c, _hosts: hosts, names, caller }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_nodes_hosts_re_home_within_ten_seconds_and_channels_on_other_nodes_run_on() {
-    let nats = TestNats::start();
-    let data = temp_dir("cluster-data");
-    let mut a = ClusterNode::start(&nats.url(), "kill", &data);
-    let b = ClusterNode::start(&nats.url(), "kill", &data);
-    let c = ClusterNode::start(&nats.url(), "kill", &data);
-    let (_hosts, names) = hosts_with_two_on(&nats, "kill", &a, &[&a, &b], "lab").await;
-    let caller = Connection::connect(&c.url, c.options()).await.expect("caller connects to node c");
-    until_every_host_answers(&caller, "lab", &names, settle()).await;
+    let Cluster { _nats, mut a, _b, _c, _hosts, names, caller } = Cluster::start("kill").await;
     // Channels open now run on node c (their hosts dialled it), whichever node their host is on.
     let mut open = Vec::new();
     for _ in 0..8 {
@@ -129,14 +148,7 @@ async fn a_killed_nodes_hosts_re_home_within_ten_seconds_and_channels_on_other_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_nodes_hosts_move_and_a_failover_stub_calling_through_it_sees_no_failed_call() {
-    let nats = TestNats::start();
-    let data = temp_dir("cluster-data");
-    let mut a = ClusterNode::start(&nats.url(), "drain", &data);
-    let b = ClusterNode::start(&nats.url(), "drain", &data);
-    let c = ClusterNode::start(&nats.url(), "drain", &data);
-    let (_hosts, names) = hosts_with_two_on(&nats, "drain", &a, &[&a, &b], "lab").await;
-    let caller = Connection::connect(&c.url, c.options()).await.expect("caller connects to node c");
-    until_every_host_answers(&caller, "lab", &names, settle()).await;
+    let Cluster { _nats, mut a, _b, _c, _hosts, names, caller } = Cluster::start("drain").await;
 
     // Stubs calling without pause, each on its own channel (so some on hosts of node a), while
     // node a drains and exits.
