@@ -48,6 +48,25 @@ async fn lab_once_known(caller: &Connection, address: &str) -> LabClient {
     }
 }
 
+/// A lab client on `address` through `caller` once NATS is back (started or restarted just
+/// before): within 5 s and slack, cross-node opens refused meanwhile as no listener or
+/// unreachable.
+async fn once_nats_is_back(caller: &Connection, address: &str) -> LabClient {
+    let back = Instant::now();
+    let recovered = Duration::from_secs(5) + SLACK;
+    loop {
+        match LabClient::connect(caller, address).await {
+            Ok(client) => return client,
+            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Unreachable, .. })
+                if back.elapsed() < recovered =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("cross-node opens did not work within {recovered:?} of nats's return: {e:?}"),
+        }
+    }
+}
+
 /// Reads the cluster's heartbeats, which carry each node's counters.
 struct Heartbeats {
     client: async_nats::Client,
@@ -409,19 +428,7 @@ async fn while_nats_is_down_same_node_calls_work_and_cross_node_opens_fail_fast_
     assert!(down.elapsed() < settle() + SLACK);
 
     nats.restart();
-    let back = Instant::now();
-    let recovered = Duration::from_secs(5) + SLACK;
-    let client = loop {
-        match LabClient::connect(&caller_b, "lab").await {
-            Ok(client) => break client,
-            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Unreachable, .. })
-                if back.elapsed() < recovered =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("cross-node opens did not recover within {recovered:?} of nats's return: {e:?}"),
-        }
-    };
+    let client = once_nats_is_back(&caller_b, "lab").await;
     assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "the same host, which never reconnected");
 }
 
@@ -471,19 +478,7 @@ async fn nodes_started_while_nats_is_unreachable_serve_their_own_listeners_and_j
     assert!(lines[0].contains("WARN") && lines[0].contains("serves its own listeners"), "{}", lines[0]);
 
     nats.restart();
-    let back = Instant::now();
-    let recovered = Duration::from_secs(5) + SLACK;
-    let client = loop {
-        match LabClient::connect(&caller_b, "lab").await {
-            Ok(client) => break client,
-            Err(OpenError::NoListener { .. } | OpenError::Refused { code: ErrorCode::Unreachable, .. })
-                if back.elapsed() < recovered =>
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("node b did not reach node a's listener within {recovered:?} of nats's start: {e:?}"),
-        }
-    };
+    let client = once_nats_is_back(&caller_b, "lab").await;
     assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "the host that listened before nats was up");
     for node in [&a, &b] {
         let log = node.log_text();
