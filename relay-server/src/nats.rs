@@ -209,7 +209,10 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
             }
             () = shared.cluster_change.notified() => {
                 for address in shared.take_changed() {
-                    let delta = peers.local().set(&address, dialable_listeners(shared, &address));
+                    // Every listener here is reachable from another node: a QUIC host dials a
+                    // rendezvous there, a Hybrid Connections listener is sent an accept naming it.
+                    let listeners = shared.registry().listeners(&address);
+                    let delta = peers.local().set(&address, listeners);
                     if let Some(delta) = delta {
                         publish(&peers, subjects.delta(), delta.encode()).await;
                     }
@@ -311,13 +314,6 @@ fn heartbeat(shared: &Shared, peers: &Peers) -> Heartbeat {
         open_channels: shared.open_channels.load(Ordering::SeqCst) as u64,
         relayed_bytes: shared.relayed_bytes.load(Ordering::Relaxed),
     }
-}
-
-/// The listeners on `address` that a caller on another node can reach: all of them (QUIC hosts
-/// dial a rendezvous when told to; Hybrid Connections listeners are sent an `accept` naming the
-/// caller's node).
-fn dialable_listeners(shared: &Shared, address: &str) -> usize {
-    shared.registry().listeners(address)
 }
 
 /// Answers another node's open request: tells a local listener on the address (round-robin, not
