@@ -57,6 +57,11 @@ pub struct Config {
     pub ws_listen: Option<SocketAddr>,
     /// Where plain, unencrypted WebSocket (`ws://`) listens; only when set. Default unset.
     pub ws_plain_listen: Option<SocketAddr>,
+    /// Where the admin endpoint (plain HTTP: `/healthz`, `/readyz`) listens; `"off"` in the
+    /// file for none. Bound beyond loopback, it answers only requests carrying a token with the
+    /// `manage` right (the `Authorization` header, or `?token=`). Default `127.0.0.1:7080`.
+    #[serde(deserialize_with = "address_or_off")]
+    pub admin_listen: Option<SocketAddr>,
     /// Where the certificate and keys live; created on first start. Default `./relay-data`.
     pub data_dir: PathBuf,
     /// A PEM certificate chain to serve instead of the generated one.
@@ -297,6 +302,28 @@ pub enum AddressMode {
     Multicast,
 }
 
+/// Reads a listen address, or `"off"` for none.
+fn address_or_off<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_address_or_off(&text).map_err(serde::de::Error::custom)
+}
+
+/// Parses a listen address, or `off` for none: the form `admin_listen` takes in the file and on
+/// the command line.
+///
+/// ```
+/// use relay_server::parse_address_or_off;
+/// assert_eq!(parse_address_or_off("off").unwrap(), None);
+/// assert_eq!(parse_address_or_off("127.0.0.1:7080").unwrap(), Some("127.0.0.1:7080".parse().unwrap()));
+/// assert!(parse_address_or_off("7080").is_err());
+/// ```
+pub fn parse_address_or_off(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| format!("{text:?} is neither an address like 127.0.0.1:7080 nor \"off\""))
+}
+
 /// A secret string: `Debug` prints `MASKED`.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
@@ -326,6 +353,7 @@ impl Default for Config {
             quic_listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7443))),
             ws_plain_listen: None,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 7080))),
             data_dir: PathBuf::from("relay-data"),
             cert_file: None,
             key_file: None,
@@ -452,6 +480,17 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_listener_takes_an_address_or_off() {
+        assert_eq!(Config::default().admin_listen, Some(SocketAddr::from(([127, 0, 0, 1], 7080))));
+        let config: Config = toml::from_str("admin_listen = \"off\"").unwrap();
+        assert_eq!(config.admin_listen, None);
+        let config: Config = toml::from_str("admin_listen = \"0.0.0.0:9000\"").unwrap();
+        assert_eq!(config.admin_listen, Some(SocketAddr::from(([0, 0, 0, 0], 9000))));
+        let err = toml::from_str::<Config>("admin_listen = \"of\"").unwrap_err();
+        assert!(err.to_string().contains("neither an address"), "{err}");
+    }
 
     #[test]
     fn refuses_unknown_fields_and_bad_values() {

@@ -48,7 +48,8 @@ mod state;
 mod stats;
 
 // The drivers: the transports', which accept connections and take each through the layers
-// below, and the NATS driver of cluster mode.
+// below, the NATS driver of cluster mode, and the admin endpoint.
+mod admin;
 mod nats;
 mod quic;
 mod ws;
@@ -57,7 +58,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use config::{AddressConfig, AddressMode, ClusterConfig, Config, ConfigError, KeyConfig, Secret};
+pub use admin::AdminBindError;
+pub use config::{
+    AddressConfig, AddressMode, ClusterConfig, Config, ConfigError, KeyConfig, Secret, parse_address_or_off,
+};
 pub use quic::EndpointError;
 pub use stats::Stats;
 
@@ -82,6 +86,9 @@ pub enum RelayError {
     /// A WebSocket listener could not be bound.
     #[error(transparent)]
     WsBind(#[from] ws::WsBindError),
+    /// The admin endpoint could not be bound.
+    #[error(transparent)]
+    AdminBind(#[from] AdminBindError),
     /// The root key could not be loaded or made.
     #[error(transparent)]
     RootKey(#[from] root_key::RootKeyError),
@@ -95,6 +102,7 @@ pub struct Relay {
     ws: Vec<ws::WsListener>,
     ws_addr: Option<SocketAddr>,
     ws_plain_addr: Option<SocketAddr>,
+    admin: Option<admin::AdminListener>,
     cert_path: PathBuf,
     root_key_path: PathBuf,
     shared: Arc<Shared>,
@@ -127,6 +135,7 @@ impl Relay {
             ws_plain_addr = listener.tcp.local_addr().ok();
             ws_listeners.push(listener);
         }
+        let admin = config.admin_listen.map(admin::bind).transpose()?;
         let endpoint = quic::bind(&config, &identity)?;
         let quic_addr =
             endpoint.local_addr().map_err(|source| EndpointError::Bind { addr: config.quic_listen, source })?;
@@ -148,6 +157,7 @@ impl Relay {
             ws: ws_listeners,
             ws_addr,
             ws_plain_addr,
+            admin,
             cert_path,
             root_key_path,
             shared: Arc::new(Shared::new(config, policy)),
@@ -167,6 +177,11 @@ impl Relay {
     /// The TCP address plain `ws://` listens on, if enabled.
     pub fn ws_plain_addr(&self) -> Option<SocketAddr> {
         self.ws_plain_addr
+    }
+
+    /// The TCP address of the admin endpoint (`/healthz`, `/readyz`), if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(admin::AdminListener::local_addr)
     }
 
     /// The certificate file clients should trust.
@@ -193,7 +208,7 @@ impl Relay {
     /// Serves until `shutdown` resolves, then drains: no new channels, open ones get the
     /// configured grace period, then every connection closes with a "relay shutting down" code.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Self { endpoint, ws, shared, join, .. } = self;
+        let Self { endpoint, ws, shared, join, admin, .. } = self;
         tracing::info!(quic = %self.quic_addr, wss = ?self.ws_addr, ws = ?self.ws_plain_addr, "relay running");
         let coordinator = async {
             shutdown.await;
@@ -214,6 +229,7 @@ impl Relay {
             quic::accept_loop(endpoint.clone(), shared.clone()),
             ws::accept_loop(ws, shared.clone()),
             nats::run(shared.clone(), join),
+            admin::serve(admin, shared.clone()),
             coordinator
         );
         // Closed connections drain for three probe timeouts so peers hear the close; then the port is free.

@@ -41,6 +41,10 @@ struct RunArgs {
     /// Also serve plain, unencrypted ws:// here (TCP); off unless given.
     #[arg(long, value_name = "ADDR")]
     ws_plain_listen: Option<SocketAddr>,
+    /// Where the admin endpoint (/healthz, /readyz) listens, plain HTTP, or "off"
+    /// [default: 127.0.0.1:7080].
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_admin_listen)]
+    admin_listen: Option<AdminListen>,
     /// Where the certificate and keys live [default: ./relay-data].
     #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
@@ -66,6 +70,14 @@ struct TokenArgs {
     /// `max_token_ttl_secs` (a week by default), or the relay refuses it.
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     ttl: Duration,
+}
+
+/// `--admin-listen`: an address, or `off` (`None`).
+#[derive(Debug, Clone)]
+struct AdminListen(Option<SocketAddr>);
+
+fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
+    relay_server::parse_address_or_off(s).map(AdminListen)
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -105,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some(addr) = cli.run.ws_plain_listen {
         config.ws_plain_listen = Some(addr);
     }
+    if let Some(admin) = cli.run.admin_listen {
+        config.admin_listen = admin.0;
+    }
     if let Some(dir) = cli.run.data_dir {
         config.data_dir = dir;
     }
@@ -126,6 +141,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     if let Some(addr) = relay.ws_plain_addr() {
         lines.push(format!("relay listening on ws://{addr} (unencrypted)"));
+    }
+    if let Some(addr) = relay.admin_addr() {
+        lines.push(format!("admin endpoint on http://{addr} (/healthz, /readyz)"));
     }
     if let Some((name, advertised)) = relay.cluster() {
         lines.push(format!("relay node of cluster {name:?}, reached by other nodes' listeners at {advertised}"));

@@ -17,6 +17,29 @@ use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, RegisterError, Registry};
 use crate::rendezvous::RendezvousTable;
 
+/// Whether a relay should be given new work (what `/readyz` tells load balancers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// Serving, and (in cluster mode) linked to the other nodes.
+    Ready,
+    /// Shutting down: its listeners are moving elsewhere.
+    Draining,
+    /// In cluster mode, not connected to NATS: it serves its own listeners only, so a caller
+    /// sent here reaches fewer hosts than one sent to a linked node.
+    CutOffFromCluster,
+}
+
+impl Readiness {
+    /// Why not ready, for a person; `None` when ready.
+    pub(crate) fn why_not(self) -> Option<&'static str> {
+        match self {
+            Self::Ready => None,
+            Self::Draining => Some("draining: shutting down"),
+            Self::CutOffFromCluster => Some("not connected to the cluster's NATS: serving this node's listeners only"),
+        }
+    }
+}
+
 /// What every connection task of one relay sees.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -171,6 +194,17 @@ impl Shared {
 
     pub(crate) fn draining(&self) -> bool {
         self.phase.draining()
+    }
+
+    /// Whether this relay should be given new work now.
+    pub(crate) fn readiness(&self) -> Readiness {
+        if self.draining() {
+            Readiness::Draining
+        } else if self.config.cluster.is_some() && !self.peers().is_some_and(|peers| peers.connected()) {
+            Readiness::CutOffFromCluster
+        } else {
+            Readiness::Ready
+        }
     }
 
     /// What this relay's splices need of it.

@@ -2,6 +2,7 @@
 //! test can `kill -9` one) joined through a real NATS server ([`crate::nats::TestNats`]).
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub struct ClusterNode {
     pub url: String,
     /// `wss://127.0.0.1:PORT`: its Hybrid Connections endpoint.
     pub ws_url: String,
+    /// Its admin endpoint (`/healthz`, `/readyz`).
+    pub admin: SocketAddr,
     /// Its data directory (shared by the nodes of one cluster, for their keys).
     pub data_dir: PathBuf,
     /// Its log (stderr).
@@ -56,7 +59,8 @@ impl ClusterNode {
         let mut child = Command::new(crate::binary("relay-server", "relay-server", &[]))
             .arg("--config")
             .arg(&config)
-            .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
             .arg(data_dir)
             .env("RUST_LOG", "info,relay_server=debug")
             .stdin(Stdio::null())
@@ -65,23 +69,31 @@ impl ClusterNode {
             .spawn()
             .expect("relay-server starts");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut first = String::new();
-        stdout.read_line(&mut first).expect("relay-server prints its address");
-        let url = first
-            .trim()
-            .strip_prefix("relay listening on ")
-            .unwrap_or_else(|| panic!("relay-server printed {first:?}; its log: {}", log.display()))
-            .to_owned();
-        let mut second = String::new();
-        stdout.read_line(&mut second).expect("relay-server prints its wss address");
-        let ws_url = second
-            .split_whitespace()
-            .find(|word| word.starts_with("wss://"))
-            .unwrap_or_else(|| panic!("relay-server printed {second:?}; its log: {}", log.display()))
-            .to_owned();
+        let (mut url, mut ws_url, mut admin) = (None, None, None);
+        let mut line = String::new();
+        // It prints its addresses, then the certificate's path.
+        while !line.starts_with("certificate") {
+            line.clear();
+            let read = stdout.read_line(&mut line).expect("relay-server prints its addresses");
+            assert!(read > 0, "relay-server exited at start; its log: {}", log.display());
+            if let Some(rest) = line.trim().strip_prefix("relay listening on ") {
+                let first = rest.split_whitespace().next().unwrap_or_default().to_owned();
+                if first.starts_with("quic://") {
+                    url = Some(first);
+                } else if first.starts_with("wss://") {
+                    ws_url = Some(first);
+                }
+            } else if let Some(rest) = line.trim().strip_prefix("admin endpoint on http://") {
+                admin = rest.split_whitespace().next().and_then(|addr| addr.parse().ok());
+            }
+        }
+        let missing = |what: &str| format!("relay-server printed no {what}; its log: {}", log.display());
+        let url = url.unwrap_or_else(|| panic!("{}", missing("quic URL")));
+        let ws_url = ws_url.unwrap_or_else(|| panic!("{}", missing("wss URL")));
+        let admin = admin.unwrap_or_else(|| panic!("{}", missing("admin address")));
         // Whatever else it prints is read and dropped, so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in stdout.lines() {});
-        Self { url, ws_url, data_dir: data_dir.to_owned(), log, child }
+        Self { url, ws_url, admin, data_dir: data_dir.to_owned(), log, child }
     }
 
     /// Options that trust the cluster's certificate and sign tokens with its root key.
@@ -91,6 +103,11 @@ impl ClusterNode {
             .trust_pem_file(self.data_dir.join("cert.pem"))
             .expect("cert readable")
             .with_shared_access_key(key)
+    }
+
+    /// Its `/readyz` answer now.
+    pub async fn readyz(&self) -> crate::http::Answer {
+        crate::http::get(self.admin, "/readyz", &[]).await
     }
 
     /// Its log so far.

@@ -1,6 +1,7 @@
 //! Support for the end-to-end tests: a real relay on `127.0.0.1:0`, a test contract, hosts.
 
 pub mod cluster;
+pub mod http;
 pub mod lab;
 pub mod nats;
 pub mod node;
@@ -48,6 +49,8 @@ pub struct TestRelay {
     pub ws_addr: std::net::SocketAddr,
     /// The TCP address of plain `ws://`, when the configuration asked for it.
     pub ws_plain_addr: Option<std::net::SocketAddr>,
+    /// The TCP address of the admin endpoint (`/healthz`, `/readyz`).
+    pub admin_addr: std::net::SocketAddr,
     /// The relay's live counters.
     pub stats: Stats,
     dir: PathBuf,
@@ -78,6 +81,7 @@ impl TestRelay {
         let mut config = Config {
             quic_listen: "127.0.0.1:0".parse().unwrap(),
             ws_listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin_listen: Some("127.0.0.1:0".parse().unwrap()),
             data_dir: dir.clone(),
             ..Config::default()
         };
@@ -113,6 +117,7 @@ impl TestRelay {
         let addr = relay.quic_addr();
         let ws_addr = relay.ws_addr().expect("wss enabled");
         let ws_plain_addr = relay.ws_plain_addr();
+        let admin_addr = relay.admin_addr().expect("the admin endpoint enabled");
         let cert = relay.cert_path().to_owned();
         let stats = relay.stats();
         let (tx, rx) = oneshot::channel();
@@ -126,6 +131,7 @@ impl TestRelay {
             ws_url: format!("wss://{ws_addr}"),
             ws_addr,
             ws_plain_addr,
+            admin_addr,
             stats,
             dir,
             config,

@@ -156,6 +156,7 @@ fn relay_config(data_dir: PathBuf, max_channels: Option<u32>, cluster_nats: Opti
     let mut config = Config {
         quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         ws_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        admin_listen: None,
         data_dir,
         shutdown_grace_ms: 500,
         // Every process of the bench is on one loopback address: the limits per source would

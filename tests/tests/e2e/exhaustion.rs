@@ -31,7 +31,7 @@ impl RelayProcess {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("relay.toml");
         let text = format!(
-            "quic_listen = \"127.0.0.1:0\"\nws_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{extra_config}",
+            "quic_listen = \"127.0.0.1:0\"\nws_listen = \"127.0.0.1:0\"\nadmin_listen = \"off\"\ndata_dir = {:?}\n{extra_config}",
             dir.join("data")
         );
         std::fs::write(&config, text).unwrap();

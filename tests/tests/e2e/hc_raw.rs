@@ -26,6 +26,7 @@ async fn start() -> PlainRelay {
         quic_listen: "127.0.0.1:0".parse().unwrap(),
         ws_listen: None,
         ws_plain_listen: Some("127.0.0.1:0".parse().unwrap()),
+        admin_listen: None,
         data_dir: relay_tests::temp_dir("hc-raw"),
         ..Config::default()
     };

@@ -5,6 +5,7 @@
 //! Tests that measure the whole process (open file descriptors, memory) cannot share it with
 //! others; they live in the `isolated` binary.
 
+mod admin;
 mod auth;
 mod backpressure;
 mod browser;

@@ -67,6 +67,7 @@ impl MulticastRelay {
         let mut config = Config {
             quic_listen: "127.0.0.1:0".parse().unwrap(),
             ws_listen: Some("127.0.0.1:0".parse().unwrap()),
+            admin_listen: None,
             data_dir: dir.clone(),
             addresses: vec![AddressConfig { path: ADDRESS.into(), mode: AddressMode::Multicast, ..Default::default() }],
             ..Config::default()

@@ -12,7 +12,8 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("relay-binary-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut relay = Command::new(relay_tests::binary("relay-server", "relay-server", &[]))
-        .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--data-dir", dir.to_str().unwrap()])
+        .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--data-dir", dir.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -23,7 +24,10 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let second = lines.next().unwrap().unwrap();
     assert!(second.starts_with("relay listening on wss://127.0.0.1:"), "prints its wss address: {second}");
     let third = lines.next().unwrap().unwrap();
-    assert!(third.contains("cert.pem"), "prints the certificate path: {third}");
+    let admin = third.strip_prefix("admin endpoint on http://").expect("prints its admin address");
+    let admin: std::net::SocketAddr = admin.split_whitespace().next().unwrap().parse().unwrap();
+    let fourth = lines.next().unwrap().unwrap();
+    assert!(fourth.contains("cert.pem"), "prints the certificate path: {fourth}");
     let cert = dir.join("cert.pem");
     assert!(cert.exists() && dir.join("key.pem").exists());
 
@@ -35,6 +39,8 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     let caller = Connection::connect(&url, options).await.unwrap();
     let err = caller.open_channel("elsewhere", None).await.unwrap_err();
     assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
+
+    assert_eq!(relay_tests::http::get(admin, "/readyz", &[]).await.status, 200);
 
     let sent = Instant::now();
     let status = Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();

@@ -1,9 +1,11 @@
 //! Graceful drain: open channels finish within the grace period, then everything closes with a
-//! distinct "relay shutting down" code, and no new channel is taken meanwhile.
+//! distinct "relay shutting down" code, and no new channel is taken meanwhile; the admin
+//! endpoint's `/readyz` says 503 through the drain.
 
 use std::time::{Duration, Instant};
 
 use relay_rpc::{CallContext, CallError, ChannelError};
+use relay_tests::http::{self, Answer};
 use relay_tests::lab::{LabClient, LabEvent, LabHost, ServeLab};
 use relay_tests::{SLACK, TestRelay, ms, until_draining};
 
@@ -29,11 +31,18 @@ async fn shutdown_drains_then_closes_with_a_distinct_code() {
     // A call that runs for half the grace period: it starts before the drain and ends within it.
     let in_flight = tokio::spawn(async move { busy.sleep(ctx(), GRACE_MS / 2, 1).await });
     assert_eq!(relay_tests::next_event(&mut events).await, LabEvent::Started(1));
+    let admin = relay.admin_addr;
+    assert_eq!(http::get(admin, "/readyz", &[]).await, Answer { status: 200, body: "ready\n".into() });
     let stopping = Instant::now();
     let stop = tokio::spawn(relay.stop());
 
     // New channels are refused once the drain has begun, and the call is still in flight then.
     until_draining(&caller, "lab", LabClient::CONTRACT).await;
+    // Load balancers hear it too: not ready while it drains, but alive.
+    let readyz = http::get(admin, "/readyz", &[]).await;
+    assert_eq!(readyz.status, 503, "{readyz:?}");
+    assert!(readyz.body.contains("draining"), "{readyz:?}");
+    assert_eq!(http::get(admin, "/healthz", &[]).await.status, 200);
     assert!(!in_flight.is_finished(), "the drain began only after the call in flight had finished");
     assert_eq!(in_flight.await.unwrap().unwrap(), GRACE_MS / 2, "a call in flight finishes during the drain");
     let refused = LabClient::connect(&caller, "lab").await.unwrap_err();

@@ -1,0 +1,164 @@
+//! The admin endpoint: plain HTTP/1.1 for operators and orchestrators on a listener of its own
+//! (`admin_listen`), served with hyper.
+//!
+//! - `GET /healthz`: 200 while the process serves.
+//! - `GET /readyz`: 200 when the relay should be given work; 503, saying why, while it drains
+//!   or (in cluster mode) while it is cut off from NATS.
+//!
+//! Bound to a loopback address it answers anyone who can reach it; bound beyond, only requests
+//! with a token granting `manage` (the `Authorization` header, or `?token=`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use relay_proto::auth::{Right, percent, unix_now};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::phase::Phase;
+use crate::state::Shared;
+
+/// Admin connections served at once; beyond, new ones are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+/// The largest request head read (the buffer hyper may fill before it gives up).
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Why the admin endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the admin endpoint to {addr} (set admin_listen, or \"off\")")]
+pub struct AdminBindError {
+    addr: SocketAddr,
+    #[source]
+    source: std::io::Error,
+}
+
+/// The admin endpoint's bound socket.
+#[derive(Debug)]
+pub(crate) struct AdminListener {
+    tcp: TcpListener,
+    /// Whether requests need a `manage` token (bound beyond loopback).
+    guarded: bool,
+}
+
+impl AdminListener {
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.local_addr().ok()
+    }
+}
+
+/// Binds the admin endpoint's socket.
+pub(crate) fn bind(addr: SocketAddr) -> Result<AdminListener, AdminBindError> {
+    let error = |source| AdminBindError { addr, source };
+    let std = std::net::TcpListener::bind(addr).map_err(error)?;
+    std.set_nonblocking(true).map_err(error)?;
+    let tcp = TcpListener::from_std(std).map_err(error)?;
+    Ok(AdminListener { tcp, guarded: !addr.ip().is_loopback() })
+}
+
+/// Serves the admin endpoint until the relay closes (it answers through a drain: `/readyz` says
+/// 503 then). Without a listener (`admin_listen = "off"`), returns at once.
+pub(crate) async fn serve(listener: Option<AdminListener>, shared: Arc<Shared>) {
+    let Some(AdminListener { tcp, guarded }) = listener else { return };
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = tcp.accept() => match accepted {
+                Ok((stream, remote)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::debug!(%remote, "admin connections at their limit; closed");
+                        continue;
+                    };
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        let service = hyper::service::service_fn(|request| {
+                            let response = respond(&shared, guarded, &request);
+                            async move { Ok::<_, Infallible>(response) }
+                        });
+                        let served = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(shared.config.handshake_timeout())
+                            .max_buf_size(MAX_HEAD_BYTES)
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                        if let Err(e) = served {
+                            tracing::debug!(%remote, error = %e, "admin connection failed");
+                        }
+                        drop(slot);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = shared.reached(Phase::Closing) => break,
+        }
+    }
+}
+
+/// What the admin endpoint answers `request`.
+fn respond(shared: &Shared, guarded: bool, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if guarded {
+        let target = request.uri().path_and_query().map_or("", |p| p.as_str());
+        let header = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let token = header.map(str::to_owned).or_else(|| query_token(target));
+        if let Err(denied) = shared.policy.authorize(token.as_deref(), Right::Manage, "", unix_now()) {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                format!("a token with the manage right is needed: {}", denied.detail),
+            );
+        }
+    }
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served here".into());
+    }
+    match request.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok".into()),
+        "/readyz" => match shared.readiness().why_not() {
+            None => text(StatusCode::OK, "ready".into()),
+            Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
+        },
+        _ => text(StatusCode::NOT_FOUND, "not found; this endpoint serves /healthz and /readyz".into()),
+    }
+}
+
+/// The `token` parameter of a request target's query, decoded.
+fn query_token(target: &str) -> Option<String> {
+    let (_, query) = target.split_once('?')?;
+    query.split('&').find_map(|p| p.strip_prefix("token=")).and_then(percent::decode)
+}
+
+/// A plain-text answer, never cached (a probe must see the state of now).
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body + "\n")));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_parameter_is_found_and_decoded() {
+        assert_eq!(
+            query_token("/readyz?token=SharedAccessSignature%20sr%3Dx").as_deref(),
+            Some("SharedAccessSignature sr=x")
+        );
+        assert_eq!(query_token("/readyz?a=1&token=t").as_deref(), Some("t"));
+        assert_eq!(query_token("/readyz?tokens=t"), None);
+        assert_eq!(query_token("/readyz"), None);
+    }
+}
