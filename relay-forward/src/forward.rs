@@ -218,7 +218,7 @@ fn is_final(e: &ListenError) -> bool {
 async fn forward_one(incoming: IncomingChannel, to: Arc<str>, connect_timeout: Duration, _slot: OwnedSemaphorePermit) {
     if !stream::is_stream(incoming.contract()) {
         if let Err(e) = stream::accept_channel(incoming).await {
-            tracing::info!(error = %e, "refused");
+            tracing::info!(error = %super::report(&e), "refused");
         }
         return;
     }
@@ -230,7 +230,7 @@ async fn forward_one(incoming: IncomingChannel, to: Arc<str>, connect_timeout: D
     let stream = match stream::accept_channel(incoming).await {
         Ok(stream) => stream,
         Err(e) => {
-            tracing::info!(error = %e, "stream lost before it opened");
+            tracing::info!(error = %super::report(&e), "stream lost before it opened");
             return;
         }
     };

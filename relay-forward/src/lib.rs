@@ -248,14 +248,7 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Cli
 /// assert_eq!(report(&err), "cannot listen on 127.0.0.1:2222: address in use");
 /// ```
 pub fn report(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
+    relay_proto::error::chain(error).to_string()
 }
 
 /// Parses a duration such as `250ms`, `5s`, `2m` or `5` (seconds).

@@ -35,6 +35,7 @@ pub mod auth;
 pub mod cluster;
 mod codes;
 pub mod contract;
+pub mod error;
 mod fnv;
 mod frame;
 pub mod grant;

@@ -43,7 +43,7 @@ pub enum ChannelError {
     #[error("connection to the relay lost: {0}")]
     ConnectionLost(String),
     /// Another I/O error, including failures to encode or decode a message.
-    #[error("i/o error: {0}")]
+    #[error("i/o error")]
     Io(#[source] Arc<io::Error>),
 }
 

@@ -17,7 +17,7 @@ pub enum ConnectError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The relay's host name did not resolve.
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}")]
     Resolve {
         /// The host name.
         host: String,
@@ -26,7 +26,7 @@ pub enum ConnectError {
         source: std::io::Error,
     },
     /// A local socket could not be opened.
-    #[error("cannot open a local socket: {0}")]
+    #[error("cannot open a local socket")]
     Socket(#[source] std::io::Error),
     /// The QUIC, TCP or TLS handshake failed (relay unreachable, certificate untrusted, ...).
     #[error("cannot connect to the relay: {0}")]
@@ -180,7 +180,7 @@ pub enum CallError {
     #[error("deadline exceeded")]
     DeadlineExceeded,
     /// The channel broke: the listener went away, the relay shut down, the connection was lost.
-    #[error("channel broken: {0}")]
+    #[error("channel broken")]
     Disconnected(#[from] ChannelError),
     /// The channel could not be opened (no listener, unauthorized, ...).
     #[error(transparent)]
@@ -240,5 +240,49 @@ impl CallError {
     /// Whether the call failed because no listener was, or still is, behind the address.
     pub fn is_listener_gone(&self) -> bool {
         matches!(self, Self::Disconnected(ChannelError::ListenerGone) | Self::Open(OpenError::NoListener { .. }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::io;
+    use std::sync::Arc;
+
+    use super::*;
+    use relay_proto::error::chain;
+
+    /// Fails if a message in `error`'s chain repeats the message of its source: anyhow and
+    /// [`chain`] print each cause after the message, so it would be said twice.
+    fn assert_each_cause_said_once(error: &(dyn Error + 'static)) {
+        let mut level = Some(error);
+        while let Some(e) = level {
+            if let Some(source) = e.source() {
+                let (message, cause) = (e.to_string(), source.to_string());
+                assert!(!message.contains(&cause), "{message:?} repeats its source {cause:?}");
+            }
+            level = e.source();
+        }
+    }
+
+    #[test]
+    fn messages_leave_their_causes_to_the_chain() {
+        let resolve = ConnectError::Resolve { host: "relay.invalid".into(), source: io::Error::other("no such host") };
+        assert_eq!(resolve.to_string(), "cannot resolve relay.invalid");
+        assert_eq!(chain(&resolve).to_string(), "cannot resolve relay.invalid: no such host");
+        let io = || io::Error::other("broken pipe");
+        let rustls = |why: &str| rustls::Error::General(why.into());
+        let errors: [Box<dyn Error>; 5] = [
+            Box::new(resolve),
+            Box::new(ConnectError::Socket(io())),
+            Box::new(ConnectError::Tls(TlsError::Config(rustls("no cipher suites")))),
+            Box::new(TlsError::BadCertificate { path: "ca.pem".into(), source: rustls("not a CA") }),
+            Box::new(CallError::Disconnected(ChannelError::Io(Arc::new(io())))),
+        ];
+        for e in &errors {
+            assert_each_cause_said_once(&**e);
+            assert!(e.source().is_some(), "{e:?} has a cause");
+        }
+        assert_eq!(chain(&*errors[4]).to_string(), "channel broken: i/o error: broken pipe");
     }
 }

@@ -20,7 +20,7 @@ pub enum TlsError {
         detail: String,
     },
     /// A certificate was rejected as a trust anchor.
-    #[error("certificate in {path} is not a usable trust anchor: {source}")]
+    #[error("certificate in {path} is not a usable trust anchor")]
     BadCertificate {
         /// The file.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum TlsError {
     #[error("no trusted certificate configured: pass the relay's certificate or CA file")]
     NoTrustAnchors,
     /// rustls refused the configuration.
-    #[error("tls configuration: {0}")]
+    #[error("tls configuration refused")]
     Config(#[from] rustls::Error),
 }
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -24,7 +24,7 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML for this configuration.
-    #[error("invalid config {path}: {source}")]
+    #[error("invalid config {path}")]
     Parse {
         /// The file.
         path: PathBuf,
@@ -566,5 +566,28 @@ mod tests {
         let unspecified = "quic_listen = \"0.0.0.0:7443\"\n[cluster]\nnats = [\"nats://a:1\"]";
         assert!(check(unspecified).is_err(), "no address others can dial");
         check(&format!("{unspecified}\nadvertise_quic = \"quic://relay.example.com:7443\"")).unwrap();
+    }
+
+    /// The file's errors name the file and leave their cause to the chain: anyhow (or
+    /// `relay_proto::error::chain`) prints it once, after the message.
+    #[test]
+    fn file_errors_do_not_repeat_their_cause() {
+        use std::error::Error as _;
+        let dir = std::env::temp_dir().join(format!("relay-config-errors-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, "quic_listen = [not toml").unwrap();
+        let parse = Config::from_file(&path).unwrap_err();
+        let missing = Config::from_file(&dir.join("missing.toml")).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(parse, ConfigError::Parse { .. }), "{parse:?}");
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing:?}");
+        for e in [parse, missing] {
+            let message = e.to_string();
+            let cause = e.source().expect("the cause is the source").to_string();
+            assert!(message.contains("relay.toml") || message.contains("missing.toml"), "{message}");
+            assert!(!message.contains(&cause), "the message repeats its cause: {message:?}");
+            assert_eq!(relay_proto::error::chain(&e).to_string(), format!("{message}: {cause}"));
+        }
     }
 }

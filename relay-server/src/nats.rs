@@ -11,6 +11,7 @@ use futures::StreamExt as _;
 use relay_proto::cluster::{
     Delta, Heartbeat, ListenerKind, NodeId, OpenReply, OpenRequest, SnapshotChunk, SnapshotRequest, Subjects,
 };
+use relay_proto::error::chain;
 use relay_proto::{Control, ErrorCode, Incoming, Refusal};
 use tokio::task::JoinSet;
 
@@ -63,8 +64,7 @@ pub(crate) enum ClusterError {
 pub(crate) async fn run(shared: Arc<Shared>, join: Option<Join>) {
     let Some(join) = join else { return };
     if let Err(e) = drive(&shared, join).await {
-        let cause = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
-        tracing::error!(error = %e, %cause, "cluster mode stopped; this node serves its own listeners only");
+        tracing::error!(error = %chain(&e), "cluster mode stopped; this node serves its own listeners only");
     }
 }
 
@@ -162,7 +162,7 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
                     ),
                     Heard::KeyMismatch { first: false } | Heard::Own | Heard::Known => {}
                 },
-                Err(e) => tracing::debug!(error = %e, "bad heartbeat"),
+                Err(e) => tracing::debug!(error = %chain(&e), "bad heartbeat"),
             },
             Some(message) = deltas.next() => match Delta::decode(&message.payload) {
                 Ok(delta) => {
@@ -174,7 +174,7 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
                         peers.directory_changed();
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "bad delta"),
+                Err(e) => tracing::debug!(error = %chain(&e), "bad delta"),
             },
             Some(message) = snapshot_requests.next() => {
                 if let (Some(reply), Ok(request)) = (message.reply, SnapshotRequest::decode(&message.payload)) {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use std::sync::{Mutex, PoisonError};
 
 use relay_proto::auth::{Right, unix_now};
+use relay_proto::error::chain;
 use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::io::{read_frame_within, read_next_frame, write_frame};
 use relay_proto::session::{ListenerSession, Next};
@@ -35,13 +36,13 @@ use crate::state::{ChannelGuard, Shared};
 #[non_exhaustive]
 pub enum EndpointError {
     /// The TLS configuration was refused.
-    #[error("tls: {0}")]
+    #[error("tls configuration refused")]
     Tls(#[from] rustls::Error),
     /// QUIC refused the TLS configuration.
     #[error("quic tls: {0}")]
     QuicTls(String),
     /// The socket could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -249,7 +250,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             return cut(&mut send, &mut recv, StreamCode::HandshakeTimeout);
         }
         Err(e) => {
-            tracing::debug!(error = %e, "bad stream handshake");
+            tracing::debug!(error = %chain(&e), "bad stream handshake");
             return cut(&mut send, &mut recv, StreamCode::ProtocolError);
         }
     };

@@ -15,6 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use lab::{LabEvent, LabHost, ServeLab};
+use relay_proto::error::chain;
 use relay_rpc::auth::SharedAccessKey;
 use relay_rpc::contract::ContractDescriptor;
 use relay_rpc::{ConnectOptions, Connection, Host};
@@ -104,10 +105,10 @@ impl TestRelay {
                 Err(e @ (RelayError::Endpoint(_) | RelayError::WsBind(_)))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::debug!(error = %e, "ports still held; retrying");
+                    tracing::debug!(error = %chain(&e), "ports still held; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("relay binds (quic {}, ws {:?}): {e}", config.quic_listen, config.ws_listen),
+                Err(e) => panic!("relay binds (quic {}, ws {:?}): {}", config.quic_listen, config.ws_listen, chain(&e)),
             }
         }
     }

@@ -10,6 +10,7 @@ use crate::replaceable::{Current, NotReplaced, Replaceable, Seen};
 use crate::transport::{Link, Role};
 use crate::url::RelayUrl;
 use relay_proto as proto;
+use relay_proto::error::chain;
 
 /// A caller's connection to a relay. Cheap to clone; every clone shares one link.
 ///
@@ -128,6 +129,6 @@ fn closed() -> OpenError {
 fn redial_error(e: ConnectError) -> OpenError {
     match e {
         ConnectError::Timeout => OpenError::Timeout,
-        e => OpenError::ConnectionLost(format!("cannot connect to the relay again: {e}")),
+        e => OpenError::ConnectionLost(format!("cannot connect to the relay again: {}", chain(&e))),
     }
 }

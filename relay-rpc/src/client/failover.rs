@@ -16,6 +16,7 @@ use crate::contract::{ContractDescriptor, Undecodable};
 use crate::error::{CallError, OpenError};
 use crate::replaceable::{Current, NotReplaced, Replaceable};
 use relay_proto::ErrorCode;
+use relay_proto::error::chain;
 
 /// How many times a call tries to open a new channel before it gives up.
 pub const REOPEN_ATTEMPTS: u32 = 3;
@@ -139,7 +140,8 @@ where
                     if !self.broken(generation, &e) || sent >= IDEMPOTENT_ATTEMPTS || ctx.remaining().is_zero() {
                         return Err(CallError::Disconnected(e));
                     }
-                    tracing::debug!(contract = self.shared.contract.name, method, error = %e, "retrying idempotent call");
+                    let contract = self.shared.contract.name;
+                    tracing::debug!(contract, method, error = %chain(&e), "retrying idempotent call");
                 }
                 result => return result,
             }

@@ -23,6 +23,7 @@ use crate::call::CallContext;
 use crate::channel::{Channel, ChannelEnd, ChannelError};
 use crate::contract::{ContractDescriptor, HostRefusal, ONEWAY_ID_BIT, Typed, Undecodable, typed};
 use crate::error::{CallError, MessagePart};
+use relay_proto::error::chain;
 
 /// How many one-way requests may wait for the channel, per channel: more wait for room.
 const ONEWAY_QUEUE: usize = 64;
@@ -117,7 +118,7 @@ fn call_error(e: RpcError) -> CallError {
             use tarpc::ChannelError::{Close, Flush, Read, Ready, Write};
             let (Read(cause) | Ready(cause) | Write(cause) | Flush(cause) | Close(cause)) = &e;
             let cause = cause.downcast_ref::<ChannelError>().cloned();
-            CallError::Disconnected(cause.unwrap_or_else(|| ChannelError::Protocol(e.to_string())))
+            CallError::Disconnected(cause.unwrap_or_else(|| ChannelError::Protocol(chain(&e).to_string())))
         }
         RpcError::Send(e) => match e.downcast::<ChannelError>() {
             Ok(e) => CallError::Disconnected(*e),

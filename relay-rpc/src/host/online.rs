@@ -20,6 +20,7 @@ use crate::error::{ConnectError, ListenError};
 use crate::options::ConnectOptions;
 use crate::url::RelayUrls;
 use relay_proto::ErrorCode;
+use relay_proto::error::chain;
 
 /// Where a host that keeps itself online stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +232,7 @@ async fn connect_any(
                 return Ok((host, url.to_owned()));
             }
             Err(e) => {
-                tracing::debug!(url, error = %e, "cannot connect; trying the next relay");
+                tracing::debug!(url, error = %chain(&e), "cannot connect; trying the next relay");
                 last = Some(e);
             }
         }

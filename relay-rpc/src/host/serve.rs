@@ -33,6 +33,7 @@ use crate::channel::Channel;
 use crate::contract::{Dispatch, ONEWAY_ID_BIT, TarpcServe, Typed, check_compatible, typed};
 use crate::error::ListenError;
 use relay_proto::ErrorCode;
+use relay_proto::error::chain;
 
 /// How many one-way requests a channel may have waiting for their handler.
 const ONEWAY_QUEUE: usize = 64;
@@ -86,7 +87,7 @@ impl Listener {
                     channels.spawn(async move {
                         match incoming.accept().await {
                             Ok(channel) => serve_channel(channel, dispatcher).await,
-                            Err(e) => tracing::debug!(error = %e, "channel lost before it opened"),
+                            Err(e) => tracing::debug!(error = %chain(&e), "channel lost before it opened"),
                         }
                     });
                 }

@@ -65,6 +65,7 @@ use crate::client::Connection;
 use crate::contract::ContractDescriptor;
 use crate::error::{ListenError, OpenError};
 use crate::host::{IncomingChannel, Listener};
+use relay_proto::error::chain;
 use relay_proto::{ContractInfo, ErrorCode};
 
 pub use relay_stream::{MAX_CHUNK, RelayStream};
@@ -108,7 +109,7 @@ pub async fn accept(listener: &mut Listener) -> Result<RelayStream, ListenError>
         let incoming = listener.accept().await?;
         match accept_channel(incoming).await {
             Ok(stream) => return Ok(stream),
-            Err(e) => tracing::debug!(address = %listener.address(), error = %e, "no stream from this channel"),
+            Err(e) => tracing::debug!(address = %listener.address(), error = %chain(&e), "no stream from this channel"),
         }
     }
 }
@@ -137,7 +138,7 @@ pub async fn accept_channel(incoming: IncomingChannel) -> Result<RelayStream, Ac
         let contract = incoming.contract().name.clone();
         let detail = format!("the listener serves raw streams (`{}`), the caller speaks `{contract}`", CONTRACT.name);
         if let Err(e) = incoming.reject(ErrorCode::ContractMismatch, &detail).await {
-            tracing::debug!(error = %e, "refusal not delivered");
+            tracing::debug!(error = %chain(&e), "refusal not delivered");
         }
         return Err(AcceptError::NotAStream { contract });
     }

@@ -5,6 +5,7 @@
 
 use relay_proto::ErrorCode;
 use relay_proto::cluster::{ListenerKind, NodeId, OpenReply, OpenRequest};
+use relay_proto::error::chain;
 
 use super::{Accepted, ChannelRequest, Failed, Refusal, answer_of, hc_accept, hc_outcome};
 use crate::channel::End;
@@ -84,11 +85,11 @@ pub(crate) async fn ask(
             })
         }
         Err(e) => {
-            tracing::info!(%node, error = %e, "node did not answer an open; skipping it");
+            tracing::info!(%node, error = %chain(&e), "node did not answer an open; skipping it");
             if !matches!(e, OpenRequestError::Disconnected) {
                 peers.suspect(node);
             }
-            Err(RemoteFailed::Unanswered(format!("the listener's relay node did not answer: {e}")))
+            Err(RemoteFailed::Unanswered(format!("the listener's relay node did not answer: {}", chain(&e))))
         }
     }
 }

@@ -46,7 +46,7 @@ impl WsListener {
 
 /// Why the WebSocket endpoint could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot bind {addr}: {source}")]
+#[error("cannot bind {addr}")]
 pub struct WsBindError {
     addr: SocketAddr,
     #[source]
@@ -232,5 +232,18 @@ impl Request {
     /// Answers with an error status.
     pub(crate) async fn refuse(self, status: u16, description: &str) {
         refuse(self.io, status, description).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bind_error_leaves_its_cause_to_the_chain() {
+        let source = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let e = WsBindError { addr: "127.0.0.1:443".parse().unwrap(), source };
+        assert_eq!(e.to_string(), "cannot bind 127.0.0.1:443");
+        assert_eq!(relay_proto::error::chain(&e).to_string(), "cannot bind 127.0.0.1:443: address in use");
     }
 }

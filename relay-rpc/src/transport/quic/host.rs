@@ -18,6 +18,7 @@ use crate::transport::PendingChannel;
 use crate::transport::renewal::{Renewal, Renewed};
 use crate::transport::{IncomingChannel, Role, Routes};
 use crate::url::{RelayUrl, Scheme};
+use relay_proto::error::chain;
 use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::{
     self as proto, Control, ErrorCode, Hello, Incoming, MAX_HANDSHAKE_FRAME, ProtoError, Reply, StreamCode,
@@ -71,7 +72,7 @@ impl Dialer {
             let opened = tokio::time::timeout(options.handshake_timeout, rendezvous(&links, &options, &url, secret));
             let opened = opened.await.unwrap_or(Err(RendezvousError::TimedOut));
             if let Err(e) = &opened {
-                tracing::debug!(%url, error = %e, "cannot open a rendezvous");
+                tracing::debug!(%url, error = %chain(e), "cannot open a rendezvous");
             }
             // A channel given up meanwhile drops the stream, which tells the node.
             let _ = dialled.send(opened);
@@ -193,7 +194,7 @@ pub(crate) async fn register(
 ) -> Result<QuicRegistration, ListenError> {
     let hello = Hello::Listen { address: address.to_owned(), token: token.map(|t| t.value().to_owned()) };
     let handshake = async {
-        let lost = |e: ChannelError| ListenError::ConnectionLost(e.to_string());
+        let lost = |e: ChannelError| ListenError::ConnectionLost(chain(&e).to_string());
         let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
         write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
         let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
@@ -265,7 +266,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
         let header = match read_frame_within(&mut recv, MAX_HANDSHAKE_FRAME, options.handshake_timeout).await {
             Ok(Some(body)) => Incoming::decode(&body).map_err(|e| e.to_string()),
             Ok(None) => Err("timed out reading the channel header".to_owned()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(chain(&e).to_string()),
         };
         let incoming = match header {
             Ok(incoming) => incoming,
@@ -335,7 +336,7 @@ impl PendingStream {
             Self::Open(send, recv) => Ok((send, recv)),
             Self::Dialling(dialled) => match dialled.await {
                 Ok(Ok(streams)) => Ok(streams),
-                Ok(Err(e)) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {e}"))),
+                Ok(Err(e)) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {}", chain(&e)))),
                 Err(_) => Err(ChannelError::ConnectionLost("the rendezvous was given up".into())),
             },
         }

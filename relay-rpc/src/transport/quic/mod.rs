@@ -27,6 +27,7 @@ use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
 use crate::tls;
 use crate::url::RelayUrl;
+use relay_proto::error::chain;
 use relay_proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 
 /// A QUIC connection to a relay, with the endpoint that drives it.
@@ -98,7 +99,7 @@ pub(crate) async fn open_channel(
     // accepted and left at once can have its relay's reset overtake the `Accepted`.
     let lost = |e: ChannelError| match e {
         ChannelError::ListenerGone => OpenError::NoListener { address: address.to_owned() },
-        e => OpenError::ConnectionLost(e.to_string()),
+        e => OpenError::ConnectionLost(chain(&e).to_string()),
     };
     let hello = Hello::Connect {
         address: address.to_owned(),

@@ -22,7 +22,7 @@ const MAX_BODY: usize = 4 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HandshakeError {
     /// Reading or writing the socket failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
     /// The relay closed the connection before answering.
     #[error("the relay closed the connection during the handshake")]

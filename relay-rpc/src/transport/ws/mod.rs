@@ -45,6 +45,7 @@ use crate::options::ConnectOptions;
 use crate::tls;
 use crate::transport::IncomingChannel;
 use crate::url::{RelayUrl, Scheme};
+use relay_proto::error::chain;
 use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER};
 use relay_proto::{ContractInfo, ErrorCode, MAX_HANDSHAKE_FRAME};
 
@@ -94,12 +95,12 @@ impl fmt::Debug for WsLink {
 /// Why a WebSocket to the relay could not be opened.
 #[derive(Debug, thiserror::Error)]
 enum DialError {
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}")]
     Resolve { host: String, source: io::Error },
-    #[error("cannot reach {0}: {1}")]
-    Connect(String, io::Error),
-    #[error("tls handshake with {0} failed: {1}")]
-    Tls(String, io::Error),
+    #[error("cannot reach {0}")]
+    Connect(String, #[source] io::Error),
+    #[error("tls handshake with {0} failed")]
+    Tls(String, #[source] io::Error),
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
     #[error("timed out")]
@@ -133,7 +134,7 @@ impl WsLink {
         match tokio::time::timeout(options.handshake_timeout, link.stream(&relay)).await {
             Err(_) => Err(ConnectError::Timeout),
             Ok(Err(DialError::Resolve { host, source })) => Err(ConnectError::Resolve { host, source }),
-            Ok(Err(e)) => Err(ConnectError::Handshake(e.to_string())),
+            Ok(Err(e)) => Err(ConnectError::Handshake(chain(&e).to_string())),
             Ok(Ok(mut stream)) => {
                 let _ = tokio::time::timeout(GOODBYE_TIMEOUT, stream.shutdown()).await;
                 Ok(link)
@@ -240,7 +241,7 @@ impl WsLink {
             }
             Err(DialError::Timeout) => Err(OpenError::Timeout),
             Err(e @ DialError::Handshake(HandshakeError::BadHeader(_))) => Err(ProvideError(e.to_string()).into()),
-            Err(e) => Err(OpenError::ConnectionLost(e.to_string())),
+            Err(e) => Err(OpenError::ConnectionLost(chain(&e).to_string())),
         }
     }
 
@@ -265,7 +266,7 @@ impl WsLink {
             }
             Err(DialError::Timeout) => Err(ListenError::Timeout),
             Err(e @ DialError::Handshake(HandshakeError::BadHeader(_))) => Err(ProvideError(e.to_string()).into()),
-            Err(e) => Err(ListenError::ConnectionLost(e.to_string())),
+            Err(e) => Err(ListenError::ConnectionLost(chain(&e).to_string())),
         }
     }
 }
@@ -291,7 +292,7 @@ impl WsPending {
         match self.link.upgrade(&self.endpoint, &[], self.link.options().max_frame).await {
             Ok(Upgrade::Accepted(ws)) => Ok(Channel::new(self.link.frames(*ws, Role::Host, self.permit), address, id)),
             Ok(Upgrade::Refused { status, description }) => Err(codes::rendezvous_refused(status, &description)),
-            Err(e) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {e}"))),
+            Err(e) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {}", chain(&e)))),
         }
     }
 
@@ -307,7 +308,26 @@ impl WsPending {
                 let _ = tokio::time::timeout(GOODBYE_TIMEOUT, ws.close(None)).await;
                 Ok(())
             }
-            Err(e) => Err(ChannelError::ConnectionLost(format!("cannot deliver the refusal: {e}"))),
+            Err(e) => Err(ChannelError::ConnectionLost(format!("cannot deliver the refusal: {}", chain(&e)))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_errors_leave_their_causes_to_the_chain() {
+        let refused = || io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused");
+        let reach = DialError::Connect("relay.example:443".into(), refused());
+        assert_eq!(reach.to_string(), "cannot reach relay.example:443");
+        assert_eq!(chain(&reach).to_string(), "cannot reach relay.example:443: connection refused");
+        let tls = DialError::Tls("relay.example:443".into(), io::Error::other("unknown issuer"));
+        assert_eq!(chain(&tls).to_string(), "tls handshake with relay.example:443 failed: unknown issuer");
+        let resolve = DialError::Resolve { host: "relay.invalid".into(), source: io::Error::other("no such host") };
+        assert_eq!(chain(&resolve).to_string(), "cannot resolve relay.invalid: no such host");
+        let io = DialError::Handshake(HandshakeError::Io(refused()));
+        assert_eq!(chain(&io).to_string(), "connection refused", "transparent: said once");
     }
 }
