@@ -20,8 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Streams granted to a peer at first.
 const INITIAL: u32 = 32;
 
-/// The streams granted to a connection's peer, and how many of them are open.
-#[derive(Debug)]
+/// The streams granted to a connection's peer, and how many of them are open. Clones share one
+/// count: a host in a relay cluster counts the rendezvous it dials for other nodes' callers
+/// beside the streams its own relay opens, under one maximum.
+#[derive(Debug, Clone)]
 pub struct StreamGrant {
     state: Arc<GrantState>,
 }
@@ -58,13 +60,11 @@ impl StreamGrant {
     /// Counts a stream the peer opened, until the returned guard drops. `None` when `max` streams
     /// are open already: the caller refuses this one. The grant grows only as opened streams
     /// are [authorized](OpenStream::authorize).
-    pub fn opened(&mut self) -> Option<OpenStream> {
-        // Only this grant's owner adds; guards dropping elsewhere only lower the count.
-        if self.state.open.load(Ordering::Relaxed) >= self.state.max as usize {
-            return None;
-        }
-        self.state.open.fetch_add(1, Ordering::Relaxed);
-        Some(OpenStream { state: self.state.clone(), authorized: false })
+    pub fn opened(&self) -> Option<OpenStream> {
+        let max = self.state.max as usize;
+        let counted =
+            self.state.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |open| (open < max).then_some(open + 1));
+        counted.ok().map(|_| OpenStream { state: self.state.clone(), authorized: false })
     }
 }
 
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn streams_count_while_open_and_only_up_to_the_max() {
-        let mut grant = StreamGrant::new(2);
+        let grant = StreamGrant::new(2);
         let (a, b) = (grant.opened().unwrap(), grant.opened().unwrap());
         assert!(grant.opened().is_none(), "over the max");
         drop(a);
@@ -148,8 +148,19 @@ mod tests {
     }
 
     #[test]
+    fn clones_share_one_count() {
+        let grant = StreamGrant::new(2);
+        let shared = grant.clone();
+        let _a = grant.opened().unwrap();
+        let b = shared.opened().unwrap();
+        assert!(grant.opened().is_none() && shared.opened().is_none(), "two open of two, whoever opened them");
+        drop(b);
+        assert!(grant.opened().is_some());
+    }
+
+    #[test]
     fn only_authorized_streams_grow_the_grant_and_each_counts_once() {
-        let mut grant = StreamGrant::new(1_000);
+        let grant = StreamGrant::new(1_000);
         let mut announced = Vec::new();
         let mut streams: Vec<_> = (0..100).map(|_| grant.opened().expect("under the max")).collect();
         for stream in &mut streams[..15] {

@@ -18,6 +18,7 @@ use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use relay_proto::auth::{Right, percent, unix_now};
+use relay_proto::error::chain;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -89,7 +90,7 @@ pub(crate) async fn serve(listener: Option<AdminListener>, shared: Arc<Shared>) 
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                         if let Err(e) = served {
-                            tracing::debug!(%remote, error = %e, "admin connection failed");
+                            tracing::debug!(%remote, error = %chain(&e), "admin connection failed");
                         }
                         drop(slot);
                     });

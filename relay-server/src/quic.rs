@@ -171,7 +171,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
         let mut streams = JoinSet::new();
         let hellos = Arc::new(Semaphore::new(PENDING_HELLOS));
         let mut opens = TokenBucket::for_caller(&shared.config, Instant::now());
-        let mut grant = StreamGrant::new(shared.config.max_channels_per_connection);
+        let grant = StreamGrant::new(shared.config.max_channels_per_connection);
         let unauthorized = tokio::time::sleep_until(deadline);
         tokio::pin!(unauthorized);
         loop {

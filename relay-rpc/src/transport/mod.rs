@@ -61,7 +61,8 @@ impl Link {
     pub(crate) fn route_incoming(&self, routes: Routes, options: &ConnectOptions) -> Option<JoinHandle<()>> {
         match self {
             Self::Quic(link) => {
-                Some(tokio::spawn(quic::host::route_incoming(link.connection.clone(), routes, options.clone())))
+                let (connection, grant) = (link.connection.clone(), link.incoming.clone());
+                Some(tokio::spawn(quic::host::route_incoming(connection, grant, routes, options.clone())))
             }
             Self::Ws(_) => None,
         }

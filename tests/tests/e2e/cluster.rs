@@ -398,6 +398,42 @@ async fn channels_are_spread_round_robin_over_the_listeners_of_every_node() {
 }
 
 #[tokio::test]
+async fn a_hosts_incoming_channel_limit_counts_its_channels_from_every_node() {
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "limit", &data);
+    let b = ClusterNode::start(&nats.url(), "limit", &data);
+    let host = Host::connect(&a.url, a.options().with_max_incoming_channels(2)).await.expect("host connects");
+    let (lab, _events) = LabHost::new("on-a");
+    tokio::spawn(host.listen("lab").await.expect("listens").serve(ServeLab::new(lab)));
+    let caller_a = Connection::connect(&a.url, a.options()).await.expect("caller connects to node a");
+    let caller_b = Connection::connect(&b.url, b.options()).await.expect("caller connects to node b");
+
+    // One channel through its own node (a stream the relay opens), one through node b (a
+    // rendezvous the host dials): two of two, whichever way they came.
+    let local = LabClient::connect(&caller_a, "lab").await.expect("a channel through node a");
+    let remote = lab_once_known(&caller_b, "lab").await;
+    for caller in [&caller_a, &caller_b] {
+        let err = LabClient::connect(caller, "lab").await.unwrap_err();
+        assert!(matches!(err, OpenError::Refused { code: ErrorCode::Busy, .. }), "{err:?}");
+    }
+    // A channel that ends frees its place for a caller on either node.
+    drop(remote);
+    let deadline = Instant::now() + SLACK;
+    let again = loop {
+        match LabClient::connect(&caller_b, "lab").await {
+            Ok(client) => break client,
+            Err(OpenError::Refused { code: ErrorCode::Busy, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the freed place was not taken within {SLACK:?}: {e:?}"),
+        }
+    };
+    assert_eq!(again.whoami(ctx()).await.unwrap(), "on-a");
+    assert_eq!(local.whoami(ctx()).await.unwrap(), "on-a");
+}
+
+#[tokio::test]
 async fn a_killed_listener_node_makes_opens_fail_fast_with_a_typed_error() {
     let nats = TestNats::start();
     let data = temp_dir("cluster-data");

@@ -45,6 +45,8 @@ struct Dialer {
     address: String,
     options: ConnectOptions,
     queue: mpsc::Sender<IncomingChannel>,
+    /// The host's count of open incoming channels, shared with the streams its relay opens.
+    grant: StreamGrant,
     /// Connections to other nodes, by URL, reused for their later rendezvous.
     links: Links,
     tasks: JoinSet<()>,
@@ -78,15 +80,24 @@ impl Dialer {
             let _ = dialled.send(opened);
         });
         let wrong_address = channel.address != self.address;
-        let pending =
-            QuicPending { stream: PendingStream::Dialling(stream), max_frame: self.options.max_frame, open: None };
+        // Counted while open, as the streams the relay opens are; the rendezvous carries the
+        // refusal of one over the count.
+        let open = self.grant.opened();
+        let over_limit = open.is_none();
+        let pending = QuicPending { stream: PendingStream::Dialling(stream), max_frame: self.options.max_frame, open };
         let channel = IncomingChannel::new(channel, PendingChannel::Quic(pending));
         if wrong_address {
             return channel.reject_in_background(ErrorCode::NoListener, "not listening on this address");
         }
+        if over_limit {
+            return channel.reject_in_background(ErrorCode::Busy, OVER_LIMIT);
+        }
         channel.hand_to(&self.queue)
     }
 }
+
+/// The refusal of a channel over the host's `max_incoming_channels`.
+const OVER_LIMIT: &str = "the host has as many channels open as it allows";
 
 /// Why a rendezvous could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +224,7 @@ pub(crate) async fn register(
         address: address.to_owned(),
         options: options.clone(),
         queue,
+        grant: link.incoming.clone(),
         links: Links::default(),
         tasks: JoinSet::new(),
     };
@@ -246,8 +258,12 @@ async fn renew_token(mut control: SendStream, mut renewal: Renewal) {
 /// Accepts the streams the relay opens, reads each one's [`Incoming`] header and hands it to the
 /// listener registered on its address. Ends when the connection does, dropping every route so
 /// that listeners learn of it.
-pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes, options: ConnectOptions) {
-    let mut grant = StreamGrant::new(options.max_incoming_channels);
+pub(crate) async fn route_incoming(
+    connection: quinn::Connection,
+    grant: StreamGrant,
+    routes: Routes,
+    options: ConnectOptions,
+) {
     loop {
         let (send, mut recv, open) = match connection.accept_bi().await {
             Ok((send, recv)) => {
@@ -282,7 +298,7 @@ pub(crate) async fn route_incoming(connection: quinn::Connection, routes: Routes
         let pending = PendingChannel::Quic(QuicPending { stream, max_frame: options.max_frame, open });
         let channel = IncomingChannel::new(incoming, pending);
         if over_limit {
-            channel.reject_in_background(ErrorCode::Busy, "the host has as many channels open as it allows");
+            channel.reject_in_background(ErrorCode::Busy, OVER_LIMIT);
             continue;
         }
         match route {

@@ -34,6 +34,9 @@ use relay_proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRA
 #[derive(Debug, Clone)]
 pub(crate) struct QuicLink {
     pub(crate) connection: quinn::Connection,
+    /// A host's count of its open incoming channels, at most `max_incoming_channels`: the
+    /// streams its relay opens and the rendezvous it dials for other nodes' callers together.
+    pub(crate) incoming: StreamGrant,
     /// Keeps the endpoint's driver alive as long as the connection is used.
     _endpoint: Endpoint,
 }
@@ -64,7 +67,7 @@ pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-    Ok(QuicLink { connection, _endpoint: endpoint })
+    Ok(QuicLink { connection, incoming: StreamGrant::new(options.max_incoming_channels), _endpoint: endpoint })
 }
 
 async fn resolve(url: &RelayUrl) -> Result<SocketAddr, ConnectError> {
