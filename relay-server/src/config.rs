@@ -155,6 +155,10 @@ pub struct Config {
     /// Bytes one subscriber of a multicast address may have waiting at the relay (a single frame
     /// larger than this still fits in an empty queue). Default 4 MiB.
     pub multicast_queue_bytes: usize,
+    /// How long a listener may take to answer an HTTP-mode request, and may leave a response
+    /// body idle, before the sender gets 504 (Azure's fixed 60 s, settable here and per
+    /// address). Default 60 s.
+    pub http_response_timeout_ms: u64,
     /// Per-address options.
     pub addresses: Vec<AddressConfig>,
     /// Cluster mode: several relay nodes acting as one, coordinated over NATS. Unset (the
@@ -280,6 +284,16 @@ pub struct AddressConfig {
     /// (subscriber) registered on the address; see [`AddressMode::Multicast`].
     #[serde(default)]
     pub mode: AddressMode,
+    /// Hybrid Connections listeners here take HTTP requests (Azure's HTTP mode): a sender's
+    /// `https://{relay}/{address}/...` request reaches them as a `request` control message.
+    /// Off by default: listeners that predate HTTP mode (`hyco-ws`) fail on such messages.
+    #[serde(default)]
+    pub http: bool,
+    /// How long a listener here may take to answer an HTTP request (its `response` message),
+    /// and may leave a response body idle, before the sender gets 504; unset for the relay's
+    /// `http_response_timeout_ms`.
+    #[serde(default)]
+    pub http_response_timeout_ms: Option<u64>,
 }
 
 /// How an address delivers its callers' traffic.
@@ -382,6 +396,7 @@ impl Default for Config {
             keys: Vec::new(),
             multicast_queue_frames: 1024,
             multicast_queue_bytes: 4 * 1024 * 1024,
+            http_response_timeout_ms: 60_000,
             addresses: Vec::new(),
             cluster: None,
         }
@@ -407,6 +422,9 @@ impl Config {
         }
         if self.handshake_timeout_ms == 0 || self.rendezvous_timeout_ms == 0 {
             return invalid("handshake_timeout_ms and rendezvous_timeout_ms must be positive");
+        }
+        if self.http_response_timeout_ms == 0 || self.addresses.iter().any(|a| a.http_response_timeout_ms == Some(0)) {
+            return invalid("http_response_timeout_ms must be positive");
         }
         if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
             return invalid("keep_alive_ms must be positive and below idle_timeout_ms");
@@ -470,6 +488,17 @@ impl Config {
 
     pub(crate) fn rendezvous_timeout(&self) -> Duration {
         Duration::from_millis(self.rendezvous_timeout_ms)
+    }
+
+    /// How long a listener on `address` may take to answer an HTTP-mode request.
+    pub(crate) fn http_response_timeout(&self, address: &str) -> Duration {
+        let per_address = self.addresses.iter().find(|a| a.path == address).and_then(|a| a.http_response_timeout_ms);
+        Duration::from_millis(per_address.unwrap_or(self.http_response_timeout_ms))
+    }
+
+    /// Whether HTTP-mode requests reach the Hybrid Connections listeners of `address`.
+    pub(crate) fn http_enabled(&self, address: &str) -> bool {
+        self.addresses.iter().any(|a| a.path == address && a.http)
     }
 
     pub(crate) fn shutdown_grace(&self) -> Duration {
