@@ -18,7 +18,8 @@
 // fails on an import cycle between them.
 //
 // Foundations: the configuration and the relay's identity, the registry of listeners and the
-// handles it holds, limits per source, the buffer budget, the auth policy, the rendezvous table,
+// handles it holds, limits per source, the buffer budget, the auth policy, the rendezvous table
+// and the table of HTTP-mode requests waiting for their listeners' answers,
 // the relay's phase, the cluster's state (sans-IO). None imports anything of the layers above.
 pub mod auth;
 mod budget;
@@ -26,6 +27,7 @@ pub mod certs;
 mod cluster;
 mod config;
 mod deadline;
+mod exchanges;
 mod key_file;
 mod limits;
 mod listeners;
@@ -48,8 +50,10 @@ mod state;
 mod stats;
 
 // The drivers: the transports', which accept connections and take each through the layers
-// below, the NATS driver of cluster mode, and the admin endpoint.
+// below (HTTP mode on the TCP port is handed from `ws` to `http` after the first request head),
+// the NATS driver of cluster mode, and the admin endpoint.
 mod admin;
+mod http;
 mod nats;
 mod quic;
 mod ws;

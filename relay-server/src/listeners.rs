@@ -1,8 +1,10 @@
 //! How the relay reaches a registered listener, whatever its transport: what the registry
 //! holds for each, and what the router opens channels through.
 
+use bytes::Bytes;
 use relay_proto::Control;
 use relay_proto::hc::Accept;
+use relay_proto::hc_http::RequestMessage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -28,13 +30,23 @@ pub(crate) struct QuicListener {
 /// A Hybrid Connections listener's control channel, as the router sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct HcListener {
-    /// Where `accept` notifications go; the control task writes them to the WebSocket.
-    pub(crate) notify: mpsc::Sender<Accept>,
+    /// What the control task writes to the listener's control WebSocket.
+    pub(crate) notify: mpsc::Sender<ToListener>,
     /// `wss://host:port` as the listener dialled it, for rendezvous addresses.
     pub(crate) base_url: String,
     /// Cancelled when the listener is found dead (silent past the idle timeout). Its channels
     /// are WebSockets of their own, which a blackholed host leaves open: they are cut then.
     pub(crate) dead: CancellationToken,
+}
+
+/// A message for a Hybrid Connections listener's control channel.
+#[derive(Debug)]
+pub(crate) enum ToListener {
+    /// A sender waits for a rendezvous.
+    Accept(Accept),
+    /// An HTTP-mode request (its body, if any, follows as one binary message), or only its id
+    /// and rendezvous address when it travels over the rendezvous.
+    Request(RequestMessage, Option<Bytes>),
 }
 
 impl ListenerHandle {

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::cluster::view::{DialTarget, Heard, Taken};
 use crate::config::ClusterConfig;
-use crate::listeners::ListenerHandle;
+use crate::listeners::{ListenerHandle, ToListener};
 use crate::peers::{Peers, PeersConfig};
 use crate::phase::Phase;
 use crate::state::Shared;
@@ -340,7 +340,7 @@ fn serve_open(shared: &Shared, request: &OpenRequest, target: &DialTarget) -> Op
                 quic.control.try_send(dial).is_ok().then_some(ListenerKind::Quic)
             }
             ListenerHandle::Hc(hc) => accept
-                .is_some_and(|accept| hc.notify.try_send(accept.clone()).is_ok())
+                .is_some_and(|accept| hc.notify.try_send(ToListener::Accept(accept.clone())).is_ok())
                 .then_some(ListenerKind::HybridConnection),
         };
         if let Some(kind) = told {

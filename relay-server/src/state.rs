@@ -10,6 +10,7 @@ use crate::auth::Policy;
 use crate::budget::Budget;
 use crate::channel::{End, SpliceContext};
 use crate::config::{AddressMode, Config};
+use crate::exchanges::Exchanges;
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::ListenerHandle;
 use crate::peers::Peers;
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     /// Rendezvous secrets of callers waiting for a Hybrid Connections listener to accept, or for
     /// a listener on another node to dial here.
     pub(crate) rendezvous: RendezvousTable<End>,
+    /// HTTP-mode requests waiting for a Hybrid Connections listener's answer.
+    pub(crate) exchanges: Exchanges,
     /// Bytes moved between channel ends so far.
     pub(crate) relayed_bytes: AtomicU64,
     /// This node's link to the rest of its cluster, once the NATS driver has made it; never set
@@ -110,6 +113,7 @@ impl Shared {
             policy,
             registry,
             rendezvous: RendezvousTable::default(),
+            exchanges: Exchanges::default(),
             relayed_bytes: AtomicU64::new(0),
             peers: OnceLock::new(),
             cluster_changed: Mutex::default(),

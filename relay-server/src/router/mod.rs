@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel::{End, Pipe};
 use crate::cluster::view::Choice;
-use crate::listeners::{HcListener, ListenerHandle};
+use crate::listeners::{HcListener, ListenerHandle, ToListener};
 use crate::peers::Peers;
 use crate::registry::ListenerId;
 use crate::rendezvous::{Outcome, Rendezvous, system_random, websocket_key};
@@ -297,7 +297,7 @@ async fn open_hc(
         Failed::Refused(Refusal::new(ErrorCode::Internal, e.to_string()))
     })?;
     let accept = hc_accept(request, channel_id, &hc.base_url, pending.secret());
-    hc.notify.try_send(accept).map_err(|_| Failed::Unreachable)?;
+    hc.notify.try_send(ToListener::Accept(accept)).map_err(|_| Failed::Unreachable)?;
     // A listener that goes (closes its control channel, or is dropped as dead after the idle
     // timeout) will not open the rendezvous: stop waiting for it, after a moment for a rendezvous
     // it may have started before it went.

@@ -1,11 +1,14 @@
 //! A Hybrid Connections listener's control channel: registration, `accept` notifications,
-//! `renewToken`, keep-alive pings, and closing with 1008 when its token lapses.
+//! HTTP-mode `request`s and their `response`s, `renewToken`, keep-alive pings, and closing with
+//! 1008 when its token lapses.
 
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use relay_proto::auth::{Right, unix_now};
+use bytes::Bytes;
 use relay_proto::hc::{CLOSE_RESTART, ControlMessage, http_status, status_description};
+use relay_proto::hc_http::ResponseMessage;
 use relay_proto::session::{Ending, ListenerSession, Next};
 use relay_proto::{ErrorCode, validate_address};
 use tokio::sync::mpsc;
@@ -17,7 +20,9 @@ use super::Request;
 use crate::channel::WsStream;
 use crate::channel::close::{close, frame};
 use crate::deadline::sleep_until;
-use crate::listeners::{HcListener, ListenerHandle};
+use crate::exchanges::ListenerAnswer;
+use crate::listeners::{HcListener, ListenerHandle, ToListener};
+use crate::registry::ListenerId;
 use crate::phase::Phase;
 use crate::state::Shared;
 
@@ -53,7 +58,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     match request.upgrade_control(shared).await {
         Ok(mut ws) => {
             tracing::info!(%address, listener = id, "hybrid connections listener registered");
-            let (held, goodbye) = hold(shared, &address, expiry, &mut ws, accepts).await;
+            let (held, goodbye) = hold(shared, (&address, id), expiry, &mut ws, accepts).await;
             if held == Held::Dead {
                 dead.cancel();
             }
@@ -61,11 +66,38 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         }
         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
     }
-    // Out of the rotation before the goodbye, so that no sender is routed to a listener leaving.
+    // Out of the rotation before the goodbye, so that no sender is routed to a listener leaving;
+    // HTTP-mode requests it had not answered get their 502 now.
     shared.unregister_listener(&address, id);
+    shared.exchanges.listener_gone(id);
     tracing::info!(%address, listener = id, "hybrid connections listener left");
     if let Some((mut ws, goodbye)) = ended {
         close(&mut ws, goodbye).await;
+    }
+}
+
+/// Writes `message` to a listener's control channel: an `accept`, or a `request` and its body.
+async fn send_to_listener(ws: &mut WsStream, message: ToListener) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let (control, body) = match message {
+        ToListener::Accept(accept) => (ControlMessage::Accept(accept), None),
+        ToListener::Request(request, body) => (ControlMessage::Request(request), body),
+    };
+    let Ok(json) = serde_json::to_string(&control) else { return Ok(()) };
+    match body {
+        // The body is the very next message: sent together, nothing can come between them.
+        Some(body) => {
+            ws.feed(Message::text(json)).await?;
+            ws.send(Message::Binary(body)).await
+        }
+        None => ws.send(Message::text(json)).await,
+    }
+}
+
+/// Hands a listener's answer on its control channel to the request waiting for it, if any.
+fn answered(shared: &Shared, listener: ListenerId, head: ResponseMessage, body: Bytes) {
+    let id = head.request_id.clone();
+    if !shared.exchanges.complete(&id, Some(listener), ListenerAnswer { head, body }) {
+        tracing::debug!(listener, request = %id, "a response for no request waiting (given up, or not this listener's)");
     }
 }
 
@@ -96,16 +128,18 @@ const GO_AWAY_REASON: &str = "relay draining: register again elsewhere";
 /// the [`ListenerSession`]'s to decide, pings and silence included.
 async fn hold(
     shared: &Shared,
-    address: &str,
+    (address, listener): (&str, ListenerId),
     expiry: Option<u64>,
     ws: &mut WsStream,
-    mut accepts: mpsc::Receiver<relay_proto::hc::Accept>,
+    mut accepts: mpsc::Receiver<ToListener>,
 ) -> (Held, Option<CloseFrame>) {
     let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
     let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
     let mut session = ListenerSession::new(expiry).with_liveness(keep_alive, idle_timeout, Instant::now());
     // Why a renewed token was refused, for the close frame.
     let mut refusal = String::new();
+    // A `response` announcing a body: the next binary message is that body.
+    let mut awaiting_body: Option<ResponseMessage> = None;
     loop {
         let wake = match session.next(Instant::now(), unix_now()) {
             Next::End(ending) => {
@@ -131,13 +165,9 @@ async fn hold(
             Next::WaitUntil(wake) => wake,
         };
         tokio::select! {
-            accept = accepts.recv() => {
-                let Some(accept) = accept else { break };
-                let json = match serde_json::to_string(&ControlMessage::Accept(accept)) {
-                    Ok(json) => json,
-                    Err(_) => continue,
-                };
-                if ws.send(Message::text(json)).await.is_err() {
+            message = accepts.recv() => {
+                let Some(message) = message else { break };
+                if send_to_listener(ws, message).await.is_err() {
                     break;
                 }
             }
@@ -155,7 +185,14 @@ async fn hold(
                                 }
                             }
                         }
+                        Ok(ControlMessage::Response(head)) if head.body => awaiting_body = Some(head),
+                        Ok(ControlMessage::Response(head)) => answered(shared, listener, head, Bytes::new()),
                         _ => tracing::debug!(%address, "ignoring an unknown control message"),
+                    },
+                    Some(Ok(Message::Binary(body))) => match awaiting_body.take() {
+                        Some(head) => answered(shared, listener, head, body),
+                        // hyco-https sends an empty binary message after a response without body.
+                        None => tracing::debug!(%address, bytes = body.len(), "ignoring a binary message no response announced"),
                     },
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                     Some(Ok(_)) => {}

@@ -25,15 +25,15 @@ pub(crate) enum ReadHeadError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads a request head, at most [`MAX_HEAD`] bytes; returns it and any bytes read past it. The
-/// caller bounds it with a deadline.
-pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>), ReadHeadError> {
+/// Reads a request head, at most [`MAX_HEAD`] bytes; returns it, every byte read, and how many
+/// of them the head took (the rest came after it). The caller bounds it with a deadline.
+pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>, usize), ReadHeadError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
         // Below MAX_HEAD bytes there is room to read; at it, the parser has an answer.
         if let Some((head, used)) = parse_request(&buf)? {
-            return Ok((head, buf.split_off(used)));
+            return Ok((head, buf, used));
         }
         let n = io.read(&mut chunk[..(MAX_HEAD - buf.len()).min(2048)]).await?;
         if n == 0 {
@@ -123,7 +123,10 @@ mod tests {
         let read = read_head(&mut io).await;
         drop(io);
         writer.await.unwrap();
-        read
+        read.map(|(head, mut all, used)| {
+            assert_eq!(&all[..used], &REQUEST[..used], "the head's bytes come first");
+            (head, all.split_off(used))
+        })
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ mod accept;
 mod connect;
 mod control;
 mod handshake;
+mod request;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,7 +159,7 @@ async fn serve_connection(
         },
         None => Box::new(tcp),
     };
-    let (head, leftover) = match tokio::time::timeout_at(deadline, read_head(&mut io)).await {
+    let (head, mut read, used) = match tokio::time::timeout_at(deadline, read_head(&mut io)).await {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "bad request head");
@@ -168,8 +169,14 @@ async fn serve_connection(
     };
     let Slots { handshake, _open } = slots;
     drop(handshake);
+    let local = listener.tcp.local_addr().ok();
     let target = match Target::parse(&head.target) {
         Ok(target) => target,
+        // Not a WebSocket handshake: HTTP mode, from this request on, served by hyper.
+        Err(TargetError::NotHc) if head.header("Upgrade").is_none() => {
+            let span = tracing::debug_span!("http", %remote);
+            return crate::http::serve(shared, io, read, crate::http::Peer { remote, local }).instrument(span).await;
+        }
         Err(e @ (TargetError::NotHc | TargetError::BadPath)) => return refuse(io, 404, &e.to_string()).await,
         Err(e) => return refuse(io, 400, &e.to_string()).await,
     };
@@ -177,7 +184,7 @@ async fn serve_connection(
         Ok(key) => key.to_owned(),
         Err(why) => return refuse(io, 400, why).await,
     };
-    let local = listener.tcp.local_addr().ok();
+    let leftover = read.split_off(used);
     let request = Request { io, leftover, head, target, key, scheme: listener.scheme(), local, remote };
     let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
     match request.target.action {
@@ -189,6 +196,7 @@ async fn serve_connection(
         }
         Action::Connect => connect::serve(&shared, request).instrument(span).await,
         Action::Accept => accept::serve(&shared, request).instrument(span).await,
+        Action::Request => request::serve(&shared, request).instrument(span).await,
         _ => refuse(request.io, 400, "unsupported action").await,
     }
 }

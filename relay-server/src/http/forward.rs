@@ -1,0 +1,240 @@
+//! One HTTP-mode request: authorized as a sender, sent to a Hybrid Connections listener of its
+//! address (on the control channel, or over a rendezvous when large), and answered with the
+//! listener's response, or with the relay's own error (a Connect-style JSON body, no `Via`).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, HOST, UPGRADE, VIA};
+use hyper::{Method, Request, Response, StatusCode};
+use relay_proto::ErrorCode;
+use relay_proto::auth::unix_now;
+use relay_proto::hc::{address_prefixes, http_status, status_description};
+use relay_proto::hc_http::{
+    MAX_CONTROL_BODY, MAX_CONTROL_JSON, RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers,
+    listener_target, reason_phrase, sender_headers, sender_status, sender_token,
+};
+
+use super::Peer;
+use crate::auth::Authorized;
+use crate::exchanges::{Exchange, ListenerAnswer};
+use crate::listeners::{HcListener, ListenerHandle, ToListener};
+use crate::registry::ListenerId;
+use crate::rendezvous::system_random;
+use crate::state::Shared;
+
+type Answer = Response<Full<Bytes>>;
+
+/// Serves one request.
+pub(super) async fn forward(shared: &Shared, request: Request<Incoming>, peer: Peer) -> Answer {
+    match try_forward(shared, request, peer).await {
+        Ok(answer) => answer,
+        Err(Refused { status, message }) => {
+            tracing::debug!(remote = %peer.remote, status, %message, "http request refused");
+            relay_error(status, &message)
+        }
+    }
+}
+
+/// The relay's own refusal of a request.
+#[derive(Debug)]
+struct Refused {
+    status: u16,
+    message: String,
+}
+
+fn refused(status: u16, message: impl Into<String>) -> Refused {
+    Refused { status, message: message.into() }
+}
+
+/// The refusal for an error code, with its status and description as on a WebSocket handshake.
+fn refused_as(code: ErrorCode, detail: &str) -> Refused {
+    refused(http_status(code).0, status_description(code, detail))
+}
+
+async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) -> Result<Answer, Refused> {
+    let (parts, body) = request.into_parts();
+    if parts.method == Method::CONNECT || parts.headers.contains_key(UPGRADE) {
+        return Err(refused(400, "no CONNECT or upgrade here; WebSockets go to /$hc/ADDRESS"));
+    }
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let headers: Vec<(&str, &str)> =
+        parts.headers.iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
+    let path = target.split('?').next().unwrap_or_default().trim_start_matches('/');
+    let candidates: Vec<&str> = address_prefixes(path).collect();
+    if candidates.is_empty() {
+        return Err(refused(404, "the path names no address"));
+    }
+    let token = sender_token(&target, &headers);
+    let live = |address: &str| shared.registry().listeners(address) > 0;
+    let (address, granted) = shared
+        .policy
+        .sender_address(token.as_ref().map(|(token, _)| token.as_str()), &candidates, live, unix_now())
+        .map_err(|denied| refused_as(ErrorCode::Auth(denied.reason), &denied.detail))?;
+    let address = address.to_owned();
+    if !shared.config.http_enabled(&address) {
+        return Err(refused(404, format!("HTTP mode is not enabled on {address:?}")));
+    }
+    if shared.draining() {
+        return Err(refused_as(ErrorCode::ShuttingDown, ""));
+    }
+    if !shared.open_rates.try_take(peer.remote.ip(), &shared.config, Instant::now()) {
+        return Err(refused_as(ErrorCode::RateLimited, "too many requests"));
+    }
+    let _quota = shared
+        .channel_quotas
+        .try_take(peer.remote.ip(), granted.key.as_deref())
+        .map_err(|why| refused_as(ErrorCode::RateLimited, why))?;
+    let body = read_body(shared, body).await?;
+
+    // A token in `Authorization` is the relay's (and goes); on an anonymous address, or beside
+    // another token, `Authorization` is the listener's.
+    let strip_authorization =
+        matches!(token, Some((_, TokenSource::Authorization))) && granted != Authorized::ANONYMOUS;
+    let via = via_name(&parts.headers, peer);
+    let message = RequestMessage {
+        address: String::new(),
+        id: String::new(),
+        request_target: Some(listener_target(&target)),
+        method: Some(parts.method.as_str().to_owned()),
+        remote_endpoint: Some(RemoteEndpoint { address: peer.remote.ip().to_string(), port: peer.remote.port() }),
+        request_headers: Some(listener_headers(&headers, strip_authorization, &via)),
+        body: Some(!body.is_empty()),
+    };
+    let answer = ask_listener(shared, &address, message, body).await?;
+    Ok(listener_answer(answer, &via, parts.method == Method::HEAD))
+}
+
+/// Reads the whole request body: at most `max_frame_bytes` (the largest message a listener
+/// takes), within the handshake timeout (a body that stalls gets 408).
+async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, Refused> {
+    let limit = shared.config.max_frame_bytes;
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(shared.config.handshake_timeout(), collect).await {
+        Err(_) => Err(refused(408, "the request body did not arrive in time")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(refused(413, format!("the request body is larger than {limit} bytes")))
+        }
+        Ok(Err(_)) => Err(refused(400, "the request body could not be read")),
+    }
+}
+
+/// The name the relay gives itself in `Via`: the host the sender addressed, else its own address.
+fn via_name(headers: &hyper::HeaderMap, peer: Peer) -> String {
+    let valid = |h: &&str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    match (headers.get(HOST).and_then(|h| h.to_str().ok()).filter(valid), peer.local) {
+        (Some(host), _) => host.to_owned(),
+        (None, Some(local)) => local.to_string(),
+        (None, None) => "relay".to_owned(),
+    }
+}
+
+/// Sends `message` (its body after it) to a Hybrid Connections listener of `address` and waits
+/// for its answer, within the address's response timeout.
+async fn ask_listener(
+    shared: &Shared,
+    address: &str,
+    mut message: RequestMessage,
+    body: Bytes,
+) -> Result<ListenerAnswer, Refused> {
+    let timeout = shared.config.http_response_timeout(address);
+    let mut tried: Vec<ListenerId> = Vec::new();
+    loop {
+        let (id, hc) = pick_hc_listener(shared, address, &mut tried)
+            .ok_or_else(|| refused(502, format!("no listener on {address:?} takes HTTP requests")))?;
+        let mut exchange = Exchange::register(&shared.exchanges, id, system_random).map_err(|e| {
+            tracing::error!(error = %e, "refusing an http request");
+            refused(500, e.to_string())
+        })?;
+        message.id = exchange.id().to_owned();
+        message.address = format!("{}/$hc/{address}?sb-hc-action=request&sb-hc-id={}", hc.base_url, exchange.id());
+        let over_control = body.len() <= MAX_CONTROL_BODY
+            && serde_json::to_string(&message).is_ok_and(|json| json.len() <= MAX_CONTROL_JSON);
+        let notice = if over_control {
+            ToListener::Request(message.clone(), (!body.is_empty()).then(|| body.clone()))
+        } else {
+            // Only the id and the rendezvous address: the listener opens the rendezvous, where
+            // the whole request goes. (Listeners tell the two apart by `method`.)
+            exchange.over_rendezvous((message.clone(), body.clone()));
+            let notice = RequestMessage {
+                address: message.address.clone(),
+                id: message.id.clone(),
+                request_target: None,
+                method: None,
+                remote_endpoint: None,
+                request_headers: None,
+                body: None,
+            };
+            ToListener::Request(notice, None)
+        };
+        match hc.notify.try_send(notice) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                return Err(refused_as(ErrorCode::Busy, "the listener has too many requests waiting"));
+            }
+            // It is leaving: the next one.
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => continue,
+        }
+        return match tokio::time::timeout(timeout, exchange.answer()).await {
+            Ok(Some(answer)) => Ok(answer),
+            Ok(None) => Err(refused(502, "the listener went before it answered")),
+            Err(_) => Err(refused(
+                504,
+                format!("the listener did not answer within {} ms (http_response_timeout_ms)", timeout.as_millis()),
+            )),
+        };
+    }
+}
+
+/// The next Hybrid Connections listener of `address` not `tried` yet (QUIC hosts do not take
+/// HTTP requests yet).
+fn pick_hc_listener(shared: &Shared, address: &str, tried: &mut Vec<ListenerId>) -> Option<(ListenerId, HcListener)> {
+    loop {
+        let (id, handle) = shared.registry().pick(address, tried)?;
+        tried.push(id);
+        if let ListenerHandle::Hc(hc) = handle {
+            return Some((id, hc));
+        }
+    }
+}
+
+/// The HTTP answer for a listener's `response`: its status (502 for one out of range), reason
+/// phrase, headers (hop-by-hop ones dropped) with the relay in `Via`, and body.
+fn listener_answer(answer: ListenerAnswer, via: &str, head_request: bool) -> Answer {
+    let ListenerAnswer { head, body } = answer;
+    let status = StatusCode::from_u16(sender_status(head.status_code)).unwrap_or(StatusCode::BAD_GATEWAY);
+    let no_body = head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+    let mut response = Response::new(Full::new(if no_body { Bytes::new() } else { body }));
+    *response.status_mut() = status;
+    if let Some(reason) = reason_phrase(head.status_description.as_deref())
+        && Some(reason.as_str()) != status.canonical_reason()
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes())
+    {
+        response.extensions_mut().insert(reason);
+    }
+    let headers = response.headers_mut();
+    for (name, value) in sender_headers(&head.response_headers) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+            headers.append(name, value);
+        }
+    }
+    let via = match headers.get(VIA).and_then(|v| v.to_str().ok()) {
+        Some(theirs) => format!("{theirs}, 1.1 {via}"),
+        None => format!("1.1 {via}"),
+    };
+    if let Ok(via) = HeaderValue::from_str(&via) {
+        headers.insert(VIA, via);
+    }
+    response
+}
+
+/// The relay's own answer: `status` with a Connect-style JSON error body, and no `Via`.
+fn relay_error(status: u16, message: &str) -> Answer {
+    let mut response = Response::new(Full::new(Bytes::from(error_body(status, message))));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

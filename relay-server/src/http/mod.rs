@@ -1,0 +1,55 @@
+//! HTTP mode on the relay's TLS (and plain) TCP port: Azure Hybrid Connections' "HTTP request
+//! protocol". A sender's `https://{relay}/{address}[/suffix][?query]` request (no `$hc`) reaches
+//! a Hybrid Connections listener of the address as a `request` control message, and the
+//! listener's `response` goes back as the HTTP answer ([`forward`]).
+//!
+//! The WebSocket driver reads each connection's first request head; a head that is neither for
+//! `/$hc/` nor an upgrade comes here with the bytes read so far, and hyper serves the connection
+//! from then on (keep-alive, chunked bodies, `Expect: 100-continue`).
+
+mod forward;
+mod replay;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use relay_proto::error::chain;
+use relay_proto::http::MAX_HEAD;
+
+use crate::channel::Io;
+use crate::phase::Phase;
+use crate::state::Shared;
+use replay::Replay;
+
+/// Where a connection came from and arrived, for the listener's `remoteEndpoint` and the
+/// relay's `Via` name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: Option<SocketAddr>,
+}
+
+/// Serves HTTP-mode requests on `io`, whose first `read` bytes (a whole request head, perhaps
+/// more) were read already, until the sender closes, stays idle past the handshake timeout, or
+/// the relay closes.
+pub(crate) async fn serve(shared: Arc<Shared>, io: Box<dyn Io>, read: Vec<u8>, peer: Peer) {
+    let service = hyper::service::service_fn(|request| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(forward::forward(&shared, request, peer).await) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Bounds the head of every request, and the wait for the next one on a kept-alive
+        // connection.
+        .header_read_timeout(shared.config.handshake_timeout())
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(Replay::new(read, io)), service);
+    tokio::select! {
+        served = connection => if let Err(e) = served {
+            tracing::debug!(remote = %peer.remote, error = %chain(&e), "http connection ended");
+        },
+        () = shared.reached(Phase::Closing) => {}
+    }
+}
