@@ -1,5 +1,6 @@
 //! Azure Relay's Hybrid Connections protocol over WebSocket, sans-IO: request targets, control
-//! messages (`accept`, `renewToken`), status and close codes.
+//! messages (`accept`, `renewToken`, and HTTP mode's `request` and `response`, whose rules live in
+//! [`hc_http`](crate::hc_http)), status and close codes.
 //!
 //! See Azure's protocol guide (`relay-hybrid-connections-protocol.md`). A listener opens a control
 //! WebSocket to `/$hc/{path}?sb-hc-action=listen`; a sender opens `/$hc/{path}[/suffix][?query]
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::address::{MAX_ADDRESS_LEN, validate_address};
 use crate::auth::AuthFailure;
 use crate::codes::{ErrorCode, StreamCode};
+use crate::hc_http::{RequestMessage, ResponseMessage};
 use crate::message::{ContractInfo, MAX_TYPES, MethodInfo, TypeInfo};
 
 /// The fixed path prefix of every Hybrid Connections WebSocket.
@@ -102,6 +104,10 @@ pub enum Action {
     Connect,
     /// A listener's rendezvous socket, accepting (or rejecting) one sender.
     Accept,
+    /// A listener's rendezvous socket for one HTTP-mode request
+    /// (`sb-hc-action=request&sb-hc-id={id}`): the relay sends the request there, the listener
+    /// answers there.
+    Request,
 }
 
 /// Why a request target is not a Hybrid Connections target.
@@ -204,6 +210,7 @@ impl Target {
             Some("listen") => Action::Listen,
             Some("connect") => Action::Connect,
             Some("accept") => Action::Accept,
+            Some("request") => Action::Request,
             _ => return Err(TargetError::BadAction),
         };
         Ok(parsed)
@@ -218,7 +225,7 @@ impl Target {
 
 /// Whether a query parameter name reads as one of the relay's own (`sb-hc-…`, any letter case)
 /// once decoded as a listener's URL parser decodes it, leniently.
-fn names_relay_param(name: &str) -> bool {
+pub(crate) fn names_relay_param(name: &str) -> bool {
     const PREFIX: &[u8] = b"sb-hc-";
     crate::auth::percent::decode_lenient(name).get(..PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
 }
@@ -250,6 +257,12 @@ pub enum ControlMessage {
         /// The new token.
         token: String,
     },
+    /// Relay to listener: an HTTP-mode request, or a request to open a rendezvous for one.
+    #[serde(rename = "request")]
+    Request(RequestMessage),
+    /// Listener to relay: the answer to an HTTP-mode request.
+    #[serde(rename = "response")]
+    Response(ResponseMessage),
 }
 
 /// The `accept` notification.
@@ -372,6 +385,12 @@ mod tests {
         assert_eq!((r.status_code, r.status_description.as_deref()), (Some(418), Some("I'm a teapot")));
         assert_eq!(Target::raw_param("/$hc/a?sb-hc-rendezvous=abc&x", "sb-hc-rendezvous"), Some("abc"));
         assert_eq!(Target::parse("/calc?sb-hc-action=listen"), Err(TargetError::NotHc));
+        let request = Target::parse("/$hc/web/api?sb-hc-action=request&sb-hc-id=abc").unwrap();
+        assert_eq!(
+            (request.path.as_str(), request.action, request.id.as_deref()),
+            ("web/api", Action::Request, Some("abc"))
+        );
+        assert_eq!(Target::parse("/$hc/calc?sb-hc-action=Request"), Err(TargetError::BadAction), "actions are exact");
         assert_eq!(Target::parse("/$hc/calc?sb-hc-action=dance"), Err(TargetError::BadAction));
         assert_eq!(Target::parse("/$hc/calc"), Err(TargetError::BadAction));
         assert!(matches!(
@@ -442,6 +461,56 @@ mod tests {
         let renew: ControlMessage =
             serde_json::from_str(r#"{"renewToken":{"token":"SharedAccessSignature x"}}"#).unwrap();
         assert_eq!(renew, ControlMessage::RenewToken { token: "SharedAccessSignature x".into() });
+    }
+
+    /// Valid messages of every kind, as the relay and listeners write them.
+    const VALID_MESSAGES: &[&str] = &[
+        r#"{"accept":{"address":"wss://h/$hc/calc?sb-hc-action=accept&sb-hc-id=1","id":"1","connectHeaders":{"A":"b"}}}"#,
+        r#"{"renewToken":{"token":"SharedAccessSignature sr=x&sig=y&se=1&skn=k"}}"#,
+        r#"{"request":{"address":"wss://h/$hc/web?sb-hc-action=request&sb-hc-id=1","id":"1"}}"#,
+        r#"{"request":{"address":"wss://h/$hc/web?sb-hc-action=request&sb-hc-id=1","id":"1","requestTarget":"/web/a?q=1","method":"POST","remoteEndpoint":{"address":"203.0.113.5","port":50123},"requestHeaders":{"Via":"1.1 h"},"body":true}}"#,
+        r#"{"response":{"requestId":"1","statusCode":200,"statusDescription":"OK","responseHeaders":{"content-type":"text/plain","set-cookie":["a=1","b=2"]},"body":true}}"#,
+        r#"{"response":{"requestId":"1","statusCode":"204"}}"#,
+    ];
+
+    #[test]
+    fn malformed_control_messages_are_errors_not_panics() {
+        let swaps =
+            ["", "null", "0", "-1", "1e400", "\"", "[]", "{}", "\"\\u0000\"", "\"\\ud800\"", "99999999999999999999"];
+        let mut tried = 0;
+        for valid in VALID_MESSAGES {
+            assert!(serde_json::from_str::<ControlMessage>(valid).is_ok(), "{valid}");
+            let bytes = valid.as_bytes();
+            for cut in 0..bytes.len() {
+                let truncated = String::from_utf8_lossy(&bytes[..cut]);
+                let _ = serde_json::from_str::<ControlMessage>(&truncated);
+                let mut dropped = bytes.to_vec();
+                dropped.remove(cut);
+                let _ = serde_json::from_str::<ControlMessage>(&String::from_utf8_lossy(&dropped));
+                for junk in [b'"', b'{', b'}', b',', b':', b'0', b'\\', 0xff] {
+                    let mut changed = bytes.to_vec();
+                    changed[cut] = junk;
+                    let _ = serde_json::from_slice::<ControlMessage>(&changed);
+                }
+                tried += 10;
+            }
+            // Every value, in turn, replaced by something of the wrong type.
+            for (start, _) in valid.match_indices(':') {
+                let rest = &valid[start + 1..];
+                let end = rest.find([',', '}']).unwrap_or(rest.len());
+                for swap in swaps {
+                    let _ =
+                        serde_json::from_str::<ControlMessage>(&format!("{}{swap}{}", &valid[..=start], &rest[end..]));
+                    tried += 1;
+                }
+            }
+        }
+        for odd in
+            ["", "{}", "[]", "null", r#"{"request":null}"#, r#"{"response":[]}"#, r#"{"accept":{},"request":{}}"#]
+        {
+            assert!(serde_json::from_str::<ControlMessage>(odd).is_err(), "{odd}");
+        }
+        assert!(tried > 500, "{tried} variants");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The relay's wire protocol, sans-IO: frames and limits, handshake and control messages,
 //! refusal and stream codes, addresses, contracts as carried on the wire, the Hybrid Connections
-//! mapping, the HTTP heads of WebSocket upgrades, Shared Access Signature tokens, the QUIC stream
-//! grant and the listener session.
+//! mapping (WebSocket and HTTP mode), the HTTP heads of WebSocket upgrades, Shared Access
+//! Signature tokens, the QUIC stream grant and the listener session.
 //!
 //! Shared by hosts, callers and the relay. Nothing here touches a socket or waits: functions take
 //! bytes (and the time, where it matters) and return messages, decisions or a typed
@@ -40,6 +40,7 @@ mod fnv;
 mod frame;
 pub mod grant;
 pub mod hc;
+pub mod hc_http;
 pub mod http;
 #[cfg(feature = "quic")]
 pub mod io;
