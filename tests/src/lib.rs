@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod http;
+pub mod https;
 pub mod lab;
 pub mod nats;
 pub mod node;

@@ -1,4 +1,4 @@
-//! Running the official Node.js clients (`hyco-ws`) from `tests/node`.
+//! Running the official Node.js clients (`hyco-ws`, `hyco-https`) from `tests/node`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -12,7 +12,10 @@ pub fn node_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("node");
-        if !dir.join("node_modules/hyco-ws/package.json").exists() {
+        let installed = ["hyco-ws", "hyco-https"]
+            .iter()
+            .all(|package| dir.join("node_modules").join(package).join("package.json").exists());
+        if !installed {
             let output = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir)

@@ -20,6 +20,7 @@ mod failover;
 mod forward;
 mod forward_failover;
 mod go_away;
+mod hc_http;
 mod hc_raw;
 mod hostile;
 mod hyco_interop;

@@ -1,0 +1,368 @@
+//! Hybrid Connections HTTP mode: plain HTTPS requests to `https://{relay}/{address}/...` on the
+//! relay's `wss://` port, relayed to the official Node.js HTTP-mode listener, `hyco-https` 1.4.5
+//! (`tests/node/https-listener.js`), and its answers relayed back.
+//!
+//! Covered: a GET with query, suffix and custom headers (token in `ServiceBusAuthorization` or in
+//! `?sb-hc-token=`, stripped either way); request bodies on the control channel (10 KB) and over a
+//! rendezvous (100 KB, above the 64 KiB control-channel limit); a 200 KB response, which hyco-https
+//! sends over a rendezvous it opens; a 204 (hyco-https follows it with a stray empty frame); the
+//! headers the listener sees (no token, no `Host`, `Via` added, `Authorization` passed through);
+//! `Via` on every listener answer and on none of the relay's own (401, 403, 404, 400, 502, 503,
+//! 504); the address's response timeout (504); a listener dying mid-request (502 at once); two
+//! requests on one keep-alive connection.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use relay_server::AddressConfig;
+use relay_server::Config;
+use relay_tests::https::{self, Connection, Response, sha256_hex};
+use relay_tests::lab::{LabClient, LabHost, ServeLab};
+use relay_tests::node::NodeScript;
+use relay_tests::raw_ws::{self, Scheme};
+use relay_tests::{SLACK, TestRelay, ms, until_draining};
+use tokio_tungstenite::tungstenite::Message;
+
+/// How long the Node listener may take to start and register, or to report a request.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The HTTP-enabled address the tests use.
+const WEB: &str = "web";
+
+/// A relay whose address `web` takes HTTP requests, after `configure`.
+async fn relay_with(configure: impl FnOnce(&mut Config)) -> TestRelay {
+    TestRelay::start_with(|c| {
+        c.addresses = vec![AddressConfig { path: WEB.into(), http: true, ..Default::default() }];
+        configure(c);
+    })
+    .await
+}
+
+async fn relay() -> TestRelay {
+    relay_with(|_| {}).await
+}
+
+/// A hyco-https listener on `address`, registered.
+fn listener(relay: &TestRelay, address: &str) -> NodeScript {
+    let url = format!("{}/$hc/{address}?sb-hc-action=listen", relay.ws_url);
+    let token = raw_ws::token(relay, address, Duration::from_secs(3600));
+    let mut listener = NodeScript::spawn("https-listener.js", &[&url, &token], &relay.cert);
+    listener.expect("listening", WAIT);
+    listener
+}
+
+/// A `(ServiceBusAuthorization, send token)` header for `address`.
+fn auth(relay: &TestRelay, address: &str) -> (&'static str, String) {
+    ("ServiceBusAuthorization", https::token(relay, address))
+}
+
+/// A body of `n` bytes that is not a repeating pattern of any short period.
+fn body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i.wrapping_mul(7) ^ (i / 251)) as u8).collect()
+}
+
+/// A listener's answer, relayed: it carries the relay's `Via`.
+fn assert_relayed(response: &Response) {
+    let via = response.header("via").unwrap_or_else(|| panic!("a listener's answer carries Via: {response:?}"));
+    assert!(via.contains("1.1 "), "Via names the protocol version: {via:?}");
+}
+
+/// The relay's own answer: `status`, and no `Via` (that is how a sender tells it from a listener's).
+fn assert_relay_answer(response: &Response, status: u16) {
+    assert_eq!(response.status, status, "{response:?} (body {:?})", response.text());
+    assert_eq!(response.header("via"), None, "the relay's own answers carry no Via: {response:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_with_query_and_custom_header_reaches_the_listener_and_its_answer_carries_via() {
+    let relay = relay().await;
+    let mut listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    let response = https::get(&relay, "/web/hello?x=1", &[(name, &token), ("X-Custom", "custom value")]).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.reason, "OK");
+    assert_eq!(response.text(), "hello GET");
+    assert_eq!(response.header("content-type"), Some("text/plain"));
+    assert_eq!(response.header("x-echo-url"), Some("/web/hello?x=1"), "requestTarget is req.url");
+    assert_eq!(response.header("x-echo-custom"), Some("custom value"));
+    assert_relayed(&response);
+
+    let request = listener.expect("request", WAIT);
+    assert_eq!(request["method"], "GET");
+    assert_eq!(request["url"], "/web/hello?x=1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_the_query_is_accepted_and_stripped_before_the_listener() {
+    let relay = relay().await;
+    let mut listener = listener(&relay, WEB);
+    let token = https::query_escape(&https::token(&relay, WEB));
+
+    let target = format!("/web/hello?sb-hc-token={token}&x=1");
+    let response = https::get(&relay, &target, &[("X-Custom", "q")]).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.text(), "hello GET");
+    assert_eq!(response.header("x-echo-url"), Some("/web/hello?x=1"), "sb-hc-token stripped from the target");
+    assert_eq!(response.header("x-echo-custom"), Some("q"));
+    assert_relayed(&response);
+    let request = listener.expect("request", WAIT);
+    assert_eq!(request["url"], "/web/hello?x=1");
+    assert!(!request.to_string().contains("sb-hc-token"), "{request}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posted_bodies_arrive_whole_on_the_control_channel_and_over_a_rendezvous() {
+    let relay = relay().await;
+    let _listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    // 10 KB fits the control channel; 100 KB is over its 64 KiB, so the relay opens a rendezvous.
+    for n in [10_000, 100_000] {
+        let sent = body(n);
+        let expected = sha256_hex(&sent);
+        let response = https::request(
+            &relay,
+            "POST",
+            "/web/echo",
+            &[(name, &token), ("Content-Type", "application/octet-stream")],
+            sent,
+        )
+        .await;
+        assert_eq!(response.status, 200, "POST of {n} bytes: {response:?}");
+        assert_relayed(&response);
+        let echoed = response.json();
+        assert_eq!(echoed["length"], n, "POST of {n} bytes: {echoed}");
+        assert_eq!(echoed["sha256"], expected.as_str(), "POST of {n} bytes: the body arrived altered");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_response_comes_back_whole_over_the_listeners_rendezvous() {
+    let relay = relay().await;
+    let _listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    // 200 KB: hyco-https buffers it, finds it over 64 KiB and opens the rendezvous to send it.
+    let n = 204_800;
+    let response = https::get(&relay, &format!("/web/big?bytes={n}"), &[(name, &token)]).await;
+    assert_eq!(response.status, 200, "{:?} {:?}", response.status, response.headers);
+    assert_relayed(&response);
+    assert_eq!(response.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(response.body.len(), n, "the whole body");
+    let expected: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    assert!(response.body == expected, "the body arrived altered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_204_comes_back_without_a_body_and_the_listener_keeps_serving() {
+    let relay = relay().await;
+    let _listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    let response = https::get(&relay, "/web/empty", &[(name, &token)]).await;
+    assert_eq!(response.status, 204, "{response:?}");
+    assert!(response.body.is_empty(), "{response:?}");
+    assert_relayed(&response);
+
+    // hyco-https follows a body-less response with an empty binary frame: the relay must not
+    // take it for the next request's response body.
+    let next = https::get(&relay, "/web/hello", &[(name, &token)]).await;
+    assert_eq!(next.status, 200, "{next:?}");
+    assert_eq!(next.text(), "hello GET");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_sees_the_senders_headers_without_the_token_and_with_via() {
+    let relay = relay().await;
+    let _listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    let response = https::get(
+        &relay,
+        "/web/headers",
+        &[(name, &token), ("X-Custom", "seen"), ("Authorization", "Basic dXNlcjpwYXNz")],
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_relayed(&response);
+    let seen = response.json();
+    let seen = seen.as_object().unwrap_or_else(|| panic!("an object of headers: {seen}"));
+    assert!(!seen.contains_key("servicebusauthorization"), "the token header is stripped: {seen:?}");
+    assert!(!seen.contains_key("host"), "Host is stripped: {seen:?}");
+    let via = seen.get("via").and_then(|v| v.as_str()).unwrap_or_else(|| panic!("Via added: {seen:?}"));
+    assert!(via.contains("1.1 "), "{via:?}");
+    assert_eq!(seen.get("x-custom").and_then(|v| v.as_str()), Some("seen"), "{seen:?}");
+    // With the token in ServiceBusAuthorization, Authorization is the listener's business.
+    assert_eq!(seen.get("authorization").and_then(|v| v.as_str()), Some("Basic dXNlcjpwYXNz"), "{seen:?}");
+    assert!(!response.text().contains(&token), "the token never reaches the listener");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_token_are_refused_by_the_relay() {
+    let relay = relay().await;
+    // A listener is there (a plain wss one), so only the token can be what is refused.
+    let listen_token = raw_ws::token(&relay, WEB, Duration::from_secs(3600));
+    let _control = raw_ws::control(&relay, Scheme::Wss, WEB, &listen_token).await;
+
+    let missing = https::get(&relay, "/web/hello", &[]).await;
+    assert_relay_answer(&missing, 401);
+    let garbage =
+        https::get(&relay, "/web/hello", &[("ServiceBusAuthorization", "SharedAccessSignature garbage")]).await;
+    assert_relay_answer(&garbage, 401);
+    let other = https::token(&relay, "other");
+    let elsewhere = https::get(&relay, "/web/hello", &[("ServiceBusAuthorization", &other)]).await;
+    assert_relay_answer(&elsewhere, 403);
+    let in_query = format!("/web/hello?sb-hc-token={}", https::query_escape(&other));
+    assert_relay_answer(&https::get(&relay, &in_query, &[]).await, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_address_without_a_listener_is_502_unavailable() {
+    let relay = relay().await;
+    let (name, token) = auth(&relay, WEB);
+
+    let response = https::get(&relay, "/web/hello", &[(name, &token)]).await;
+    assert_relay_answer(&response, 502);
+    assert_eq!(response.json()["code"], "unavailable", "{:?}", response.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_not_http_enabled_are_404_even_with_a_listener() {
+    let relay = relay().await;
+    let plain_token = raw_ws::token(&relay, "plain", Duration::from_secs(3600));
+    let mut control = raw_ws::control(&relay, Scheme::Wss, "plain", &plain_token).await;
+
+    let response =
+        https::get(&relay, "/plain/hello", &[("ServiceBusAuthorization", &https::token(&relay, "plain"))]).await;
+    assert_relay_answer(&response, 404);
+    let nowhere =
+        https::get(&relay, "/nowhere/hello", &[("ServiceBusAuthorization", &https::token(&relay, "nowhere"))]).await;
+    assert_relay_answer(&nowhere, 404);
+
+    // The listener (which predates HTTP mode, as hyco-ws does) was never sent the request.
+    let heard = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match control.next().await {
+                Some(Ok(Message::Text(text))) => return Some(text.to_string()),
+                Some(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    })
+    .await;
+    assert!(!matches!(heard, Ok(Some(_))), "a listener not HTTP-enabled got a message: {heard:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_upgrade_requests_are_400() {
+    let relay = relay().await;
+    let _listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    let authority = format!("127.0.0.1:{}", relay.ws_addr.port());
+    let connect = https::request(&relay, "CONNECT", &authority, &[(name, &token)], Vec::new()).await;
+    assert_relay_answer(&connect, 400);
+    // An upgrade off `$hc` is not HTTP mode either.
+    let upgrade = https::get(
+        &relay,
+        "/web/hello",
+        &[
+            (name, &token),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    )
+    .await;
+    assert_relay_answer(&upgrade, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_relay_answers_503() {
+    const GRACE_MS: u64 = 5_000;
+    let relay = relay_with(|c| c.shutdown_grace_ms = GRACE_MS).await;
+    // An idle channel keeps the relay draining for its whole grace period.
+    let host = relay.host().await;
+    let (lab, _events) = LabHost::new("a");
+    tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
+    let caller = relay.caller().await;
+    let _idle = LabClient::connect(&caller, "lab").await.unwrap();
+    let (addr, cert) = (relay.ws_addr, relay.cert.clone());
+    let token = https::token(&relay, WEB);
+
+    let stop = tokio::spawn(relay.stop());
+    until_draining(&caller, "lab", LabClient::CONTRACT).await;
+    let response = Connection::open_to(addr, &cert)
+        .await
+        .send("GET", "/web/hello", &[("ServiceBusAuthorization", &token)], Vec::new())
+        .await;
+    assert_relay_answer(&response, 503);
+    stop.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_too_slow_gets_the_sender_a_504_at_the_address_timeout() {
+    let relay = relay_with(|c| c.addresses[0].http_response_timeout_ms = Some(1_000)).await;
+    let timeout = ms(1_000);
+    let mut listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    let started = Instant::now();
+    let response = https::get(&relay, "/web/slow?ms=5000", &[(name, &token)]).await;
+    let took = started.elapsed();
+    assert_relay_answer(&response, 504);
+    assert!(took >= timeout, "504 after {took:?}, before the address's timeout of {timeout:?}");
+    assert!(took < timeout + SLACK, "504 after {took:?}: not bounded by the address's timeout of {timeout:?}");
+
+    // The listener's late answer is dropped, and the listener is still served afterwards.
+    listener.expect("answered", Duration::from_secs(5) + SLACK);
+    let next = https::get(&relay, "/web/hello", &[(name, &token)]).await;
+    assert_eq!(next.status, 200, "{next:?}");
+    assert_eq!(next.text(), "hello GET");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_dying_mid_request_gets_the_sender_a_502_at_once() {
+    let relay = relay().await;
+    let timeout = ms(relay.config().http_response_timeout_ms);
+    let mut listener = listener(&relay, WEB);
+    let token = https::token(&relay, WEB);
+    let (addr, cert) = (relay.ws_addr, relay.cert.clone());
+
+    let pending = tokio::spawn(async move {
+        let mut connection = Connection::open_to(addr, &cert).await;
+        connection.send("GET", "/web/slow?ms=30000", &[("ServiceBusAuthorization", &token)], Vec::new()).await
+    });
+    let request = listener.expect("request", WAIT);
+    assert_eq!(request["url"], "/web/slow?ms=30000");
+    let killed = Instant::now();
+    listener.kill();
+
+    let response = tokio::time::timeout(timeout, pending)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within the response timeout of {timeout:?} after the listener died"))
+        .expect("the request task");
+    let took = killed.elapsed();
+    assert_relay_answer(&response, 502);
+    assert!(took < SLACK, "502 after {took:?}: the relay waited for its timer, not for the listener's end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_requests_on_one_keep_alive_connection_are_both_answered() {
+    let relay = relay().await;
+    let _listener = listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    let mut connection = Connection::open(&relay).await;
+    let first = connection.send("GET", "/web/hello?n=1", &[(name, &token)], Vec::new()).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.text(), "hello GET");
+    assert_eq!(first.header("x-echo-url"), Some("/web/hello?n=1"));
+    let sent = body(1_000);
+    let second = connection.send("POST", "/web/echo", &[(name, &token)], sent.clone()).await;
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_relayed(&second);
+    assert_eq!(second.json()["sha256"], sha256_hex(&sent).as_str());
+}
