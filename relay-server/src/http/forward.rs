@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, HOST, UPGRADE, VIA};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, UPGRADE, VIA};
 use hyper::{Method, Request, Response, StatusCode};
 use relay_proto::ErrorCode;
 use relay_proto::auth::unix_now;
@@ -68,7 +68,9 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
         return Err(refused(404, "the path names no address"));
     }
     let token = sender_token(&target, &headers);
-    let live = |address: &str| shared.registry().listeners(address) > 0;
+    // The longest HTTP-enabled address the sender may use; whether it has a listener is asked
+    // only after, so a refusal never tells where listeners are.
+    let live = |address: &str| shared.config.http_enabled(address);
     let (address, granted) = shared
         .policy
         .sender_address(token.as_ref().map(|(token, _)| token.as_str()), &candidates, live, unix_now())

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use relay_proto::auth::{Right, unix_now};
-use bytes::Bytes;
 use relay_proto::hc::{CLOSE_RESTART, ControlMessage, http_status, status_description};
 use relay_proto::hc_http::ResponseMessage;
 use relay_proto::session::{Ending, ListenerSession, Next};
@@ -22,8 +22,8 @@ use crate::channel::close::{close, frame};
 use crate::deadline::sleep_until;
 use crate::exchanges::ListenerAnswer;
 use crate::listeners::{HcListener, ListenerHandle, ToListener};
-use crate::registry::ListenerId;
 use crate::phase::Phase;
+use crate::registry::ListenerId;
 use crate::state::Shared;
 
 /// How many `accept` notifications may wait for a slow control channel before senders are refused.

@@ -177,7 +177,8 @@ async fn serve_connection(
             let span = tracing::debug_span!("http", %remote);
             return crate::http::serve(shared, io, read, crate::http::Peer { remote, local }).instrument(span).await;
         }
-        Err(e @ (TargetError::NotHc | TargetError::BadPath)) => return refuse(io, 404, &e.to_string()).await,
+        Err(TargetError::NotHc) => return refuse(io, 400, "WebSocket upgrades go to /$hc/ADDRESS").await,
+        Err(e @ TargetError::BadPath) => return refuse(io, 404, &e.to_string()).await,
         Err(e) => return refuse(io, 400, &e.to_string()).await,
     };
     let key = match head.websocket_key() {

@@ -20,7 +20,7 @@ use relay_tests::https::{self, Connection, Response, sha256_hex};
 use relay_tests::lab::{LabClient, LabHost, ServeLab};
 use relay_tests::node::NodeScript;
 use relay_tests::raw_ws::{self, Scheme};
-use relay_tests::{SLACK, TestRelay, ms, until_draining};
+use relay_tests::{SLACK, TestRelay, ms};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long the Node listener may take to start and register, or to report a request.
@@ -289,11 +289,16 @@ async fn a_draining_relay_answers_503() {
     tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
     let caller = relay.caller().await;
     let _idle = LabClient::connect(&caller, "lab").await.unwrap();
-    let (addr, cert) = (relay.ws_addr, relay.cert.clone());
+    let (addr, cert, admin) = (relay.ws_addr, relay.cert.clone(), relay.admin_addr);
     let token = https::token(&relay, WEB);
 
     let stop = tokio::spawn(relay.stop());
-    until_draining(&caller, "lab", LabClient::CONTRACT).await;
+    // Draining once its readiness says so.
+    let deadline = Instant::now() + SLACK;
+    while relay_tests::http::get(admin, "/readyz", &[]).await.status != 503 {
+        assert!(Instant::now() < deadline, "the relay did not start draining within {SLACK:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let response = Connection::open_to(addr, &cert)
         .await
         .send("GET", "/web/hello", &[("ServiceBusAuthorization", &token)], Vec::new())
