@@ -54,6 +54,25 @@ impl Budget {
     pub(crate) fn held(&self) -> usize {
         self.total.saturating_sub(self.available())
     }
+
+    /// Holds `bytes` more for `held` (an HTTP-mode body being buffered), waiting while the budget
+    /// is spent elsewhere; `false`, at once, when they would take the holder past the whole
+    /// budget. The holder bounds the wait.
+    pub(crate) async fn hold_more(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> bool {
+        let holding = held.as_ref().map_or(0, |permit| permit.num_permits());
+        if bytes == 0 {
+            return true;
+        }
+        if holding.saturating_add(bytes) > self.total {
+            return false;
+        }
+        let Ok(permit) = self.semaphore.clone().acquire_many_owned(bytes as u32).await else { return false };
+        match held {
+            Some(held) => held.merge(permit),
+            None => *held = Some(permit),
+        }
+        true
+    }
 }
 
 /// Why a metered read failed on its own account.

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, UPGRADE, VIA};
 use hyper::{Method, Request, Response, StatusCode};
@@ -16,6 +16,7 @@ use relay_proto::hc_http::{
     MAX_CONTROL_BODY, MAX_CONTROL_JSON, RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers,
     listener_target, reason_phrase, sender_headers, sender_status, sender_token,
 };
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::Peer;
 use crate::auth::Authorized;
@@ -89,7 +90,7 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
         .channel_quotas
         .try_take(peer.remote.ip(), granted.key.as_deref())
         .map_err(|why| refused_as(ErrorCode::RateLimited, why))?;
-    let body = read_body(shared, body).await?;
+    let (body, _held) = read_body(shared, body).await?;
 
     // A token in `Authorization` is the relay's (and goes); on an anonymous address, or beside
     // another token, `Authorization` is the listener's.
@@ -109,19 +110,36 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
     Ok(listener_answer(answer, &via, parts.method == Method::HEAD))
 }
 
-/// Reads the whole request body: at most `max_frame_bytes` (the largest message a listener
-/// takes), within the handshake timeout (a body that stalls gets 408).
-async fn read_body(shared: &Shared, body: Incoming) -> Result<Bytes, Refused> {
+/// Reads the whole request body within the handshake timeout (a body that stalls gets 408): at
+/// most `max_frame_bytes` (the largest message a listener takes; 413 beyond), each piece held in
+/// the relay's buffer budget as it arrives (while the budget is spent, the body waits, its sender
+/// slowed by TCP). The budget is held until the returned hold drops.
+async fn read_body(shared: &Shared, body: Incoming) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
     let limit = shared.config.max_frame_bytes;
-    let collect = Limited::new(body, limit).collect();
-    match tokio::time::timeout(shared.config.handshake_timeout(), collect).await {
-        Err(_) => Err(refused(408, "the request body did not arrive in time")),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(refused(413, format!("the request body is larger than {limit} bytes")))
+    let too_large = || refused(413, format!("the request body is larger than {limit} bytes"));
+    let read = async {
+        let mut body = std::pin::pin!(Limited::new(body, limit));
+        let (mut bytes, mut held) = (BytesMut::new(), None);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.is::<LengthLimitError>() {
+                    too_large()
+                } else {
+                    refused(400, "the request body could not be read")
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if !shared.budget.hold_more(&mut held, data.len()).await {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&data);
+            }
         }
-        Ok(Err(_)) => Err(refused(400, "the request body could not be read")),
-    }
+        Ok((bytes.freeze(), held))
+    };
+    tokio::time::timeout(shared.config.handshake_timeout(), read)
+        .await
+        .unwrap_or_else(|_| Err(refused(408, "the request body did not arrive in time")))
 }
 
 /// The name the relay gives itself in `Via`: the host the sender addressed, else its own address.

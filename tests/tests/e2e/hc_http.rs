@@ -371,3 +371,77 @@ async fn two_requests_on_one_keep_alive_connection_are_both_answered() {
     assert_relayed(&second);
     assert_eq!(second.json()["sha256"], sha256_hex(&sent).as_str());
 }
+
+#[tokio::test]
+async fn bodies_over_the_frame_limit_or_the_whole_buffer_budget_are_413() {
+    // A body larger than a listener may take.
+    let relay = relay_with(|c| c.max_frame_bytes = 100_000).await;
+    let (name, token) = auth(&relay, WEB);
+    let response = https::request(&relay, "POST", "/web/echo", &[(name, &token)], vec![7; 150_000]).await;
+    assert_relay_answer(&response, 413);
+    assert!(response.text().contains("\"code\":\"resource_exhausted\""), "{}", response.text());
+
+    // One larger than all the relay may buffer at once.
+    let relay = relay_with(|c| c.max_buffered_bytes = 50_000).await;
+    let (name, token) = auth(&relay, WEB);
+    let response = https::request(&relay, "POST", "/web/echo", &[(name, &token)], vec![7; 60_000]).await;
+    assert_relay_answer(&response, 413);
+    // Nothing stays held: a body within the budget goes on to the (absent) listener's 502.
+    let response = https::request(&relay, "POST", "/web/echo", &[(name, &token)], vec![7; 40_000]).await;
+    assert_relay_answer(&response, 502);
+}
+
+#[tokio::test]
+async fn a_raw_listener_gets_the_request_and_answers_on_its_control_channel_ignoring_strays() {
+    use relay_proto::hc::ControlMessage;
+    use relay_proto::hc_http::ResponseMessage;
+
+    let relay = relay().await;
+    let token = raw_ws::token(&relay, WEB, Duration::from_secs(3600));
+    let mut control = raw_ws::control(&relay, Scheme::Wss, WEB, &token).await;
+    let (name, send_token) = auth(&relay, WEB);
+    let sent = {
+        let relay_url = relay.ws_addr;
+        let cert = relay.cert.clone();
+        let send_token = send_token.clone();
+        tokio::spawn(async move {
+            Connection::open_to(relay_url, &cert)
+                .await
+                .send("PUT", "/web/things/1?x=2", &[(name, &send_token), ("x-one", "1")], b"payload".to_vec())
+                .await
+        })
+    };
+    let Some(Ok(Message::Text(text))) = control.next().await else { panic!("no request message") };
+    let Ok(ControlMessage::Request(request)) = serde_json::from_str::<ControlMessage>(&text) else {
+        panic!("not a request: {text}")
+    };
+    assert_eq!(request.method.as_deref(), Some("PUT"));
+    assert_eq!(request.request_target.as_deref(), Some("/web/things/1?x=2"));
+    assert_eq!(request.body, Some(true));
+    let headers = request.request_headers.clone().unwrap_or_default();
+    assert_eq!(headers.get("x-one").map(String::as_str), Some("1"));
+    assert!(!headers.keys().any(|k| k.eq_ignore_ascii_case("servicebusauthorization")), "{headers:?}");
+    assert!(request.address.contains("sb-hc-action=request") && request.address.contains(&request.id));
+    let Some(Ok(Message::Binary(body))) = control.next().await else { panic!("no body message") };
+    assert_eq!(&body[..], b"payload");
+
+    // A stray binary message and an answer to no request change nothing.
+    futures::SinkExt::send(&mut control, Message::binary(b"stray".to_vec())).await.unwrap();
+    let answer = |id: &str, status: u16| ResponseMessage {
+        request_id: id.into(),
+        status_code: status,
+        status_description: Some("Made Up".into()),
+        response_headers: vec![("x-a".into(), "1".into())],
+        body: true,
+    };
+    let json = |response| serde_json::to_string(&ControlMessage::Response(response)).unwrap();
+    futures::SinkExt::send(&mut control, Message::text(json(answer("no-such-request", 500)))).await.unwrap();
+    futures::SinkExt::send(&mut control, Message::binary(b"wrong".to_vec())).await.unwrap();
+    futures::SinkExt::send(&mut control, Message::text(json(answer(&request.id, 201)))).await.unwrap();
+    futures::SinkExt::send(&mut control, Message::binary(b"made".to_vec())).await.unwrap();
+
+    let response = sent.await.unwrap();
+    assert_eq!((response.status, response.reason.as_str(), response.text()), (201, "Made Up", "made".to_owned()));
+    assert_eq!(response.header("x-a"), Some("1"));
+    assert_relayed(&response);
+}
