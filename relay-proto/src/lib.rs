@@ -35,6 +35,7 @@ pub mod auth;
 pub mod cluster;
 mod codes;
 pub mod contract;
+pub mod cors;
 pub mod error;
 mod fnv;
 mod frame;

@@ -294,6 +294,12 @@ pub struct AddressConfig {
     /// `http_response_timeout_ms`.
     #[serde(default)]
     pub http_response_timeout_ms: Option<u64>,
+    /// Browser origins (`https://app.example`, scheme, host and port) whose pages may send to
+    /// this address: the relay answers their CORS preflights itself, adds the CORS headers to
+    /// answers here, and refuses an HTTP request or WebSocket sender whose `Origin` is not listed.
+    /// Empty (the default): no CORS, and `Origin` is not checked.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 /// How an address delivers its callers' traffic.
@@ -423,6 +429,14 @@ impl Config {
         if self.handshake_timeout_ms == 0 || self.rendezvous_timeout_ms == 0 {
             return invalid("handshake_timeout_ms and rendezvous_timeout_ms must be positive");
         }
+        for address in &self.addresses {
+            if let Some(origin) = address.allowed_origins.iter().find(|o| !relay_proto::cors::is_origin(o)) {
+                return Err(ConfigError::Invalid(format!(
+                    "allowed_origins of {:?}: {origin:?} is not an origin like https://app.example (no path, no *)",
+                    address.path
+                )));
+            }
+        }
         if self.http_response_timeout_ms == 0 || self.addresses.iter().any(|a| a.http_response_timeout_ms == Some(0)) {
             return invalid("http_response_timeout_ms must be positive");
         }
@@ -494,6 +508,11 @@ impl Config {
     pub(crate) fn http_response_timeout(&self, address: &str) -> Duration {
         let per_address = self.addresses.iter().find(|a| a.path == address).and_then(|a| a.http_response_timeout_ms);
         Duration::from_millis(per_address.unwrap_or(self.http_response_timeout_ms))
+    }
+
+    /// The browser origins allowed on `address` (empty: CORS off there).
+    pub(crate) fn allowed_origins(&self, address: &str) -> &[String] {
+        self.addresses.iter().find(|a| a.path == address).map_or(&[], |a| a.allowed_origins.as_slice())
     }
 
     /// Whether HTTP-mode requests reach the Hybrid Connections listeners of `address`.
