@@ -510,9 +510,14 @@ impl Config {
         Duration::from_millis(per_address.unwrap_or(self.http_response_timeout_ms))
     }
 
-    /// The browser origins allowed on `address` (empty: CORS off there).
-    pub(crate) fn allowed_origins(&self, address: &str) -> &[String] {
-        self.addresses.iter().find(|a| a.path == address).map_or(&[], |a| a.allowed_origins.as_slice())
+    /// The browser origins allowed on a path whose addresses are `candidates` (longest first):
+    /// those of the longest with `allowed_origins`; `None` where CORS is off. Decided before the
+    /// sender's token is, so that its refusal can carry the CORS headers a page needs to read it.
+    pub(crate) fn allowed_origins(&self, candidates: &[&str]) -> Option<&[String]> {
+        candidates.iter().find_map(|candidate| {
+            let address = self.addresses.iter().find(|a| a.path == *candidate && !a.allowed_origins.is_empty())?;
+            Some(address.allowed_origins.as_slice())
+        })
     }
 
     /// Whether HTTP-mode requests reach the Hybrid Connections listeners of `address`.

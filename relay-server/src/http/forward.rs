@@ -7,10 +7,14 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, UPGRADE, VIA};
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, HOST,
+    HeaderName, HeaderValue, ORIGIN, UPGRADE, VIA,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use relay_proto::ErrorCode;
 use relay_proto::auth::unix_now;
+use relay_proto::cors;
 use relay_proto::hc::{address_prefixes, http_status, status_description};
 use relay_proto::hc_http::{
     MAX_CONTROL_BODY, MAX_CONTROL_JSON, RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers,
@@ -30,13 +34,55 @@ type Answer = Response<Full<Bytes>>;
 
 /// Serves one request.
 pub(super) async fn forward(shared: &Shared, request: Request<Incoming>, peer: Peer) -> Answer {
-    match try_forward(shared, request, peer).await {
-        Ok(answer) => answer,
-        Err(Refused { status, message }) => {
-            tracing::debug!(remote = %peer.remote, status, %message, "http request refused");
-            relay_error(status, &message)
+    let origin = match cors_origin(shared, &request) {
+        Ok(origin) => origin,
+        Err(refusal) => return refusal.answer(peer),
+    };
+    let preflight =
+        request.method() == Method::OPTIONS && request.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
+    let mut answer = match &origin {
+        Some(origin) if preflight => preflight_answer(origin, request.headers()),
+        _ => match try_forward(shared, request, peer).await {
+            Ok(answer) => answer,
+            Err(refusal) => refusal.answer(peer),
+        },
+    };
+    if let Some(origin) = origin
+        && !answer.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN)
+    {
+        for (name, value) in cors::response_headers(&origin) {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                answer.headers_mut().append(name, value);
+            }
         }
     }
+    answer
+}
+
+/// The `Origin` of a browser's request to an address with `allowed_origins`, once checked;
+/// `None` for a request without one, or where CORS is off. A disallowed origin is refused.
+fn cors_origin(shared: &Shared, request: &Request<Incoming>) -> Result<Option<String>, Refused> {
+    let Some(origin) = request.headers().get(ORIGIN) else { return Ok(None) };
+    let path = request.uri().path().trim_start_matches('/');
+    let candidates: Vec<&str> = address_prefixes(path).collect();
+    let Some(allowed) = shared.config.allowed_origins(&candidates) else { return Ok(None) };
+    match origin.to_str() {
+        Ok(origin) if cors::allows(allowed, origin) => Ok(Some(origin.to_owned())),
+        _ => Err(refused(403, "this origin may not send to this address")),
+    }
+}
+
+/// The relay's `204` to an allowed origin's CORS preflight.
+fn preflight_answer(origin: &str, headers: &hyper::HeaderMap) -> Answer {
+    let requested = headers.get(ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    for (name, value) in cors::preflight_headers(origin, requested) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 /// The relay's own refusal of a request.
@@ -44,6 +90,14 @@ pub(super) async fn forward(shared: &Shared, request: Request<Incoming>, peer: P
 struct Refused {
     status: u16,
     message: String,
+}
+
+impl Refused {
+    /// The relay's answer for it.
+    fn answer(self, peer: Peer) -> Answer {
+        tracing::debug!(remote = %peer.remote, status = self.status, message = %self.message, "http request refused");
+        relay_error(self.status, &self.message)
+    }
 }
 
 fn refused(status: u16, message: impl Into<String>) -> Refused {

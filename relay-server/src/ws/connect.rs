@@ -20,6 +20,12 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     if candidates.is_empty() {
         return request.refuse(404, "no address in the path").await;
     }
+    // A browser page (it sends `Origin`) from an origin the address does not allow.
+    if let (Some(allowed), Some(origin)) = (shared.config.allowed_origins(&candidates), request.head.header("Origin"))
+        && !relay_proto::cors::allows(allowed, origin)
+    {
+        return request.refuse(403, "this origin may not send to this address").await;
+    }
     // The registered address is the longest prefix of the path the token covers that is in
     // multicast mode or has a listener (else the longest covered); the rest is a suffix for the
     // listener. Listeners are looked up only where the sender may send, so that which prefixes
