@@ -27,7 +27,8 @@ pub(crate) type RendezvousRequest = (RequestMessage, Bytes);
 #[derive(Debug)]
 struct Entry {
     /// The listener the request was sent to: only it may answer on its control channel.
-    listener: ListenerId,
+    /// `None` for a listener on another node, which answers over the rendezvous only.
+    listener: Option<ListenerId>,
     reply: oneshot::Sender<ListenerAnswer>,
     /// Taken by the rendezvous that carries it.
     request: Option<RendezvousRequest>,
@@ -68,7 +69,7 @@ impl Exchanges {
     pub(crate) fn complete(&self, id: &str, from: Option<ListenerId>, answer: ListenerAnswer) -> bool {
         let mut table = self.lock();
         let Some(entry) = table.get(id) else { return false };
-        if from.is_some_and(|listener| listener != entry.listener) {
+        if from.is_some_and(|listener| Some(listener) != entry.listener) {
             return false;
         }
         let entry = table.remove(id).expect("looked up under the same lock");
@@ -78,7 +79,7 @@ impl Exchanges {
     /// Ends the requests sent to `listener`, whose control channel closed: their senders hear
     /// at once that it went.
     pub(crate) fn listener_gone(&self, listener: ListenerId) {
-        self.lock().retain(|_, entry| entry.listener != listener);
+        self.lock().retain(|_, entry| entry.listener != Some(listener));
     }
 }
 
@@ -92,10 +93,10 @@ pub(crate) struct Exchange {
 
 impl Exchange {
     /// A fresh id, made with `random` (`rendezvous::system_random` outside tests), for a request
-    /// sent to `listener`; `request` is what a rendezvous carries, when it goes over one.
+    /// sent to `listener` (`None`: one on another node).
     pub(crate) fn register(
         table: &Exchanges,
-        listener: ListenerId,
+        listener: Option<ListenerId>,
         random: fn(&mut [u8]) -> Result<(), NoRandomness>,
     ) -> Result<Self, NoRandomness> {
         let mut bytes = [0u8; 18];
@@ -148,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_listener_sent_a_request_answers_it_on_its_control_channel() {
         let table = Exchanges::default();
-        let mut exchange = Exchange::register(&table, 7, crate::rendezvous::system_random).unwrap();
+        let mut exchange = Exchange::register(&table, Some(7), crate::rendezvous::system_random).unwrap();
         let id = exchange.id().to_owned();
         assert!(!table.complete(&id, Some(8), answer(200)), "another listener");
         assert!(table.complete(&id, Some(7), answer(201)));
@@ -159,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn a_rendezvous_takes_its_request_once_then_answers() {
         let table = Exchanges::default();
-        let mut exchange = Exchange::register(&table, 1, crate::rendezvous::system_random).unwrap();
+        let mut exchange = Exchange::register(&table, Some(1), crate::rendezvous::system_random).unwrap();
         let id = exchange.id().to_owned();
         assert!(matches!(table.rendezvous(&id), Rendezvous::Answer));
         let message = RequestMessage {
@@ -182,8 +183,8 @@ mod tests {
     #[tokio::test]
     async fn a_listener_gone_ends_its_requests_and_a_dropped_exchange_leaves_the_table() {
         let table = Exchanges::default();
-        let mut sent_to_gone = Exchange::register(&table, 1, crate::rendezvous::system_random).unwrap();
-        let other = Exchange::register(&table, 2, crate::rendezvous::system_random).unwrap();
+        let mut sent_to_gone = Exchange::register(&table, Some(1), crate::rendezvous::system_random).unwrap();
+        let other = Exchange::register(&table, None, crate::rendezvous::system_random).unwrap();
         table.listener_gone(1);
         assert!(sent_to_gone.answer().await.is_none());
         let id = other.id().to_owned();

@@ -12,6 +12,8 @@ use relay_proto::cluster::{
     Delta, Heartbeat, ListenerKind, NodeId, OpenReply, OpenRequest, SnapshotChunk, SnapshotRequest, Subjects,
 };
 use relay_proto::error::chain;
+use relay_proto::hc::Accept;
+use relay_proto::hc_http::RequestMessage;
 use relay_proto::{Control, ErrorCode, Incoming, Refusal};
 use tokio::task::JoinSet;
 
@@ -324,6 +326,9 @@ fn serve_open(shared: &Shared, request: &OpenRequest, target: &DialTarget) -> Op
     }
     // A Hybrid Connections listener may only be sent to the caller's node's own endpoint.
     let accept = request.accept.as_ref().filter(|accept| target.allows_rendezvous(&accept.address));
+    if request.http {
+        return serve_http_open(shared, request, accept);
+    }
     let mut tried = request.exclude.clone();
     loop {
         let picked = shared.registry().pick(&request.address, &tried);
@@ -354,6 +359,29 @@ fn serve_open(shared: &Shared, request: &OpenRequest, target: &DialTarget) -> Op
         (ErrorCode::NoListener, "no listener on the node can take it")
     };
     OpenReply::Refused(Refusal { code, detail: detail.into() })
+}
+
+/// Answers another node's HTTP-mode request: tells a local Hybrid Connections listener of the
+/// address, if HTTP mode is on there, to open the request's rendezvous on that node.
+fn serve_http_open(shared: &Shared, request: &OpenRequest, accept: Option<&Accept>) -> OpenReply {
+    let refused = |code, detail: &str| OpenReply::Refused(Refusal { code, detail: detail.into() });
+    let Some(accept) = accept else {
+        return refused(ErrorCode::BadRequest, "an http request's rendezvous must be on the asking node");
+    };
+    if !shared.config.http_enabled(&request.address) {
+        return refused(ErrorCode::NoListener, "HTTP mode is not enabled on this address on the node");
+    }
+    let mut tried = request.exclude.clone();
+    while let Some((id, listener)) = shared.registry().pick(&request.address, &tried) {
+        tried.push(id);
+        if let ListenerHandle::Hc(hc) = listener {
+            let notice = RequestMessage::rendezvous_only(&accept.address, &accept.id);
+            if hc.notify.try_send(ToListener::Request(notice, None)).is_ok() {
+                return OpenReply::Notified { listener: id, kind: ListenerKind::HybridConnection };
+            }
+        }
+    }
+    refused(ErrorCode::NoListener, "no listener on the node takes HTTP requests")
 }
 
 /// Publishes unless NATS is away (what would be said then is stale when it is back: deltas are

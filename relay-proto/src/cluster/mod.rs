@@ -18,7 +18,7 @@ use crate::message::{ContractInfo, MAX_DIAL_URL_LEN, MAX_SECRET_LEN, Refusal};
 use crate::wire::{Reader, Writer};
 
 /// The version byte of every cluster message; a node drops messages of another version.
-pub const CLUSTER_VERSION: u8 = 2;
+pub const CLUSTER_VERSION: u8 = 3;
 /// The largest cluster message but a snapshot chunk.
 pub const MAX_CLUSTER_MESSAGE: usize = 64 * 1024;
 /// The largest snapshot chunk (within NATS's default 1 MB payload limit).
@@ -342,6 +342,10 @@ pub struct OpenRequest {
     /// Listeners of the node not to pick (multicast subscribers the caller's node has already),
     /// at most [`MAX_EXCLUDED`].
     pub exclude: Vec<u64>,
+    /// An HTTP-mode request rather than a channel: only a Hybrid Connections listener of an
+    /// HTTP-enabled address takes it, sent a `request` notice naming only `accept`'s address (the
+    /// request's rendezvous on the caller's node) and id; the request goes over that rendezvous.
+    pub http: bool,
 }
 
 /// The most listeners one [`OpenRequest`] may exclude.
@@ -380,6 +384,7 @@ impl OpenRequest {
         for id in exclude {
             w.u64(*id);
         }
+        w.u8(u8::from(self.http));
         w.finish()
     }
 
@@ -395,6 +400,7 @@ impl OpenRequest {
             contract: ContractInfo::read(&mut r)?,
             accept: None,
             exclude: Vec::new(),
+            http: false,
         };
         if r.u8()? != 0 {
             let address = r.str("accept address", MAX_ACCEPT_ADDRESS_LEN)?.to_owned();
@@ -412,6 +418,11 @@ impl OpenRequest {
         for _ in 0..excluded {
             request.exclude.push(r.u64()?);
         }
+        request.http = match r.u8()? {
+            0 => false,
+            1 => true,
+            other => return Err(ProtoError::InvalidValue { field: "http flag", value: other.into() }.into()),
+        };
         r.end()?;
         Ok(request)
     }

@@ -31,6 +31,7 @@ fn open_request() -> OpenRequest {
             connect_headers: [("Sec-WebSocket-Key".to_owned(), "abc".to_owned())].into(),
         }),
         exclude: vec![1, 2],
+        http: false,
     }
 }
 
@@ -47,6 +48,11 @@ fn messages_round_trip() {
     assert_eq!(OpenRequest::decode(&open.encode()), Ok(open));
     let hc = OpenRequest { exclude: vec![1, 2, u64::MAX], ..open_request() };
     assert_eq!(OpenRequest::decode(&hc.encode()), Ok(hc));
+    let http = OpenRequest { http: true, ..open_request() };
+    assert_eq!(OpenRequest::decode(&http.encode()), Ok(http.clone()));
+    let mut bad_flag = http.encode();
+    *bad_flag.last_mut().unwrap() = 2;
+    assert!(OpenRequest::decode(&bad_flag).is_err(), "a flag is 0 or 1");
     let notified = |kind| OpenReply::Notified { listener: 9, kind };
     let refused = OpenReply::Refused(Refusal { code: ErrorCode::Busy, detail: "x".into() });
     for reply in [notified(ListenerKind::Quic), notified(ListenerKind::HybridConnection), refused] {

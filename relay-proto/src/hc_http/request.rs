@@ -201,6 +201,28 @@ pub struct RequestMessage {
     pub body: Option<bool>,
 }
 
+impl RequestMessage {
+    /// The notice of a request that travels over its rendezvous: only the rendezvous `address`
+    /// and the `id` (listeners tell it from a whole request by the missing `method`).
+    ///
+    /// ```
+    /// use relay_proto::hc_http::RequestMessage;
+    /// let notice = RequestMessage::rendezvous_only("wss://h/$hc/web?sb-hc-action=request&sb-hc-id=1", "1");
+    /// assert_eq!((notice.method, notice.body), (None, None));
+    /// ```
+    pub fn rendezvous_only(address: &str, id: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            id: id.to_owned(),
+            request_target: None,
+            method: None,
+            remote_endpoint: None,
+            request_headers: None,
+            body: None,
+        }
+    }
+}
+
 /// The sender's end of its connection, in a [`RequestMessage`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteEndpoint {

@@ -17,17 +17,14 @@ use relay_proto::auth::unix_now;
 use relay_proto::cors;
 use relay_proto::hc::{address_prefixes, http_status, status_description};
 use relay_proto::hc_http::{
-    MAX_CONTROL_BODY, MAX_CONTROL_JSON, RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers,
-    listener_target, reason_phrase, sender_headers, sender_status, sender_token,
+    RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers, listener_target, reason_phrase,
+    sender_headers, sender_status, sender_token,
 };
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Peer;
+use super::{Peer, ask};
 use crate::auth::Authorized;
-use crate::exchanges::{Exchange, ListenerAnswer};
-use crate::listeners::{HcListener, ListenerHandle, ToListener};
-use crate::registry::ListenerId;
-use crate::rendezvous::system_random;
+use crate::exchanges::ListenerAnswer;
 use crate::state::Shared;
 
 type Answer = Response<Full<Bytes>>;
@@ -87,7 +84,7 @@ fn preflight_answer(origin: &str, headers: &hyper::HeaderMap) -> Answer {
 
 /// The relay's own refusal of a request.
 #[derive(Debug)]
-struct Refused {
+pub(super) struct Refused {
     status: u16,
     message: String,
 }
@@ -100,12 +97,12 @@ impl Refused {
     }
 }
 
-fn refused(status: u16, message: impl Into<String>) -> Refused {
+pub(super) fn refused(status: u16, message: impl Into<String>) -> Refused {
     Refused { status, message: message.into() }
 }
 
 /// The refusal for an error code, with its status and description as on a WebSocket handshake.
-fn refused_as(code: ErrorCode, detail: &str) -> Refused {
+pub(super) fn refused_as(code: ErrorCode, detail: &str) -> Refused {
     refused(http_status(code).0, status_description(code, detail))
 }
 
@@ -160,7 +157,7 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
         request_headers: Some(listener_headers(&headers, strip_authorization, &via)),
         body: Some(!body.is_empty()),
     };
-    let answer = ask_listener(shared, &address, message, body).await?;
+    let answer = ask::ask_listener(shared, &address, message, body).await?;
     Ok(listener_answer(answer, &via, parts.method == Method::HEAD))
 }
 
@@ -203,75 +200,6 @@ fn via_name(headers: &hyper::HeaderMap, peer: Peer) -> String {
         (Some(host), _) => host.to_owned(),
         (None, Some(local)) => local.to_string(),
         (None, None) => "relay".to_owned(),
-    }
-}
-
-/// Sends `message` (its body after it) to a Hybrid Connections listener of `address` and waits
-/// for its answer, within the address's response timeout.
-async fn ask_listener(
-    shared: &Shared,
-    address: &str,
-    mut message: RequestMessage,
-    body: Bytes,
-) -> Result<ListenerAnswer, Refused> {
-    let timeout = shared.config.http_response_timeout(address);
-    let mut tried: Vec<ListenerId> = Vec::new();
-    loop {
-        let (id, hc) = pick_hc_listener(shared, address, &mut tried)
-            .ok_or_else(|| refused(502, format!("no listener on {address:?} takes HTTP requests")))?;
-        let mut exchange = Exchange::register(&shared.exchanges, id, system_random).map_err(|e| {
-            tracing::error!(error = %e, "refusing an http request");
-            refused(500, e.to_string())
-        })?;
-        message.id = exchange.id().to_owned();
-        message.address = format!("{}/$hc/{address}?sb-hc-action=request&sb-hc-id={}", hc.base_url, exchange.id());
-        let over_control = body.len() <= MAX_CONTROL_BODY
-            && serde_json::to_string(&message).is_ok_and(|json| json.len() <= MAX_CONTROL_JSON);
-        let notice = if over_control {
-            ToListener::Request(message.clone(), (!body.is_empty()).then(|| body.clone()))
-        } else {
-            // Only the id and the rendezvous address: the listener opens the rendezvous, where
-            // the whole request goes. (Listeners tell the two apart by `method`.)
-            exchange.over_rendezvous((message.clone(), body.clone()));
-            let notice = RequestMessage {
-                address: message.address.clone(),
-                id: message.id.clone(),
-                request_target: None,
-                method: None,
-                remote_endpoint: None,
-                request_headers: None,
-                body: None,
-            };
-            ToListener::Request(notice, None)
-        };
-        match hc.notify.try_send(notice) {
-            Ok(()) => {}
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                return Err(refused_as(ErrorCode::Busy, "the listener has too many requests waiting"));
-            }
-            // It is leaving: the next one.
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => continue,
-        }
-        return match tokio::time::timeout(timeout, exchange.answer()).await {
-            Ok(Some(answer)) => Ok(answer),
-            Ok(None) => Err(refused(502, "the listener went before it answered")),
-            Err(_) => Err(refused(
-                504,
-                format!("the listener did not answer within {} ms (http_response_timeout_ms)", timeout.as_millis()),
-            )),
-        };
-    }
-}
-
-/// The next Hybrid Connections listener of `address` not `tried` yet (QUIC hosts do not take
-/// HTTP requests yet).
-fn pick_hc_listener(shared: &Shared, address: &str, tried: &mut Vec<ListenerId>) -> Option<(ListenerId, HcListener)> {
-    loop {
-        let (id, handle) = shared.registry().pick(address, tried)?;
-        tried.push(id);
-        if let ListenerHandle::Hc(hc) = handle {
-            return Some((id, hc));
-        }
     }
 }
 

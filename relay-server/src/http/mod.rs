@@ -7,6 +7,7 @@
 //! `/$hc/` nor an upgrade comes here with the bytes read so far, and hyper serves the connection
 //! from then on (keep-alive, chunked bodies, `Expect: 100-continue`).
 
+mod ask;
 mod forward;
 mod replay;
 

@@ -72,6 +72,7 @@ pub(crate) async fn ask(
         contract: request.contract.clone(),
         accept: peers.wss_url.as_deref().map(|base| hc_accept(request, channel_id, base, pending.secret())),
         exclude,
+        http: false,
     };
     match peers.request_open(node, &open).await {
         Ok(OpenReply::Notified { listener, kind }) => Ok(Dialling { listener, kind, pending }),

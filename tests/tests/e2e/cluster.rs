@@ -397,6 +397,50 @@ async fn channels_are_spread_round_robin_over_the_listeners_of_every_node() {
     assert!((21..=39).contains(&on_a) && (21..=39).contains(&on_b), "on a: {on_a}, on b: {on_b}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_request_to_one_node_reaches_a_hyco_https_listener_on_another_over_a_rendezvous_there() {
+    use relay_proto::auth::{sas_token, unix_now};
+    use relay_tests::https::{Connection as Https, sha256_hex};
+
+    let nats = TestNats::start();
+    let data = temp_dir("cluster-data");
+    let web = "[[addresses]]\npath = \"web\"\nhttp = true\n";
+    let a = ClusterNode::start_with(&nats.url(), "http", &data, web);
+    let b = ClusterNode::start_with(&nats.url(), "http", &data, web);
+    let root = relay_rpc::auth::SharedAccessKey::from_file(data.join("root.key")).expect("root key");
+    let token = |audience: &str| sas_token(audience, root.name(), root.secret(), unix_now() + 3600);
+    let listen = token("http://127.0.0.1/web");
+    let url = format!("{}/$hc/web?sb-hc-action=listen", a.ws_url);
+    let mut listener =
+        relay_tests::node::NodeScript::spawn("https-listener.js", &[&url, &listen], &data.join("cert.pem"));
+    listener.expect("listening", Duration::from_secs(30));
+    let send = token("https://127.0.0.1/web");
+    let b_addr: std::net::SocketAddr = b.ws_url.trim_start_matches("wss://").parse().expect("node b's address");
+
+    // Once node b knows of the listener: a GET, then a body too large for a control channel.
+    let deadline = Instant::now() + settle();
+    let hello = loop {
+        let response = Https::open_to(b_addr, &data.join("cert.pem"))
+            .await
+            .send("GET", "/web/hello?x=1", &[("ServiceBusAuthorization", &send)], Vec::new())
+            .await;
+        if response.status != 502 || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!((hello.status, hello.text()), (200, "hello GET".to_owned()), "{hello:?}");
+    assert_eq!(hello.header("x-echo-url"), Some("/web/hello?x=1"));
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let echo = Https::open_to(b_addr, &data.join("cert.pem"))
+        .await
+        .send("POST", "/web/echo", &[("ServiceBusAuthorization", &send)], body.clone())
+        .await;
+    assert_eq!(echo.status, 200, "{echo:?}");
+    let json: serde_json::Value = serde_json::from_str(&echo.text()).expect("json");
+    assert_eq!(json["sha256"], sha256_hex(&body), "{json}");
+}
+
 #[tokio::test]
 async fn a_hosts_incoming_channel_limit_counts_its_channels_from_every_node() {
     let nats = TestNats::start();
