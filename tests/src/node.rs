@@ -7,6 +7,9 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::TestRelay;
+use crate::raw_ws;
+
 /// `tests/node`, with its `node_modules` installed from the lockfile if they are missing.
 pub fn node_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -31,6 +34,16 @@ pub fn node_dir() -> &'static Path {
         }
         dir
     })
+}
+
+/// The official HTTP-mode listener, `hyco-https` (`https-listener.js`), on `address` of
+/// `relay`: returned once it has registered (within 30 s, Node's start included).
+pub fn https_listener(relay: &TestRelay, address: &str) -> NodeScript {
+    let url = format!("{}/$hc/{address}?sb-hc-action=listen", relay.ws_url);
+    let token = raw_ws::token(relay, address, Duration::from_secs(3600));
+    let mut listener = NodeScript::spawn("https-listener.js", &[&url, &token], &relay.cert);
+    listener.expect("listening", Duration::from_secs(30));
+    listener
 }
 
 /// A Node.js script of `tests/node` running as a child process, printing JSON lines.

@@ -3,18 +3,26 @@
 //! a standard listener (tokio-tungstenite). Whichever end closes, the page sees a clean close
 //! (`wasClean`) with the code and reason the closing end gave, never 1006.
 //!
+//! CORS, from pages of two real origins (`http://127.0.0.1:PORT`, local servers): a page of an
+//! address's allowed origin calls a hyco-https listener through the relay with `fetch` (a
+//! preflighted JSON POST with the token header), reads the relay's own 401, and is a WebSocket
+//! sender; a page of another origin gets none of it.
+//!
 //! Needs Node.js and Chromium (`apt-get install chromium`; `CHROMIUM` names another binary):
 //! without them this test fails, it does not skip.
 
+use std::cell::Cell;
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use relay_proto::auth::percent::encode_component as percent_encode;
-use relay_tests::TestRelay;
-use relay_tests::node::node_dir;
+use relay_server::AddressConfig;
+use relay_tests::node::{https_listener, node_dir};
 use relay_tests::raw_ws::{self, Ending, Scheme, close_frame};
+use relay_tests::{TestRelay, https};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -41,15 +49,14 @@ struct PageSaw {
     error: Option<String>,
 }
 
-/// Runs the page as a sender on each of `urls` in `mode`; what it saw of each.
-async fn browse(mode: &str, urls: Vec<String>) -> Vec<PageSaw> {
+/// Runs `node SCRIPT ARGS...` (a script of `tests/node` driving the browser), within 90 s; the
+/// JSON lines it printed.
+async fn in_browser<T: serde::de::DeserializeOwned>(script: &'static str, args: Vec<String>) -> Vec<T> {
     let browser = chromium();
-    let mode = mode.to_owned();
     let run = tokio::task::spawn_blocking(move || {
         Command::new("node")
-            .arg("browser-sender.js")
-            .arg(&mode)
-            .args(&urls)
+            .arg(script)
+            .args(&args)
             .env("CHROMIUM", browser)
             .current_dir(node_dir())
             .output()
@@ -57,8 +64,16 @@ async fn browse(mode: &str, urls: Vec<String>) -> Vec<PageSaw> {
     });
     let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser finishes").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "browser-sender.js failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    stdout.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+    assert!(output.status.success(), "{script} failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}")))
+        .collect()
+}
+
+/// Runs the page as a sender on each of `urls` in `mode`; what it saw of each.
+async fn browse(mode: &str, urls: Vec<String>) -> Vec<PageSaw> {
+    in_browser("browser-sender.js", [vec![mode.to_owned()], urls].concat()).await
 }
 
 /// The URL a browser sender uses: the token in the query, as browsers cannot set headers.
@@ -129,4 +144,105 @@ async fn a_listeners_close_reaches_the_browser_clean_with_its_code_and_reason() 
     for ending in endings {
         assert_eq!(ending, Ending::Clean(1000, "done".into()), "the relay answers the listener's close");
     }
+}
+
+/// What one fetch from the page got: the status and body it could read, or the error it got
+/// instead (a TypeError when the browser refuses the answer, CORS).
+#[derive(Debug, serde::Deserialize)]
+struct FetchSaw {
+    status: Option<u16>,
+    body: Option<String>,
+    error: Option<String>,
+}
+
+/// What a page of one origin saw (`browser-fetch.js`).
+#[derive(Debug, serde::Deserialize)]
+struct OriginSaw {
+    origin: String,
+    /// The token-carrying JSON POST to the listener's `/web/echo`.
+    post: FetchSaw,
+    /// A GET of `/web/hello` without a token.
+    unauthorized: FetchSaw,
+    /// A WebSocket sender to the echo listener on `chat`.
+    ws: PageSaw,
+}
+
+/// Two TCP ports free on 127.0.0.1 (both held while the second is picked, so they differ).
+fn two_free_ports() -> (u16, u16) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let (a, b) = (bind(), bind());
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
+}
+
+/// A standard listener on `control` for as long as it is polled: echoes every message of each
+/// sender until that sender closes, then takes the next; counts the senders in `accepted`.
+async fn echo_senders(relay: &TestRelay, control: &mut raw_ws::Ws, accepted: &Cell<usize>) -> Infallible {
+    loop {
+        let message = control.next().await.expect("the listener's control channel open").expect("healthy");
+        let Message::Text(text) = message else { continue };
+        let command: serde_json::Value = serde_json::from_str(&text).expect("a JSON command");
+        let Some(url) = command["accept"]["address"].as_str() else { continue };
+        let mut rendezvous = raw_ws::connect(relay, url, None).await.expect("rendezvous connects");
+        accepted.set(accepted.get() + 1);
+        while let Some(Ok(message)) = rendezvous.next().await {
+            if message.is_text() || message.is_binary() {
+                let _ = rendezvous.send(message).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_an_allowed_origin_calls_an_http_listener_and_a_page_of_another_origin_is_refused() {
+    const WEB: &str = "web";
+    const CHAT: &str = "chat";
+    let (allowed_port, other_port) = two_free_ports();
+    let allowed = format!("http://127.0.0.1:{allowed_port}");
+    let relay = TestRelay::start_with(|c| {
+        let allowed_origins = vec![allowed.clone()];
+        c.addresses = vec![
+            AddressConfig {
+                path: WEB.into(),
+                http: true,
+                allowed_origins: allowed_origins.clone(),
+                ..Default::default()
+            },
+            AddressConfig { path: CHAT.into(), allowed_origins, ..Default::default() },
+        ];
+    })
+    .await;
+    let _web_listener = https_listener(&relay, WEB);
+    let mut chat_listener = control(&relay, CHAT).await;
+
+    // One send token for both addresses: the namespace root's audience covers every address.
+    let token = https::token(&relay, "");
+    let base = format!("https://127.0.0.1:{}", relay.ws_addr.port());
+    let chat_url = format!("{}/$hc/{CHAT}?sb-hc-action=connect&sb-hc-token={}", relay.ws_url, percent_encode(&token));
+    let args = vec![base, token, chat_url, allowed_port.to_string(), other_port.to_string()];
+    let accepted = Cell::new(0);
+    let seen: Vec<OriginSaw> = tokio::select! {
+        seen = in_browser("browser-fetch.js", args) => seen,
+        never = echo_senders(&relay, &mut chat_listener, &accepted) => match never {},
+    };
+    let [from_allowed, from_other] = <[OriginSaw; 2]>::try_from(seen).expect("one line per origin");
+    assert_eq!(from_allowed.origin, allowed);
+    assert_eq!(from_other.origin, format!("http://127.0.0.1:{other_port}"));
+
+    // The allowed origin: the preflight passes, the listener's answer is readable,
+    // the relay's own 401 is readable, and the WebSocket sender gets its echo.
+    let post = &from_allowed.post;
+    assert_eq!((post.status, &post.error), (Some(200), &None), "{from_allowed:?}");
+    assert!(post.body.as_deref().is_some_and(|b| b.contains(r#""length":13"#)), "{from_allowed:?}");
+    assert_eq!(from_allowed.unauthorized.status, Some(401), "{from_allowed:?}");
+    assert_eq!(from_allowed.ws.echoed.as_deref(), Some("hello"), "{from_allowed:?}");
+    assert_eq!((from_allowed.ws.was_clean, from_allowed.ws.code), (Some(true), Some(1000)), "{from_allowed:?}");
+
+    // Another origin: the browser refuses the POST (no status readable), and the relay refuses
+    // the WebSocket sender before it reaches the listener.
+    let post = &from_other.post;
+    assert!(post.error.is_some() && post.status.is_none(), "{from_other:?}");
+    assert!(from_other.unauthorized.status.is_none(), "{from_other:?}");
+    assert_eq!(from_other.ws.echoed, None, "{from_other:?}");
+    assert_ne!(from_other.ws.code, Some(1000), "{from_other:?}");
+    assert_eq!(accepted.get(), 1, "only the allowed origin's sender reached the listener");
 }

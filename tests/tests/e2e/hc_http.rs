@@ -9,7 +9,10 @@
 //! headers the listener sees (no token, no `Host`, `Via` added, `Authorization` passed through);
 //! `Via` on every listener answer and on none of the relay's own (401, 403, 404, 400, 502, 503,
 //! 504); the address's response timeout (504); a listener dying mid-request (502 at once); two
-//! requests on one keep-alive connection.
+//! requests on one keep-alive connection. CORS on an address with `allowed_origins`: the relay
+//! answers preflights itself, marks answers to allowed origins, and refuses other origins; an
+//! address without them passes `OPTIONS` and `Origin` to the listener untouched. (The same seen
+//! from a real browser's pages: `browser.rs`.)
 
 use std::time::{Duration, Instant};
 
@@ -18,12 +21,12 @@ use relay_server::AddressConfig;
 use relay_server::Config;
 use relay_tests::https::{self, Connection, Response, sha256_hex};
 use relay_tests::lab::{LabClient, LabHost, ServeLab};
-use relay_tests::node::NodeScript;
+use relay_tests::node::https_listener;
 use relay_tests::raw_ws::{self, Scheme};
 use relay_tests::{SLACK, TestRelay, ms};
 use tokio_tungstenite::tungstenite::Message;
 
-/// How long the Node listener may take to start and register, or to report a request.
+/// How long the Node listener may take to report a request.
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The HTTP-enabled address the tests use.
@@ -40,15 +43,6 @@ async fn relay_with(configure: impl FnOnce(&mut Config)) -> TestRelay {
 
 async fn relay() -> TestRelay {
     relay_with(|_| {}).await
-}
-
-/// A hyco-https listener on `address`, registered.
-fn listener(relay: &TestRelay, address: &str) -> NodeScript {
-    let url = format!("{}/$hc/{address}?sb-hc-action=listen", relay.ws_url);
-    let token = raw_ws::token(relay, address, Duration::from_secs(3600));
-    let mut listener = NodeScript::spawn("https-listener.js", &[&url, &token], &relay.cert);
-    listener.expect("listening", WAIT);
-    listener
 }
 
 /// A `(ServiceBusAuthorization, send token)` header for `address`.
@@ -76,7 +70,7 @@ fn assert_relay_answer(response: &Response, status: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_with_query_and_custom_header_reaches_the_listener_and_its_answer_carries_via() {
     let relay = relay().await;
-    let mut listener = listener(&relay, WEB);
+    let mut listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     let response = https::get(&relay, "/web/hello?x=1", &[(name, &token), ("X-Custom", "custom value")]).await;
@@ -96,7 +90,7 @@ async fn get_with_query_and_custom_header_reaches_the_listener_and_its_answer_ca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_in_the_query_is_accepted_and_stripped_before_the_listener() {
     let relay = relay().await;
-    let mut listener = listener(&relay, WEB);
+    let mut listener = https_listener(&relay, WEB);
     let token = https::query_escape(&https::token(&relay, WEB));
 
     let target = format!("/web/hello?sb-hc-token={token}&x=1");
@@ -114,7 +108,7 @@ async fn a_token_in_the_query_is_accepted_and_stripped_before_the_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn posted_bodies_arrive_whole_on_the_control_channel_and_over_a_rendezvous() {
     let relay = relay().await;
-    let _listener = listener(&relay, WEB);
+    let _listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     // 10 KB fits the control channel; 100 KB is over its 64 KiB, so the relay opens a rendezvous.
@@ -140,7 +134,7 @@ async fn posted_bodies_arrive_whole_on_the_control_channel_and_over_a_rendezvous
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_response_comes_back_whole_over_the_listeners_rendezvous() {
     let relay = relay().await;
-    let _listener = listener(&relay, WEB);
+    let _listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     // 200 KB: hyco-https buffers it, finds it over 64 KiB and opens the rendezvous to send it.
@@ -157,7 +151,7 @@ async fn a_large_response_comes_back_whole_over_the_listeners_rendezvous() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_204_comes_back_without_a_body_and_the_listener_keeps_serving() {
     let relay = relay().await;
-    let _listener = listener(&relay, WEB);
+    let _listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     let response = https::get(&relay, "/web/empty", &[(name, &token)]).await;
@@ -175,7 +169,7 @@ async fn a_204_comes_back_without_a_body_and_the_listener_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_sees_the_senders_headers_without_the_token_and_with_via() {
     let relay = relay().await;
-    let _listener = listener(&relay, WEB);
+    let _listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     let response = https::get(
@@ -257,7 +251,7 @@ async fn addresses_not_http_enabled_are_404_even_with_a_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_and_upgrade_requests_are_400() {
     let relay = relay().await;
-    let _listener = listener(&relay, WEB);
+    let _listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     let authority = format!("127.0.0.1:{}", relay.ws_addr.port());
@@ -311,7 +305,7 @@ async fn a_draining_relay_answers_503() {
 async fn a_listener_too_slow_gets_the_sender_a_504_at_the_address_timeout() {
     let relay = relay_with(|c| c.addresses[0].http_response_timeout_ms = Some(1_000)).await;
     let timeout = ms(1_000);
-    let mut listener = listener(&relay, WEB);
+    let mut listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     let started = Instant::now();
@@ -332,7 +326,7 @@ async fn a_listener_too_slow_gets_the_sender_a_504_at_the_address_timeout() {
 async fn a_listener_dying_mid_request_gets_the_sender_a_502_at_once() {
     let relay = relay().await;
     let timeout = ms(relay.config().http_response_timeout_ms);
-    let mut listener = listener(&relay, WEB);
+    let mut listener = https_listener(&relay, WEB);
     let token = https::token(&relay, WEB);
     let (addr, cert) = (relay.ws_addr, relay.cert.clone());
 
@@ -357,7 +351,7 @@ async fn a_listener_dying_mid_request_gets_the_sender_a_502_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_requests_on_one_keep_alive_connection_are_both_answered() {
     let relay = relay().await;
-    let _listener = listener(&relay, WEB);
+    let _listener = https_listener(&relay, WEB);
     let (name, token) = auth(&relay, WEB);
 
     let mut connection = Connection::open(&relay).await;
@@ -444,4 +438,93 @@ async fn a_raw_listener_gets_the_request_and_answers_on_its_control_channel_igno
     assert_eq!((response.status, response.reason.as_str(), response.text()), (201, "Made Up", "made".to_owned()));
     assert_eq!(response.header("x-a"), Some("1"));
     assert_relayed(&response);
+}
+
+/// The origin the CORS tests allow on `web`, and one they do not.
+const ALLOWED_ORIGIN: &str = "http://127.0.0.1:1";
+const OTHER_ORIGIN: &str = "http://127.0.0.1:2";
+
+/// A CORS preflight for a token-carrying JSON `POST /web/echo` from `origin`.
+async fn preflight(relay: &TestRelay, origin: &str) -> Response {
+    let headers = [
+        ("Origin", origin),
+        ("Access-Control-Request-Method", "POST"),
+        ("Access-Control-Request-Headers", "content-type, servicebusauthorization"),
+    ];
+    https::request(relay, "OPTIONS", "/web/echo", &headers, Vec::new()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_with_allowed_origins_answers_their_preflights_and_refuses_other_origins() {
+    let relay = relay_with(|c| c.addresses[0].allowed_origins = vec![ALLOWED_ORIGIN.into()]).await;
+    let mut listener = https_listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    // Preflights are the relay's to answer: the listener never sees them.
+    let allowed = preflight(&relay, ALLOWED_ORIGIN).await;
+    assert_relay_answer(&allowed, 204);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some(ALLOWED_ORIGIN), "{allowed:?}");
+    assert_eq!(
+        allowed.header("access-control-allow-headers"),
+        Some("content-type, servicebusauthorization"),
+        "the headers asked for are allowed as asked: {allowed:?}"
+    );
+    let methods = allowed.header("access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("POST"), "{allowed:?}");
+    assert!(allowed.header("access-control-max-age").is_some(), "{allowed:?}");
+    assert!(allowed.body.is_empty(), "{allowed:?}");
+    let refused = preflight(&relay, OTHER_ORIGIN).await;
+    assert_relay_answer(&refused, 403);
+    assert_eq!(refused.header("access-control-allow-origin"), None, "{refused:?}");
+
+    // A request from the allowed origin reaches the listener; its answer is marked for the page.
+    let from_allowed = https::get(&relay, "/web/hello", &[("Origin", ALLOWED_ORIGIN), (name, &token)]).await;
+    assert_eq!((from_allowed.status, from_allowed.text()), (200, "hello GET".to_owned()), "{from_allowed:?}");
+    assert_relayed(&from_allowed);
+    assert_eq!(from_allowed.header("access-control-allow-origin"), Some(ALLOWED_ORIGIN), "{from_allowed:?}");
+    assert!(from_allowed.header("vary").is_some_and(|v| v.contains("Origin")), "{from_allowed:?}");
+    assert_eq!(listener.expect("request", WAIT)["url"], "/web/hello");
+
+    // The relay's own errors to the allowed origin are marked too, so the page can read them.
+    let no_token = https::get(&relay, "/web/hello", &[("Origin", ALLOWED_ORIGIN)]).await;
+    assert_relay_answer(&no_token, 401);
+    assert_eq!(no_token.header("access-control-allow-origin"), Some(ALLOWED_ORIGIN), "{no_token:?}");
+
+    // Another origin is refused by the relay, token or not.
+    let from_other = https::get(&relay, "/web/hello", &[("Origin", OTHER_ORIGIN), (name, &token)]).await;
+    assert_relay_answer(&from_other, 403);
+    assert_eq!(from_other.header("access-control-allow-origin"), None, "{from_other:?}");
+
+    // Callers that are not browsers send no Origin: unaffected.
+    let no_origin = https::get(&relay, "/web/hello?from=curl", &[(name, &token)]).await;
+    assert_eq!((no_origin.status, no_origin.text()), (200, "hello GET".to_owned()), "{no_origin:?}");
+    assert_relayed(&no_origin);
+    assert_eq!(no_origin.header("access-control-allow-origin"), None, "{no_origin:?}");
+    // The next request the listener saw is that one: the refused ones never reached it.
+    assert_eq!(listener.expect("request", WAIT)["url"], "/web/hello?from=curl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_without_allowed_origins_passes_preflights_and_origins_to_the_listener() {
+    let relay = relay().await;
+    let mut listener = https_listener(&relay, WEB);
+    let (name, token) = auth(&relay, WEB);
+
+    // No CORS here: the relay does not answer the preflight, the listener does (it has no
+    // OPTIONS route). Without a token the relay would refuse it, so the token is in the query.
+    let target = format!("/web/echo?sb-hc-token={}", https::query_escape(&token));
+    let headers = [("Origin", OTHER_ORIGIN), ("Access-Control-Request-Method", "POST")];
+    let options = https::request(&relay, "OPTIONS", &target, &headers, Vec::new()).await;
+    assert_eq!((options.status, options.text()), (404, "no route".to_owned()), "{options:?}");
+    assert_relayed(&options);
+    assert_eq!(options.header("access-control-allow-origin"), None, "{options:?}");
+    let request = listener.expect("request", WAIT);
+    assert_eq!(request["method"], "OPTIONS", "{request}");
+    assert_eq!(request["url"], "/web/echo", "{request}");
+
+    // Any Origin is let through, and the answer is the listener's as it gave it.
+    let get = https::get(&relay, "/web/hello", &[("Origin", OTHER_ORIGIN), (name, &token)]).await;
+    assert_eq!((get.status, get.text()), (200, "hello GET".to_owned()), "{get:?}");
+    assert_relayed(&get);
+    assert_eq!(get.header("access-control-allow-origin"), None, "{get:?}");
 }
