@@ -4,6 +4,7 @@
 //! - `GET /healthz`: 200 while the process serves.
 //! - `GET /readyz`: 200 when the relay should be given work; 503, saying why, while it drains
 //!   or (in cluster mode) while it is cut off from NATS.
+//! - `GET /metrics`: the Prometheus text format (`relay_*` and `relay_process_*`).
 //!
 //! Bound to a loopback address it answers anyone who can reach it; bound beyond, only requests
 //! with a token granting `manage` (the `Authorization` header, or `?token=`).
@@ -17,12 +18,16 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
 use relay_proto::auth::{Right, percent, unix_now};
 use relay_proto::error::chain;
+use std::sync::atomic::Ordering;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::listeners::ListenerHandle;
+use crate::metrics::{Snapshot, Transport};
 use crate::phase::Phase;
 use crate::state::Shared;
 
@@ -128,8 +133,54 @@ fn respond(shared: &Shared, guarded: bool, request: &Request<Incoming>) -> Respo
             None => text(StatusCode::OK, "ready".into()),
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
         },
-        _ => text(StatusCode::NOT_FOUND, "not found; this endpoint serves /healthz and /readyz".into()),
+        "/metrics" => metrics(shared),
+        _ => text(StatusCode::NOT_FOUND, "not found; this endpoint serves /healthz, /readyz and /metrics".into()),
     }
+}
+
+/// The relay's metrics, in the Prometheus text format.
+fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
+    let mut registry = Registry::with_prefix("relay");
+    shared.metrics.register(&mut registry);
+    registry.register_collector(Box::new(snapshot(shared)));
+    let mut body = String::new();
+    if prometheus_client::encoding::text::encode(&mut body, &registry).is_err() {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics".into());
+    }
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// What the relay holds now, for a scrape.
+fn snapshot(shared: &Shared) -> Snapshot {
+    let (mut quic, mut websocket) = (0, 0);
+    {
+        let registry = shared.registry();
+        for address in registry.addresses() {
+            for (_, listener) in registry.all(&address) {
+                match listener {
+                    ListenerHandle::Quic(_) => quic += 1,
+                    ListenerHandle::Hc(_) => websocket += 1,
+                }
+            }
+        }
+    }
+    let peers = shared.peers();
+    Snapshot {
+        listeners: vec![(Transport::quic, quic), (Transport::websocket, websocket)],
+        open_channels: shared.open_channels.load(Ordering::Relaxed) as u64,
+        relayed_bytes: shared.relayed_bytes.load(Ordering::Relaxed),
+        buffered_bytes: shared.budget.held() as u64,
+        multicast_subscribers_cut: shared.multicast.overflows.load(Ordering::Relaxed),
+        cluster_nodes: peers.map(|peers| peers.view().nodes() as u64),
+        cluster_linked: shared.config.cluster.as_ref().map(|_| peers.is_some_and(|peers| peers.connected())),
+        ..Snapshot::default()
+    }
+    .with_process()
 }
 
 /// The `token` parameter of a request target's query, decoded.

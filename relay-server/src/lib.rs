@@ -31,6 +31,7 @@ mod exchanges;
 mod key_file;
 mod limits;
 mod listeners;
+mod metrics;
 mod phase;
 pub mod registry;
 mod rendezvous;

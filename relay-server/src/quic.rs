@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::deadline::sleep_until;
 use crate::limits::{Slot, TokenBucket};
 use crate::listeners::{ListenerHandle, QuicListener};
+use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
 use crate::phase::Phase;
 use crate::rendezvous::Outcome;
@@ -179,6 +180,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
                 (slot, accepted) = next_stream(&connection, &hellos) => match accepted {
                     Ok((send, recv)) if !opens.try_take(Instant::now()) => {
                         tracing::debug!("channel opens over the rate; refusing");
+                        shared.metrics.channel_open(Transport::quic, OpenResult::rate_limited, None);
                         streams.spawn(refuse(send, recv, ErrorCode::RateLimited, "too many channel opens"));
                     }
                     Ok((send, recv)) => match grant.opened() {
@@ -274,7 +276,13 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
     };
     let granted = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
         Ok(granted) => granted,
-        Err(denied) => return refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await,
+        Err(denied) => {
+            shared.metrics.auth_failure(denied.reason);
+            if right == Right::Send {
+                shared.metrics.channel_open(Transport::quic, OpenResult::unauthorized, None);
+            }
+            return refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await;
+        }
     };
     gate.pass(&connection, shared.config.connection_window_bytes);
     open.authorize(relay_proto::io::announce_streams(&connection));
@@ -286,7 +294,10 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             let ip = connection.remote_address().ip();
             match shared.channel_quotas.try_take(ip, granted.key.as_deref()) {
                 Ok(_quota) => serve_caller(&shared, address, contract, send, recv).await,
-                Err(over) => refuse(send, recv, ErrorCode::RateLimited, over).await,
+                Err(over) => {
+                    shared.metrics.channel_open(Transport::quic, OpenResult::rate_limited, None);
+                    refuse(send, recv, ErrorCode::RateLimited, over).await
+                }
             }
         }
         Hello::Rendezvous { .. } => {}
@@ -427,16 +438,22 @@ async fn serve_caller(
         contract,
         headers: Default::default(),
     };
+    let started = Instant::now();
     if shared.is_multicast(&request.address) {
         if shared.draining() {
+            shared.metrics.channel_open(Transport::quic, OpenResult::shutting_down, None);
             return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
         }
+        shared.metrics.channel_open(Transport::quic, OpenResult::ok, Some(started.elapsed()));
         if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
             multicast::publish(shared, &request, End::Quic(Pipe { send, recv })).await;
         }
         return;
     }
-    match route(shared, &request).await {
+    let routed = route(shared, &request).await;
+    let result = routed.as_ref().map_or_else(|refusal| OpenResult::of(refusal.code), |_| OpenResult::ok);
+    shared.metrics.channel_open(Transport::quic, result, routed.is_ok().then(|| started.elapsed()));
+    match routed {
         Ok(opened) => {
             if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {
                 return;

@@ -13,6 +13,7 @@ use crate::config::{AddressMode, Config};
 use crate::exchanges::Exchanges;
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::ListenerHandle;
+use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::phase::{Phase, RelayPhase};
 use crate::registry::{ListenerId, RegisterError, Registry};
@@ -52,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) rendezvous: RendezvousTable<End>,
     /// HTTP-mode requests waiting for a Hybrid Connections listener's answer.
     pub(crate) exchanges: Exchanges,
+    /// Counters for Prometheus.
+    pub(crate) metrics: Metrics,
     /// Bytes moved between channel ends so far.
     pub(crate) relayed_bytes: AtomicU64,
     /// This node's link to the rest of its cluster, once the NATS driver has made it; never set
@@ -114,6 +117,7 @@ impl Shared {
             registry,
             rendezvous: RendezvousTable::default(),
             exchanges: Exchanges::default(),
+            metrics: Metrics::default(),
             relayed_bytes: AtomicU64::new(0),
             peers: OnceLock::new(),
             cluster_changed: Mutex::default(),

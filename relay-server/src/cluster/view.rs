@@ -286,7 +286,6 @@ impl View {
     }
 
     /// The nodes the view knows (not refused ones).
-    #[cfg(test)]
     pub(crate) fn nodes(&self) -> usize {
         self.nodes.len()
     }

@@ -33,7 +33,11 @@ type Answer = Response<Full<Bytes>>;
 pub(super) async fn forward(shared: &Shared, request: Request<Incoming>, peer: Peer) -> Answer {
     let origin = match cors_origin(shared, &request) {
         Ok(origin) => origin,
-        Err(refusal) => return refusal.answer(peer),
+        Err(refusal) => {
+            let answer = refusal.answer(peer);
+            shared.metrics.http_answered(answer.status().as_u16());
+            return answer;
+        }
     };
     let preflight =
         request.method() == Method::OPTIONS && request.headers().contains_key(ACCESS_CONTROL_REQUEST_METHOD);
@@ -44,6 +48,7 @@ pub(super) async fn forward(shared: &Shared, request: Request<Incoming>, peer: P
             Err(refusal) => refusal.answer(peer),
         },
     };
+    shared.metrics.http_answered(answer.status().as_u16());
     if let Some(origin) = origin
         && !answer.headers().contains_key(ACCESS_CONTROL_ALLOW_ORIGIN)
     {
@@ -126,7 +131,10 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
     let (address, granted) = shared
         .policy
         .sender_address(token.as_ref().map(|(token, _)| token.as_str()), &candidates, live, unix_now())
-        .map_err(|denied| refused_as(ErrorCode::Auth(denied.reason), &denied.detail))?;
+        .map_err(|denied| {
+            shared.metrics.auth_failure(denied.reason);
+            refused_as(ErrorCode::Auth(denied.reason), &denied.detail)
+        })?;
     let address = address.to_owned();
     if !shared.config.http_enabled(&address) {
         return Err(refused(404, format!("HTTP mode is not enabled on {address:?}")));

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use relay_proto::auth::unix_now;
 use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
@@ -10,11 +11,14 @@ use relay_proto::{ContractInfo, ErrorCode};
 
 use super::Request;
 use crate::channel::{End, splice};
+use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
 use crate::router::{ChannelRequest, route};
 use crate::state::{ChannelGuard, Shared};
 
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
+    let started = Instant::now();
+    let opened = |result| shared.metrics.channel_open(Transport::websocket, result, None);
     let path = request.target.path.clone();
     let candidates: Vec<&str> = address_prefixes(&path).collect();
     if candidates.is_empty() {
@@ -24,6 +28,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     if let (Some(allowed), Some(origin)) = (shared.config.allowed_origins(&candidates), request.head.header("Origin"))
         && !relay_proto::cors::allows(allowed, origin)
     {
+        opened(OpenResult::refused);
         return request.refuse(403, "this origin may not send to this address").await;
     }
     // The registered address is the longest prefix of the path the token covers that is in
@@ -34,6 +39,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     let (address, granted) = match shared.policy.sender_address(request.token(), &candidates, live, unix_now()) {
         Ok((address, granted)) => (address.to_owned(), granted),
         Err(denied) => {
+            shared.metrics.auth_failure(denied.reason);
+            opened(OpenResult::unauthorized);
             let code = ErrorCode::Auth(denied.reason);
             return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
         }
@@ -41,6 +48,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     let _quota = match shared.channel_quotas.try_take(request.remote.ip(), granted.key.as_deref()) {
         Ok(quota) => quota,
         Err(over) => {
+            opened(OpenResult::rate_limited);
             let code = ErrorCode::RateLimited;
             return request.refuse(http_status(code).0, &status_description(code, over)).await;
         }
@@ -58,16 +66,21 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     };
     if shared.is_multicast(&channel.address) {
         if shared.draining() {
+            opened(OpenResult::shutting_down);
             let code = ErrorCode::ShuttingDown;
             return request.refuse(http_status(code).0, &status_description(code, "")).await;
         }
+        shared.metrics.channel_open(Transport::websocket, OpenResult::ok, Some(started.elapsed()));
         match request.upgrade(shared, None).await {
             Ok(ws) => multicast::publish(shared, &channel, End::Ws(Box::new(ws))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
         }
         return;
     }
-    match route(shared, &channel).await {
+    let routed = route(shared, &channel).await;
+    let result = routed.as_ref().map_or_else(|refusal| OpenResult::of(refusal.code), |_| OpenResult::ok);
+    shared.metrics.channel_open(Transport::websocket, result, routed.is_ok().then(|| started.elapsed()));
+    match routed {
         Ok(opened) => {
             let ws = match request.upgrade(shared, opened.protocol.as_deref()).await {
                 Ok(ws) => ws,

@@ -37,6 +37,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     let expiry = match shared.policy.authorize(request.token(), Right::Listen, &address, unix_now()) {
         Ok(granted) => granted.expiry,
         Err(denied) => {
+            shared.metrics.auth_failure(denied.reason);
             let code = ErrorCode::Auth(denied.reason);
             return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
         }

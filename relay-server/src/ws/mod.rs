@@ -23,6 +23,7 @@ use crate::budget::{Framing, Metered, WsFraming};
 use crate::channel::{Io, WsStream};
 use crate::config::Config;
 use crate::limits::Slot;
+use crate::metrics::{OpenResult, Transport};
 use crate::phase::Phase;
 use crate::state::Shared;
 use handshake::{Head, read_head, refuse};
@@ -192,6 +193,7 @@ async fn serve_connection(
         Action::Listen => control::serve(&shared, request).instrument(span).await,
         Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.config, Instant::now()) => {
             let code = ErrorCode::RateLimited;
+            shared.metrics.channel_open(Transport::websocket, OpenResult::rate_limited, None);
             tracing::debug!(%remote, "channel opens over the rate; refusing");
             refuse(request.io, http_status(code).0, &status_description(code, "too many channel opens")).await
         }

@@ -16,7 +16,7 @@ async fn on_loopback_anyone_reads_health_and_readiness_and_nothing_else() {
     assert_eq!(http::get(admin, "/readyz", &[]).await, Answer { status: 200, body: "ready\n".into() });
     let unknown = http::get(admin, "/metrics.php", &[]).await;
     assert_eq!(unknown.status, 404, "{unknown:?}");
-    assert!(unknown.body.contains("/healthz and /readyz"), "says what it serves: {unknown:?}");
+    assert!(unknown.body.contains("/healthz, /readyz and /metrics"), "says what it serves: {unknown:?}");
 }
 
 #[tokio::test]
@@ -53,4 +53,101 @@ async fn beyond_loopback_only_a_manage_token_is_answered() {
     let query = relay_proto::auth::percent::encode_component(&manage);
     let ready = http::get(admin, &format!("/healthz?token={query}"), &[]).await;
     assert_eq!(ready, Answer { status: 200, body: "ok\n".into() });
+}
+
+/// The relay's metrics now: `name{labels}` to value, for every sample line.
+async fn scrape(relay: &TestRelay) -> std::collections::HashMap<String, f64> {
+    let answer = http::get(relay.admin_addr, "/metrics", &[]).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer
+        .body
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// How much `sample` grew between two scrapes (a sample not there yet counts as 0).
+fn delta(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+    sample: &str,
+) -> f64 {
+    after.get(sample).copied().unwrap_or(0.0) - before.get(sample).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
+    use relay_rpc::auth::SharedAccessKey;
+    use relay_rpc::{Connection, OpenError};
+    use relay_tests::lab::{LabClient, LabHost, ServeLab};
+    use relay_tests::raw_ws::{self, Scheme};
+
+    let relay = TestRelay::start().await;
+    let host = relay.host().await;
+    let (lab, _events) = LabHost::new("a");
+    tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
+    let caller = relay.caller().await;
+    let before = scrape(&relay).await;
+
+    // Over QUIC: 3 channels opened, 2 to an address without listener, 1 with a forged key.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(LabClient::connect(&caller, "lab").await.unwrap());
+    }
+    for _ in 0..2 {
+        let err = caller.open_channel("nobody", None).await.unwrap_err();
+        assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
+    }
+    let forged =
+        relay.anonymous_options().with_shared_access_key(SharedAccessKey::new("RootManageSharedAccessKey", "x"));
+    let stranger = Connection::connect(&relay.url, forged).await.unwrap();
+    assert!(stranger.open_channel("lab", None).await.is_err());
+    // Over wss: 2 senders to a Hybrid Connections listener, 1 to an address without listener.
+    let listen = raw_ws::token(&relay, "raw", std::time::Duration::from_secs(60));
+    let mut control = raw_ws::control(&relay, Scheme::Wss, "raw", &listen).await;
+    let mut senders = Vec::new();
+    let url = format!("wss://127.0.0.1:{}/$hc/raw?sb-hc-action=connect", relay.ws_addr.port());
+    let token = raw_ws::token(&relay, "raw", std::time::Duration::from_secs(60));
+    for _ in 0..2 {
+        let (sender, rendezvous) =
+            tokio::join!(raw_ws::connect(&relay, &url, Some(&token)), raw_ws::accept(&relay, &mut control));
+        senders.push((sender.expect("sender connects"), rendezvous));
+    }
+    let url = format!("wss://127.0.0.1:{}/$hc/nobody?sb-hc-action=connect", relay.ws_addr.port());
+    let token = raw_ws::token(&relay, "nobody", std::time::Duration::from_secs(60));
+    assert!(raw_ws::connect(&relay, &url, Some(&token)).await.is_err());
+    // HTTP mode: a request to an address that does not take HTTP.
+    let https = relay_tests::https::request(
+        &relay,
+        "GET",
+        "/lab/x",
+        &[("ServiceBusAuthorization", &relay_tests::https::token(&relay, "lab"))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(https.status, 404);
+
+    let after = scrape(&relay).await;
+    for (sample, grew) in [
+        (r#"relay_channels_opened_total{transport="quic",result="ok"}"#, 3.0),
+        (r#"relay_channels_opened_total{transport="quic",result="no_listener"}"#, 2.0),
+        (r#"relay_channels_opened_total{transport="quic",result="unauthorized"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="websocket",result="ok"}"#, 2.0),
+        (r#"relay_channels_opened_total{transport="websocket",result="no_listener"}"#, 1.0),
+        (r#"relay_auth_failures_total{reason="bad_signature"}"#, 1.0),
+        (r#"relay_http_requests_total{status="404"}"#, 1.0),
+        ("relay_channel_open_seconds_count", 5.0),
+    ] {
+        assert_eq!(delta(&before, &after, sample), grew, "{sample}");
+    }
+    assert_eq!(after.get(r#"relay_listeners{transport="quic"}"#), Some(&1.0));
+    assert_eq!(after.get(r#"relay_listeners{transport="websocket"}"#), Some(&1.0));
+    assert_eq!(after.get("relay_open_channels"), Some(&5.0), "3 over QUIC, 2 over wss");
+    assert!(after.get("relay_process_resident_memory_bytes").is_some_and(|rss| *rss > 1e6));
+    assert!(after.get("relay_process_open_fds").is_some_and(|fds| *fds > 3.0));
+    drop((open, senders, control));
 }

@@ -538,6 +538,8 @@ async fn while_nats_is_down_same_node_calls_work_and_cross_node_opens_fail_fast_
     assert_eq!(open_cross.check(ctx(), 5).await.unwrap(), Ok(5));
     // Every node tells its load balancer it is cut off (the client sees the closed socket at once).
     until_readiness(&[&a, &b, &c], 503, SLACK).await;
+    let metrics = relay_tests::http::get(a.admin, "/metrics", &[]).await.body;
+    assert!(metrics.lines().any(|line| line == "relay_cluster_linked 0"), "{metrics}");
     // New cross-node opens fail fast and typed until nodes b and c drop node a from their views.
     until_no_listener(&caller_b, "lab").await;
     until_no_listener(&caller_c, "lab").await;
@@ -549,6 +551,17 @@ async fn while_nats_is_down_same_node_calls_work_and_cross_node_opens_fail_fast_
         assert_eq!(client.whoami(ctx()).await.unwrap(), "on-a", "the same host, which never reconnected");
     }
     until_readiness(&[&a, &b, &c], 200, SLACK).await;
+    // Its metrics say so too, once node b sees both others again.
+    let deadline = Instant::now() + SLACK;
+    loop {
+        let metrics = relay_tests::http::get(b.admin, "/metrics", &[]).await.body;
+        let has = |sample: &str| metrics.lines().any(|line| line == sample);
+        if has("relay_cluster_linked 1") && has("relay_cluster_nodes 2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node b's metrics after nats came back: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
