@@ -57,7 +57,7 @@ pub struct Config {
     pub ws_listen: Option<SocketAddr>,
     /// Where plain, unencrypted WebSocket (`ws://`) listens; only when set. Default unset.
     pub ws_plain_listen: Option<SocketAddr>,
-    /// Where the admin endpoint (plain HTTP: `/healthz`, `/readyz`) listens; `"off"` in the
+    /// Where the admin endpoint (plain HTTP: `/healthz`, `/readyz`, `/metrics`) listens; `"off"` in the
     /// file for none. Bound beyond loopback, it answers only requests carrying a token with the
     /// `manage` right (the `Authorization` header, or `?token=`). Default `127.0.0.1:7080`.
     #[serde(deserialize_with = "address_or_off")]

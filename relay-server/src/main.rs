@@ -41,7 +41,7 @@ struct RunArgs {
     /// Also serve plain, unencrypted ws:// here (TCP); off unless given.
     #[arg(long, value_name = "ADDR")]
     ws_plain_listen: Option<SocketAddr>,
-    /// Where the admin endpoint (/healthz, /readyz) listens, plain HTTP, or "off"
+    /// Where the admin endpoint (/healthz, /readyz, /metrics) listens, plain HTTP, or "off"
     /// [default: 127.0.0.1:7080].
     #[arg(long, value_name = "ADDR|off", value_parser = parse_admin_listen)]
     admin_listen: Option<AdminListen>,
@@ -143,7 +143,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         lines.push(format!("relay listening on ws://{addr} (unencrypted)"));
     }
     if let Some(addr) = relay.admin_addr() {
-        lines.push(format!("admin endpoint on http://{addr} (/healthz, /readyz)"));
+        lines.push(format!("admin endpoint on http://{addr} (/healthz, /readyz, /metrics)"));
     }
     if let Some((name, advertised)) = relay.cluster() {
         lines.push(format!("relay node of cluster {name:?}, reached by other nodes' listeners at {advertised}"));
