@@ -56,3 +56,39 @@ async fn the_binary_serves_and_stops_on_sigterm() {
     assert!(sent.elapsed() < bound, "stopped {:?} after SIGTERM", sent.elapsed());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn with_log_format_json_every_log_line_is_one_json_object() {
+    let dir = std::env::temp_dir().join(format!("relay-binary-json-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut relay = Command::new(relay_tests::binary("relay-server", "relay-server", &[]))
+        .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args(["--data-dir", dir.to_str().unwrap(), "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(relay.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let url = first.strip_prefix("relay listening on ").expect("prints its address").to_owned();
+    let key = relay_proto::auth::SharedAccessKey::from_file(dir.join("root.key")).unwrap();
+    let options = ConnectOptions::new().trust_pem_file(dir.join("cert.pem")).unwrap().with_shared_access_key(key);
+    let host = Host::connect(&url, options).await.unwrap();
+    let listener = host.listen("calc").await.unwrap();
+    drop((listener, host));
+
+    let status = Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = relay.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}")))
+        .collect();
+    assert!(lines.iter().all(|line| line["level"].is_string() && line["message"].is_string()), "{log}");
+    let registered = lines.iter().find(|line| line["message"] == "listener registered");
+    let registered = registered.unwrap_or_else(|| panic!("no registration logged: {log}"));
+    assert_eq!(registered["address"], "calc", "the event's fields are keys of their own: {registered}");
+    assert!(lines.iter().any(|line| line["message"] == "relay stopped"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
