@@ -90,7 +90,25 @@ pub(crate) async fn refuse(mut io: Box<dyn Io>, status: u16, description: impl s
     );
     let _ = io.write_all(response.as_bytes()).await;
     let _ = io.shutdown().await;
+    // A lingering close: what the peer sent past what was read (the rest of a head too large,
+    // a body) is read and dropped for a moment, since closing with unread bytes resets the
+    // connection, and a reset can reach the peer before it has read this answer.
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
+
+/// How long, and how much, a refused connection is read from before it closes.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
 
 /// Whether `s` is an HTTP token (safe to echo in a header).
 fn is_token(s: &str) -> bool {

@@ -26,7 +26,8 @@ use crate::limits::Slot;
 use crate::metrics::{OpenResult, Transport};
 use crate::phase::Phase;
 use crate::state::Shared;
-use handshake::{Head, read_head, refuse};
+use handshake::{Head, ReadHeadError, read_head, refuse};
+use relay_proto::http::HeadError;
 
 /// A bound WebSocket listener: TLS (`wss`) or plain (`ws`).
 pub(crate) struct WsListener {
@@ -164,7 +165,12 @@ async fn serve_connection(
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             tracing::debug!(%remote, error = %e, "bad request head");
-            return refuse(io, 400, "Bad Request").await;
+            return match e {
+                ReadHeadError::Malformed(HeadError::TooLarge | HeadError::TooManyHeaders) => {
+                    refuse(io, 431, "Request Header Fields Too Large").await
+                }
+                _ => refuse(io, 400, "Bad Request").await,
+            };
         }
         Err(_) => return tracing::debug!(%remote, "request head timed out"),
     };

@@ -528,3 +528,12 @@ async fn an_address_without_allowed_origins_passes_preflights_and_origins_to_the
     assert_relayed(&get);
     assert_eq!(get.header("access-control-allow-origin"), None, "{get:?}");
 }
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_431() {
+    let relay = relay().await;
+    let (name, token) = auth(&relay, WEB);
+    let big = "x".repeat(20 * 1024);
+    let response = https::request(&relay, "GET", "/web/hello", &[(name, &token), ("x-big", &big)], Vec::new()).await;
+    assert_relay_answer(&response, 431);
+}
