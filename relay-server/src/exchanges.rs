@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use relay_proto::hc_http::{RequestMessage, ResponseMessage};
 use tokio::sync::oneshot;
 
 use crate::registry::ListenerId;
-use crate::rendezvous::NoRandomness;
+use crate::rendezvous::{NoRandomness, one_time_secret};
 
 /// A listener's answer to an HTTP-mode request: its `response` message and the body after it.
 #[derive(Debug)]
@@ -99,9 +98,7 @@ impl Exchange {
         listener: Option<ListenerId>,
         random: fn(&mut [u8]) -> Result<(), NoRandomness>,
     ) -> Result<Self, NoRandomness> {
-        let mut bytes = [0u8; 18];
-        random(&mut bytes)?;
-        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let id = one_time_secret(random)?;
         let (reply, answer) = oneshot::channel();
         table.lock().insert(id.clone(), Entry { listener, reply, request: None });
         Ok(Self { table: Exchanges(table.0.clone()), id, answer })

@@ -81,9 +81,7 @@ impl<S> Rendezvous<S> {
         table: &RendezvousTable<S>,
         random: fn(&mut [u8]) -> Result<(), NoRandomness>,
     ) -> Result<Self, NoRandomness> {
-        let mut bytes = [0u8; 18];
-        random(&mut bytes)?;
-        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        let secret = one_time_secret(random)?;
         let (tx, outcome) = oneshot::channel();
         table.lock().insert(secret.clone(), tx);
         Ok(Self { table: RendezvousTable(table.0.clone()), secret, outcome })
@@ -104,6 +102,13 @@ impl<S> Drop for Rendezvous<S> {
     fn drop(&mut self) {
         self.table.lock().remove(&self.secret);
     }
+}
+
+/// A fresh one-time secret from `random`: 144 bits, URL-safe (it goes in rendezvous addresses).
+pub(crate) fn one_time_secret(random: fn(&mut [u8]) -> Result<(), NoRandomness>) -> Result<String, NoRandomness> {
+    let mut bytes = [0u8; 18];
+    random(&mut bytes)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Fills `bytes` from the system's randomness.

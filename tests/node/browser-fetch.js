@@ -21,7 +21,7 @@
 // CHROMIUM names the browser (default /usr/bin/chromium).
 'use strict';
 const http = require('http');
-const puppeteer = require('puppeteer-core');
+const launchBrowser = require('./launch-browser');
 
 const [base, token, wssUrl, ...ports] = process.argv.slice(2);
 if (!base || !token || !wssUrl || ports.length === 0) {
@@ -92,16 +92,7 @@ async function main() {
   let browser;
   try {
     for (const port of ports) servers.push(await serveBlankPage(port));
-    browser = await puppeteer.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        // The test relay's certificate is self-signed.
-        '--ignore-certificate-errors',
-      ],
-    });
+    browser = await launchBrowser();
     const page = await browser.newPage();
     for (const port of ports) {
       const origin = `http://127.0.0.1:${port}`;

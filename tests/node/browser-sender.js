@@ -6,21 +6,12 @@
 // Prints one JSON line per URL: {url, echoed, wasClean, code, reason} or {url, error}.
 // CHROMIUM names the browser (default /usr/bin/chromium).
 'use strict';
-const puppeteer = require('puppeteer-core');
+const launchBrowser = require('./launch-browser');
 
 const [mode, ...urls] = process.argv.slice(2);
 
 async function main() {
-  const browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      // The test relay's certificate is self-signed.
-      '--ignore-certificate-errors',
-    ],
-  });
+  const browser = await launchBrowser();
   try {
     const page = await browser.newPage();
     for (const url of urls) {

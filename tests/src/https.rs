@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt as _, Full};
@@ -13,8 +12,7 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use relay_rpc::auth::{sas_token, unix_now};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -116,16 +114,7 @@ impl Connection {
     pub async fn open_to(addr: SocketAddr, cert: &Path) -> Self {
         let authority = format!("127.0.0.1:{}", addr.port());
         let tcp = step("TCP connect to the relay", TcpStream::connect(addr)).await;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(cert).expect("cert readable") {
-            roots.add(cert.expect("cert parses")).expect("cert added");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("tls versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = tokio_rustls::TlsConnector::from(crate::tls_trusting(cert));
         let name = ServerName::try_from("127.0.0.1").expect("server name");
         let tls = step("TLS handshake with the relay", connector.connect(name, tcp)).await;
         let (sender, connection) =

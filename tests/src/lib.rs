@@ -63,6 +63,24 @@ pub struct TestRelay {
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
+/// A TLS client configuration (ring) that trusts the certificates in the PEM file `cert`: the
+/// relay's, for the tests' own WebSocket and HTTPS clients.
+pub fn tls_trusting(cert: &Path) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(cert).expect("cert readable") {
+        roots.add(cert.expect("cert parses")).expect("cert added");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("tls versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    std::sync::Arc::new(config)
+}
+
 /// A fresh directory under the system's temporary directory.
 pub fn temp_dir(tag: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);

@@ -2,13 +2,11 @@
 //! protocol to a test relay, as any standard client library would: a sender, and a listener's
 //! control channel and rendezvous sockets.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use relay_rpc::auth::{sas_token, unix_now};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -61,16 +59,7 @@ pub async fn connect(relay: &TestRelay, url: &str, token: Option<&str>) -> Resul
     let port = request.uri().port_u16().expect("port");
     let tcp = TcpStream::connect((host.as_str(), port)).await?;
     let io: Box<dyn Io> = if url.starts_with("wss://") {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&relay.cert).expect("cert readable") {
-            roots.add(cert.expect("cert parses")).expect("cert added");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("tls versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let connector = tokio_rustls::TlsConnector::from(crate::tls_trusting(&relay.cert));
         let name = ServerName::try_from(host).expect("server name");
         Box::new(connector.connect(name, tcp).await?)
     } else {
