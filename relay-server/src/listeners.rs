@@ -1,6 +1,8 @@
 //! How the relay reaches a registered listener, whatever its transport: what the registry
 //! holds for each, and what the router opens channels through.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use relay_proto::Control;
 use relay_proto::hc::Accept;
@@ -25,6 +27,8 @@ pub(crate) struct QuicListener {
     /// Messages for the host's control stream (a cluster's `Dial`s); the registration's task
     /// writes them.
     pub(crate) control: mpsc::Sender<Control>,
+    /// When it registered (unix seconds), for the status page.
+    pub(crate) since: u64,
 }
 
 /// A Hybrid Connections listener's control channel, as the router sees it.
@@ -37,6 +41,10 @@ pub(crate) struct HcListener {
     /// Cancelled when the listener is found dead (silent past the idle timeout). Its channels
     /// are WebSockets of their own, which a blackholed host leaves open: they are cut then.
     pub(crate) dead: CancellationToken,
+    /// Where its control channel comes from, and when it registered (unix seconds), for the
+    /// status page.
+    pub(crate) remote: SocketAddr,
+    pub(crate) since: u64,
 }
 
 /// A message for a Hybrid Connections listener's control channel.
@@ -50,6 +58,14 @@ pub(crate) enum ToListener {
 }
 
 impl ListenerHandle {
+    /// Its transport, peer address and registration time (unix seconds), for the status page.
+    pub(crate) fn about(&self) -> (&'static str, SocketAddr, u64) {
+        match self {
+            Self::Quic(quic) => ("quic", quic.connection.remote_address(), quic.since),
+            Self::Hc(hc) => ("websocket", hc.remote, hc.since),
+        }
+    }
+
     /// What is cancelled when the listener is found dead, where its channels need telling.
     pub(crate) fn dead_signal(&self) -> Option<CancellationToken> {
         match self {

@@ -158,7 +158,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         lines.push(format!("relay listening on ws://{addr} (unencrypted)"));
     }
     if let Some(addr) = relay.admin_addr() {
-        lines.push(format!("admin endpoint on http://{addr} (/healthz, /readyz, /metrics)"));
+        lines.push(format!("admin endpoint on http://{addr} (status page; /healthz, /readyz, /metrics)"));
     }
     if let Some((name, advertised)) = relay.cluster() {
         lines.push(format!("relay node of cluster {name:?}, reached by other nodes' listeners at {advertised}"));

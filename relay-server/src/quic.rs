@@ -338,7 +338,8 @@ async fn serve_listener(
         return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
     }
     let (control, mut to_host) = mpsc::channel(CONTROL_QUEUE);
-    let registered = shared.register_listener(&address, ListenerHandle::Quic(QuicListener { connection, control }));
+    let registered = shared
+        .register_listener(&address, ListenerHandle::Quic(QuicListener { connection, control, since: unix_now() }));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,

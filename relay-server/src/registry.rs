@@ -159,6 +159,13 @@ impl<L: Clone> Registry<L> {
             .map_or_else(Vec::new, |r| r.listeners.iter().map(|e| (e.id, e.listener.clone())).collect())
     }
 
+    /// Every listener of `address` with its open channels, in registration order.
+    pub fn with_channels(&self, address: &str) -> Vec<(ListenerId, L, usize)> {
+        self.addresses.get(address).map_or_else(Vec::new, |r| {
+            r.listeners.iter().map(|e| (e.id, e.listener.clone(), e.open_channels)).collect()
+        })
+    }
+
     /// Every address with a listener.
     pub fn addresses(&self) -> Vec<String> {
         self.addresses.keys().cloned().collect()

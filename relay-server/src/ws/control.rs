@@ -49,7 +49,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     let base_url = format!("{}://{}", request.scheme, host_of(&request));
     let (notify, accepts) = mpsc::channel(ACCEPT_QUEUE);
     let dead = CancellationToken::new();
-    let listener = HcListener { notify, base_url, dead: dead.clone() };
+    let listener = HcListener { notify, base_url, dead: dead.clone(), remote: request.remote, since: unix_now() };
     let registered = shared.register_listener(&address, ListenerHandle::Hc(listener));
     let id = match registered {
         Ok(id) => id,

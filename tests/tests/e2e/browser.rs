@@ -246,3 +246,41 @@ async fn a_page_of_an_allowed_origin_calls_an_http_listener_and_a_page_of_anothe
     assert_ne!(from_other.ws.code, Some(1000), "{from_other:?}");
     assert_eq!(accepted.get(), 1, "only the allowed origin's sender reached the listener");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_lists_addresses_and_follows_a_host_leaving() {
+    use relay_tests::lab::{LabHost, ServeLab};
+    use relay_tests::node::NodeScript;
+
+    let relay = TestRelay::start().await;
+    let staying = relay.host().await;
+    let leaving = relay.host().await;
+    for host in [&staying, &leaving] {
+        let (lab, _events) = LabHost::new("lab");
+        tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
+    }
+    // What the page reads.
+    let status = relay_tests::http::get(relay.admin_addr, "/api/status", &[]).await;
+    let status: serde_json::Value = serde_json::from_str(&status.body).expect("json");
+    assert_eq!(status["state"], "ready");
+    assert_eq!(status["addresses"][0]["address"], "lab", "{status}");
+    assert_eq!(status["addresses"][0]["listeners"][0]["transport"], "quic", "{status}");
+
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let url = format!("http://{}/", relay.admin_addr);
+    let env = [("CHROMIUM", chromium().to_string_lossy().into_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut page =
+        NodeScript::spawn_with_env("status-page.js", &[&url, "lab", shot.to_str().unwrap()], &relay.cert, &env);
+    let shown = page.expect("shown", Duration::from_secs(60));
+    assert_eq!(shown["listeners"], 2, "{shown}");
+    leaving.close();
+    page.send_line("go");
+    let updated = page.expect("updated", Duration::from_secs(30));
+    assert_eq!(updated["listeners"], 1, "the page follows a host leaving by itself: {updated}");
+    page.expect("done", Duration::from_secs(30));
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 1000, "a screenshot at {} ({size} bytes)", shot.display());
+    drop(staying);
+}

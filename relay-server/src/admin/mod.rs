@@ -5,9 +5,13 @@
 //! - `GET /readyz`: 200 when the relay should be given work; 503, saying why, while it drains
 //!   or (in cluster mode) while it is cut off from NATS.
 //! - `GET /metrics`: the Prometheus text format (`relay_*` and `relay_process_*`).
+//! - `GET /`: a status page (no external scripts, styles or fonts; it refreshes itself from
+//!   `GET /api/status`, the JSON of every address and its listeners).
 //!
 //! Bound to a loopback address it answers anyone who can reach it; bound beyond, only requests
 //! with a token granting `manage` (the `Authorization` header, or `?token=`).
+
+mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -134,7 +138,15 @@ fn respond(shared: &Shared, guarded: bool, request: &Request<Incoming>) -> Respo
             Some(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}")),
         },
         "/metrics" => metrics(shared),
-        _ => text(StatusCode::NOT_FOUND, "not found; this endpoint serves /healthz, /readyz and /metrics".into()),
+        "/api/status" => match serde_json::to_vec(&status::Status::of(shared)) {
+            Ok(json) => answer(StatusCode::OK, "application/json", Bytes::from(json)),
+            Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the status".into()),
+        },
+        "/" => answer(StatusCode::OK, "text/html; charset=utf-8", Bytes::from_static(STATUS_PAGE.as_bytes())),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; this endpoint serves /, /api/status, /healthz, /readyz and /metrics".into(),
+        ),
     }
 }
 
@@ -189,12 +201,20 @@ fn query_token(target: &str) -> Option<String> {
     query.split('&').find_map(|p| p.strip_prefix("token=")).and_then(percent::decode)
 }
 
-/// A plain-text answer, never cached (a probe must see the state of now).
+/// The status page: one self-contained file.
+const STATUS_PAGE: &str = include_str!("status.html");
+
+/// A plain-text answer.
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body + "\n")));
+    answer(status, "text/plain; charset=utf-8", Bytes::from(body + "\n"))
+}
+
+/// An answer, never cached (a probe must see the state of now).
+fn answer(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
