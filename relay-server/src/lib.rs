@@ -33,6 +33,7 @@ mod limits;
 mod listeners;
 mod metrics;
 mod phase;
+mod rates;
 pub mod registry;
 mod rendezvous;
 pub mod root_key;

@@ -4,6 +4,7 @@
 //! what is a state of the moment (listeners, open channels, bytes relayed, memory) is read when
 //! scraped, by the admin driver, from where it is kept already.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -15,7 +16,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use relay_proto::ErrorCode;
-use relay_proto::auth::AuthFailure;
+use relay_proto::auth::{AuthFailure, unix_now};
+
+use crate::rates::MinuteRates;
 
 /// A transport a peer reached the relay over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
@@ -85,6 +88,8 @@ pub(crate) struct Metrics {
     open_seconds: Histogram,
     auth_failures: Family<ReasonLabels, Counter>,
     http_requests: Family<StatusLabels, Counter>,
+    /// Channels opened per address over the last minute, for the status page.
+    opens: Arc<Mutex<MinuteRates>>,
 }
 
 impl Default for Metrics {
@@ -97,6 +102,7 @@ impl Default for Metrics {
             open_seconds: Histogram::new(buckets),
             auth_failures: Family::default(),
             http_requests: Family::default(),
+            opens: Arc::default(),
         }
     }
 }
@@ -108,6 +114,16 @@ impl Metrics {
         if let Some(took) = took {
             self.open_seconds.observe(took.as_secs_f64());
         }
+    }
+
+    /// Counts a channel opened on `address`, for its rate over the last minute.
+    pub(crate) fn opened_on(&self, address: &str) {
+        self.opens.lock().unwrap_or_else(PoisonError::into_inner).note(address, unix_now());
+    }
+
+    /// The channels opened on `address` over the last minute.
+    pub(crate) fn opens_last_minute(&self, address: &str) -> u32 {
+        self.opens.lock().unwrap_or_else(PoisonError::into_inner).last_minute(address, unix_now())
     }
 
     /// Counts a token refused, for any right.

@@ -446,6 +446,7 @@ async fn serve_caller(
             return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
         }
         shared.metrics.channel_open(Transport::quic, OpenResult::ok, Some(started.elapsed()));
+        shared.metrics.opened_on(&request.address);
         if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
             multicast::publish(shared, &request, End::Quic(Pipe { send, recv })).await;
         }
@@ -454,6 +455,9 @@ async fn serve_caller(
     let routed = route(shared, &request).await;
     let result = routed.as_ref().map_or_else(|refusal| OpenResult::of(refusal.code), |_| OpenResult::ok);
     shared.metrics.channel_open(Transport::quic, result, routed.is_ok().then(|| started.elapsed()));
+    if routed.is_ok() {
+        shared.metrics.opened_on(&request.address);
+    }
     match routed {
         Ok(opened) => {
             if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {

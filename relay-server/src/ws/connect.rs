@@ -71,6 +71,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
             return request.refuse(http_status(code).0, &status_description(code, "")).await;
         }
         shared.metrics.channel_open(Transport::websocket, OpenResult::ok, Some(started.elapsed()));
+        shared.metrics.opened_on(&channel.address);
         match request.upgrade(shared, None).await {
             Ok(ws) => multicast::publish(shared, &channel, End::Ws(Box::new(ws))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
@@ -80,6 +81,9 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     let routed = route(shared, &channel).await;
     let result = routed.as_ref().map_or_else(|refusal| OpenResult::of(refusal.code), |_| OpenResult::ok);
     shared.metrics.channel_open(Transport::websocket, result, routed.is_ok().then(|| started.elapsed()));
+    if routed.is_ok() {
+        shared.metrics.opened_on(&channel.address);
+    }
     match routed {
         Ok(opened) => {
             let ws = match request.upgrade(shared, opened.protocol.as_deref()).await {

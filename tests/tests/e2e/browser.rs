@@ -259,12 +259,21 @@ async fn the_status_page_lists_addresses_and_follows_a_host_leaving() {
         let (lab, _events) = LabHost::new("lab");
         tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
     }
+    // Three channels opened (and open) on it.
+    let caller = relay.caller().await;
+    let mut channels = Vec::new();
+    for _ in 0..3 {
+        channels.push(relay_tests::lab::LabClient::connect(&caller, "lab").await.unwrap());
+    }
     // What the page reads.
     let status = relay_tests::http::get(relay.admin_addr, "/api/status", &[]).await;
     let status: serde_json::Value = serde_json::from_str(&status.body).expect("json");
     assert_eq!(status["state"], "ready");
     assert_eq!(status["addresses"][0]["address"], "lab", "{status}");
     assert_eq!(status["addresses"][0]["listeners"][0]["transport"], "quic", "{status}");
+    assert_eq!(status["addresses"][0]["open_channels"], 3, "{status}");
+    assert_eq!(status["addresses"][0]["opened_last_minute"], 3, "{status}");
+    assert_eq!(status["open_channels"], 3, "{status}");
 
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/status-page.png");
     let _ = std::fs::remove_file(&shot);
@@ -282,5 +291,5 @@ async fn the_status_page_lists_addresses_and_follows_a_host_leaving() {
     page.expect("done", Duration::from_secs(30));
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 1000, "a screenshot at {} ({size} bytes)", shot.display());
-    drop(staying);
+    drop((channels, staying));
 }
