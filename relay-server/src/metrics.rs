@@ -40,6 +40,7 @@ pub(crate) enum OpenResult {
     busy,
     rate_limited,
     unauthorized,
+    timeout,
     unreachable,
     contract_mismatch,
     shutting_down,

@@ -29,7 +29,7 @@ use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
 use crate::phase::Phase;
 use crate::rendezvous::Outcome;
-use crate::router::{ChannelRequest, route};
+use crate::router::{ChannelRequest, Refusal, route};
 use crate::state::{ChannelGuard, Shared};
 
 /// Why the QUIC endpoint could not start.
@@ -453,7 +453,7 @@ async fn serve_caller(
         return;
     }
     let routed = route(shared, &request).await;
-    let result = routed.as_ref().map_or_else(|refusal| OpenResult::of(refusal.code), |_| OpenResult::ok);
+    let result = routed.as_ref().map_or_else(Refusal::open_result, |_| OpenResult::ok);
     shared.metrics.channel_open(Transport::quic, result, routed.is_ok().then(|| started.elapsed()));
     if routed.is_ok() {
         shared.metrics.opened_on(&request.address);

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::{End, Pipe};
 use crate::cluster::view::Choice;
 use crate::listeners::{HcListener, ListenerHandle, ToListener};
+use crate::metrics::OpenResult;
 use crate::peers::Peers;
 use crate::registry::ListenerId;
 use crate::rendezvous::{Outcome, Rendezvous, system_random, websocket_key};
@@ -44,11 +45,19 @@ pub(crate) struct Refusal {
     pub(crate) detail: String,
     /// The HTTP status a Hybrid Connections listener rejected with, passed on to WebSocket senders.
     pub(crate) http: Option<(u16, String)>,
+    /// Listeners were tried and none answered in time (the caller hears `NoListener`; the
+    /// metrics tell it apart).
+    pub(crate) timed_out: bool,
 }
 
 impl Refusal {
     pub(crate) fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
-        Self { code, detail: detail.into(), http: None }
+        Self { code, detail: detail.into(), http: None, timed_out: false }
+    }
+
+    /// What the metrics count it as.
+    pub(crate) fn open_result(&self) -> OpenResult {
+        if self.timed_out { OpenResult::timeout } else { OpenResult::of(self.code) }
     }
 }
 
@@ -106,6 +115,8 @@ struct LocalTries {
     busy: Option<Refusal>,
     /// No untried local listener is left.
     exhausted: bool,
+    /// A listener tried did not answer in time.
+    timed_out: bool,
 }
 
 impl LocalTries {
@@ -116,6 +127,9 @@ impl LocalTries {
         }
         if shared.registry().all_full(address) {
             return Refusal::new(ErrorCode::Busy, "every listener is at its channel limit");
+        }
+        if self.timed_out {
+            return Refusal { timed_out: true, ..Refusal::new(ErrorCode::NoListener, "no listener answered in time") };
         }
         let detail = if self.tried.is_empty() { "no listener on this address" } else { "no listener reachable" };
         Refusal::new(ErrorCode::NoListener, detail)
@@ -150,6 +164,7 @@ async fn try_local(
         }
         Err(Failed::TimedOut) => {
             tracing::debug!(listener = id, "listener did not answer in time, trying the next");
+            local.timed_out = true;
             None
         }
     }
@@ -343,7 +358,12 @@ fn hc_outcome(outcome: Option<Outcome<End>>) -> Result<Accepted, Failed> {
         },
         Some(Outcome::Rejected { status, description }) => {
             let code = relay_proto::hc::error_code(status, &description);
-            Err(Failed::Refused(Refusal { code, detail: description.clone(), http: Some((status, description)) }))
+            Err(Failed::Refused(Refusal {
+                code,
+                detail: description.clone(),
+                http: Some((status, description)),
+                timed_out: false,
+            }))
         }
         None => Err(Failed::Unreachable),
     }

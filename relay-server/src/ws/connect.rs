@@ -13,7 +13,7 @@ use super::Request;
 use crate::channel::{End, splice};
 use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
-use crate::router::{ChannelRequest, route};
+use crate::router::{ChannelRequest, Refusal, route};
 use crate::state::{ChannelGuard, Shared};
 
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
@@ -79,7 +79,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         return;
     }
     let routed = route(shared, &channel).await;
-    let result = routed.as_ref().map_or_else(|refusal| OpenResult::of(refusal.code), |_| OpenResult::ok);
+    let result = routed.as_ref().map_or_else(Refusal::open_result, |_| OpenResult::ok);
     shared.metrics.channel_open(Transport::websocket, result, routed.is_ok().then(|| started.elapsed()));
     if routed.is_ok() {
         shared.metrics.opened_on(&channel.address);

@@ -86,14 +86,16 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     use relay_tests::lab::{LabClient, LabHost, ServeLab};
     use relay_tests::raw_ws::{self, Scheme};
 
-    let relay = TestRelay::start().await;
+    // A listener that never opens its rendezvous is given up after half a second.
+    let relay = TestRelay::start_with(|c| c.rendezvous_timeout_ms = 500).await;
     let host = relay.host().await;
     let (lab, _events) = LabHost::new("a");
     tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
     let caller = relay.caller().await;
     let before = scrape(&relay).await;
 
-    // Over QUIC: 3 channels opened, 2 to an address without listener, 1 with a forged key.
+    // Over QUIC: 3 channels opened, 2 to an address without listener, 1 with a forged key, 1 to
+    // a listener that does not answer.
     let mut open = Vec::new();
     for _ in 0..3 {
         open.push(LabClient::connect(&caller, "lab").await.unwrap());
@@ -106,6 +108,10 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
         relay.anonymous_options().with_shared_access_key(SharedAccessKey::new("RootManageSharedAccessKey", "x"));
     let stranger = Connection::connect(&relay.url, forged).await.unwrap();
     assert!(stranger.open_channel("lab", None).await.is_err());
+    let mute_token = raw_ws::token(&relay, "mute", std::time::Duration::from_secs(60));
+    let _mute = raw_ws::control(&relay, Scheme::Wss, "mute", &mute_token).await;
+    let err = caller.open_channel("mute", None).await.unwrap_err();
+    assert!(matches!(err, OpenError::NoListener { .. }), "{err:?}");
     // Over wss: 2 senders to a Hybrid Connections listener, 1 to an address without listener.
     let listen = raw_ws::token(&relay, "raw", std::time::Duration::from_secs(60));
     let mut control = raw_ws::control(&relay, Scheme::Wss, "raw", &listen).await;
@@ -136,6 +142,7 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
         (r#"relay_channels_opened_total{transport="quic",result="ok"}"#, 3.0),
         (r#"relay_channels_opened_total{transport="quic",result="no_listener"}"#, 2.0),
         (r#"relay_channels_opened_total{transport="quic",result="unauthorized"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="quic",result="timeout"}"#, 1.0),
         (r#"relay_channels_opened_total{transport="websocket",result="ok"}"#, 2.0),
         (r#"relay_channels_opened_total{transport="websocket",result="no_listener"}"#, 1.0),
         (r#"relay_auth_failures_total{reason="bad_signature"}"#, 1.0),
@@ -145,7 +152,7 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
         assert_eq!(delta(&before, &after, sample), grew, "{sample}");
     }
     assert_eq!(after.get(r#"relay_listeners{transport="quic"}"#), Some(&1.0));
-    assert_eq!(after.get(r#"relay_listeners{transport="websocket"}"#), Some(&1.0));
+    assert_eq!(after.get(r#"relay_listeners{transport="websocket"}"#), Some(&2.0));
     assert_eq!(after.get("relay_open_channels"), Some(&5.0), "3 over QUIC, 2 over wss");
     assert!(after.get("relay_process_resident_memory_bytes").is_some_and(|rss| *rss > 1e6));
     assert!(after.get("relay_process_open_fds").is_some_and(|fds| *fds > 3.0));
