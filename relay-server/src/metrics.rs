@@ -109,17 +109,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a caller's channel open over `transport`, and the time a successful one took.
-    pub(crate) fn channel_open(&self, transport: Transport, result: OpenResult, took: Option<Duration>) {
-        self.channels_opened.get_or_create(&OpenLabels { transport, result }).inc();
-        if let Some(took) = took {
-            self.open_seconds.observe(took.as_secs_f64());
-        }
+    /// Counts a caller's channel opened over `transport` on `address`: its result, the time it
+    /// took, and the address's rate over the last minute.
+    pub(crate) fn channel_opened(&self, transport: Transport, address: &str, took: Duration) {
+        self.channels_opened.get_or_create(&OpenLabels { transport, result: OpenResult::ok }).inc();
+        self.open_seconds.observe(took.as_secs_f64());
+        self.opens.lock().unwrap_or_else(PoisonError::into_inner).note(address, unix_now());
     }
 
-    /// Counts a channel opened on `address`, for its rate over the last minute.
-    pub(crate) fn opened_on(&self, address: &str) {
-        self.opens.lock().unwrap_or_else(PoisonError::into_inner).note(address, unix_now());
+    /// Counts a caller's channel open over `transport` refused with `result`.
+    pub(crate) fn channel_refused(&self, transport: Transport, result: OpenResult) {
+        self.channels_opened.get_or_create(&OpenLabels { transport, result }).inc();
     }
 
     /// The channels opened on `address` over the last minute.
@@ -250,8 +250,8 @@ mod tests {
     #[test]
     fn counts_are_encoded_with_their_labels() {
         let metrics = Metrics::default();
-        metrics.channel_open(Transport::quic, OpenResult::ok, Some(Duration::from_millis(1)));
-        metrics.channel_open(Transport::websocket, OpenResult::of(ErrorCode::NoListener), None);
+        metrics.channel_opened(Transport::quic, "calc", Duration::from_millis(1));
+        metrics.channel_refused(Transport::websocket, OpenResult::of(ErrorCode::NoListener));
         metrics.auth_failure(AuthFailure::Expired);
         metrics.http_answered(504);
         let mut registry = Registry::with_prefix("relay");

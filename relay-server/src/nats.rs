@@ -372,13 +372,10 @@ fn serve_http_open(shared: &Shared, request: &OpenRequest, accept: Option<&Accep
         return refused(ErrorCode::NoListener, "HTTP mode is not enabled on this address on the node");
     }
     let mut tried = request.exclude.clone();
-    while let Some((id, listener)) = shared.registry().pick(&request.address, &tried) {
-        tried.push(id);
-        if let ListenerHandle::Hc(hc) = listener {
-            let notice = RequestMessage::rendezvous_only(&accept.address, &accept.id);
-            if hc.notify.try_send(ToListener::Request(notice, None)).is_ok() {
-                return OpenReply::Notified { listener: id, kind: ListenerKind::HybridConnection };
-            }
+    while let Some((id, hc)) = shared.pick_hc_listener(&request.address, &mut tried) {
+        let notice = RequestMessage::rendezvous_only(&accept.address, &accept.id);
+        if hc.notify.try_send(ToListener::Request(notice, None)).is_ok() {
+            return OpenReply::Notified { listener: id, kind: ListenerKind::HybridConnection };
         }
     }
     refused(ErrorCode::NoListener, "no listener on the node takes HTTP requests")

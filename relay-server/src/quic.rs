@@ -29,7 +29,7 @@ use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
 use crate::phase::Phase;
 use crate::rendezvous::Outcome;
-use crate::router::{ChannelRequest, Refusal, route};
+use crate::router::{ChannelRequest, route};
 use crate::state::{ChannelGuard, Shared};
 
 /// Why the QUIC endpoint could not start.
@@ -180,7 +180,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
                 (slot, accepted) = next_stream(&connection, &hellos) => match accepted {
                     Ok((send, recv)) if !opens.try_take(Instant::now()) => {
                         tracing::debug!("channel opens over the rate; refusing");
-                        shared.metrics.channel_open(Transport::quic, OpenResult::rate_limited, None);
+                        shared.metrics.channel_refused(Transport::quic, OpenResult::rate_limited);
                         streams.spawn(refuse(send, recv, ErrorCode::RateLimited, "too many channel opens"));
                     }
                     Ok((send, recv)) => match grant.opened() {
@@ -279,7 +279,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
         Err(denied) => {
             shared.metrics.auth_failure(denied.reason);
             if right == Right::Send {
-                shared.metrics.channel_open(Transport::quic, OpenResult::unauthorized, None);
+                shared.metrics.channel_refused(Transport::quic, OpenResult::unauthorized);
             }
             return refuse(send, recv, ErrorCode::Auth(denied.reason), &denied.detail).await;
         }
@@ -295,7 +295,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             match shared.channel_quotas.try_take(ip, granted.key.as_deref()) {
                 Ok(_quota) => serve_caller(&shared, address, contract, send, recv).await,
                 Err(over) => {
-                    shared.metrics.channel_open(Transport::quic, OpenResult::rate_limited, None);
+                    shared.metrics.channel_refused(Transport::quic, OpenResult::rate_limited);
                     refuse(send, recv, ErrorCode::RateLimited, over).await
                 }
             }
@@ -442,21 +442,19 @@ async fn serve_caller(
     let started = Instant::now();
     if shared.is_multicast(&request.address) {
         if shared.draining() {
-            shared.metrics.channel_open(Transport::quic, OpenResult::shutting_down, None);
+            shared.metrics.channel_refused(Transport::quic, OpenResult::shutting_down);
             return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
         }
-        shared.metrics.channel_open(Transport::quic, OpenResult::ok, Some(started.elapsed()));
-        shared.metrics.opened_on(&request.address);
+        shared.metrics.channel_opened(Transport::quic, &request.address, started.elapsed());
         if write_frame(&mut send, &Reply::Accepted.encode()).await.is_ok() {
             multicast::publish(shared, &request, End::Quic(Pipe { send, recv })).await;
         }
         return;
     }
     let routed = route(shared, &request).await;
-    let result = routed.as_ref().map_or_else(Refusal::open_result, |_| OpenResult::ok);
-    shared.metrics.channel_open(Transport::quic, result, routed.is_ok().then(|| started.elapsed()));
-    if routed.is_ok() {
-        shared.metrics.opened_on(&request.address);
+    match &routed {
+        Ok(_) => shared.metrics.channel_opened(Transport::quic, &request.address, started.elapsed()),
+        Err(refusal) => shared.metrics.channel_refused(Transport::quic, refusal.open_result()),
     }
     match routed {
         Ok(opened) => {

@@ -12,7 +12,7 @@ use crate::channel::{End, SpliceContext};
 use crate::config::{AddressMode, Config};
 use crate::exchanges::Exchanges;
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
-use crate::listeners::ListenerHandle;
+use crate::listeners::{HcListener, ListenerHandle};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::phase::{Phase, RelayPhase};
@@ -174,6 +174,22 @@ impl Shared {
     /// The addresses noted by [`listeners_changed`](Self::listeners_changed) since the last call.
     pub(crate) fn take_changed(&self) -> BTreeSet<String> {
         std::mem::take(&mut *self.cluster_changed.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The next Hybrid Connections listener of `address` not `tried` yet, noting each listener
+    /// looked at in `tried` (QUIC hosts do not take HTTP-mode requests).
+    pub(crate) fn pick_hc_listener(
+        &self,
+        address: &str,
+        tried: &mut Vec<ListenerId>,
+    ) -> Option<(ListenerId, HcListener)> {
+        loop {
+            let (id, handle) = self.registry().pick(address, tried)?;
+            tried.push(id);
+            if let ListenerHandle::Hc(hc) = handle {
+                return Some((id, hc));
+            }
+        }
     }
 
     /// This node's link to its cluster, if it is in one and the link is made.

@@ -16,7 +16,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use super::forward::{Refused, refused, refused_as};
 use crate::cluster::view::Choice;
 use crate::exchanges::{Exchange, ListenerAnswer};
-use crate::listeners::{HcListener, ListenerHandle, ToListener};
+use crate::listeners::ToListener;
 use crate::peers::Peers;
 use crate::registry::ListenerId;
 use crate::rendezvous::system_random;
@@ -69,7 +69,7 @@ async fn ask_local(
     tried: &mut Vec<ListenerId>,
 ) -> Option<Result<ListenerAnswer, Refused>> {
     loop {
-        let (id, hc) = pick_hc_listener(shared, address, tried)?;
+        let (id, hc) = shared.pick_hc_listener(address, tried)?;
         let mut exchange = match Exchange::register(&shared.exchanges, Some(id), system_random) {
             Ok(exchange) => exchange,
             Err(e) => return Some(Err(no_randomness(&e))),
@@ -157,18 +157,6 @@ async fn wait(shared: &Shared, address: &str, exchange: &mut Exchange) -> Result
             504,
             format!("the listener did not answer within {} ms (http_response_timeout_ms)", timeout.as_millis()),
         )),
-    }
-}
-
-/// The next Hybrid Connections listener of `address` not `tried` yet (QUIC hosts do not take
-/// HTTP requests yet).
-fn pick_hc_listener(shared: &Shared, address: &str, tried: &mut Vec<ListenerId>) -> Option<(ListenerId, HcListener)> {
-    loop {
-        let (id, handle) = shared.registry().pick(address, tried)?;
-        tried.push(id);
-        if let ListenerHandle::Hc(hc) = handle {
-            return Some((id, hc));
-        }
     }
 }
 

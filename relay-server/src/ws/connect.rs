@@ -13,12 +13,12 @@ use super::Request;
 use crate::channel::{End, splice};
 use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
-use crate::router::{ChannelRequest, Refusal, route};
+use crate::router::{ChannelRequest, route};
 use crate::state::{ChannelGuard, Shared};
 
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     let started = Instant::now();
-    let opened = |result| shared.metrics.channel_open(Transport::websocket, result, None);
+    let opened = |result| shared.metrics.channel_refused(Transport::websocket, result);
     let path = request.target.path.clone();
     let candidates: Vec<&str> = address_prefixes(&path).collect();
     if candidates.is_empty() {
@@ -70,8 +70,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
             let code = ErrorCode::ShuttingDown;
             return request.refuse(http_status(code).0, &status_description(code, "")).await;
         }
-        shared.metrics.channel_open(Transport::websocket, OpenResult::ok, Some(started.elapsed()));
-        shared.metrics.opened_on(&channel.address);
+        shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed());
         match request.upgrade(shared, None).await {
             Ok(ws) => multicast::publish(shared, &channel, End::Ws(Box::new(ws))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
@@ -79,10 +78,9 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         return;
     }
     let routed = route(shared, &channel).await;
-    let result = routed.as_ref().map_or_else(Refusal::open_result, |_| OpenResult::ok);
-    shared.metrics.channel_open(Transport::websocket, result, routed.is_ok().then(|| started.elapsed()));
-    if routed.is_ok() {
-        shared.metrics.opened_on(&channel.address);
+    match &routed {
+        Ok(_) => shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed()),
+        Err(refusal) => shared.metrics.channel_refused(Transport::websocket, refusal.open_result()),
     }
     match routed {
         Ok(opened) => {

@@ -199,7 +199,7 @@ async fn serve_connection(
         Action::Listen => control::serve(&shared, request).instrument(span).await,
         Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.config, Instant::now()) => {
             let code = ErrorCode::RateLimited;
-            shared.metrics.channel_open(Transport::websocket, OpenResult::rate_limited, None);
+            shared.metrics.channel_refused(Transport::websocket, OpenResult::rate_limited);
             tracing::debug!(%remote, "channel opens over the rate; refusing");
             refuse(request.io, http_status(code).0, &status_description(code, "too many channel opens")).await
         }
