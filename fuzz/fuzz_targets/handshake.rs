@@ -1,8 +1,10 @@
-//! The native handshake codec: every decoder takes any bytes without panicking, and whatever
-//! decodes re-encodes to something that decodes to the same message.
+//! The native handshake codec and the heads of HTTP requests carried on channels: every decoder
+//! takes any bytes without panicking, and whatever decodes re-encodes to something that decodes
+//! to the same message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use relay_proto::http_channel::{RequestHead, ResponseHead};
 use relay_proto::{self as proto, Control, Hello, Incoming, Reply};
 
 fuzz_target!(|data: &[u8]| {
@@ -21,6 +23,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(control) = Control::decode(data) {
         assert_eq!(Control::decode(&control.encode()), Ok(control));
+    }
+    if let Ok(head) = RequestHead::decode(data) {
+        assert_eq!(RequestHead::decode(&head.encode()), Ok(head));
+    }
+    if let Ok(head) = ResponseHead::decode(data) {
+        assert_eq!(ResponseHead::decode(&head.encode()), Ok(head));
     }
     if let Some(header) = data.first_chunk::<{ proto::FRAME_HEADER_LEN }>() {
         if let Ok(len) = proto::decode_frame_len(*header, proto::MAX_HANDSHAKE_FRAME) {

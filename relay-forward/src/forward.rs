@@ -10,8 +10,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::http::{HttpTarget, proxy_one};
 use super::pipe::pipe;
-use super::{CliError, ForwardArgs};
+use super::{CliError, ForwardArgs, HttpArgs};
 use relay_rpc::ErrorCode;
 use relay_rpc::ListenError;
 use relay_rpc::stream;
@@ -50,10 +51,34 @@ pub struct Forwarder {
     url: String,
     options: ConnectOptions,
     address: String,
-    to: Arc<str>,
+    target: Target,
     connect_timeout: Duration,
     max_connections: usize,
     listener: Listener,
+}
+
+/// Where a forwarder sends what arrives.
+#[derive(Debug, Clone)]
+enum Target {
+    /// Each stream to a new TCP connection to `host:port`.
+    Tcp(Arc<str>),
+    /// Each HTTP request to a local web server.
+    Http(Arc<HttpTarget>),
+}
+
+impl Target {
+    fn takes_http(&self) -> bool {
+        matches!(self, Self::Http(_))
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(to) => f.write_str(to),
+            Self::Http(to) => write!(f, "{to}"),
+        }
+    }
 }
 
 impl Forwarder {
@@ -72,18 +97,45 @@ impl Forwarder {
         if resolved.map_err(target_error)?.next().is_none() {
             return Err(target_error(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")));
         }
-        let address = args.relay.address.clone();
-        let (listener, url) = listen_any(&relays, None, &options, &address).await?;
+        let target = Target::Tcp(Arc::from(to));
+        let (address, limits) = (args.relay.address.clone(), (args.connect_timeout, args.max_connections));
+        Self::register(relays, options, address, target, limits).await
+    }
+
+    /// As [`start`](Self::start), for `relay http`: registers on the address taking HTTP
+    /// requests, each answered by the local web server (which need not be up yet).
+    pub async fn start_http(args: &HttpArgs) -> Result<Self, CliError> {
+        let relays = args.relay.relay.clone();
+        relays.check()?;
+        let options = args.relay.options()?;
+        let target = Target::Http(Arc::new(args.to.clone()));
+        let (address, limits) = (args.relay.address.clone(), (args.timeout, args.max_connections));
+        Self::register(relays, options, address, target, limits).await
+    }
+
+    async fn register(
+        relays: RelayUrls,
+        options: ConnectOptions,
+        address: String,
+        target: Target,
+        (connect_timeout, max_connections): (Duration, u32),
+    ) -> Result<Self, CliError> {
+        let (listener, url) = listen_any(&relays, None, &options, &address, target.takes_http()).await?;
         Ok(Self {
             relays,
             url,
             options,
             address,
-            to: Arc::from(to),
-            connect_timeout: args.connect_timeout,
-            max_connections: args.max_connections as usize,
+            target,
+            connect_timeout,
+            max_connections: max_connections as usize,
             listener,
         })
+    }
+
+    /// Where it forwards to: `host:port`, or the local web server's URL.
+    pub fn target(&self) -> String {
+        self.target.to_string()
     }
 
     /// The address registered on.
@@ -102,7 +154,7 @@ impl Forwarder {
     /// if the relay is draining); it fails only when a relay refuses it for good (a bad token, a
     /// forbidden address).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), CliError> {
-        let Self { relays, mut url, options, address, to, connect_timeout, max_connections, mut listener } = self;
+        let Self { relays, mut url, options, address, target, connect_timeout, max_connections, mut listener } = self;
         let mut shutdown = std::pin::pin!(shutdown);
         let slots = Arc::new(Semaphore::new(max_connections));
         let mut connections = JoinSet::new();
@@ -120,15 +172,26 @@ impl Forwarder {
                         continue;
                     };
                     let span = tracing::info_span!("stream", address = %address, channel = incoming.id());
-                    let forward = forward_one(incoming, to.clone(), connect_timeout, permit);
-                    connections.spawn(forward.instrument(span));
+                    match &target {
+                        Target::Tcp(to) => {
+                            connections
+                                .spawn(forward_one(incoming, to.clone(), connect_timeout, permit).instrument(span));
+                        }
+                        Target::Http(to) if relay_proto::http_channel::is_http(incoming.contract()) => {
+                            connections
+                                .spawn(proxy_one(incoming, to.clone(), connect_timeout, permit).instrument(span));
+                        }
+                        Target::Http(_) => {
+                            incoming.reject_in_background(ErrorCode::Rejected, "this address serves HTTP requests only")
+                        }
+                    }
                 }
                 Err(e) if is_final(&e) => return Err(CliError::Listen { url, address, source: e }),
                 Err(e) => {
                     tracing::warn!(relay = %url, error = %e, "lost the relay; registering again");
                     (listener, url) = tokio::select! {
                         () = &mut shutdown => return Ok(()),
-                        listener = relisten(&relays, &url, &options, &address) => listener?,
+                        listener = relisten(&relays, &url, &options, &address, target.takes_http()) => listener?,
                     };
                 }
             }
@@ -136,16 +199,13 @@ impl Forwarder {
     }
 }
 
-/// Connects to the relay at `url` and registers on `address`.
-async fn listen(url: &str, options: &ConnectOptions, address: &str) -> Result<Listener, CliError> {
+/// Connects to the relay at `url` and registers on `address`, taking HTTP requests if `http`.
+async fn listen(url: &str, options: &ConnectOptions, address: &str, http: bool) -> Result<Listener, CliError> {
     let host = Host::connect(url, options.clone())
         .await
         .map_err(|source| CliError::Connect { url: url.to_owned(), source })?;
-    host.listen(address).await.map_err(|source| CliError::Listen {
-        url: url.to_owned(),
-        address: address.to_owned(),
-        source,
-    })
+    let listener = if http { host.listen_http(address).await } else { host.listen(address).await };
+    listener.map_err(|source| CliError::Listen { url: url.to_owned(), address: address.to_owned(), source })
 }
 
 /// Registers on the first of `relays` that takes the registration, in their try order with
@@ -156,10 +216,11 @@ async fn listen_any(
     lost: Option<&str>,
     options: &ConnectOptions,
     address: &str,
+    http: bool,
 ) -> Result<(Listener, String), CliError> {
     let mut last = None;
     for url in relays.try_order(lost) {
-        match listen(url, options, address).await {
+        match listen(url, options, address, http).await {
             Ok(listener) => return Ok((listener, url.to_owned())),
             Err(e) if refused_for_good(&e) => return Err(e),
             Err(e) => {
@@ -180,12 +241,13 @@ async fn relisten(
     lost: &str,
     options: &ConnectOptions,
     address: &str,
+    http: bool,
 ) -> Result<(Listener, String), CliError> {
     let mut attempt = 0;
     loop {
         tokio::time::sleep(RELISTEN_BACKOFF.delay_for(attempt)).await;
         attempt = attempt.saturating_add(1);
-        match listen_any(relays, Some(lost), options, address).await {
+        match listen_any(relays, Some(lost), options, address, http).await {
             Ok((listener, url)) => {
                 tracing::info!(relay = %url, address, "registered again");
                 return Ok((listener, url));

@@ -9,7 +9,16 @@
 //! ssh -p 2222 user@127.0.0.1
 //! ```
 //!
-//! Both take `--ca FILE` (default `<data-dir>/cert.pem`), `--token TOKEN` (or `RELAY_TOKEN`)
+//! `relay http` does for a web server what `relay forward` does for a TCP port: requests to
+//! `https://{relay}/{address}/...` (the relay's HTTP mode) go to a local HTTP server, bodies
+//! streaming both ways:
+//!
+//! ```text
+//! relay http --relay quic://relay.example:7443 --address web --to http://127.0.0.1:8080
+//! curl -H "ServiceBusAuthorization: $TOKEN" https://relay.example:7443/web/index.html
+//! ```
+//!
+//! All take `--ca FILE` (default `<data-dir>/cert.pem`), `--token TOKEN` (or `RELAY_TOKEN`)
 //! and `--data-dir DIR` (default `relay-data`); without a token they sign their own with
 //! `<data-dir>/root.key` when it exists, so tools started beside the relay's data directory
 //! just work. `quic://` and `wss://` relay URLs both work.
@@ -30,6 +39,7 @@
 mod connect;
 mod failover;
 mod forward;
+mod http;
 mod pipe;
 
 use std::future::Future;
@@ -47,6 +57,7 @@ use relay_rpc::{ConnectOptions, RelayUrls, UrlError};
 pub use connect::Connector;
 pub use failover::{FailoverConnection, relay_gone};
 pub use forward::{Forwarder, RELISTEN_BACKOFF};
+pub use http::{HttpTarget, TargetError};
 
 /// Forward TCP ports through a relay: `relay forward` exposes a local service on an address,
 /// `relay connect` gives a local port that reaches it.
@@ -67,6 +78,9 @@ pub enum Command {
     /// Caller side: listen on a local TCP port and carry each connection to an address of the
     /// relay (a new stream per connection).
     Connect(ConnectArgs),
+    /// Host side for a web server: listen on an address of the relay taking HTTP requests
+    /// (`https://RELAY/ADDRESS/...`) and send each to a local HTTP server.
+    Http(HttpArgs),
 }
 
 /// How to reach the relay, and the address on it.
@@ -110,6 +124,24 @@ pub struct ForwardArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// How many streams may be forwarded at once; more are refused as busy.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// `relay http`: the host side for a local web server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// The relay and the address to listen on.
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// The local web server, http://HOST:PORT[/BASE]: `https://RELAY/ADDRESS/x` is sent to
+    /// `http://HOST:PORT/BASE/x`.
+    #[arg(long, value_name = "URL")]
+    pub to: HttpTarget,
+    /// How long the local server may take to answer (its head; the body then streams).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How many requests may be forwarded at once; more are refused as busy.
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 }
@@ -218,6 +250,16 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Cli
                 args.relay.address,
                 forwarder.relay(),
                 args.to
+            ));
+            forwarder.run(shutdown).await?;
+        }
+        Command::Http(args) => {
+            let forwarder = Forwarder::start_http(&args).await?;
+            relay_process::tell(&format!(
+                "forwarding http requests to {:?} at {} to {} (Ctrl-C stops)",
+                args.relay.address,
+                forwarder.relay(),
+                forwarder.target()
             ));
             forwarder.run(shutdown).await?;
         }

@@ -20,7 +20,7 @@
 //! ```
 //! use relay_proto::{Hello, Reply, encode_frame, split_frame};
 //!
-//! let hello = Hello::Listen { address: "calc".into(), token: None };
+//! let hello = Hello::Listen { address: "calc".into(), token: None, http: false };
 //! let frame = encode_frame(&hello.encode());
 //! let (body, used) = split_frame(&frame, relay_proto::MAX_HELLO_FRAME)?.expect("a whole frame");
 //! assert_eq!((Hello::decode(body)?, used), (hello, frame.len()));
@@ -43,6 +43,7 @@ pub mod grant;
 pub mod hc;
 pub mod hc_http;
 pub mod http;
+pub mod http_channel;
 #[cfg(feature = "quic")]
 pub mod io;
 mod message;

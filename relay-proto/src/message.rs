@@ -15,6 +15,9 @@ const TAG_GO_AWAY: u8 = 7;
 const TAG_DIAL: u8 = 8;
 const TAG_RENDEZVOUS: u8 = 9;
 
+/// The flag of a [`Hello::Listen`] whose host takes HTTP requests.
+const LISTEN_TAKES_HTTP: u8 = 1;
+
 /// The longest relay URL a [`Control::Dial`] carries.
 pub const MAX_DIAL_URL_LEN: usize = 1024;
 /// The longest one-time rendezvous secret.
@@ -115,6 +118,10 @@ pub enum Hello {
         address: String,
         /// The credential, if any.
         token: Option<String>,
+        /// Whether the host takes HTTP requests too, as channels whose contract is
+        /// [`http_channel::CONTRACT`](crate::http_channel::CONTRACT). On the wire a flags byte
+        /// after the token, written only when set, so hosts and relays that predate it agree.
+        http: bool,
     },
     /// A caller opens a channel to `address`; after the reply the stream carries the channel.
     Connect {
@@ -146,8 +153,13 @@ impl Hello {
     /// Encodes the message body (without the frame length).
     pub fn encode(&self) -> Vec<u8> {
         match self {
-            Self::Listen { address, token } => {
-                Writer::new(PROTOCOL_VERSION, TAG_LISTEN).str(address).opt_str(token.as_deref()).finish()
+            Self::Listen { address, token, http } => {
+                let mut w = Writer::new(PROTOCOL_VERSION, TAG_LISTEN);
+                w.str(address).opt_str(token.as_deref());
+                if *http {
+                    w.u8(LISTEN_TAKES_HTTP);
+                }
+                w.finish()
             }
             Self::Connect { address, token, contract } => {
                 let mut w = Writer::new(PROTOCOL_VERSION, TAG_CONNECT);
@@ -163,7 +175,11 @@ impl Hello {
     pub fn decode(body: &[u8]) -> Result<Self, ProtoError> {
         let (mut r, tag) = open(body)?;
         let hello = match tag {
-            TAG_LISTEN => Self::Listen { address: address(&mut r)?, token: token(&mut r)? },
+            TAG_LISTEN => {
+                let (address, token) = (address(&mut r)?, token(&mut r)?);
+                let flags = if r.is_empty() { 0 } else { r.u8()? };
+                Self::Listen { address, token, http: flags & LISTEN_TAKES_HTTP != 0 }
+            }
             TAG_CONNECT => Self::Connect {
                 address: address(&mut r)?,
                 token: token(&mut r)?,
@@ -364,8 +380,9 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let hellos = [
-            Hello::Listen { address: "calc".into(), token: None },
-            Hello::Listen { address: "eu/calc".into(), token: Some("t".into()) },
+            Hello::Listen { address: "calc".into(), token: None, http: false },
+            Hello::Listen { address: "eu/calc".into(), token: Some("t".into()), http: false },
+            Hello::Listen { address: "calc".into(), token: Some("t".into()), http: true },
             Hello::Connect { address: "calc".into(), token: Some("tok".into()), contract: contract() },
             Hello::Rendezvous { secret: "s3cret".into() },
         ];
@@ -401,13 +418,13 @@ mod tests {
 
     #[test]
     fn refuses_garbage() {
-        let mut body = Hello::Listen { address: "calc".into(), token: None }.encode();
-        body.push(0);
+        let mut body = Hello::Listen { address: "calc".into(), token: None, http: false }.encode();
+        body.extend([0, 0]);
         assert_eq!(Hello::decode(&body), Err(ProtoError::TrailingBytes(1)));
         assert_eq!(Hello::decode(&[9, 1]), Err(ProtoError::UnsupportedVersion(9)));
         assert_eq!(Hello::decode(&[PROTOCOL_VERSION, 99]), Err(ProtoError::UnexpectedMessage(99)));
         assert_eq!(Reply::decode(&[PROTOCOL_VERSION, TAG_LISTEN]), Err(ProtoError::UnexpectedMessage(TAG_LISTEN)));
-        let bad = Hello::Listen { address: "a/../b".into(), token: None }.encode();
+        let bad = Hello::Listen { address: "a/../b".into(), token: None, http: false }.encode();
         assert!(matches!(Hello::decode(&bad), Err(ProtoError::InvalidAddress(_))));
         let mut lying = vec![PROTOCOL_VERSION, TAG_LISTEN];
         lying.extend_from_slice(&u16::MAX.to_be_bytes());
@@ -421,6 +438,17 @@ mod tests {
             let channel = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
             let dial = Control::Dial { url: "quic://10.0.0.2:7443".into(), secret: "s3cret".into(), channel };
             std::fs::write(seeds.join("control-dial"), dial.encode()).unwrap();
+            let listen = Hello::Listen { address: "calc".into(), token: Some("t".into()), http: true };
+            std::fs::write(seeds.join("listen-http"), listen.encode()).unwrap();
+            let request = crate::http_channel::RequestHead {
+                method: "POST".into(),
+                target: "/calc/Calculator/add".into(),
+                remote: "127.0.0.1:5000".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+            };
+            std::fs::write(seeds.join("http-request-head"), request.encode()).unwrap();
+            let response = crate::http_channel::ResponseHead { status: 200, headers: vec![("a".into(), "b".into())] };
+            std::fs::write(seeds.join("http-response-head"), response.encode()).unwrap();
         }
         let mut count = 0;
         for entry in std::fs::read_dir(&seeds).unwrap() {
@@ -433,7 +461,9 @@ mod tests {
             let decodes = Hello::decode(body).is_ok()
                 || Reply::decode(body).is_ok()
                 || Incoming::decode(body).is_ok()
-                || Control::decode(body).is_ok();
+                || Control::decode(body).is_ok()
+                || crate::http_channel::RequestHead::decode(body).is_ok()
+                || crate::http_channel::ResponseHead::decode(body).is_ok();
             assert!(decodes, "{} is no message of version {PROTOCOL_VERSION}", path.display());
             count += 1;
         }

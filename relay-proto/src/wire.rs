@@ -101,6 +101,11 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Whether every byte was consumed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
     /// Fails unless every byte was consumed.
     pub(crate) fn end(self) -> Result<(), ProtoError> {
         match self.buf.len() {

@@ -83,6 +83,7 @@ pub mod client;
 pub mod contract;
 mod error;
 mod host;
+pub mod http;
 mod options;
 mod replaceable;
 pub mod stream;

@@ -29,6 +29,8 @@ pub(crate) struct QuicListener {
     pub(crate) control: mpsc::Sender<Control>,
     /// When it registered (unix seconds), for the status page.
     pub(crate) since: u64,
+    /// Whether it takes HTTP requests (as channels).
+    pub(crate) http: bool,
 }
 
 /// A Hybrid Connections listener's control channel, as the router sees it.
@@ -45,6 +47,9 @@ pub(crate) struct HcListener {
     /// status page.
     pub(crate) remote: SocketAddr,
     pub(crate) since: u64,
+    /// Whether it said it takes HTTP requests as channels (a host of this project over wss); other
+    /// listeners get them as `request` messages where the address has `http = true`.
+    pub(crate) http_channels: bool,
 }
 
 /// A message for a Hybrid Connections listener's control channel.
@@ -64,6 +69,20 @@ impl ListenerHandle {
             Self::Quic(quic) => ("quic", quic.connection.remote_address(), quic.since),
             Self::Hc(hc) => ("websocket", hc.remote, hc.since),
         }
+    }
+
+    /// Whether it takes HTTP requests as channels ([`relay_proto::http_channel`]).
+    pub(crate) fn takes_http_channels(&self) -> bool {
+        match self {
+            Self::Quic(quic) => quic.http,
+            Self::Hc(hc) => hc.http_channels,
+        }
+    }
+
+    /// Whether it can take a channel announcing `contract`: a channel carrying an HTTP request
+    /// goes only to listeners that said they take them.
+    pub(crate) fn can_take(&self, contract: &relay_proto::ContractInfo) -> bool {
+        !relay_proto::http_channel::is_http(contract) || self.takes_http_channels()
     }
 
     /// What is cancelled when the listener is found dead, where its channels need telling.

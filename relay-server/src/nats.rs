@@ -331,7 +331,7 @@ fn serve_open(shared: &Shared, request: &OpenRequest, target: &DialTarget) -> Op
     }
     let mut tried = request.exclude.clone();
     loop {
-        let picked = shared.registry().pick(&request.address, &tried);
+        let picked = shared.registry().pick_where(&request.address, &tried, |l| l.can_take(&request.contract));
         let Some((id, listener)) = picked else { break };
         tried.push(id);
         let told = match &listener {

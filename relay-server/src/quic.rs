@@ -287,8 +287,9 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
     gate.pass(&connection, shared.config.connection_window_bytes);
     open.authorize(relay_proto::io::announce_streams(&connection));
     match hello {
-        Hello::Listen { address, .. } => {
-            serve_listener(&shared, connection, address, granted.expiry, send, recv).await;
+        Hello::Listen { address, http, .. } => {
+            let listener = Registering { address, expiry: granted.expiry, http };
+            serve_listener(&shared, connection, listener, send, recv).await;
         }
         Hello::Connect { address, contract, .. } => {
             let ip = connection.remote_address().ip();
@@ -325,21 +326,30 @@ const CONTROL_QUEUE: usize = 64;
 /// How long a control message may wait for the host's flow control.
 const CONTROL_WRITE: Duration = Duration::from_secs(2);
 
+/// A listener's `Listen`, authorized.
+struct Registering {
+    address: String,
+    /// When its token expires.
+    expiry: Option<u64>,
+    /// Whether it takes HTTP requests.
+    http: bool,
+}
+
 /// Registers a listener for as long as its control stream stays open and its token is valid.
 async fn serve_listener(
     shared: &Shared,
     connection: Connection,
-    address: String,
-    expiry: Option<u64>,
+    listener: Registering,
     mut send: SendStream,
     mut recv: RecvStream,
 ) {
     if shared.draining() {
         return refuse(send, recv, ErrorCode::ShuttingDown, "relay is shutting down").await;
     }
+    let Registering { address, expiry, http } = listener;
     let (control, mut to_host) = mpsc::channel(CONTROL_QUEUE);
-    let registered = shared
-        .register_listener(&address, ListenerHandle::Quic(QuicListener { connection, control, since: unix_now() }));
+    let quic = QuicListener { connection, control, since: unix_now(), http };
+    let registered = shared.register_listener(&address, ListenerHandle::Quic(quic));
     let id = match registered {
         Ok(id) => id,
         Err(e) => return refuse(send, recv, ErrorCode::Busy, &e.to_string()).await,

@@ -96,6 +96,16 @@ impl<L: Clone> Registry<L> {
     /// The listener for the next channel on `address`, skipping `exclude` and listeners at their
     /// channel limit, by the address's policy.
     pub fn pick(&mut self, address: &str, exclude: &[ListenerId]) -> Option<(ListenerId, L)> {
+        self.pick_where(address, exclude, |_| true)
+    }
+
+    /// [`pick`](Self::pick) among the listeners for which `suits` holds.
+    pub fn pick_where(
+        &mut self,
+        address: &str,
+        exclude: &[ListenerId],
+        suits: impl Fn(&L) -> bool,
+    ) -> Option<(ListenerId, L)> {
         let balance = self.balance.get(address).copied().unwrap_or_default();
         let max = self.max_channels_per_listener;
         let rotation = self.addresses.get_mut(address)?;
@@ -103,7 +113,7 @@ impl<L: Clone> Registry<L> {
         // Candidates in turn, starting at the cursor; least-open picks the first with the fewest.
         let candidates = (0..len).map(|k| (rotation.cursor + k) % len).filter(|&i| {
             let entry = &rotation.listeners[i];
-            !exclude.contains(&entry.id) && entry.open_channels < max
+            !exclude.contains(&entry.id) && entry.open_channels < max && suits(&entry.listener)
         });
         let index = match balance {
             Balance::RoundRobin => candidates.into_iter().next(),

@@ -177,7 +177,8 @@ impl Shared {
     }
 
     /// The next Hybrid Connections listener of `address` not `tried` yet, noting each listener
-    /// looked at in `tried` (QUIC hosts do not take HTTP-mode requests).
+    /// looked at in `tried` (QUIC hosts, and listeners that take HTTP requests as channels, get no
+    /// `request` messages).
     pub(crate) fn pick_hc_listener(
         &self,
         address: &str,
@@ -186,10 +187,26 @@ impl Shared {
         loop {
             let (id, handle) = self.registry().pick(address, tried)?;
             tried.push(id);
-            if let ListenerHandle::Hc(hc) = handle {
+            if let ListenerHandle::Hc(hc) = handle
+                && !hc.http_channels
+            {
                 return Some((id, hc));
             }
         }
+    }
+
+    /// Whether a listener of `address` on this node takes HTTP requests as channels.
+    pub(crate) fn takes_http_channels(&self, address: &str) -> bool {
+        self.registry().all(address).iter().any(|(_, listener)| listener.takes_http_channels())
+    }
+
+    /// Whether HTTP-mode requests may name `address`: HTTP mode is on there for Hybrid
+    /// Connections listeners, a listener here takes them as channels, or (in a cluster) another
+    /// node has listeners on it, which may.
+    pub(crate) fn http_live(&self, address: &str) -> bool {
+        self.config.http_enabled(address)
+            || self.takes_http_channels(address)
+            || self.peers().is_some_and(|peers| peers.view().remote_listeners(address) > 0)
     }
 
     /// This node's link to its cluster, if it is in one and the link is made.

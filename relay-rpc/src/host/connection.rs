@@ -51,12 +51,32 @@ impl Host {
 
     /// Registers on `address`; callers' channels to it arrive on the returned [`Listener`].
     pub async fn listen(&self, address: &str) -> Result<Listener, ListenError> {
+        self.register_listener(address, false).await
+    }
+
+    /// Registers on `address` and takes HTTP requests to it too: the relay's HTTP mode
+    /// (`https://{relay}/{address}/...`) sends each one as a channel to this listener. Serving a
+    /// contract ([`Listener::serve`]) answers them as JSON calls; the channels' contract is
+    /// [`relay_proto::http_channel::CONTRACT`].
+    ///
+    /// ```no_run
+    /// # use relay_rpc::{Host, ListenError};
+    /// # async fn run<D: relay_rpc::contract::Dispatch>(host: Host, calc: D) -> Result<(), ListenError> {
+    /// // curl -X POST https://relay.example/calc/Calculator/add -H 'content-type: application/json' -d '{"a":2,"b":3}'
+    /// host.listen_http("calc").await?.serve(calc).await
+    /// # }
+    /// ```
+    pub async fn listen_http(&self, address: &str) -> Result<Listener, ListenError> {
+        self.register_listener(address, true).await
+    }
+
+    async fn register_listener(&self, address: &str, takes_http: bool) -> Result<Listener, ListenError> {
         proto::validate_address(address)?;
         let (tx, rx) = mpsc::channel(LISTENER_QUEUE);
         if !self.inner.routes.add(address, tx.clone()) {
             return Err(ListenError::AlreadyListening(address.to_owned()));
         }
-        match self.register(address, tx).await {
+        match self.register(address, takes_http, tx).await {
             Ok(registration) => {
                 tracing::debug!(address, "listening");
                 Ok(Listener::new(self.inner.clone(), address.to_owned(), rx, registration))
@@ -71,6 +91,7 @@ impl Host {
     async fn register(
         &self,
         address: &str,
+        takes_http: bool,
         queue: mpsc::Sender<IncomingChannel>,
     ) -> Result<crate::transport::Registration, ListenError> {
         let inner = &self.inner;
@@ -80,7 +101,7 @@ impl Host {
             format!("{}/{address}", inner.url),
             token.as_ref().map(|t| t.expires_at()),
         );
-        inner.link.listen(&inner.options, address, token, renewal, queue).await
+        inner.link.listen(&inner.options, address, (token, takes_http), renewal, queue).await
     }
 
     /// Closes the connection: every listener and channel of this host ends.

@@ -1,6 +1,7 @@
 //! The host side: connect outbound to a relay, listen on addresses, serve channels.
 
 mod connection;
+mod json_calls;
 mod link;
 mod listener;
 mod online;

@@ -175,7 +175,7 @@ impl Host {
                 lost_relay = Some(url);
                 let mut listeners = Vec::with_capacity(services.entries.len());
                 for (address, _) in &services.entries {
-                    listeners.push(host.listen(address).await?);
+                    listeners.push(host.listen_http(address).await?);
                 }
                 status.send_replace(HostStatus::Online);
                 online_since = Some(Instant::now());

@@ -41,8 +41,9 @@ const ONEWAY_QUEUE: usize = 64;
 type Framed<Req, Resp> = Typed<tarpc::ClientMessage<Req>, tarpc::Response<Resp>>;
 
 impl Listener {
-    /// Serves `dispatcher` (a generated `ServeFoo`) on every channel callers open, until the
-    /// registration or the connection ends. Channels whose contract does not match are refused
+    /// Serves `dispatcher` (a generated `ServeFoo`) on every channel callers open, and answers
+    /// HTTP requests (on a listener from [`Host::listen_http`](crate::Host::listen_http)) as JSON
+    /// calls of the same contract, until the registration or the connection ends. Channels whose contract does not match are refused
     /// with [`ErrorCode::ContractMismatch`]. When the relay drains ([`ListenError::GoAway`]),
     /// the channels already open run until they finish before this returns; otherwise returning
     /// ends every channel still open.
@@ -78,6 +79,10 @@ impl Listener {
                         Ok(incoming) => incoming,
                         Err(e) => break Some(e),
                     };
+                    if relay_proto::http_channel::is_http(incoming.contract()) {
+                        channels.spawn(super::json_calls::answer_http(incoming, dispatcher.clone()));
+                        continue;
+                    }
                     if let Err(detail) = check_compatible(D::CONTRACT, incoming.contract()) {
                         tracing::debug!(address = %incoming.address(), %detail, "refusing channel");
                         channels.spawn(async move { let _ = incoming.reject(ErrorCode::ContractMismatch, &detail).await; });

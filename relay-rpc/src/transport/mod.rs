@@ -83,20 +83,21 @@ impl Link {
         }
     }
 
-    /// Registers as a listener on `address`; accepted callers' channels go to `queue`.
+    /// Registers as a listener on `address`, taking HTTP requests too when `takes_http`;
+    /// accepted callers' channels go to `queue`.
     pub(crate) async fn listen(
         &self,
         options: &ConnectOptions,
         address: &str,
-        token: Option<Token>,
+        (token, takes_http): (Option<Token>, bool),
         renewal: Renewal,
         queue: mpsc::Sender<IncomingChannel>,
     ) -> Result<Registration, ListenError> {
         match self {
-            Self::Quic(link) => {
-                quic::host::register(link, options, address, token, renewal, queue).await.map(Registration::Quic)
-            }
-            Self::Ws(link) => link.listen(address, token, renewal, queue).await.map(Registration::Ws),
+            Self::Quic(link) => quic::host::register(link, options, address, (token, takes_http), renewal, queue)
+                .await
+                .map(Registration::Quic),
+            Self::Ws(link) => link.listen(address, token, takes_http, renewal, queue).await.map(Registration::Ws),
         }
     }
 

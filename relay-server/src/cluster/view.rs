@@ -280,7 +280,6 @@ impl View {
     }
 
     /// Listeners on `address` on other nodes, as far as the view knows.
-    #[cfg(test)]
     pub(crate) fn remote_listeners(&self, address: &str) -> u32 {
         self.directory.get(address).map_or(0, |nodes| nodes.values().sum())
     }

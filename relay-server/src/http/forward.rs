@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt as _, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, HOST,
@@ -20,17 +20,17 @@ use relay_proto::hc_http::{
     RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers, listener_target, reason_phrase,
     sender_headers, sender_status, sender_token,
 };
+use relay_proto::http_channel::RequestHead;
+use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Peer, ask};
+use super::{Answer, Peer, ask, full, over_channel};
 use crate::auth::Authorized;
 use crate::exchanges::ListenerAnswer;
 use crate::state::Shared;
 
-type Answer = Response<Full<Bytes>>;
-
 /// Serves one request.
-pub(super) async fn forward(shared: &Shared, request: Request<Incoming>, peer: Peer) -> Answer {
+pub(super) async fn forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Peer) -> Answer {
     let origin = match cors_origin(shared, &request) {
         Ok(origin) => origin,
         Err(refusal) => {
@@ -77,7 +77,7 @@ fn cors_origin(shared: &Shared, request: &Request<Incoming>) -> Result<Option<St
 /// The relay's `204` to an allowed origin's CORS preflight.
 fn preflight_answer(origin: &str, headers: &hyper::HeaderMap) -> Answer {
     let requested = headers.get(ACCESS_CONTROL_REQUEST_HEADERS).and_then(|v| v.to_str().ok());
-    let mut response = Response::new(Full::new(Bytes::new()));
+    let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     for (name, value) in cors::preflight_headers(origin, requested) {
         if let Ok(value) = HeaderValue::from_str(&value) {
@@ -111,7 +111,7 @@ pub(super) fn refused_as(code: ErrorCode, detail: &str) -> Refused {
     refused(http_status(code).0, status_description(code, detail))
 }
 
-async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) -> Result<Answer, Refused> {
+async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Peer) -> Result<Answer, Refused> {
     let (parts, body) = request.into_parts();
     if parts.method == Method::CONNECT || parts.headers.contains_key(UPGRADE) {
         return Err(refused(400, "no CONNECT or upgrade here; WebSockets go to /$hc/ADDRESS"));
@@ -125,9 +125,9 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
         return Err(refused(404, "the path names no address"));
     }
     let token = sender_token(&target, &headers);
-    // The longest HTTP-enabled address the sender may use; whether it has a listener is asked
-    // only after, so a refusal never tells where listeners are.
-    let live = |address: &str| shared.config.http_enabled(address);
+    // The longest address taking HTTP requests that the sender may use; whether it has a
+    // listener is asked only after, so a refusal never tells where listeners are.
+    let live = |address: &str| shared.http_live(address);
     let (address, granted) = shared
         .policy
         .sender_address(token.as_ref().map(|(token, _)| token.as_str()), &candidates, live, unix_now())
@@ -136,7 +136,7 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
             refused_as(ErrorCode::Auth(denied.reason), &denied.detail)
         })?;
     let address = address.to_owned();
-    if !shared.config.http_enabled(&address) {
+    if !shared.http_live(&address) {
         return Err(refused(404, format!("HTTP mode is not enabled on {address:?}")));
     }
     if shared.draining() {
@@ -145,17 +145,29 @@ async fn try_forward(shared: &Shared, request: Request<Incoming>, peer: Peer) ->
     if !shared.open_rates.try_take(peer.remote.ip(), &shared.config, Instant::now()) {
         return Err(refused_as(ErrorCode::RateLimited, "too many requests"));
     }
-    let _quota = shared
+    let quota = shared
         .channel_quotas
         .try_take(peer.remote.ip(), granted.key.as_deref())
         .map_err(|why| refused_as(ErrorCode::RateLimited, why))?;
-    let (body, _held) = read_body(shared, body).await?;
 
     // A token in `Authorization` is the relay's (and goes); on an anonymous address, or beside
     // another token, `Authorization` is the listener's.
     let strip_authorization =
         matches!(token, Some((_, TokenSource::Authorization))) && granted != Authorized::ANONYMOUS;
     let via = via_name(&parts.headers, peer);
+    // Hosts of this project take requests as channels; Hybrid Connections listeners where the
+    // address has HTTP mode on, as `request` messages.
+    if shared.takes_http_channels(&address) || !shared.config.http_enabled(&address) {
+        let head = RequestHead {
+            method: parts.method.as_str().to_owned(),
+            target: listener_target(&target),
+            remote: peer.remote.to_string(),
+            headers: listener_headers(&headers, strip_authorization, &via).into_iter().collect(),
+        };
+        let answer = over_channel::exchange(shared, &address, head, body, quota).await?;
+        return Ok(with_via(answer, &via));
+    }
+    let (body, _held) = read_body(shared, body).await?;
     let message = RequestMessage {
         address: String::new(),
         id: String::new(),
@@ -217,7 +229,7 @@ fn listener_answer(answer: ListenerAnswer, via: &str, head_request: bool) -> Ans
     let ListenerAnswer { head, body } = answer;
     let status = StatusCode::from_u16(sender_status(head.status_code)).unwrap_or(StatusCode::BAD_GATEWAY);
     let no_body = head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let mut response = Response::new(Full::new(if no_body { Bytes::new() } else { body }));
+    let mut response = Response::new(full(if no_body { Bytes::new() } else { body }));
     *response.status_mut() = status;
     if let Some(reason) = reason_phrase(head.status_description.as_deref())
         && Some(reason.as_str()) != status.canonical_reason()
@@ -231,6 +243,12 @@ fn listener_answer(answer: ListenerAnswer, via: &str, head_request: bool) -> Ans
             headers.append(name, value);
         }
     }
+    with_via(response, via)
+}
+
+/// A listener's answer with the relay added to its `Via`.
+fn with_via(mut response: Answer, via: &str) -> Answer {
+    let headers = response.headers_mut();
     let via = match headers.get(VIA).and_then(|v| v.to_str().ok()) {
         Some(theirs) => format!("{theirs}, 1.1 {via}"),
         None => format!("1.1 {via}"),
@@ -243,7 +261,7 @@ fn listener_answer(answer: ListenerAnswer, via: &str, head_request: bool) -> Ans
 
 /// The relay's own answer: `status` with a Connect-style JSON error body, and no `Via`.
 fn relay_error(status: u16, message: &str) -> Answer {
-    let mut response = Response::new(Full::new(Bytes::from(error_body(status, message))));
+    let mut response = Response::new(full(error_body(status, message)));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response

@@ -9,12 +9,16 @@
 
 mod ask;
 mod forward;
+mod over_channel;
 mod replay;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use relay_proto::error::chain;
 use relay_proto::http::MAX_HEAD;
@@ -23,6 +27,20 @@ use crate::channel::Io;
 use crate::phase::Phase;
 use crate::state::Shared;
 use replay::Replay;
+
+/// An answer to a sender: the relay's own (a whole body), or a listener's (perhaps streamed).
+pub(crate) type Answer = hyper::Response<BoxBody<Bytes, BodyCut>>;
+
+/// Why an answer's body ended before it was whole: the host's end of the channel that carried
+/// it broke. hyper then ends the sender's connection rather than the body.
+#[derive(Debug, thiserror::Error)]
+#[error("the listener's response was cut short")]
+pub(crate) struct BodyCut;
+
+/// A whole body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, BodyCut> {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
 
 /// Where a connection came from and arrived, for the listener's `remoteEndpoint` and the
 /// relay's `Via` name.

@@ -144,7 +144,7 @@ async fn try_local(
     channel_id: u64,
     local: &mut LocalTries,
 ) -> Option<Result<Opened, Refusal>> {
-    let picked = shared.registry().pick(&request.address, &local.tried);
+    let picked = shared.registry().pick_where(&request.address, &local.tried, |l| l.can_take(&request.contract));
     let Some((id, listener)) = picked else {
         local.exhausted = true;
         return None;

@@ -25,6 +25,7 @@ use crate::listeners::{HcListener, ListenerHandle, ToListener};
 use crate::phase::Phase;
 use crate::registry::ListenerId;
 use crate::state::Shared;
+use relay_proto::http_channel::TAKES_HTTP_HEADER;
 
 /// How many `accept` notifications may wait for a slow control channel before senders are refused.
 const ACCEPT_QUEUE: usize = 64;
@@ -49,7 +50,9 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     let base_url = format!("{}://{}", request.scheme, host_of(&request));
     let (notify, accepts) = mpsc::channel(ACCEPT_QUEUE);
     let dead = CancellationToken::new();
-    let listener = HcListener { notify, base_url, dead: dead.clone(), remote: request.remote, since: unix_now() };
+    let http_channels = request.head.header(TAKES_HTTP_HEADER) == Some("1");
+    let listener =
+        HcListener { notify, base_url, dead: dead.clone(), remote: request.remote, since: unix_now(), http_channels };
     let registered = shared.register_listener(&address, ListenerHandle::Hc(listener));
     let id = match registered {
         Ok(id) => id,

@@ -140,7 +140,7 @@ async fn a_truncated_hello_is_closed() {
     let (relay, _host) = relay_with_calculator(LONG_HANDSHAKE_MS).await;
     let connection = raw_connection(&relay, proto::ALPN).await.unwrap();
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    let hello = Hello::Listen { address: "calc".into(), token: None }.encode();
+    let hello = Hello::Listen { address: "calc".into(), token: None, http: false }.encode();
     let frame = proto::encode_frame(&hello);
     send.write_all(&frame[..frame.len() - 2]).await.unwrap();
     send.finish().unwrap();

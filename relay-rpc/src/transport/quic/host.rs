@@ -193,17 +193,17 @@ impl QuicRegistration {
     }
 }
 
-/// Registers on `address` with a `Listen` hello on a new control stream, within the handshake
-/// timeout, and starts renewing the token over it.
+/// Registers on `address` with a `Listen` hello on a new control stream (saying whether the host
+/// takes HTTP requests), within the handshake timeout, and starts renewing the token over it.
 pub(crate) async fn register(
     link: &QuicLink,
     options: &ConnectOptions,
     address: &str,
-    token: Option<Token>,
+    (token, http): (Option<Token>, bool),
     renewal: Renewal,
     queue: mpsc::Sender<IncomingChannel>,
 ) -> Result<QuicRegistration, ListenError> {
-    let hello = Hello::Listen { address: address.to_owned(), token: token.map(|t| t.value().to_owned()) };
+    let hello = Hello::Listen { address: address.to_owned(), token: token.map(|t| t.value().to_owned()), http };
     let handshake = async {
         let lost = |e: ChannelError| ListenError::ConnectionLost(chain(&e).to_string());
         let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;

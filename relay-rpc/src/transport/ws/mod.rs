@@ -250,11 +250,15 @@ impl WsLink {
         &self,
         address: &str,
         token: Option<Token>,
+        takes_http: bool,
         renewal: Renewal,
         queue: mpsc::Sender<IncomingChannel>,
     ) -> Result<WsRegistration, ListenError> {
         let endpoint = Endpoint::on_relay(&self.inner.relay, target::listen_target(address));
-        let headers: Vec<_> = token.as_ref().map(|t| (TOKEN_HEADER, t.value())).into_iter().collect();
+        let mut headers: Vec<_> = token.as_ref().map(|t| (TOKEN_HEADER, t.value())).into_iter().collect();
+        if takes_http {
+            headers.push((relay_proto::http_channel::TAKES_HTTP_HEADER, "1"));
+        }
         match self.upgrade(&endpoint, &headers, MAX_HANDSHAKE_FRAME).await {
             Ok(Upgrade::Accepted(ws)) => Ok(control::spawn(self.clone(), address, *ws, renewal, queue)),
             Ok(Upgrade::Refused { status, description }) => {

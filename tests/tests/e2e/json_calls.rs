@@ -1,0 +1,219 @@
+//! Typed contracts called as JSON over plain HTTPS: `POST https://{relay}/{address}/{Contract}/{method}`
+//! reaches a Rust host registered with `Host::listen_http`, over QUIC or wss, as a channel; the
+//! host answers through the same dispatch as bincode calls. Also the raw `relay_rpc::http` API
+//! streaming a large body both ways, and which requests never reach a host.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use relay_rpc::Host;
+use relay_rpc::http::{HttpRequest, ResponseHead};
+use relay_tests::https::{self, Response, sha256_hex};
+use relay_tests::lab::{LabEvent, LabHost, ServeLab};
+use relay_tests::{TestRelay, next_event};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Serves the lab named `name` on `address`, taking HTTP, from a new host on `url`.
+async fn serve_lab_http(
+    relay: &TestRelay,
+    url: &str,
+    address: &str,
+    name: &str,
+) -> (Host, UnboundedReceiver<LabEvent>) {
+    let host = relay.host_on(url).await;
+    let (lab, events) = LabHost::new(name);
+    tokio::spawn(host.listen_http(address).await.expect("listens").serve(ServeLab::new(lab)));
+    (host, events)
+}
+
+/// POSTs `json` to `target` with a send token for `address` and the JSON content type.
+async fn post(relay: &TestRelay, address: &str, target: &str, json: &str, extra: &[(&str, &str)]) -> Response {
+    let token = https::token(relay, address);
+    let mut headers = vec![("ServiceBusAuthorization", token.as_str()), ("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    https::request(relay, "POST", target, &headers, json.as_bytes().to_vec()).await
+}
+
+/// A host's answer: relayed (with `Via`) and JSON.
+fn assert_json(response: &Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status, status, "{response:?}");
+    assert!(response.header("via").is_some(), "a host's answer carries Via: {response:?}");
+    assert!(response.header("content-type").is_some_and(|ct| ct.starts_with("application/json")), "{response:?}");
+    response.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_calls_reach_hosts_over_quic_and_wss() {
+    let relay = TestRelay::start().await;
+    for (url, address, name) in [(&relay.url, "lab-quic", "over-quic"), (&relay.ws_url, "lab-wss", "over-wss")] {
+        let (_host, _events) = serve_lab_http(&relay, url, address, name).await;
+        let even = post(&relay, address, &format!("/{address}/Lab/first_even"), r#"{"values":[1,3,8,5]}"#, &[]).await;
+        assert_eq!(assert_json(&even, 200), serde_json::json!(8), "{address}");
+        let none = post(&relay, address, &format!("/{address}/first_even"), r#"{"values":[1]}"#, &[]).await;
+        assert_eq!(assert_json(&none, 200), serde_json::Value::Null, "{address}: the short path");
+        let who = post(&relay, address, &format!("/{address}/Lab/whoami"), "", &[]).await;
+        assert_eq!(assert_json(&who, 200), serde_json::json!(name), "{address}: no arguments, empty body");
+        let shape = r#"{"shape":{"Circle":{"center":{"x":1.5,"y":-2.0,"label":"c"},"radius":3.0}}}"#;
+        let echoed = post(&relay, address, &format!("/{address}/Lab/echo_shape"), shape, &[]).await;
+        assert_eq!(
+            assert_json(&echoed, 200),
+            serde_json::json!({"Circle":{"center":{"x":1.5,"y":-2.0,"label":"c"},"radius":3.0}}),
+            "{address}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_call_errors_follow_connect_and_keep_service_errors_apart() {
+    let relay = TestRelay::start().await;
+    let (_host, mut events) = serve_lab_http(&relay, &relay.url, "lab", "errors").await;
+
+    let failed = post(&relay, "lab", "/lab/Lab/check", r#"{"value":-5}"#, &[]).await;
+    let body = assert_json(&failed, 400);
+    assert_eq!(body["code"], "failed_precondition", "{body}");
+    assert_eq!(body["serviceError"], serde_json::json!({"Refused": -5}), "{body}");
+    let fine = post(&relay, "lab", "/lab/Lab/check", r#"{"value":5}"#, &[]).await;
+    assert_eq!(assert_json(&fine, 200), serde_json::json!(5));
+
+    for (target, json, status, code) in [
+        ("/lab/Lab/no_such_method", "{}", 501, "unimplemented"),
+        ("/lab/Other/whoami", "{}", 404, "not_found"),
+        ("/lab/Lab/first_even", "{not json", 400, "invalid_argument"),
+        ("/lab/Lab/first_even", r#"{"values":"x"}"#, 400, "invalid_argument"),
+        ("/lab/Lab/first_even", "{}", 400, "invalid_argument"),
+    ] {
+        let answer = post(&relay, "lab", target, json, &[]).await;
+        assert_eq!(assert_json(&answer, status)["code"], code, "{target} {json}: {answer:?}");
+    }
+    let token = https::token(&relay, "lab");
+    let text = https::request(
+        &relay,
+        "POST",
+        "/lab/Lab/whoami",
+        &[("ServiceBusAuthorization", &token), ("content-type", "text/plain")],
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(text.status, 415, "{text:?}");
+
+    // The call's deadline, from Connect-Timeout-Ms: the handler is cancelled at it.
+    let slow = post(&relay, "lab", "/lab/Lab/sleep", r#"{"ms":30000,"tag":7}"#, &[("connect-timeout-ms", "300")]).await;
+    assert_eq!(assert_json(&slow, 504)["code"], "deadline_exceeded", "{slow:?}");
+    assert_eq!(next_event(&mut events).await, LabEvent::Started(7));
+    assert_eq!(next_event(&mut events).await, LabEvent::Cancelled(7));
+
+    // The description, for people finding out how to call the service.
+    let described = https::get(&relay, "/lab/", &[("ServiceBusAuthorization", &token)]).await;
+    let description = assert_json(&described, 200);
+    assert_eq!(description["contract"], "Lab", "{description}");
+    let methods = description["methods"].as_array().expect("a method list");
+    let add = methods.iter().find(|m| m["name"] == "first_even").expect("first_even described");
+    assert_eq!(add["path"], "/lab/Lab/first_even", "{description}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_only_hosts_that_take_http() {
+    let relay = TestRelay::start().await;
+    // A host that listens without taking HTTP: its address is not one HTTP requests may name.
+    let (_plain, _events) = relay.serve_lab(&relay.url, "plain", "plain").await;
+    let answer = post(&relay, "plain", "/plain/Lab/whoami", "{}", &[]).await;
+    assert_eq!(answer.status, 404, "{answer:?}");
+    assert!(answer.header("via").is_none(), "the relay's own answer: {answer:?}");
+
+    // Beside it on one address, a host that does: every request goes to that one.
+    let (_http, _events) = serve_lab_http(&relay, &relay.ws_url, "plain", "takes-http").await;
+    for _ in 0..4 {
+        let who = post(&relay, "plain", "/plain/Lab/whoami", "{}", &[]).await;
+        assert_eq!(assert_json(&who, 200), serde_json::json!("takes-http"));
+    }
+
+    // No token: refused by the relay before any host hears of it.
+    let anonymous =
+        https::request(&relay, "POST", "/plain/Lab/whoami", &[("content-type", "application/json")], b"{}".to_vec())
+            .await;
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+}
+
+/// A host on the raw API that answers with the body's length and SHA-256, then the body itself
+/// reversed in blocks: both directions stream.
+async fn serve_echo(host: &Host, address: &str) {
+    let mut listener = host.listen_http(address).await.expect("listens");
+    tokio::spawn(async move {
+        while let Ok(incoming) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut request, mut response) = HttpRequest::accept(incoming).await.expect("an http request");
+                let body = request.read_to_end(64 << 20).await.expect("the whole body");
+                let headers = vec![
+                    ("x-length".to_owned(), body.len().to_string()),
+                    ("x-sha256".to_owned(), sha256_hex(&body)),
+                    ("x-target".to_owned(), request.head.target.clone()),
+                ];
+                response.start(ResponseHead { status: 200, headers }).await.expect("head");
+                for block in body.chunks(100_000) {
+                    response.send(Bytes::copy_from_slice(block)).await.expect("a piece");
+                }
+                response.finish().await.expect("the end");
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_both_ways_through_the_raw_api() {
+    let relay = TestRelay::start().await;
+    let body: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    for url in [&relay.url, &relay.ws_url] {
+        let host = relay.host_on(url).await;
+        serve_echo(&host, "echo").await;
+        let token = https::token(&relay, "echo");
+        let answer =
+            https::request(&relay, "PUT", "/echo/files/a?x=1", &[("ServiceBusAuthorization", &token)], body.clone())
+                .await;
+        assert_eq!(answer.status, 200, "{url}: {answer:?}");
+        assert_eq!(answer.header("x-length"), Some("5000000"), "{url}");
+        assert_eq!(answer.header("x-sha256"), Some(sha256_hex(&body).as_str()), "{url}");
+        assert_eq!(answer.header("x-target"), Some("/echo/files/a?x=1"), "{url}");
+        assert!(answer.body == body, "{url}: the body came back whole ({} bytes)", answer.body.len());
+        host.close();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_call_to_one_node_reaches_a_host_on_another() {
+    use relay_proto::auth::{sas_token, unix_now};
+    use relay_tests::cluster::{ClusterNode, settle};
+    use relay_tests::https::Connection as Https;
+    use relay_tests::nats::TestNats;
+
+    let nats = TestNats::start();
+    let data = relay_tests::temp_dir("cluster-data");
+    let a = ClusterNode::start(&nats.url(), "json", &data);
+    let b = ClusterNode::start(&nats.url(), "json", &data);
+    let root = relay_rpc::auth::SharedAccessKey::from_file(data.join("root.key")).expect("root key");
+    let b_addr: std::net::SocketAddr = b.ws_url.trim_start_matches("wss://").parse().expect("node b's address");
+    let mut hosts = Vec::new();
+    for (url, address) in [(&a.url, "lab-quic"), (&a.ws_url, "lab-wss")] {
+        let host = Host::connect(url, a.options()).await.expect("host connects to node a");
+        let (lab, _events) = LabHost::new(address);
+        tokio::spawn(host.listen_http(address).await.expect("listens").serve(ServeLab::new(lab)));
+        hosts.push(host);
+    }
+    for address in ["lab-quic", "lab-wss"] {
+        let send = sas_token(&format!("https://127.0.0.1/{address}"), root.name(), root.secret(), unix_now() + 3600);
+        let headers = [("ServiceBusAuthorization", send.as_str()), ("content-type", "application/json")];
+        // Node b names the address once its view knows of the listener (404 until then).
+        let deadline = std::time::Instant::now() + settle();
+        let who = loop {
+            let answer = Https::open_to(b_addr, &data.join("cert.pem"))
+                .await
+                .send("POST", &format!("/{address}/Lab/whoami"), &headers, b"{}".to_vec())
+                .await;
+            if answer.status != 404 || std::time::Instant::now() > deadline {
+                break answer;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(assert_json(&who, 200), serde_json::json!(address), "{who:?}");
+    }
+}
