@@ -83,6 +83,7 @@ pub mod client;
 pub mod contract;
 mod error;
 mod host;
+pub mod json;
 mod options;
 mod replaceable;
 pub mod stream;
@@ -155,7 +156,11 @@ pub mod __private {
         ContractDescriptor, Dispatch, DispatchError, MethodDescriptor, MethodShapes, Undecodable, method_id,
         undecodable,
     };
+    pub use crate::json::{
+        JsonCallError, JsonReply, decode_arguments as json_arguments, unexpected_response as json_unexpected,
+    };
     pub use serde;
+    pub use serde_json;
     pub use std::string::String;
     pub use std::sync::Arc;
     pub use tarpc::RequestName;
