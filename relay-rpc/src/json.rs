@@ -27,6 +27,7 @@
 //!   its [`ConnectCode`]. A method returning `Result<T, E>` that returns `Err(e)` gives `400
 //!   failed_precondition`, with `E`'s name as the message and `e` itself under `serviceError`:
 //!   `{"code":"failed_precondition","message":"MathError","serviceError":"DivisionByZero"}`.
+//!   Implement [`HttpErrorCode`] for `E` to answer with another code.
 //!
 //! | what went wrong | status | code |
 //! |---|---|---|
@@ -35,7 +36,7 @@
 //! | a call that is not a `POST` (or a description that is not a `GET`) | 405 | `unimplemented` |
 //! | a content type other than JSON | 415 | `invalid_argument` |
 //! | bad JSON, a missing argument, a wrong type, a bad `Connect-Timeout-Ms` | 400 | `invalid_argument` |
-//! | the method's own `Err(e)` | 400 | `failed_precondition` |
+//! | the method's own `Err(e)` | 400 (or per [`HttpErrorCode`]) | `failed_precondition` |
 //! | the deadline passed (the method is cancelled) | 504 | `deadline_exceeded` |
 //! | the method panicked, or its result cannot be written as JSON | 500 | `internal` |
 //!
@@ -43,7 +44,6 @@
 //! - Arguments and results use their plain serde JSON form: a `Vec<u8>` is an array of numbers,
 //!   not a base64 string as in proto3's JSON; `i64`/`u64` beyond 2^53 lose precision in
 //!   JavaScript; map keys must be strings.
-//! - The service's error always maps to `failed_precondition`; there is no per-type override yet.
 //!
 //! ```
 //! use relay_rpc::json::{JsonRequest, answer};
@@ -184,20 +184,19 @@ impl JsonReply {
         Self::error_body(code, &ErrorBody { code: code.as_str(), message: message.into(), service_error: None })
     }
 
-    /// The service's own error, from a method returning `Result<T, E>`: `400
-    /// failed_precondition`, with `type_name` (`E` as written in the trait) as the message and
-    /// `error` as JSON under `serviceError`.
+    /// The service's own error, from a method returning `Result<T, E>`: `code`'s status (`400
+    /// failed_precondition` unless `E` implements [`HttpErrorCode`]), with `type_name` (`E` as
+    /// written in the trait) as the message and `error` as JSON under `serviceError`.
     ///
     /// ```
-    /// use relay_rpc::json::JsonReply;
+    /// use relay_rpc::json::{ConnectCode, JsonReply};
     ///
-    /// let reply = JsonReply::service_error("MathError", &"DivisionByZero");
+    /// let reply = JsonReply::service_error(ConnectCode::FailedPrecondition, "MathError", &"DivisionByZero");
     /// assert_eq!(reply.status, 400);
     /// let expected = r#"{"code":"failed_precondition","message":"MathError","serviceError":"DivisionByZero"}"#;
     /// assert_eq!(&reply.body[..], expected.as_bytes());
     /// ```
-    pub fn service_error<E: Serialize>(type_name: &str, error: &E) -> Self {
-        let code = ConnectCode::FailedPrecondition;
+    pub fn service_error<E: Serialize>(code: ConnectCode, type_name: &str, error: &E) -> Self {
         match serde_json::to_value(error) {
             Ok(value) => Self::error_body(
                 code,
@@ -315,6 +314,67 @@ impl ConnectCode {
 impl fmt::Display for ConnectCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The Connect code a service's own error is answered with, when a method returning
+/// `Result<T, E>` returns `Err`: implement it for `E` to answer other than `failed_precondition`.
+/// The generated code picks the implementation up by itself, without any bound on `E`.
+///
+/// ```
+/// use relay_rpc::json::{ConnectCode, HttpErrorCode};
+///
+/// #[derive(Debug, serde::Serialize, serde::Deserialize)]
+/// pub enum AccountError { NoSuchAccount, Overdrawn }
+///
+/// impl HttpErrorCode for AccountError {
+///     fn connect_code(&self) -> ConnectCode {
+///         match self {
+///             AccountError::NoSuchAccount => ConnectCode::NotFound,
+///             AccountError::Overdrawn => ConnectCode::FailedPrecondition,
+///         }
+///     }
+/// }
+///
+/// #[relay_rpc::relay_service]
+/// pub trait Bank {
+///     async fn withdraw(account: u64, amount: u64) -> Result<u64, AccountError>;
+/// }
+/// # struct B;
+/// # impl Bank for B { async fn withdraw(&self, _: u64, _: u64) -> Result<u64, AccountError> { Err(AccountError::NoSuchAccount) } }
+///
+/// use relay_rpc::contract::Dispatch;
+/// let reply = ServeBank::<B>::json_response(BankResponse::Withdraw(Err(AccountError::NoSuchAccount)));
+/// assert_eq!(reply.status, 404);
+/// ```
+pub trait HttpErrorCode {
+    /// The code for this error.
+    fn connect_code(&self) -> ConnectCode;
+}
+
+/// How generated code finds a service error's code: `(&error).__relay_code()` picks
+/// [`HttpErrorCode`] where `E` implements it (a method on `E` itself, found first), and this
+/// trait's `failed_precondition` otherwise (a method on `&E`, found after one autoref).
+#[doc(hidden)]
+pub trait DefaultErrorCode {
+    fn __relay_code(&self) -> ConnectCode;
+}
+
+impl<E: ?Sized> DefaultErrorCode for &E {
+    fn __relay_code(&self) -> ConnectCode {
+        ConnectCode::FailedPrecondition
+    }
+}
+
+/// See [`DefaultErrorCode`].
+#[doc(hidden)]
+pub trait ImplementedErrorCode {
+    fn __relay_code(&self) -> ConnectCode;
+}
+
+impl<E: HttpErrorCode + ?Sized> ImplementedErrorCode for E {
+    fn __relay_code(&self) -> ConnectCode {
+        self.connect_code()
     }
 }
 

@@ -157,7 +157,8 @@ pub mod __private {
         undecodable,
     };
     pub use crate::json::{
-        JsonCallError, JsonReply, decode_arguments as json_arguments, unexpected_response as json_unexpected,
+        DefaultErrorCode, ImplementedErrorCode, JsonCallError, JsonReply, decode_arguments as json_arguments,
+        unexpected_response as json_unexpected,
     };
     pub use serde;
     pub use serde_json;

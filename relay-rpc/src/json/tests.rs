@@ -310,3 +310,48 @@ fn answering_is_send() {
     let request = JsonRequest { method: "GET", address: "calc", procedure: "", headers: &[], body: b"" };
     assert_send(&answer(&dispatcher, request));
 }
+
+/// A service error that picks its own Connect code.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NoSuchAccount(u64);
+
+impl HttpErrorCode for NoSuchAccount {
+    fn connect_code(&self) -> ConnectCode {
+        ConnectCode::NotFound
+    }
+}
+
+#[crate::relay_service]
+pub trait Bank {
+    async fn balance(account: u64) -> Result<u64, NoSuchAccount>;
+}
+
+struct OneAccount;
+
+impl Bank for OneAccount {
+    async fn balance(&self, account: u64) -> Result<u64, NoSuchAccount> {
+        if account == 1 { Ok(100) } else { Err(NoSuchAccount(account)) }
+    }
+}
+
+#[tokio::test]
+async fn service_errors_may_pick_their_code() {
+    let headers = json_headers();
+    let call = |body: &'static str| {
+        let headers = headers.clone();
+        async move {
+            let request = JsonRequest {
+                method: "POST",
+                address: "bank",
+                procedure: "balance",
+                headers: &headers,
+                body: body.as_bytes(),
+            };
+            answer(&ServeBank::new(OneAccount), request).await
+        }
+    };
+    assert_eq!(&call(r#"{"account":1}"#).await.body[..], b"100");
+    let reply = call(r#"{"account":2}"#).await;
+    assert_eq!(body_json(&reply), json!({"code": "not_found", "message": "NoSuchAccount", "serviceError": 2}));
+    assert_eq!(reply.status, 404);
+}

@@ -57,12 +57,13 @@ impl Generator<'_> {
     }
 
     /// `json_response`: `200` with the result; for a `Result<T, E>`, `Err(e)` is the service's
-    /// error, named by `E` as written.
+    /// error, named by `E` as written, with `E`'s `HttpErrorCode` if it implements it.
     fn json_response(&self) -> TokenStream {
         let response = &self.response;
         let response_var = Ident::new("__relay_response", Span::mixed_site());
         let value = Ident::new("__relay_value", Span::mixed_site());
         let error = Ident::new("__relay_error", Span::mixed_site());
+        let code = Ident::new("__relay_code", Span::mixed_site());
         let reply = quote!(::relay_rpc::__private::JsonReply);
         let arms = self.service.methods.iter().map(|m| {
             let variant = variant(m);
@@ -72,7 +73,12 @@ impl Generator<'_> {
                     quote! {
                         match #value {
                             ::core::result::Result::Ok(#value) => #reply::value(&#value),
-                            ::core::result::Result::Err(#error) => #reply::service_error(#error_name, &#error),
+                            ::core::result::Result::Err(#error) => {
+                                // Autoref specialization: `E`'s own `HttpErrorCode` if it has one.
+                                use ::relay_rpc::__private::{DefaultErrorCode as _, ImplementedErrorCode as _};
+                                let #code = (&#error).__relay_code();
+                                #reply::service_error(#code, #error_name, &#error)
+                            }
                         }
                     }
                 }
