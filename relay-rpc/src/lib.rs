@@ -84,6 +84,7 @@ pub mod contract;
 mod error;
 mod host;
 pub mod http;
+pub mod json;
 mod options;
 mod replaceable;
 pub mod stream;
@@ -156,7 +157,12 @@ pub mod __private {
         ContractDescriptor, Dispatch, DispatchError, MethodDescriptor, MethodShapes, Undecodable, method_id,
         undecodable,
     };
+    pub use crate::json::{
+        DefaultErrorCode, ImplementedErrorCode, JsonCallError, JsonReply, decode_arguments as json_arguments,
+        unexpected_response as json_unexpected,
+    };
     pub use serde;
+    pub use serde_json;
     pub use std::string::String;
     pub use std::sync::Arc;
     pub use tarpc::RequestName;

@@ -172,7 +172,7 @@ impl<'a> Method<'a> {
         method_id(&self.name)
     }
 
-    fn from_syn(original: &'a TraitItemFn) -> Self {
+    pub fn from_syn(original: &'a TraitItemFn) -> Self {
         let sig = &original.sig;
         let name = sig.ident.unraw().to_string();
         let mut receiver = None;

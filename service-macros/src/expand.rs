@@ -16,6 +16,7 @@ use crate::ast::{Arg, Args, Method, Service};
 
 mod client;
 mod enums;
+mod json;
 mod server;
 
 /// Expands `#[relay_service(args)]` on `item`. On any mistake, emits the errors plus a stub of the
@@ -161,8 +162,6 @@ fn is_byte_vec(ty: &syn::Type) -> bool {
 
 /// `add(i64,i64)->i64`: the name, the argument types and the return type, without whitespace.
 fn signature(m: &Method<'_>) -> String {
-    let compact =
-        |tokens: TokenStream| -> String { tokens.to_string().chars().filter(|c| !c.is_whitespace()).collect() };
     let args: Vec<String> = m
         .args
         .iter()
@@ -172,6 +171,11 @@ fn signature(m: &Method<'_>) -> String {
         })
         .collect();
     format!("{}({})->{}", m.name, args.join(","), compact(output_type(m)))
+}
+
+/// `tokens` as a string without whitespace: `Vec < u8 >` becomes `Vec<u8>`.
+fn compact(tokens: TokenStream) -> String {
+    tokens.to_string().chars().filter(|c| !c.is_whitespace()).collect()
 }
 
 fn doc(text: String) -> TokenStream {

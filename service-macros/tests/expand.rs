@@ -332,3 +332,83 @@ async fn oneway_client_api(
 fn client_from_channel(channel: relay_rpc::Channel) -> CalculatorClient {
     CalculatorClient::new(channel)
 }
+
+type Serve = ServeCalculator<Calc>;
+
+#[test]
+fn json_requests_are_built_from_named_arguments() {
+    let request = Serve::json_request("add", br#"{"b":3,"a":2,"extra":true}"#).unwrap();
+    assert!(matches!(request, CalculatorRequest::Add { a: 2, b: 3 }), "{request:?}");
+    let request = Serve::json_request("ping", b"").unwrap();
+    assert!(matches!(request, CalculatorRequest::Ping {}), "{request:?}");
+    let request = v2::ServeCalculator::<Calc2>::json_request("log", br#"{"line":"hi"}"#).unwrap();
+    assert!(matches!(&request, v2::CalculatorRequest::Log { line } if line == "hi"), "{request:?}");
+}
+
+#[test]
+fn json_requests_name_what_is_wrong() {
+    use relay_rpc::json::JsonCallError;
+    let error = Serve::json_request("sub", b"{}").unwrap_err();
+    assert_eq!(error, JsonCallError::UnknownMethod { method: "sub".into() });
+    // Names are the methods' own, case-sensitive, and never variant names.
+    assert!(matches!(Serve::json_request("Add", b"{}"), Err(JsonCallError::UnknownMethod { .. })));
+    match Serve::json_request("add", br#"{"a":2}"#) {
+        Err(JsonCallError::InvalidArguments { detail }) => assert!(detail.contains("missing field `b`"), "{detail}"),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(Serve::json_request("add", b"[2,3]"), Err(JsonCallError::InvalidArguments { .. })));
+}
+
+#[test]
+fn json_responses_are_the_bare_result() {
+    let reply = Serve::json_response(CalculatorResponse::Add(5));
+    assert_eq!((reply.status, reply.content_type, &reply.body[..]), (200, Some("application/json"), &b"5"[..]));
+    let reply = Serve::json_response(CalculatorResponse::Ping(()));
+    assert_eq!((reply.status, &reply.body[..]), (200, &b"{}"[..]));
+    let reply = Serve::json_response(CalculatorResponse::Divide(Ok(3)));
+    assert_eq!((reply.status, &reply.body[..]), (200, &b"3"[..]));
+}
+
+#[test]
+fn json_service_errors_are_failed_preconditions_named_by_type() {
+    let reply = Serve::json_response(CalculatorResponse::Divide(Err(MathError { reason: "no".into() })));
+    assert_eq!(reply.status, 400);
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"code": "failed_precondition", "message": "MathError", "serviceError": {"reason": "no"}})
+    );
+}
+
+#[test]
+fn json_responses_a_host_never_produces_are_internal_errors() {
+    let reply = Serve::json_response(CalculatorResponse::__Unknown(7));
+    assert_eq!(reply.status, 500);
+    let reply = Serve::json_response(CalculatorResponse::__Undecodable("bad".into()));
+    assert_eq!(reply.status, 500);
+}
+
+mod bytes {
+    #[relay_rpc::relay_service]
+    pub trait Blobs {
+        async fn reverse(data: Vec<u8>) -> Vec<u8>;
+    }
+
+    pub struct Impl;
+
+    impl Blobs for Impl {
+        async fn reverse(&self, mut data: Vec<u8>) -> Vec<u8> {
+            data.reverse();
+            data
+        }
+    }
+}
+
+/// A known limit: byte vectors are JSON arrays of numbers, not base64 strings.
+#[test]
+fn json_byte_vectors_are_arrays_for_now() {
+    type Serve = bytes::ServeBlobs<bytes::Impl>;
+    let request = Serve::json_request("reverse", br#"{"data":[1,2,3]}"#).unwrap();
+    let response = run(Serve::new(bytes::Impl).dispatch(request)).unwrap();
+    assert_eq!(&Serve::json_response(response).body[..], b"[3,2,1]");
+}

@@ -32,6 +32,8 @@ pub mod hygiene {
     struct __RelayVisitor;
     #[allow(dead_code, non_camel_case_types)]
     struct __S;
+    #[allow(dead_code)]
+    struct __RelayArguments;
 
     /// A service whose argument names match the generated code's locals.
     #[::relay_rpc::relay_service]
@@ -46,6 +48,8 @@ pub mod hygiene {
         #[oneway]
         #[idempotent]
         async fn record(id: u64, f: u64, __relay_id: u64, __relay_seq: u64, __relay_tuple: u64, __relay_element: u64);
+        /// Arguments named like the JSON code's locals.
+        async fn json(__relay_method: u64, __relay_body: u64, __relay_arguments: u64, __relay_response: u64) -> u64;
         /// A deprecated method, still served without a warning.
         #[deprecated = "use `combine`"]
         async fn old() -> u64;
@@ -87,6 +91,10 @@ impl Clash for Impl {
         __relay_element: u64,
     ) {
         assert_eq!([id, f, __relay_id, __relay_seq, __relay_tuple, __relay_element], [1, 2, 3, 4, 5, 6]);
+    }
+
+    async fn json(&self, __relay_method: u64, __relay_body: u64, __relay_arguments: u64, __relay_response: u64) -> u64 {
+        __relay_method + 2 * __relay_body + 4 * __relay_arguments + 8 * __relay_response
     }
 
     async fn old(&self) -> u64 {
@@ -175,4 +183,20 @@ async fn raw_client_api(
     ctx: relay_rpc::CallContext,
 ) -> Result<u64, relay_rpc::CallError> {
     client.r#type(ctx, 1).await
+}
+
+#[test]
+fn json_arguments_named_like_locals_reach_the_implementation() {
+    let body = br#"{"__relay_method":1,"__relay_body":1,"__relay_arguments":1,"__relay_response":1}"#;
+    let request = ServeClash::<Impl>::json_request("json", body).unwrap();
+    let response = run(ServeClash::new(Impl).dispatch(request)).unwrap();
+    assert_eq!(&ServeClash::<Impl>::json_response(response).body[..], b"15");
+    // Raw identifiers are unraw in JSON names.
+    let request = ServeClash::<Impl>::json_request("type", br#"{"in":1}"#).unwrap();
+    assert!(matches!(request, ClashRequest::Type { r#in: 1 }), "{request:?}");
+    // `::core::result::Result<u64, u64>` is spotted as a result; its `Err` is the service's error.
+    let response = run(ServeClash::new(Impl).dispatch(ClashRequest::Service { self_: 7 })).unwrap();
+    let reply = ServeClash::<Impl>::json_response(response);
+    assert_eq!(reply.status, 400);
+    assert_eq!(&reply.body[..], br#"{"code":"failed_precondition","message":"u64","serviceError":7}"#);
 }

@@ -43,6 +43,8 @@ use std::io;
 
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::json::{JsonCallError, JsonReply};
+
 #[doc(hidden)]
 pub use codec::decode_request;
 pub(crate) use codec::{MAX_DEADLINE, Typed, typed};
@@ -97,6 +99,42 @@ pub trait Dispatch: Clone + Send + Sync + 'static {
         &self,
         request: Self::Request,
     ) -> impl Future<Output = Result<Self::Response, DispatchError>> + Send + 'static;
+
+    /// Builds the request for the method called `method` from `body`, a JSON object of its named
+    /// arguments (empty for `{}`), for a call over HTTP; see [`json`](crate::json).
+    ///
+    /// ```
+    /// # use relay_rpc::contract::Dispatch;
+    /// #[relay_rpc::relay_service]
+    /// pub trait Calculator {
+    ///     async fn add(a: i64, b: i64) -> i64;
+    /// }
+    /// # struct Calc;
+    /// # impl Calculator for Calc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    ///
+    /// let request = ServeCalculator::<Calc>::json_request("add", br#"{"a":2,"b":3}"#).unwrap();
+    /// assert!(matches!(request, CalculatorRequest::Add { a: 2, b: 3 }));
+    /// assert!(ServeCalculator::<Calc>::json_request("add", br#"{"a":2}"#).is_err());
+    /// ```
+    fn json_request(method: &str, body: &[u8]) -> Result<Self::Request, JsonCallError>;
+
+    /// The reply to a call over HTTP that [`dispatch`](Self::dispatch) answered with `response`:
+    /// `200` with the result as JSON, or, for a method returning `Result<T, E>` that returned
+    /// `Err(e)`, the service's error ([`JsonReply::service_error`]).
+    ///
+    /// ```
+    /// # use relay_rpc::contract::Dispatch;
+    /// #[relay_rpc::relay_service]
+    /// pub trait Calculator {
+    ///     async fn add(a: i64, b: i64) -> i64;
+    /// }
+    /// # struct Calc;
+    /// # impl Calculator for Calc { async fn add(&self, a: i64, b: i64) -> i64 { a + b } }
+    ///
+    /// let reply = ServeCalculator::<Calc>::json_response(CalculatorResponse::Add(5));
+    /// assert_eq!((reply.status, &reply.body[..]), (200, &b"5"[..]));
+    /// ```
+    fn json_response(response: Self::Response) -> JsonReply;
 }
 
 /// Request ids with this bit set are one-way: the host runs them and sends no response. tarpc

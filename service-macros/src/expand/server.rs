@@ -32,6 +32,7 @@ impl Generator<'_> {
             service.name,
         ));
         let server_name = server.to_string();
+        let json_methods = self.json_methods();
         quote! {
             #server_doc
             #vis struct #server<#param> {
@@ -89,6 +90,8 @@ impl Generator<'_> {
                         }
                     }
                 }
+
+                #json_methods
             }
         }
     }
