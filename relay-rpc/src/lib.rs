@@ -62,12 +62,19 @@
 //!   fingerprint, methods), checked by the host when a channel opens.
 //! - `FooRequest` / `FooResponse`: the messages.
 //!
+//! `ServeFoo` answers JSON too: on a listener from [`Host::listen_http`] (and in
+//! [`Host::serve_online`] and [`Host::serve_all_online`], which register that way), a
+//! `POST https://{relay}/{address}/Foo/{method}` with a JSON object of named arguments is
+//! answered with the result as JSON, through the same dispatch as calls from a `FooClient`; see
+//! [`json`].
+//!
 //! Methods may be marked `#[oneway]` (the client returns once the request is queued) or
 //! `#[idempotent]`; see [`contract`] for one-way semantics and how contracts evolve.
 //!
-//! # Raw streams and the `relay` tool
+//! # Raw streams, HTTP requests and the `relay` tool
 //! [`stream`] carries protocols that are not ours as byte streams; the `relay` binary (crate
-//! `relay-forward`) forwards TCP ports through a relay with them.
+//! `relay-forward`) forwards TCP ports through a relay with them. [`http`] gives a host the HTTP
+//! requests senders make to its address (`relay http` sends them on to a local web server).
 #![deny(missing_docs)]
 
 // The code `#[relay_service]` generates names `::relay_rpc`; this crate's own tests use it too.
