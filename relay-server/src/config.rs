@@ -287,6 +287,8 @@ pub struct AddressConfig {
     /// Hybrid Connections listeners here take HTTP requests (Azure's HTTP mode): a sender's
     /// `https://{relay}/{address}/...` request reaches them as a `request` control message.
     /// Off by default: listeners that predate HTTP mode (`hyco-ws`) fail on such messages.
+    /// Hosts that say when they register that they take HTTP requests (this project's, QUIC or
+    /// wss) get them as channels whatever this says.
     #[serde(default)]
     pub http: bool,
     /// How long a listener here may take to answer an HTTP request (its `response` message),

@@ -10,11 +10,14 @@
 // For each PORT, in order, the page:
 //   post:         POSTs {"a":2,"b":3} as JSON to RELAY_HTTPS_BASE/web/echo with the token (a
 //                 preflighted request: custom header, JSON content type);
+//   typed:        POSTs {"values":[1,4,5]} as JSON to RELAY_HTTPS_BASE/lab/Lab/first_even with the
+//                 token: a typed contract's JSON call to a Rust host;
 //   unauthorized: GETs RELAY_HTTPS_BASE/web/hello without a token;
 //   ws:           opens WSS_URL, sends "hello", closes with 1000 "bye" once it comes back.
 // Prints one JSON line per PORT:
 //   {"origin": "http://127.0.0.1:PORT",
-//    "post": {status, body} | {error}, "unauthorized": {status, body} | {error},
+//    "post": {status, body} | {error}, "typed": {status, body} | {error},
+//    "unauthorized": {status, body} | {error},
 //    "ws": {echoed, wasClean, code, reason} | {error, echoed}}
 // A fetch the browser refuses (CORS) is an {error} (a TypeError in the page): its status is not
 // readable. Exits 0 whatever the relay did; 1 (after a {"error"} line) if the script itself broke.
@@ -62,6 +65,11 @@ async function callRelay(base, token, wssUrl) {
     headers: { 'ServiceBusAuthorization': token, 'Content-Type': 'application/json' },
     body: JSON.stringify({ a: 2, b: 3 }),
   });
+  const typed = await attempt(base + '/lab/Lab/first_even', {
+    method: 'POST',
+    headers: { 'ServiceBusAuthorization': token, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ values: [1, 4, 5] }),
+  });
   const unauthorized = await attempt(base + '/web/hello', {});
   const ws = await new Promise((resolve) => {
     let echoed = null;
@@ -84,7 +92,7 @@ async function callRelay(base, token, wssUrl) {
       resolve({ echoed, wasClean: event.wasClean, code: event.code, reason: event.reason });
     };
   });
-  return { post, unauthorized, ws };
+  return { post, typed, unauthorized, ws };
 }
 
 async function main() {

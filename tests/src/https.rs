@@ -93,6 +93,15 @@ async fn step<T, E: std::fmt::Display>(what: &str, future: impl Future<Output = 
     }
 }
 
+/// A TLS connection to the relay's `wss://` port, for writing HTTP by hand (requests that stall,
+/// senders that vanish).
+pub async fn tls(relay: &TestRelay) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = step("TCP connect to the relay", TcpStream::connect(relay.ws_addr)).await;
+    let connector = tokio_rustls::TlsConnector::from(crate::tls_trusting(&relay.cert));
+    let name = ServerName::try_from("127.0.0.1").expect("server name");
+    step("TLS handshake with the relay", connector.connect(name, tcp)).await
+}
+
 /// One HTTP/1.1 connection to the relay's TLS port; requests on it are sent one after the
 /// other (keep-alive).
 #[derive(Debug)]

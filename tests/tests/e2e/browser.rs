@@ -5,8 +5,9 @@
 //!
 //! CORS, from pages of two real origins (`http://127.0.0.1:PORT`, local servers): a page of an
 //! address's allowed origin calls a hyco-https listener through the relay with `fetch` (a
-//! preflighted JSON POST with the token header), reads the relay's own 401, and is a WebSocket
-//! sender; a page of another origin gets none of it.
+//! preflighted JSON POST with the token header), calls a typed contract served by a Rust host
+//! as JSON, reads the relay's own 401, and is a WebSocket sender; a page of another origin gets
+//! none of it.
 //!
 //! Needs Node.js and Chromium (`apt-get install chromium`; `CHROMIUM` names another binary):
 //! without them this test fails, it does not skip.
@@ -161,6 +162,8 @@ struct OriginSaw {
     origin: String,
     /// The token-carrying JSON POST to the listener's `/web/echo`.
     post: FetchSaw,
+    /// A typed contract's JSON call, `/lab/Lab/first_even`, to a Rust host.
+    typed: FetchSaw,
     /// A GET of `/web/hello` without a token.
     unauthorized: FetchSaw,
     /// A WebSocket sender to the echo listener on `chat`.
@@ -196,6 +199,7 @@ async fn echo_senders(relay: &TestRelay, control: &mut raw_ws::Ws, accepted: &Ce
 async fn a_page_of_an_allowed_origin_calls_an_http_listener_and_a_page_of_another_origin_is_refused() {
     const WEB: &str = "web";
     const CHAT: &str = "chat";
+    const LAB: &str = "lab";
     let (allowed_port, other_port) = two_free_ports();
     let allowed = format!("http://127.0.0.1:{allowed_port}");
     let relay = TestRelay::start_with(|c| {
@@ -207,12 +211,17 @@ async fn a_page_of_an_allowed_origin_calls_an_http_listener_and_a_page_of_anothe
                 allowed_origins: allowed_origins.clone(),
                 ..Default::default()
             },
-            AddressConfig { path: CHAT.into(), allowed_origins, ..Default::default() },
+            AddressConfig { path: CHAT.into(), allowed_origins: allowed_origins.clone(), ..Default::default() },
+            AddressConfig { path: LAB.into(), allowed_origins, ..Default::default() },
         ];
     })
     .await;
     let _web_listener = https_listener(&relay, WEB);
     let mut chat_listener = control(&relay, CHAT).await;
+    let lab_host = relay.host().await;
+    let (lab, _events) = relay_tests::lab::LabHost::new("lab");
+    let lab_listener = lab_host.listen_http(LAB).await.expect("listens");
+    tokio::spawn(lab_listener.serve(relay_tests::lab::ServeLab::new(lab)));
 
     // One send token for both addresses: the namespace root's audience covers every address.
     let token = https::token(&relay, "");
@@ -233,6 +242,8 @@ async fn a_page_of_an_allowed_origin_calls_an_http_listener_and_a_page_of_anothe
     let post = &from_allowed.post;
     assert_eq!((post.status, &post.error), (Some(200), &None), "{from_allowed:?}");
     assert!(post.body.as_deref().is_some_and(|b| b.contains(r#""length":13"#)), "{from_allowed:?}");
+    let typed = &from_allowed.typed;
+    assert_eq!((typed.status, typed.body.as_deref()), (Some(200), Some("4")), "{from_allowed:?}");
     assert_eq!(from_allowed.unauthorized.status, Some(401), "{from_allowed:?}");
     assert_eq!(from_allowed.ws.echoed.as_deref(), Some("hello"), "{from_allowed:?}");
     assert_eq!((from_allowed.ws.was_clean, from_allowed.ws.code), (Some(true), Some(1000)), "{from_allowed:?}");
@@ -241,6 +252,7 @@ async fn a_page_of_an_allowed_origin_calls_an_http_listener_and_a_page_of_anothe
     // the WebSocket sender before it reaches the listener.
     let post = &from_other.post;
     assert!(post.error.is_some() && post.status.is_none(), "{from_other:?}");
+    assert!(from_other.typed.error.is_some() && from_other.typed.status.is_none(), "{from_other:?}");
     assert!(from_other.unauthorized.status.is_none(), "{from_other:?}");
     assert_eq!(from_other.ws.echoed, None, "{from_other:?}");
     assert_ne!(from_other.ws.code, Some(1000), "{from_other:?}");

@@ -1,14 +1,12 @@
 //! Typed contracts called as JSON over plain HTTPS: `POST https://{relay}/{address}/{Contract}/{method}`
 //! reaches a Rust host registered with `Host::listen_http`, over QUIC or wss, as a channel; the
-//! host answers through the same dispatch as bincode calls. Also the raw `relay_rpc::http` API
-//! streaming a large body both ways, and which requests never reach a host.
+//! host answers through the same dispatch as bincode calls, on this node or on another node of a
+//! cluster. (What carries them, the raw `relay_rpc::http` API: `http_channels.rs`.)
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use relay_rpc::Host;
-use relay_rpc::http::{HttpRequest, ResponseHead};
-use relay_tests::https::{self, Response, sha256_hex};
+use relay_tests::https::{self, Response};
 use relay_tests::lab::{LabEvent, LabHost, ServeLab};
 use relay_tests::{TestRelay, next_event};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -109,74 +107,6 @@ async fn json_call_errors_follow_connect_and_keep_service_errors_apart() {
     let methods = description["methods"].as_array().expect("a method list");
     let add = methods.iter().find(|m| m["name"] == "first_even").expect("first_even described");
     assert_eq!(add["path"], "/lab/Lab/first_even", "{description}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_reach_only_hosts_that_take_http() {
-    let relay = TestRelay::start().await;
-    // A host that listens without taking HTTP: its address is not one HTTP requests may name.
-    let (_plain, _events) = relay.serve_lab(&relay.url, "plain", "plain").await;
-    let answer = post(&relay, "plain", "/plain/Lab/whoami", "{}", &[]).await;
-    assert_eq!(answer.status, 404, "{answer:?}");
-    assert!(answer.header("via").is_none(), "the relay's own answer: {answer:?}");
-
-    // Beside it on one address, a host that does: every request goes to that one.
-    let (_http, _events) = serve_lab_http(&relay, &relay.ws_url, "plain", "takes-http").await;
-    for _ in 0..4 {
-        let who = post(&relay, "plain", "/plain/Lab/whoami", "{}", &[]).await;
-        assert_eq!(assert_json(&who, 200), serde_json::json!("takes-http"));
-    }
-
-    // No token: refused by the relay before any host hears of it.
-    let anonymous =
-        https::request(&relay, "POST", "/plain/Lab/whoami", &[("content-type", "application/json")], b"{}".to_vec())
-            .await;
-    assert_eq!(anonymous.status, 401, "{anonymous:?}");
-}
-
-/// A host on the raw API that answers with the body's length and SHA-256, then the body itself
-/// reversed in blocks: both directions stream.
-async fn serve_echo(host: &Host, address: &str) {
-    let mut listener = host.listen_http(address).await.expect("listens");
-    tokio::spawn(async move {
-        while let Ok(incoming) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut request, mut response) = HttpRequest::accept(incoming).await.expect("an http request");
-                let body = request.read_to_end(64 << 20).await.expect("the whole body");
-                let headers = vec![
-                    ("x-length".to_owned(), body.len().to_string()),
-                    ("x-sha256".to_owned(), sha256_hex(&body)),
-                    ("x-target".to_owned(), request.head.target.clone()),
-                ];
-                response.start(ResponseHead { status: 200, headers }).await.expect("head");
-                for block in body.chunks(100_000) {
-                    response.send(Bytes::copy_from_slice(block)).await.expect("a piece");
-                }
-                response.finish().await.expect("the end");
-            });
-        }
-    });
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_stream_both_ways_through_the_raw_api() {
-    let relay = TestRelay::start().await;
-    let body: Vec<u8> = (0..5_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    for url in [&relay.url, &relay.ws_url] {
-        let host = relay.host_on(url).await;
-        serve_echo(&host, "echo").await;
-        let token = https::token(&relay, "echo");
-        let answer =
-            https::request(&relay, "PUT", "/echo/files/a?x=1", &[("ServiceBusAuthorization", &token)], body.clone())
-                .await;
-        assert_eq!(answer.status, 200, "{url}: {answer:?}");
-        assert_eq!(answer.header("x-length"), Some("5000000"), "{url}");
-        assert_eq!(answer.header("x-sha256"), Some(sha256_hex(&body).as_str()), "{url}");
-        assert_eq!(answer.header("x-target"), Some("/echo/files/a?x=1"), "{url}");
-        assert!(answer.body == body, "{url}: the body came back whole ({} bytes)", answer.body.len());
-        host.close();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

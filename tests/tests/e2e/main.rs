@@ -23,6 +23,7 @@ mod go_away;
 mod hc_http;
 mod hc_raw;
 mod hostile;
+mod http_channels;
 mod http_forward;
 mod hyco_interop;
 mod json_calls;
