@@ -66,6 +66,29 @@ impl OpenResult {
     }
 }
 
+/// How a connection's handshake (QUIC's, or TLS and the first request head for WebSockets)
+/// ended, as the `result` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub(crate) enum HandshakeResult {
+    /// Done: the connection is served.
+    ok,
+    /// The peer broke it off or spoke garbage (a failed TLS or QUIC handshake, a bad head).
+    failed,
+    /// Not done within `handshake_timeout_ms`.
+    timed_out,
+    /// Turned away over the relay's connection or handshake limits.
+    refused,
+    /// Asked to retry with an address-validation token (QUIC, under pressure).
+    retry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HandshakeLabels {
+    transport: Transport,
+    result: HandshakeResult,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OpenLabels {
     transport: Transport,
@@ -89,6 +112,7 @@ pub(crate) struct Metrics {
     open_seconds: Histogram,
     auth_failures: Family<ReasonLabels, Counter>,
     http_requests: Family<StatusLabels, Counter>,
+    handshakes: Family<HandshakeLabels, Counter>,
     /// Channels opened per address over the last minute, for the status page.
     opens: Arc<Mutex<MinuteRates>>,
 }
@@ -103,6 +127,7 @@ impl Default for Metrics {
             open_seconds: Histogram::new(buckets),
             auth_failures: Family::default(),
             http_requests: Family::default(),
+            handshakes: Family::default(),
             opens: Arc::default(),
         }
     }
@@ -141,6 +166,11 @@ impl Metrics {
         self.auth_failures.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
     }
 
+    /// Counts a connection's handshake over `transport` that ended with `result`.
+    pub(crate) fn handshake(&self, transport: Transport, result: HandshakeResult) {
+        self.handshakes.get_or_create(&HandshakeLabels { transport, result }).inc();
+    }
+
     /// Counts an HTTP-mode request answered with `status` (by a listener or the relay).
     pub(crate) fn http_answered(&self, status: u16) {
         self.http_requests.get_or_create(&StatusLabels { status }).inc();
@@ -156,6 +186,11 @@ impl Metrics {
         registry.register("channel_open_seconds", "Time to open a caller's channel", self.open_seconds.clone());
         registry.register("auth_failures", "Tokens refused, by reason", self.auth_failures.clone());
         registry.register("http_requests", "HTTP-mode requests answered, by status", self.http_requests.clone());
+        registry.register(
+            "handshakes",
+            "Connection handshakes (QUIC; TLS and the first request head for WebSockets), by transport and result",
+            self.handshakes.clone(),
+        );
     }
 }
 
@@ -165,7 +200,8 @@ pub(crate) struct Snapshot {
     /// Listeners registered here, by transport.
     pub(crate) listeners: Vec<(Transport, u64)>,
     pub(crate) open_channels: u64,
-    pub(crate) relayed_bytes: u64,
+    /// Bytes moved to hosts and to callers.
+    pub(crate) relayed_bytes: [u64; 2],
     pub(crate) buffered_bytes: u64,
     pub(crate) multicast_subscribers_cut: u64,
     /// Other nodes in this node's view (cluster mode only).
@@ -223,7 +259,6 @@ impl Collector for Snapshot {
             let metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(value).encode(metric)
         };
-        counter("relayed_bytes", "Bytes moved between the ends of channels, both ways", self.relayed_bytes)?;
         counter(
             "multicast_subscribers_cut",
             "Multicast subscribers cut for falling behind their queue",
@@ -238,6 +273,16 @@ impl Collector for Snapshot {
         for (transport, count) in &self.listeners {
             let labels = TransportLabels { transport: *transport };
             ConstGauge::new(*count as i64).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "relayed_bytes",
+            "Bytes moved between the ends of channels, by the side they went to",
+            None,
+            MetricType::Counter,
+        )?;
+        for (direction, bytes) in [("to_host", self.relayed_bytes[0]), ("to_caller", self.relayed_bytes[1])] {
+            let labels = [("direction", direction)];
+            ConstCounter::new(bytes).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }

@@ -314,7 +314,7 @@ fn heartbeat(shared: &Shared, peers: &Peers) -> Heartbeat {
         draining: shared.draining(),
         listeners: shared.registry().total() as u64,
         open_channels: shared.open_channels.load(Ordering::SeqCst) as u64,
-        relayed_bytes: shared.relayed_bytes.load(Ordering::Relaxed),
+        relayed_bytes: shared.relayed_bytes.total(),
     }
 }
 

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::deadline::sleep_until;
 use crate::limits::{Slot, TokenBucket};
 use crate::listeners::{ListenerHandle, QuicListener};
-use crate::metrics::{OpenResult, Transport};
+use crate::metrics::{HandshakeResult, OpenResult, Transport};
 use crate::multicast;
 use crate::phase::Phase;
 use crate::rendezvous::Outcome;
@@ -117,13 +117,20 @@ fn admit(shared: &Arc<Shared>, incoming: quinn::Incoming, connections: &mut Join
         match incoming.retry() {
             Ok(()) => {
                 shared.quic_retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.metrics.handshake(Transport::quic, HandshakeResult::retry);
             }
-            Err(e) => e.into_incoming().refuse(),
+            Err(e) => {
+                shared.metrics.handshake(Transport::quic, HandshakeResult::refused);
+                e.into_incoming().refuse()
+            }
         }
         return;
     }
-    let Some(handshake) = shared.quic_handshakes.try_take_ip(ip) else { return incoming.refuse() };
-    let Some(open) = shared.connections.try_take_ip(ip) else { return incoming.refuse() };
+    let slots = shared.quic_handshakes.try_take_ip(ip).and_then(|h| Some((h, shared.connections.try_take_ip(ip)?)));
+    let Some((handshake, open)) = slots else {
+        shared.metrics.handshake(Transport::quic, HandshakeResult::refused);
+        return incoming.refuse();
+    };
     connections.spawn(serve_connection(shared.clone(), incoming, Gate::new(handshake), open));
 }
 
@@ -161,11 +168,19 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
     let remote = incoming.remote_address();
     // One deadline for the QUIC handshake and the first authorized hello.
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let handshake = |result| shared.metrics.handshake(Transport::quic, result);
     let connection = match tokio::time::timeout_at(deadline, incoming).await {
         Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "handshake failed"),
-        Err(_) => return tracing::debug!(%remote, "handshake timed out"),
+        Ok(Err(e)) => {
+            handshake(HandshakeResult::failed);
+            return tracing::debug!(%remote, error = %e, "handshake failed");
+        }
+        Err(_) => {
+            handshake(HandshakeResult::timed_out);
+            return tracing::debug!(%remote, "handshake timed out");
+        }
     };
+    handshake(HandshakeResult::ok);
     let span = tracing::debug_span!("connection", %remote, id = connection.stable_id());
     async move {
         tracing::debug!("connected");

@@ -8,7 +8,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::auth::Policy;
 use crate::budget::Budget;
-use crate::channel::{End, SpliceContext};
+use crate::channel::{End, Relayed, SpliceContext};
 use crate::config::{AddressMode, Config};
 use crate::exchanges::Exchanges;
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     /// Counters for Prometheus.
     pub(crate) metrics: Metrics,
     /// Bytes moved between channel ends so far.
-    pub(crate) relayed_bytes: AtomicU64,
+    pub(crate) relayed_bytes: Relayed,
     /// This node's link to the rest of its cluster, once the NATS driver has made it; never set
     /// without a `[cluster]` configuration.
     pub(crate) peers: OnceLock<Arc<Peers>>,
@@ -118,7 +118,7 @@ impl Shared {
             rendezvous: RendezvousTable::default(),
             exchanges: Exchanges::default(),
             metrics: Metrics::default(),
-            relayed_bytes: AtomicU64::new(0),
+            relayed_bytes: Relayed::default(),
             peers: OnceLock::new(),
             cluster_changed: Mutex::default(),
             cluster_change: Notify::new(),

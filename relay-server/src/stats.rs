@@ -51,7 +51,7 @@ impl Stats {
     /// Bytes of channel traffic this relay has moved from one end of a channel to the other since
     /// it started, both directions added up.
     pub fn relayed_bytes(&self) -> u64 {
-        self.shared.relayed_bytes.load(Ordering::Relaxed)
+        self.shared.relayed_bytes.total()
     }
 
     /// Bytes of channel messages the relay holds now against `max_buffered_bytes`: read from one

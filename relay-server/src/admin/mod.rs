@@ -185,7 +185,7 @@ fn snapshot(shared: &Shared) -> Snapshot {
     Snapshot {
         listeners: vec![(Transport::quic, quic), (Transport::websocket, websocket)],
         open_channels: shared.open_channels.load(Ordering::Relaxed) as u64,
-        relayed_bytes: shared.relayed_bytes.load(Ordering::Relaxed),
+        relayed_bytes: [shared.relayed_bytes.to_host(), shared.relayed_bytes.to_caller()],
         buffered_bytes: shared.budget.held() as u64,
         multicast_subscribers_cut: shared.multicast.overflows.load(Ordering::Relaxed),
         cluster_nodes: peers.map(|peers| peers.view().nodes() as u64),

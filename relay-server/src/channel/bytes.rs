@@ -1,6 +1,6 @@
 //! QUIC to QUIC: splicing two streams byte for byte, without copying or parsing payloads.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::Relayed;
 
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_proto::StreamCode;
@@ -13,7 +13,7 @@ const MAX_CHUNK: usize = 64 * 1024;
 /// Moves bytes both ways until both directions finish, or one end fails. When one end fails the
 /// other is cut at once with a code saying who went away, so no one waits for a deadline. Adds
 /// the bytes moved to `relayed`.
-pub(crate) async fn splice_bytes(caller: Pipe, host: Pipe, relayed: &AtomicU64) -> Option<Side> {
+pub(crate) async fn splice_bytes(caller: Pipe, host: Pipe, relayed: &Relayed) -> Option<Side> {
     let Pipe { send: mut caller_send, recv: mut caller_recv } = caller;
     let Pipe { send: mut host_send, recv: mut host_recv } = host;
     let failed = {
@@ -49,12 +49,12 @@ async fn pump(
     from_side: Side,
     to: &mut SendStream,
     to_side: Side,
-    relayed: &AtomicU64,
+    relayed: &Relayed,
 ) -> Result<(), Side> {
     loop {
         match from.read_chunk(MAX_CHUNK, true).await {
             Ok(Some(chunk)) => {
-                relayed.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                relayed.add(to_side, chunk.bytes.len());
                 to.write_chunk(chunk.bytes).await.map_err(|_| to_side)?
             }
             Ok(None) => {

@@ -7,7 +7,7 @@
 //! Every WebSocket end is finished with a complete closing handshake ([`crate::channel::close`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::Relayed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -306,7 +306,7 @@ async fn pump(
     to: &mut Sink,
     to_side: Side,
     keep_alive: Duration,
-    relayed: &AtomicU64,
+    relayed: &Relayed,
 ) -> Result<(), (Side, Fault)> {
     let lost = |side| (side, Fault::Lost);
     let pinging = to.meter().is_some();
@@ -334,7 +334,7 @@ async fn pump(
         while let Some(arrived) = next.take() {
             match arrived {
                 Next::Frame(frame) => {
-                    relayed.fetch_add(frame.len() as u64, Ordering::Relaxed);
+                    relayed.add(to_side, frame.len());
                     to.feed(frame).await.map_err(|()| lost(to_side))?
                 }
                 Next::Close(close) => {

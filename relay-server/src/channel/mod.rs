@@ -9,7 +9,7 @@ mod bytes;
 pub(crate) mod close;
 mod messages;
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use quinn::{RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,6 +24,39 @@ pub(crate) use messages::{Frame, Next, Sink, Source, finish, halves};
 use crate::budget::{Budget, Metered};
 use crate::config::Config;
 use crate::phase::RelayPhase;
+
+/// Bytes moved between the ends of channels since the relay started, by the side they went to.
+#[derive(Debug, Default)]
+pub(crate) struct Relayed {
+    to_host: AtomicU64,
+    to_caller: AtomicU64,
+}
+
+impl Relayed {
+    /// Counts `bytes` moved to the `to` side.
+    pub(crate) fn add(&self, to: Side, bytes: usize) {
+        let counter = match to {
+            Side::Host => &self.to_host,
+            Side::Caller => &self.to_caller,
+        };
+        counter.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes moved from callers to hosts.
+    pub(crate) fn to_host(&self) -> u64 {
+        self.to_host.load(Ordering::Relaxed)
+    }
+
+    /// Bytes moved from hosts to callers.
+    pub(crate) fn to_caller(&self) -> u64 {
+        self.to_caller.load(Ordering::Relaxed)
+    }
+
+    /// Both ways added up.
+    pub(crate) fn total(&self) -> u64 {
+        self.to_host() + self.to_caller()
+    }
+}
 
 /// Any byte stream a WebSocket runs on: TLS or plain TCP.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -73,7 +106,7 @@ pub(crate) struct SpliceContext<'a> {
     pub(crate) budget: &'a Budget,
     pub(crate) phase: &'a RelayPhase,
     /// Bytes of channel traffic moved from one end to the other, counted as they go.
-    pub(crate) relayed: &'a AtomicU64,
+    pub(crate) relayed: &'a Relayed,
 }
 
 /// Moves a channel's traffic both ways until both directions finish or one end fails (or

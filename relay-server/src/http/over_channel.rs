@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::forward::{Refused, refused, refused_as};
 use super::{Answer, BodyCut};
-use crate::channel::{Frame, Next, Side, Sink, Source, finish, halves};
+use crate::channel::{Frame, Next, Relayed, Side, Sink, Source, finish, halves};
 use crate::limits::ChannelQuota;
 use crate::router::{ChannelRequest, Opened, Refusal, route};
 use crate::state::{ChannelGuard, Shared};
@@ -133,7 +133,7 @@ impl Exchange {
         let mut answered = Some(answered);
         let ended = {
             let upload = upload(&shared, &mut sink, head, body);
-            let download = download(&mut source, &mut answered, &body_out, timeout);
+            let download = download(&mut source, &mut answered, (&body_out, &shared.relayed_bytes), timeout);
             tokio::pin!(upload, download);
             tokio::select! {
                 // A host may answer before it has read the whole body; the upload then stops.
@@ -172,7 +172,7 @@ type Cut = (StreamCode, Option<Refused>);
 async fn download(
     source: &mut Source,
     answered: &mut Option<oneshot::Sender<Result<ResponseHead, Refused>>>,
-    body_out: &mpsc::Sender<Result<Bytes, BodyCut>>,
+    (body_out, relayed): (&mpsc::Sender<Result<Bytes, BodyCut>>, &Relayed),
     timeout: Duration,
 ) -> Result<(), Cut> {
     let waiting = answered.as_mut().ok_or((StreamCode::CallerGone, None))?;
@@ -197,6 +197,7 @@ async fn download(
         if piece.is_empty() {
             return Ok(());
         }
+        relayed.add(Side::Caller, piece.len());
         if body_out.send(Ok(piece)).await.is_err() {
             // The sender went away.
             return Err((StreamCode::CallerGone, None));
@@ -223,6 +224,7 @@ async fn upload(shared: &Shared, sink: &mut Sink, head: RequestHead, body: Incom
         let Ok(mut data) = frame.into_data() else { continue };
         while !data.is_empty() {
             let piece = data.split_to(data.len().min(max_frame));
+            shared.relayed_bytes.add(Side::Host, piece.len());
             if sink.send(Frame::Binary(piece)).await.is_err() {
                 return Upload::Lost;
             }

@@ -23,7 +23,7 @@ use crate::budget::{Framing, Metered, WsFraming};
 use crate::channel::{Io, WsStream};
 use crate::config::Config;
 use crate::limits::Slot;
-use crate::metrics::{OpenResult, Transport};
+use crate::metrics::{HandshakeResult, OpenResult, Transport};
 use crate::phase::Phase;
 use crate::state::Shared;
 use handshake::{Head, ReadHeadError, read_head, refuse};
@@ -108,6 +108,8 @@ pub(crate) async fn accept_loop(listeners: Vec<WsListener>, shared: Arc<Shared>)
                     if let (Some(handshake), Some(open)) = (handshake, open) {
                         let slots = Slots { handshake, _open: open };
                         connections.spawn(serve_connection(shared.clone(), listener, tcp, remote, slots));
+                    } else {
+                        shared.metrics.handshake(Transport::websocket, HandshakeResult::refused);
                     }
                 }
                 None => break,
@@ -153,17 +155,25 @@ async fn serve_connection(
     // One deadline for the TLS handshake and the request head together: a peer that dribbles
     // both gets no more time than one that stalls in either.
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
+    let handshake = |result| shared.metrics.handshake(Transport::websocket, result);
     let mut io: Box<dyn Io> = match &listener.tls {
         Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(tcp)).await {
             Ok(Ok(stream)) => Box::new(stream),
-            Ok(Err(e)) => return tracing::debug!(%remote, error = %e, "tls handshake failed"),
-            Err(_) => return tracing::debug!(%remote, "tls handshake timed out"),
+            Ok(Err(e)) => {
+                handshake(HandshakeResult::failed);
+                return tracing::debug!(%remote, error = %e, "tls handshake failed");
+            }
+            Err(_) => {
+                handshake(HandshakeResult::timed_out);
+                return tracing::debug!(%remote, "tls handshake timed out");
+            }
         },
         None => Box::new(tcp),
     };
     let (head, mut read, used) = match tokio::time::timeout_at(deadline, read_head(&mut io)).await {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
+            handshake(HandshakeResult::failed);
             tracing::debug!(%remote, error = %e, "bad request head");
             return match e {
                 ReadHeadError::Malformed(HeadError::TooLarge | HeadError::TooManyHeaders) => {
@@ -172,8 +182,13 @@ async fn serve_connection(
                 _ => refuse(io, 400, "Bad Request").await,
             };
         }
-        Err(_) => return tracing::debug!(%remote, "request head timed out"),
+        Err(_) => {
+            handshake(HandshakeResult::timed_out);
+            return tracing::debug!(%remote, "request head timed out");
+        }
     };
+    handshake(HandshakeResult::ok);
+    // No longer a handshake in progress; still an open connection of its source.
     let Slots { handshake, _open } = slots;
     drop(handshake);
     let local = listener.tcp.local_addr().ok();

@@ -136,6 +136,15 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     )
     .await;
     assert_eq!(https.status, 404);
+    // A connection to the TLS port that does not speak TLS: a failed handshake.
+    let mut garbage = tokio::net::TcpStream::connect(relay.ws_addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut garbage, b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::io::AsyncReadExt::read_to_end(&mut garbage, &mut rest),
+    )
+    .await;
 
     let after = scrape(&relay).await;
     for (sample, grew) in [
@@ -148,6 +157,11 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
         (r#"relay_auth_failures_total{reason="bad_signature"}"#, 1.0),
         (r#"relay_http_requests_total{status="404"}"#, 1.0),
         ("relay_channel_open_seconds_count", 5.0),
+        // The forged key's connection; two control channels, two senders and their rendezvous,
+        // the sender to nobody, the HTTP request; the connection that spoke no TLS.
+        (r#"relay_handshakes_total{transport="quic",result="ok"}"#, 1.0),
+        (r#"relay_handshakes_total{transport="websocket",result="ok"}"#, 8.0),
+        (r#"relay_handshakes_total{transport="websocket",result="failed"}"#, 1.0),
     ] {
         assert_eq!(delta(&before, &after, sample), grew, "{sample}");
     }
@@ -157,4 +171,31 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     assert!(after.get("relay_process_resident_memory_bytes").is_some_and(|rss| *rss > 1e6));
     assert!(after.get("relay_process_open_fds").is_some_and(|fds| *fds > 3.0));
     drop((open, senders, control));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_bytes_are_counted_by_the_side_they_went_to() {
+    use bytes::Bytes;
+    use relay_rpc::http::{HttpRequest, ResponseHead};
+
+    let relay = TestRelay::start().await;
+    let host = relay.host().await;
+    let mut listener = host.listen_http("sink").await.unwrap();
+    tokio::spawn(async move {
+        let incoming = listener.accept().await.expect("a request");
+        let (mut request, response) = HttpRequest::accept(incoming).await.expect("an http request");
+        let body = request.read_to_end(1 << 20).await.expect("the body");
+        assert_eq!(body.len(), 100_000);
+        let answer = Bytes::from(vec![9; 30_000]);
+        response.send_whole(ResponseHead { status: 200, headers: Vec::new() }, answer).await.expect("answered");
+    });
+    let before = scrape(&relay).await;
+    let token = relay_tests::https::token(&relay, "sink");
+    let answer =
+        relay_tests::https::request(&relay, "PUT", "/sink/x", &[("ServiceBusAuthorization", &token)], vec![1; 100_000])
+            .await;
+    assert_eq!((answer.status, answer.body.len()), (200, 30_000), "{answer:?}");
+    let after = scrape(&relay).await;
+    assert_eq!(delta(&before, &after, r#"relay_relayed_bytes_total{direction="to_host"}"#), 100_000.0);
+    assert_eq!(delta(&before, &after, r#"relay_relayed_bytes_total{direction="to_caller"}"#), 30_000.0);
 }
