@@ -18,11 +18,12 @@
 // fails on an import cycle between them.
 //
 // Foundations: the configuration and the relay's identity, the registry of listeners and the
-// handles it holds, limits per source, the buffer budget, the auth policy, the rendezvous table
+// handles it holds, the callers of each address, limits per source, the buffer budget, the auth policy, the rendezvous table
 // and the table of HTTP-mode requests waiting for their listeners' answers,
 // the relay's phase, the cluster's state (sans-IO). None imports anything of the layers above.
 pub mod auth;
 mod budget;
+mod callers;
 pub mod certs;
 mod cluster;
 mod config;

@@ -309,7 +309,10 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
         Hello::Connect { address, contract, .. } => {
             let ip = connection.remote_address().ip();
             match shared.channel_quotas.try_take(ip, granted.key.as_deref()) {
-                Ok(_quota) => serve_caller(&shared, address, contract, send, recv).await,
+                Ok(_quota) => {
+                    let caller = connection.remote_address();
+                    serve_caller(&shared, (address, caller), contract, send, recv).await
+                }
                 Err(over) => {
                     shared.metrics.channel_refused(Transport::quic, OpenResult::rate_limited);
                     refuse(send, recv, ErrorCode::RateLimited, over).await
@@ -448,10 +451,11 @@ async fn hold_registration(
     }
 }
 
-/// Routes a caller's channel to a listener on any transport, answers, and splices.
+/// Routes a caller's channel (from the connection at `caller`) to a listener on any transport,
+/// answers, and splices.
 async fn serve_caller(
     shared: &Arc<Shared>,
-    address: String,
+    (address, caller): (String, SocketAddr),
     contract: ContractInfo,
     mut send: SendStream,
     recv: RecvStream,
@@ -486,7 +490,7 @@ async fn serve_caller(
             if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {
                 return;
             }
-            let _guard = ChannelGuard::new(shared, &request.address, opened.listener);
+            let _guard = ChannelGuard::new(shared, &request.address, opened.listener, caller);
             let failed =
                 splice(End::Quic(Pipe { send, recv }), opened.end, opened.listener_dead, shared.splice_context()).await;
             tracing::debug!(?failed, "channel closed");

@@ -1,6 +1,7 @@
 //! State shared by every connection of a running relay.
 
 use std::collections::{BTreeSet, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -8,6 +9,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::auth::Policy;
 use crate::budget::Budget;
+use crate::callers::Callers;
 use crate::channel::{End, Relayed, SpliceContext};
 use crate::config::{AddressMode, Config};
 use crate::exchanges::Exchanges;
@@ -57,6 +59,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// Bytes moved between channel ends so far.
     pub(crate) relayed_bytes: Relayed,
+    /// The callers with channels open to each address.
+    pub(crate) callers: Callers,
     /// This node's link to the rest of its cluster, once the NATS driver has made it; never set
     /// without a `[cluster]` configuration.
     pub(crate) peers: OnceLock<Arc<Peers>>,
@@ -119,6 +123,7 @@ impl Shared {
             exchanges: Exchanges::default(),
             metrics: Metrics::default(),
             relayed_bytes: Relayed::default(),
+            callers: Callers::default(),
             peers: OnceLock::new(),
             cluster_changed: Mutex::default(),
             cluster_change: Notify::new(),
@@ -270,18 +275,21 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
-/// Counts a channel as open, in the relay and on its listener, while it lives.
+/// Counts a channel as open, in the relay, on its listener and for its caller, while it lives.
 pub(crate) struct ChannelGuard<'a> {
     shared: &'a Shared,
     address: String,
     listener: ListenerId,
+    /// The caller's connection, where there is one (a multicast subscriber's channel has none).
+    caller: Option<SocketAddr>,
 }
 
 impl<'a> ChannelGuard<'a> {
-    pub(crate) fn new(shared: &'a Shared, address: &str, listener: ListenerId) -> Self {
+    pub(crate) fn new(shared: &'a Shared, address: &str, listener: ListenerId, caller: SocketAddr) -> Self {
         shared.open_channels.fetch_add(1, Ordering::SeqCst);
         shared.registry().channel_opened(address, listener);
-        Self { shared, address: address.to_owned(), listener }
+        shared.callers.opened(address, caller);
+        Self { shared, address: address.to_owned(), listener, caller: Some(caller) }
     }
 
     /// Counts a channel as open on `listener` only if it is below its channel limit.
@@ -290,7 +298,7 @@ impl<'a> ChannelGuard<'a> {
             return None;
         }
         shared.open_channels.fetch_add(1, Ordering::SeqCst);
-        Some(Self { shared, address: address.to_owned(), listener })
+        Some(Self { shared, address: address.to_owned(), listener, caller: None })
     }
 }
 
@@ -298,5 +306,8 @@ impl Drop for ChannelGuard<'_> {
     fn drop(&mut self) {
         self.shared.open_channels.fetch_sub(1, Ordering::SeqCst);
         self.shared.registry().channel_closed(&self.address, self.listener);
+        if let Some(caller) = self.caller {
+            self.shared.callers.closed(&self.address, caller);
+        }
     }
 }

@@ -20,6 +20,8 @@ pub(super) struct Status {
 struct AddressStatus {
     address: String,
     open_channels: usize,
+    /// Callers with channels open to it here (their connections).
+    callers: usize,
     /// Channels opened over the last minute.
     opened_last_minute: u32,
     listeners: Vec<ListenerStatus>,
@@ -52,7 +54,8 @@ impl Status {
                     .collect();
                 let open_channels = listeners.iter().map(|l| l.open_channels).sum();
                 let opened_last_minute = shared.metrics.opens_last_minute(&address);
-                AddressStatus { address, open_channels, opened_last_minute, listeners }
+                let callers = shared.callers.of(&address);
+                AddressStatus { address, open_channels, callers, opened_last_minute, listeners }
             })
             .collect();
         drop(registry);

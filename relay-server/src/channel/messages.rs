@@ -6,8 +6,8 @@
 //! for `idle_timeout_ms` is cut, its channel's other end told as for a peer that went away.
 //! Every WebSocket end is finished with a complete closing handshake ([`crate::channel::close`]).
 
-use std::sync::Arc;
 use super::Relayed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;

@@ -164,7 +164,7 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
             remote: peer.remote.to_string(),
             headers: listener_headers(&headers, strip_authorization, &via).into_iter().collect(),
         };
-        let answer = over_channel::exchange(shared, &address, head, body, quota).await?;
+        let answer = over_channel::exchange(shared, (&address, peer.remote), head, body, quota).await?;
         return Ok(with_via(answer, &via));
     }
     let (body, _held) = read_body(shared, body).await?;

@@ -8,6 +8,7 @@
 //! the address's response timeout and then reads the body from that task. A sender that goes
 //! away, or a host that stalls, ends the task and the channel.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,12 +31,12 @@ use crate::limits::ChannelQuota;
 use crate::router::{ChannelRequest, Opened, Refusal, route};
 use crate::state::{ChannelGuard, Shared};
 
-/// Sends `head` and `body` to a host of `address` that takes HTTP requests, and answers with
-/// its response, whose body streams after this returns. `quota` is held until the exchange
-/// ends.
+/// Sends `head` and `body` from `caller` to a host of `address` that takes HTTP requests, and
+/// answers with its response, whose body streams after this returns. `quota` is held until the
+/// exchange ends.
 pub(super) async fn exchange(
     shared: &Arc<Shared>,
-    address: &str,
+    (address, caller): (&str, SocketAddr),
     head: RequestHead,
     body: Incoming,
     quota: ChannelQuota,
@@ -52,7 +53,7 @@ pub(super) async fn exchange(
     let (answered, answer) = oneshot::channel();
     let (body_out, body_in) = mpsc::channel(1);
     let timeout = shared.config.http_response_timeout(address);
-    let moved = Exchange { shared: shared.clone(), address: address.to_owned(), timeout, answered, body_out };
+    let moved = Exchange { shared: shared.clone(), address: address.to_owned(), caller, timeout, answered, body_out };
     tokio::spawn(moved.run(opened, head, body, quota));
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(Ok(head))) => Ok(response(head, ChannelBody(body_in))),
@@ -108,6 +109,7 @@ impl hyper::body::Body for ChannelBody {
 struct Exchange {
     shared: Arc<Shared>,
     address: String,
+    caller: SocketAddr,
     /// How long the host may take to send each piece of its body.
     timeout: Duration,
     /// The response head, or the relay's refusal when the exchange failed before it.
@@ -127,8 +129,8 @@ enum Upload {
 
 impl Exchange {
     async fn run(self, opened: Opened, head: RequestHead, body: Incoming, _quota: ChannelQuota) {
-        let Exchange { shared, address, timeout, answered, body_out } = self;
-        let _open = ChannelGuard::new(&shared, &address, opened.listener);
+        let Exchange { shared, address, caller, timeout, answered, body_out } = self;
+        let _open = ChannelGuard::new(&shared, &address, opened.listener, caller);
         let (mut source, mut sink) = halves(opened.end, shared.config.max_frame_bytes, &shared.budget);
         let mut answered = Some(answered);
         let ended = {

@@ -77,6 +77,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         }
         return;
     }
+    let remote = request.remote;
     let routed = route(shared, &channel).await;
     match &routed {
         Ok(_) => shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed()),
@@ -88,7 +89,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
                 Ok(ws) => ws,
                 Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
             };
-            let _guard = ChannelGuard::new(shared, &channel.address, opened.listener);
+            let _guard = ChannelGuard::new(shared, &channel.address, opened.listener, remote);
             let failed = splice(End::Ws(Box::new(ws)), opened.end, opened.listener_dead, shared.splice_context()).await;
             tracing::debug!(?failed, "channel closed");
         }

@@ -271,11 +271,11 @@ async fn the_status_page_lists_addresses_and_follows_a_host_leaving() {
         let (lab, _events) = LabHost::new("lab");
         tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
     }
-    // Three channels opened (and open) on it.
-    let caller = relay.caller().await;
+    // Three channels opened (and open) on it, by two callers.
+    let (caller, other) = (relay.caller().await, relay.caller().await);
     let mut channels = Vec::new();
-    for _ in 0..3 {
-        channels.push(relay_tests::lab::LabClient::connect(&caller, "lab").await.unwrap());
+    for caller in [&caller, &caller, &other] {
+        channels.push(relay_tests::lab::LabClient::connect(caller, "lab").await.unwrap());
     }
     // What the page reads.
     let status = relay_tests::http::get(relay.admin_addr, "/api/status", &[]).await;
@@ -285,6 +285,7 @@ async fn the_status_page_lists_addresses_and_follows_a_host_leaving() {
     assert_eq!(status["addresses"][0]["listeners"][0]["transport"], "quic", "{status}");
     assert_eq!(status["addresses"][0]["open_channels"], 3, "{status}");
     assert_eq!(status["addresses"][0]["opened_last_minute"], 3, "{status}");
+    assert_eq!(status["addresses"][0]["callers"], 2, "{status}");
     assert_eq!(status["open_channels"], 3, "{status}");
 
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/status-page.png");
