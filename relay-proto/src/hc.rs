@@ -30,6 +30,11 @@ pub const TOKEN_HEADER: &str = "ServiceBusAuthorization";
 /// The header carrying a typed caller's contract; raw WebSocket senders send none.
 pub const CONTRACT_HEADER: &str = "Relay-Contract";
 
+/// The header of the relay's `101` to a sender that gives the relay's id for the channel (as its
+/// listener gets it in `sb-hc-id` when the sender gave none), so that logs on every side name the
+/// channel alike. Not Azure's: its clients ignore it.
+pub const CHANNEL_ID_HEADER: &str = "Relay-Channel-Id";
+
 /// The longest request target accepted, in bytes.
 pub const MAX_TARGET_LEN: usize = 8 * 1024;
 

@@ -14,6 +14,7 @@ const TAG_RENEW_TOKEN: u8 = 6;
 const TAG_GO_AWAY: u8 = 7;
 const TAG_DIAL: u8 = 8;
 const TAG_RENDEZVOUS: u8 = 9;
+const TAG_OPEN: u8 = 12;
 
 /// The flag of a [`Hello::Listen`] whose host takes HTTP requests.
 const LISTEN_TAKES_HTTP: u8 = 1;
@@ -207,6 +208,13 @@ pub struct Refusal {
 pub enum Reply {
     /// Go ahead.
     Accepted,
+    /// Go ahead: the relay's answer to a caller's [`Hello::Connect`], with the relay's id for the
+    /// channel, which its listener was given too ([`Incoming::channel_id`]): logs on the caller,
+    /// the relay and the host name the channel alike.
+    Open {
+        /// The relay's id for the channel.
+        channel_id: u64,
+    },
     /// Refused, with a reason.
     Refused(Refusal),
 }
@@ -221,6 +229,7 @@ impl Reply {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Self::Accepted => Writer::new(PROTOCOL_VERSION, TAG_ACCEPTED).finish(),
+            Self::Open { channel_id } => Writer::new(PROTOCOL_VERSION, TAG_OPEN).u64(*channel_id).finish(),
             Self::Refused(Refusal { code, detail }) => {
                 let mut end = detail.len().min(MAX_DETAIL_LEN);
                 while !detail.is_char_boundary(end) {
@@ -236,6 +245,7 @@ impl Reply {
         let (mut r, tag) = open(body)?;
         let reply = match tag {
             TAG_ACCEPTED => Self::Accepted,
+            TAG_OPEN => Self::Open { channel_id: r.u64()? },
             TAG_REFUSED => Self::Refused(Refusal {
                 code: ErrorCode::from_u16(r.u16()?),
                 detail: r.str("detail", MAX_DETAIL_LEN)?.to_owned(),
@@ -389,7 +399,7 @@ mod tests {
         for hello in hellos {
             assert_eq!(Hello::decode(&hello.encode()), Ok(hello));
         }
-        for reply in [Reply::Accepted, Reply::refused(ErrorCode::NoListener, "no listener on calc")] {
+        for reply in [Reply::Accepted, Reply::Open { channel_id: 7 }, Reply::refused(ErrorCode::NoListener, "x")] {
             assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
         }
         let incoming = Incoming { address: "calc".into(), channel_id: 9, contract: contract() };
@@ -440,6 +450,7 @@ mod tests {
             std::fs::write(seeds.join("control-dial"), dial.encode()).unwrap();
             let listen = Hello::Listen { address: "calc".into(), token: Some("t".into()), http: true };
             std::fs::write(seeds.join("listen-http"), listen.encode()).unwrap();
+            std::fs::write(seeds.join("reply-open"), Reply::Open { channel_id: 9 }.encode()).unwrap();
             let request = crate::http_channel::RequestHead {
                 method: "POST".into(),
                 target: "/calc/Calculator/add".into(),

@@ -82,6 +82,8 @@ pub struct Channel {
     frames: Pin<Box<dyn FrameIo>>,
     address: Arc<str>,
     id: u64,
+    /// The transport that carries it, for logs: `quic`, `wss`, `ws`, `memory`.
+    transport: &'static str,
     end: ChannelEnd,
     /// On a host: the caller going away ends the stream of frames, rather than failing it.
     caller_exit_is_end: bool,
@@ -106,8 +108,8 @@ impl ChannelEnd {
 }
 
 impl Channel {
-    pub(crate) fn new(frames: impl FrameIo + 'static, address: Arc<str>, id: u64) -> Self {
-        Self { frames: Box::pin(frames), address, id, end: ChannelEnd::default(), caller_exit_is_end: false }
+    pub(crate) fn new(frames: impl FrameIo + 'static, address: Arc<str>, id: u64, transport: &'static str) -> Self {
+        Self { frames: Box::pin(frames), address, id, transport, end: ChannelEnd::default(), caller_exit_is_end: false }
     }
 
     /// For a host serving this channel: the caller leaving is its normal end, not an error.
@@ -125,15 +127,25 @@ impl Channel {
         &self.address
     }
 
-    /// The relay's id for this channel (0 on the caller side, which the relay does not tell).
+    /// The relay's id for this channel, the same on the caller, the relay and the host (0 where
+    /// the relay did not say it, as Azure's does not, and for in-memory channels).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The transport that carries it: `quic`, `wss`, `ws` or `memory`.
+    pub fn transport(&self) -> &'static str {
+        self.transport
     }
 }
 
 impl fmt::Debug for Channel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Channel").field("address", &self.address).field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Channel")
+            .field("address", &self.address)
+            .field("id", &self.id)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
     }
 }
 

@@ -29,7 +29,7 @@ use crate::metrics::{HandshakeResult, OpenResult, Transport};
 use crate::multicast;
 use crate::phase::Phase;
 use crate::rendezvous::Outcome;
-use crate::router::{ChannelRequest, route};
+use crate::router::{ChannelRequest, channel_span, route};
 use crate::state::{ChannelGuard, Shared};
 
 /// Why the QUIC endpoint could not start.
@@ -467,6 +467,7 @@ async fn serve_caller(
         id: None,
         contract,
         headers: Default::default(),
+        transport: "quic",
     };
     let started = Instant::now();
     if shared.is_multicast(&request.address) {
@@ -487,13 +488,18 @@ async fn serve_caller(
     }
     match routed {
         Ok(opened) => {
-            if write_frame(&mut send, &Reply::Accepted.encode()).await.is_err() {
-                return;
-            }
-            let _guard = ChannelGuard::new(shared, &request.address, opened.listener, caller);
-            let failed =
-                splice(End::Quic(Pipe { send, recv }), opened.end, opened.listener_dead, shared.splice_context()).await;
-            tracing::debug!(?failed, "channel closed");
+            let span = channel_span(opened.channel_id, &request.address, request.transport);
+            let served = async {
+                let open = Reply::Open { channel_id: opened.channel_id };
+                if write_frame(&mut send, &open.encode()).await.is_err() {
+                    return;
+                }
+                let _guard = ChannelGuard::new(shared, &request.address, opened.listener, caller);
+                let caller = End::Quic(Pipe { send, recv });
+                let failed = splice(caller, opened.end, opened.listener_dead, shared.splice_context()).await;
+                tracing::debug!(?failed, "channel closed");
+            };
+            served.instrument(span).await
         }
         Err(refusal) => refuse(send, recv, refusal.code, &refusal.detail).await,
     }

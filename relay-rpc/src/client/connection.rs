@@ -75,7 +75,7 @@ impl Connection {
             }
             opened => opened?,
         };
-        tracing::trace!(address, "channel open");
+        tracing::debug!(channel = channel.id(), address, transport = channel.transport(), "channel open");
         Ok(channel)
     }
 

@@ -209,7 +209,13 @@ where
             let opened = tokio::time::timeout_at(deadline, target.opener.open(&target.address, contract));
             let e = match opened.await {
                 Ok(Ok(channel)) => {
-                    tracing::debug!(address = %target.address, attempt, "channel reopened");
+                    tracing::debug!(
+                        channel = channel.id(),
+                        address = %target.address,
+                        transport = channel.transport(),
+                        attempt,
+                        "channel reopened"
+                    );
                     return Ok(ChannelStub::new(channel, contract));
                 }
                 Ok(Err(e)) => e,

@@ -123,7 +123,7 @@ impl OpenChannels {
 /// requests in order, writes responses. When the channel ends, two-way handlers still running
 /// are aborted (nobody can receive their answer) and the one-way requests already received run.
 pub(crate) async fn serve_channel<D: Dispatch>(channel: Channel, dispatcher: D) {
-    let span = tracing::debug_span!("channel", address = %channel.address(), id = channel.id());
+    let span = tracing::debug_span!("channel", id = channel.id(), address = %channel.address(), transport = channel.transport());
     run_channel(channel, dispatcher).instrument(span).await;
 }
 

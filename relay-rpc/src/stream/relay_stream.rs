@@ -280,8 +280,8 @@ mod tests {
     fn pair() -> (RelayStream, RelayStream) {
         let (a_tx, a_rx) = mpsc::channel(4);
         let (b_tx, b_rx) = mpsc::channel(4);
-        let a = Channel::new(MemFrames { tx: a_tx, rx: b_rx }, Arc::from("mem"), 1);
-        let b = Channel::new(MemFrames { tx: b_tx, rx: a_rx }, Arc::from("mem"), 1);
+        let a = Channel::new(MemFrames { tx: a_tx, rx: b_rx }, Arc::from("mem"), 1, "memory");
+        let b = Channel::new(MemFrames { tx: b_tx, rx: a_rx }, Arc::from("mem"), 1, "memory");
         (RelayStream::new(a), RelayStream::new(b))
     }
 

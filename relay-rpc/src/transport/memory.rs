@@ -70,8 +70,8 @@ pub(crate) fn pair(address: &str) -> (Channel, Channel, Cut) {
     let address: Arc<str> = Arc::from(address);
     let caller = MemoryEnd::new(from_host, to_host, cut.caller.clone(), cut.wake[0].clone(), ChannelError::Closed);
     let host = MemoryEnd::new(from_caller, to_caller, cut.host.clone(), cut.wake[1].clone(), ChannelError::CallerGone);
-    let host = Channel::new(host, address.clone(), 1).caller_exit_is_end();
-    (Channel::new(caller, address, 0), host, cut)
+    let host = Channel::new(host, address.clone(), 1, "memory").caller_exit_is_end();
+    (Channel::new(caller, address, 1, "memory"), host, cut)
 }
 
 /// One end: frames in from the other end's queue, frames out to it.

@@ -23,12 +23,13 @@ use relay_proto::hc_http::{sender_headers, sender_status};
 use relay_proto::http_channel::{self, RequestHead, ResponseHead};
 use relay_proto::{ErrorCode, StreamCode};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use super::forward::{Refused, refused, refused_as};
 use super::{Answer, BodyCut};
 use crate::channel::{Frame, Next, Relayed, Side, Sink, Source, finish, halves};
 use crate::limits::ChannelQuota;
-use crate::router::{ChannelRequest, Opened, Refusal, route};
+use crate::router::{ChannelRequest, Opened, Refusal, channel_span, route};
 use crate::state::{ChannelGuard, Shared};
 
 /// Sends `head` and `body` from `caller` to a host of `address` that takes HTTP requests, and
@@ -48,13 +49,15 @@ pub(super) async fn exchange(
         id: None,
         contract: http_channel::contract(),
         headers: Default::default(),
+        transport: "http",
     };
     let opened = route(shared, &request).await.map_err(|refusal| not_routed(address, &refusal))?;
     let (answered, answer) = oneshot::channel();
     let (body_out, body_in) = mpsc::channel(1);
     let timeout = shared.config.http_response_timeout(address);
     let moved = Exchange { shared: shared.clone(), address: address.to_owned(), caller, timeout, answered, body_out };
-    tokio::spawn(moved.run(opened, head, body, quota));
+    let span = channel_span(opened.channel_id, address, request.transport);
+    tokio::spawn(moved.run(opened, head, body, quota).instrument(span));
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(Ok(head))) => Ok(response(head, ChannelBody(body_in))),
         Ok(Ok(Err(refused))) => Err(refused),

@@ -8,6 +8,7 @@ use relay_proto::hc::{Accept, CONTRACT_HEADER};
 use relay_proto::io::{read_frame, write_frame};
 use relay_proto::{ContractInfo, ErrorCode, Incoming, MAX_HANDSHAKE_FRAME, Reply};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::channel::{End, Pipe};
 use crate::cluster::view::Choice;
@@ -36,6 +37,8 @@ pub(crate) struct ChannelRequest {
     pub(crate) contract: ContractInfo,
     /// The sender's HTTP headers (WebSocket senders), token headers removed.
     pub(crate) headers: BTreeMap<String, String>,
+    /// How the caller came (`quic`, `websocket`, `http`), for logs.
+    pub(crate) transport: &'static str,
 }
 
 /// Why a channel was not opened.
@@ -65,6 +68,8 @@ impl Refusal {
 #[derive(Debug)]
 pub(crate) struct Opened {
     pub(crate) end: End,
+    /// The relay's id for the channel, which the listener was given too.
+    pub(crate) channel_id: u64,
     /// Which listener took it.
     pub(crate) listener: ListenerId,
     /// The WebSocket sub-protocol the listener chose, for the sender's handshake answer.
@@ -90,22 +95,35 @@ enum Failed {
 /// refuses as busy (its host is at its own channel limit) passes the channel on to the next. In
 /// a cluster, the round-robin spans every listener of the address on every node (see
 /// [`route_in_cluster`]).
+///
+/// Everything logged meanwhile is in the span of the channel: its id, address and transport,
+/// as the [`channel_span`] of its splice will be.
 pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<Opened, Refusal> {
     if shared.draining() {
         return Err(Refusal::new(ErrorCode::ShuttingDown, "relay is shutting down"));
     }
     let channel_id = shared.next_channel_id.fetch_add(1, Ordering::Relaxed);
-    let mut local = LocalTries::default();
-    if let Some(peers) = shared.peers() {
-        return route_in_cluster(shared, peers, request, channel_id, local).await;
-    }
-    loop {
-        match try_local(shared, request, channel_id, &mut local).await {
-            Some(outcome) => return outcome,
-            None if local.exhausted => return Err(local.refusal(shared, &request.address)),
-            None => {}
+    let routed = async {
+        let mut local = LocalTries::default();
+        if let Some(peers) = shared.peers() {
+            return route_in_cluster(shared, peers, request, channel_id, local).await;
         }
-    }
+        loop {
+            match try_local(shared, request, channel_id, &mut local).await {
+                Some(outcome) => return outcome,
+                None if local.exhausted => return Err(local.refusal(shared, &request.address)),
+                None => {}
+            }
+        }
+    };
+    routed.instrument(channel_span(channel_id, &request.address, request.transport)).await
+}
+
+/// The span of everything logged about channel `id` to `address`, whose caller came over
+/// `transport`: on the relay while it is routed and spliced, as on the host (and the caller,
+/// which is told the id) for their part of it.
+pub(crate) fn channel_span(id: u64, address: &str, transport: &'static str) -> tracing::Span {
+    tracing::debug_span!("channel", id, address, transport)
 }
 
 /// What the local listeners said so far while routing one channel.
@@ -196,7 +214,9 @@ async fn route_in_cluster(
             Choice::Remote { node } => {
                 excluded.push(node);
                 match remote::open(shared, peers, node, request, channel_id).await {
-                    Ok((end, protocol)) => return Ok(Opened { end, listener: REMOTE, protocol, listener_dead: None }),
+                    Ok((end, protocol)) => {
+                        return Ok(Opened { end, channel_id, listener: REMOTE, protocol, listener_dead: None });
+                    }
                     Err(RemoteFailed::Refused(refusal)) => return Err(refusal),
                     Err(RemoteFailed::Busy(refusal)) => local.busy = Some(refusal),
                     Err(RemoteFailed::Next) => {}
@@ -252,7 +272,7 @@ async fn open_within(
     let (end, protocol) = tokio::time::timeout(limit, open(shared, listener, request, channel_id))
         .await
         .map_err(|_| Failed::TimedOut)??;
-    Ok(Opened { end, listener: id, protocol, listener_dead: listener.dead_signal() })
+    Ok(Opened { end, channel_id, listener: id, protocol, listener_dead: listener.dead_signal() })
 }
 
 async fn open(
@@ -291,7 +311,7 @@ async fn answer_of(pipe: Pipe) -> Result<Accepted, Failed> {
     let Pipe { send, mut recv } = pipe;
     let reply = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(|_| Failed::Unreachable)?;
     match Reply::decode(&reply) {
-        Ok(Reply::Accepted) => Ok((End::Quic(Pipe { send, recv }), None)),
+        Ok(Reply::Accepted | Reply::Open { .. }) => Ok((End::Quic(Pipe { send, recv }), None)),
         Ok(Reply::Refused(r)) => Err(Failed::Refused(Refusal::new(r.code, r.detail))),
         Err(_) => Err(Failed::Refused(Refusal::new(ErrorCode::Internal, "the listener answered garbage"))),
     }

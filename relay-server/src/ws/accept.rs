@@ -22,7 +22,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         return request.refuse(410, "Gone").await;
     }
     let protocol = request.head.first_protocol();
-    match request.upgrade(shared, protocol.as_deref()).await {
+    match request.upgrade(shared, protocol.as_deref(), None).await {
         Ok(ws) => {
             let accepted = Outcome::Accepted { ws: Box::new(End::Ws(Box::new(ws))), protocol };
             if let Err(Outcome::Accepted { ws, .. }) = slot.send(accepted)

@@ -8,12 +8,13 @@ use std::time::Instant;
 use relay_proto::auth::unix_now;
 use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_status, status_description};
 use relay_proto::{ContractInfo, ErrorCode};
+use tracing::Instrument;
 
 use super::Request;
 use crate::channel::{End, splice};
 use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
-use crate::router::{ChannelRequest, route};
+use crate::router::{ChannelRequest, channel_span, route};
 use crate::state::{ChannelGuard, Shared};
 
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
@@ -63,6 +64,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         id: request.target.id.clone(),
         contract,
         headers,
+        transport: "websocket",
     };
     if shared.is_multicast(&channel.address) {
         if shared.draining() {
@@ -71,7 +73,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
             return request.refuse(http_status(code).0, &status_description(code, "")).await;
         }
         shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed());
-        match request.upgrade(shared, None).await {
+        match request.upgrade(shared, None, None).await {
             Ok(ws) => multicast::publish(shared, &channel, End::Ws(Box::new(ws))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
         }
@@ -85,13 +87,18 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     }
     match routed {
         Ok(opened) => {
-            let ws = match request.upgrade(shared, opened.protocol.as_deref()).await {
-                Ok(ws) => ws,
-                Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
+            let span = channel_span(opened.channel_id, &channel.address, channel.transport);
+            let served = async {
+                let ws = match request.upgrade(shared, opened.protocol.as_deref(), Some(opened.channel_id)).await {
+                    Ok(ws) => ws,
+                    Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
+                };
+                let _guard = ChannelGuard::new(shared, &channel.address, opened.listener, remote);
+                let sender = End::Ws(Box::new(ws));
+                let failed = splice(sender, opened.end, opened.listener_dead, shared.splice_context()).await;
+                tracing::debug!(?failed, "channel closed");
             };
-            let _guard = ChannelGuard::new(shared, &channel.address, opened.listener, remote);
-            let failed = splice(End::Ws(Box::new(ws)), opened.end, opened.listener_dead, shared.splice_context()).await;
-            tracing::debug!(?failed, "channel closed");
+            served.instrument(span).await
         }
         Err(refusal) => {
             let (status, description) = refusal

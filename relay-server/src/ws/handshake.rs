@@ -2,6 +2,7 @@
 //! `101 Switching Protocols` or an error status. Written by hand rather than through
 //! tungstenite's `accept_hdr`, because a sender's answer waits for a listener's rendezvous.
 
+use relay_proto::hc::CHANNEL_ID_HEADER;
 use relay_proto::http::{HeadError, MAX_HEAD, parse_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
@@ -48,7 +49,7 @@ pub(crate) async fn upgrade(
     mut io: Metered<Box<dyn Io>>,
     leftover: Vec<u8>,
     key: &str,
-    protocol: Option<&str>,
+    (protocol, channel_id): (Option<&str>, Option<u64>),
     max_message: usize,
 ) -> std::io::Result<WsStream> {
     let mut response = format!(
@@ -57,6 +58,9 @@ pub(crate) async fn upgrade(
     );
     if let Some(protocol) = protocol.filter(|p| is_token(p)) {
         response.push_str(&format!("Sec-WebSocket-Protocol: {protocol}\r\n"));
+    }
+    if let Some(id) = channel_id {
+        response.push_str(&format!("{CHANNEL_ID_HEADER}: {id}\r\n"));
     }
     response.push_str("\r\n");
     io.write_all(response.as_bytes()).await?;
@@ -175,8 +179,8 @@ mod tests {
     async fn answers_101_with_the_accept_key_and_refuses_with_a_status() {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let io = Metered::new(Box::new(server) as Box<dyn Io>, Framing::Ws(WsFraming::new(1024)), None);
-        let ws = upgrade(io, Vec::new(), "dGhlIHNhbXBsZSBub25jZQ==", Some("chat\r\nX-Evil: 1"), 1024).await.unwrap();
-        drop(ws);
+        let ws = upgrade(io, Vec::new(), "dGhlIHNhbXBsZSBub25jZQ==", (Some("chat\r\nX-Evil: 1"), None), 1024).await;
+        drop(ws.unwrap());
         let mut answer = String::new();
         let mut client = client;
         client.read_to_string(&mut answer).await.unwrap();
@@ -186,6 +190,13 @@ mod tests {
              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
             "a protocol that is not a token is not echoed"
         );
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let io = Metered::new(Box::new(server) as Box<dyn Io>, Framing::Ws(WsFraming::new(1024)), None);
+        drop(upgrade(io, Vec::new(), "dGhlIHNhbXBsZSBub25jZQ==", (Some("chat"), Some(42)), 1024).await.unwrap());
+        let mut answer = String::new();
+        let mut client = client;
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with("Sec-WebSocket-Protocol: chat\r\nRelay-Channel-Id: 42\r\n\r\n"), "{answer}");
         let (client, server) = tokio::io::duplex(64 * 1024);
         refuse(Box::new(server), 400, relay_proto::http::UpgradeError::Version).await;
         let mut answer = String::new();

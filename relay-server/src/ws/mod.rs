@@ -246,11 +246,16 @@ impl Request {
 
     /// Answers 101 and returns the WebSocket, for a channel end: what it reads draws on the
     /// relay's buffer budget.
-    pub(crate) async fn upgrade(self, shared: &Shared, protocol: Option<&str>) -> std::io::Result<WsStream> {
+    pub(crate) async fn upgrade(
+        self,
+        shared: &Shared,
+        protocol: Option<&str>,
+        channel_id: Option<u64>,
+    ) -> std::io::Result<WsStream> {
         let max = shared.config.max_frame_bytes;
         let framing = Framing::Ws(WsFraming::new(max));
         let io = Metered::new(self.io, framing, Some(&shared.budget));
-        handshake::upgrade(io, self.leftover, &self.key, protocol, max).await
+        handshake::upgrade(io, self.leftover, &self.key, (protocol, channel_id), max).await
     }
 
     /// Answers 101 and returns the WebSocket, for a listener's control channel: small messages
@@ -258,7 +263,7 @@ impl Request {
     pub(crate) async fn upgrade_control(self, shared: &Shared) -> std::io::Result<WsStream> {
         let max = shared.config.max_frame_bytes;
         let io = Metered::new(self.io, Framing::Ws(WsFraming::new(max)), None);
-        handshake::upgrade(io, self.leftover, &self.key, None, max).await
+        handshake::upgrade(io, self.leftover, &self.key, (None, None), max).await
     }
 
     /// Answers with an error status.

@@ -92,3 +92,66 @@ async fn with_log_format_json_every_log_line_is_one_json_object() {
     assert!(lines.iter().any(|line| line["message"] == "relay stopped"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_channel_has_one_id_on_the_caller_the_relay_and_the_host() {
+    use relay_rpc::Connection;
+
+    let dir = std::env::temp_dir().join(format!("relay-binary-ids-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut relay = Command::new(relay_tests::binary("relay-server", "relay-server", &[]))
+        .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .args(["--data-dir", dir.to_str().unwrap(), "--log-format", "json"])
+        .env("RUST_LOG", "relay_server=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The debug log is long: read as it comes, so that the relay never waits on a full pipe.
+    let mut stderr = relay.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        log
+    });
+    let mut stdout = BufReader::new(relay.stdout.take().unwrap()).lines();
+    let quic = stdout.next().unwrap().unwrap().strip_prefix("relay listening on ").expect("quic").to_owned();
+    let wss = stdout.next().unwrap().unwrap();
+    let wss = wss.strip_prefix("relay listening on ").and_then(|w| w.split(' ').next()).expect("wss").to_owned();
+    let key = relay_proto::auth::SharedAccessKey::from_file(dir.join("root.key")).unwrap();
+    let options = ConnectOptions::new().trust_pem_file(dir.join("cert.pem")).unwrap().with_shared_access_key(key);
+
+    let mut seen = Vec::new();
+    for (host_url, caller_url) in [(&quic, &quic), (&wss, &wss), (&quic, &wss)] {
+        let host = Host::connect(host_url, options.clone()).await.unwrap();
+        let mut listener = host.listen("ids").await.unwrap();
+        let caller = Connection::connect(caller_url, options.clone()).await.unwrap();
+        let accepted = async {
+            let incoming = listener.accept().await.unwrap();
+            let host_id = incoming.id();
+            (host_id, incoming.accept().await.unwrap())
+        };
+        let (channel, (host_id, host_end)) = tokio::join!(caller.open_channel("ids", None), accepted);
+        let channel = channel.unwrap();
+        assert!(channel.id() > 0, "{caller_url}: the caller is told the id");
+        assert_eq!((channel.id(), host_end.id()), (host_id, host_id), "{host_url} -> {caller_url}");
+        assert_eq!(channel.transport(), caller_url.split(':').next().unwrap());
+        seen.push((host_id, if caller_url.starts_with("quic") { "quic" } else { "websocket" }));
+        drop((channel, host_end, listener, host, caller));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let status = Command::new("kill").args(["-TERM", &relay.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    relay.wait().unwrap();
+    let log = log.join().expect("the log is read");
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    for (id, transport) in seen {
+        let closed = lines.iter().find(|line| line["message"] == "channel closed" && line["span"]["id"] == id);
+        let closed = closed.unwrap_or_else(|| panic!("no `channel closed` of channel {id} in its span: {log}"));
+        assert_eq!(closed["span"]["name"], "channel", "{closed}");
+        assert_eq!(closed["span"]["address"], "ids", "{closed}");
+        assert_eq!(closed["span"]["transport"], transport, "{closed}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

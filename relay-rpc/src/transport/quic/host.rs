@@ -210,7 +210,7 @@ pub(crate) async fn register(
         write_frame(&mut send, &hello.encode()).await.map_err(lost)?;
         let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
         match Reply::decode(&body)? {
-            Reply::Accepted => Ok((send, recv)),
+            Reply::Accepted | Reply::Open { .. } => Ok((send, recv)),
             Reply::Refused(r) => match r.code {
                 ErrorCode::Auth(reason) => Err(ListenError::Unauthorized { reason, detail: r.detail }),
                 code => Err(ListenError::Refused { code, detail: r.detail }),

@@ -124,13 +124,15 @@ pub(crate) async fn open_channel(
         }
         let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
         match Reply::decode(&body)? {
-            Reply::Accepted => Ok((send, recv)),
+            Reply::Open { channel_id } => Ok((send, recv, channel_id)),
+            // A relay that does not say the channel's id.
+            Reply::Accepted => Ok((send, recv, 0)),
             Reply::Refused(refusal) => Err(OpenError::from_refusal(address, refusal)),
         }
     };
-    let (send, recv) =
+    let (send, recv, id) =
         tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| OpenError::Timeout)??;
-    Ok(channel(send, recv, options.max_frame, None, Arc::from(address), 0))
+    Ok(channel(send, recv, options.max_frame, None, Arc::from(address), id))
 }
 
 /// Reads one length-prefixed handshake frame of at most `max` bytes.
@@ -210,6 +212,7 @@ pub(crate) fn channel(
         },
         address,
         id,
+        "quic",
     )
 }
 

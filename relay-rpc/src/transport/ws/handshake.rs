@@ -38,8 +38,9 @@ pub(crate) enum HandshakeError {
 /// How the relay answered.
 #[derive(Debug)]
 pub(crate) enum Upgrade<S> {
-    /// `101 Switching Protocols`: the WebSocket is open.
-    Accepted(Box<WebSocketStream<S>>),
+    /// `101 Switching Protocols`: the WebSocket is open; the relay's id for the channel, if it
+    /// said ([`hc::CHANNEL_ID_HEADER`]).
+    Accepted(Box<WebSocketStream<S>>, Option<u64>),
     /// Another status, with the description the relay gave (reason phrase or body).
     Refused {
         /// The HTTP status.
@@ -52,8 +53,8 @@ pub(crate) enum Upgrade<S> {
 /// The head of the relay's response.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Head {
-    /// `101`, checked: the WebSocket starts after `len` bytes.
-    Switching { len: usize },
+    /// `101`, checked: the WebSocket starts after `len` bytes; the relay's id for the channel.
+    Switching { len: usize, channel_id: Option<u64> },
     /// Another status; its body (if any) starts after `len` bytes.
     Refused { status: u16, reason: String, content_length: Option<usize>, len: usize },
 }
@@ -87,7 +88,8 @@ pub(crate) fn parse_head(buf: &[u8], accept_key: &str) -> Result<Option<Head>, H
         return Ok(Some(Head::Refused { status: head.status, reason: head.reason, content_length, len }));
     }
     head.check_accept(accept_key).map_err(|e| HandshakeError::Malformed(e.to_string()))?;
-    Ok(Some(Head::Switching { len }))
+    let channel_id = head.header(hc::CHANNEL_ID_HEADER).and_then(|id| id.trim().parse().ok());
+    Ok(Some(Head::Switching { len, channel_id }))
 }
 
 /// The description of a refusal: the reason phrase if it names an authorization failure (or the
@@ -129,10 +131,10 @@ where
         }
     };
     match head {
-        Head::Switching { len } => {
+        Head::Switching { len, channel_id } => {
             let tail = buf.split_off(len);
             let ws = WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(config)).await;
-            Ok(Upgrade::Accepted(Box::new(ws)))
+            Ok(Upgrade::Accepted(Box::new(ws), channel_id))
         }
         Head::Refused { status, reason, content_length, len } => {
             let mut body = buf.split_off(len);
@@ -190,7 +192,12 @@ mod tests {
     #[test]
     fn heads_parse_and_check_the_accept_key() {
         let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: abc\r\n\r\n\x82";
-        assert_eq!(parse_head(ok, "abc").unwrap(), Some(Head::Switching { len: ok.len() - 1 }));
+        assert_eq!(parse_head(ok, "abc").unwrap(), Some(Head::Switching { len: ok.len() - 1, channel_id: None }));
+        let with_id = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Accept: abc\r\nRelay-Channel-Id: 42\r\n\r\n";
+        assert_eq!(
+            parse_head(with_id, "abc").unwrap(),
+            Some(Head::Switching { len: with_id.len(), channel_id: Some(42) })
+        );
         assert!(matches!(parse_head(ok, "xyz"), Err(HandshakeError::Malformed(_))));
         assert_eq!(parse_head(&ok[..20], "abc").unwrap(), None);
         let refused = b"HTTP/1.1 404 no listener on calc\r\nContent-Length: 3\r\n\r\nabc";
@@ -229,7 +236,7 @@ mod tests {
         });
         let endpoint = endpoint();
         let upgraded = upgrade(client, &endpoint, &[("Relay-Contract", "Calc;1;")], WebSocketConfig::default());
-        let Upgrade::Accepted(mut ws) = upgraded.await.unwrap() else { panic!("refused") };
+        let Upgrade::Accepted(mut ws, _) = upgraded.await.unwrap() else { panic!("refused") };
         assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(&b"hi"[..]));
         ws.send(Message::binary(&b"back"[..])).await.unwrap();
         assert_eq!(relay.await.unwrap(), Message::binary(&b"back"[..]));

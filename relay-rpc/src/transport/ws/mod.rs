@@ -235,7 +235,10 @@ impl WsLink {
         headers.extend(token.as_ref().map(|t| (TOKEN_HEADER, t.value())));
         headers.extend(contract.as_deref().map(|c| (CONTRACT_HEADER, c)));
         match self.upgrade(&endpoint, &headers, self.options().max_frame).await {
-            Ok(Upgrade::Accepted(ws)) => Ok(Channel::new(self.frames(*ws, Role::Caller, None), Arc::from(address), 0)),
+            Ok(Upgrade::Accepted(ws, id)) => {
+                let scheme = self.inner.relay.scheme().as_str();
+                Ok(Channel::new(self.frames(*ws, Role::Caller, None), Arc::from(address), id.unwrap_or(0), scheme))
+            }
             Ok(Upgrade::Refused { status, description }) => {
                 Err(OpenError::from_refusal(address, codes::refusal(status, &description)))
             }
@@ -260,7 +263,7 @@ impl WsLink {
             headers.push((relay_proto::http_channel::TAKES_HTTP_HEADER, "1"));
         }
         match self.upgrade(&endpoint, &headers, MAX_HANDSHAKE_FRAME).await {
-            Ok(Upgrade::Accepted(ws)) => Ok(control::spawn(self.clone(), address, *ws, renewal, queue)),
+            Ok(Upgrade::Accepted(ws, _)) => Ok(control::spawn(self.clone(), address, *ws, renewal, queue)),
             Ok(Upgrade::Refused { status, description }) => {
                 let refusal = codes::refusal(status, &description);
                 Err(match refusal.code {
@@ -294,7 +297,10 @@ impl WsPending {
     /// Opens the rendezvous WebSocket: the relay joins it to the sender's.
     pub(crate) async fn accept(self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
         match self.link.upgrade(&self.endpoint, &[], self.link.options().max_frame).await {
-            Ok(Upgrade::Accepted(ws)) => Ok(Channel::new(self.link.frames(*ws, Role::Host, self.permit), address, id)),
+            Ok(Upgrade::Accepted(ws, _)) => {
+                let scheme = self.link.inner.relay.scheme().as_str();
+                Ok(Channel::new(self.link.frames(*ws, Role::Host, self.permit), address, id, scheme))
+            }
             Ok(Upgrade::Refused { status, description }) => Err(codes::rendezvous_refused(status, &description)),
             Err(e) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {}", chain(&e)))),
         }
@@ -308,7 +314,7 @@ impl WsPending {
         match self.link.upgrade(&endpoint, &[], MAX_HANDSHAKE_FRAME).await {
             Ok(Upgrade::Refused { .. }) => Ok(()),
             // A relay that opened it anyway: the sender is refused all the same when it closes.
-            Ok(Upgrade::Accepted(mut ws)) => {
+            Ok(Upgrade::Accepted(mut ws, _)) => {
                 let _ = tokio::time::timeout(GOODBYE_TIMEOUT, ws.close(None)).await;
                 Ok(())
             }
