@@ -40,6 +40,7 @@ mod connect;
 mod failover;
 mod forward;
 mod http;
+mod list;
 mod pipe;
 
 use std::future::Future;
@@ -58,6 +59,9 @@ pub use connect::Connector;
 pub use failover::{FailoverConnection, relay_gone};
 pub use forward::{Forwarder, RELISTEN_BACKOFF};
 pub use http::{HttpTarget, TargetError};
+pub use list::{
+    ListArgs, ListError, ListedAddress, ListedContract, ListedMethod, Listing, fetch_listing, render_listing,
+};
 
 /// Forward TCP ports through a relay: `relay forward` exposes a local service on an address,
 /// `relay connect` gives a local port that reaches it.
@@ -81,6 +85,9 @@ pub enum Command {
     /// Host side for a web server: listen on an address of the relay taking HTTP requests
     /// (`https://RELAY/ADDRESS/...`) and send each to a local HTTP server.
     Http(HttpArgs),
+    /// List the relay's discoverable addresses (`https://RELAY/$discovery`): their listeners and
+    /// the contracts their hosts serve.
+    List(ListArgs),
 }
 
 /// How to reach the relay, and the address on it.
@@ -188,6 +195,9 @@ pub enum CliError {
         #[source]
         source: ConnectError,
     },
+    /// The relay's listing could not be read.
+    #[error(transparent)]
+    List(#[from] ListError),
     /// The relay refused or ended the registration, for good.
     #[error("cannot listen on {address:?} at {url}")]
     Listen {
@@ -262,6 +272,11 @@ pub async fn run(cli: Cli, shutdown: impl Future<Output = ()>) -> Result<(), Cli
                 forwarder.target()
             ));
             forwarder.run(shutdown).await?;
+        }
+        Command::List(args) => {
+            let listing = fetch_listing(&args).await?;
+            relay_process::tell(render_listing(&listing).trim_end());
+            return Ok(());
         }
         Command::Connect(args) => {
             let connector = Connector::start(&args).await?;

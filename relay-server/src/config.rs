@@ -302,6 +302,10 @@ pub struct AddressConfig {
     /// Empty (the default): no CORS, and `Origin` is not checked.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// Listed at `GET https://{relay}/$discovery`, with the contract its listeners serve, for
+    /// callers whose send token covers it.
+    #[serde(default)]
+    pub discoverable: bool,
 }
 
 /// How an address delivers its callers' traffic.
@@ -523,6 +527,11 @@ impl Config {
     }
 
     /// Whether HTTP-mode requests reach the Hybrid Connections listeners of `address`.
+    /// The addresses listed at `$discovery`.
+    pub(crate) fn discoverable(&self) -> impl Iterator<Item = &str> {
+        self.addresses.iter().filter(|a| a.discoverable).map(|a| a.path.as_str())
+    }
+
     pub(crate) fn http_enabled(&self, address: &str) -> bool {
         self.addresses.iter().any(|a| a.path == address && a.http)
     }

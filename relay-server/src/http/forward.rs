@@ -24,7 +24,7 @@ use relay_proto::http_channel::RequestHead;
 use std::sync::Arc;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Answer, Peer, ask, full, over_channel};
+use super::{Answer, Peer, ask, discovery, full, over_channel};
 use crate::auth::Authorized;
 use crate::exchanges::ListenerAnswer;
 use crate::state::Shared;
@@ -119,12 +119,15 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let headers: Vec<(&str, &str)> =
         parts.headers.iter().filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?))).collect();
+    let token = sender_token(&target, &headers);
+    if parts.uri.path() == discovery::PATH && parts.method == Method::GET {
+        return discovery::answer(shared, token.as_ref().map(|(token, _)| token.as_str())).await;
+    }
     let path = target.split('?').next().unwrap_or_default().trim_start_matches('/');
     let candidates: Vec<&str> = address_prefixes(path).collect();
     if candidates.is_empty() {
         return Err(refused(404, "the path names no address"));
     }
-    let token = sender_token(&target, &headers);
     // The longest address taking HTTP requests that the sender may use; whether it has a
     // listener is asked only after, so a refusal never tells where listeners are.
     let live = |address: &str| shared.http_live(address);
@@ -164,7 +167,7 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
             remote: peer.remote.to_string(),
             headers: listener_headers(&headers, strip_authorization, &via).into_iter().collect(),
         };
-        let answer = over_channel::exchange(shared, (&address, peer.remote), head, body, quota).await?;
+        let answer = over_channel::exchange(shared, (&address, peer.remote), head, body, Some(quota)).await?;
         return Ok(with_via(answer, &via));
     }
     let (body, _held) = read_body(shared, body).await?;

@@ -8,6 +8,7 @@
 //! from then on (keep-alive, chunked bodies, `Expect: 100-continue`).
 
 mod ask;
+mod discovery;
 mod forward;
 mod over_channel;
 mod replay;

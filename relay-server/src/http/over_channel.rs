@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use hyper::body::{Frame as BodyFrame, Incoming, SizeHint};
+use hyper::body::{Frame as BodyFrame, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use relay_proto::hc_http::{sender_headers, sender_status};
@@ -35,12 +35,12 @@ use crate::state::{ChannelGuard, Shared};
 /// Sends `head` and `body` from `caller` to a host of `address` that takes HTTP requests, and
 /// answers with its response, whose body streams after this returns. `quota` is held until the
 /// exchange ends.
-pub(super) async fn exchange(
+pub(super) async fn exchange<B: RequestBody>(
     shared: &Arc<Shared>,
     (address, caller): (&str, SocketAddr),
     head: RequestHead,
-    body: Incoming,
-    quota: ChannelQuota,
+    body: B,
+    quota: Option<ChannelQuota>,
 ) -> Result<Answer, Refused> {
     let request = ChannelRequest {
         address: address.to_owned(),
@@ -67,6 +67,36 @@ pub(super) async fn exchange(
             format!("the listener did not answer within {} ms (http_response_timeout_ms)", timeout.as_millis()),
         )),
     }
+}
+
+/// A request body the relay sends on: a sender's, or none (the relay's own requests).
+pub(super) trait RequestBody: hyper::body::Body<Data = Bytes> + Send + 'static {}
+
+impl<B: hyper::body::Body<Data = Bytes> + Send + 'static> RequestBody for B {}
+
+/// The relay's own `GET` of `target` from a host of `address` that takes HTTP requests: its
+/// status and body (at most `max` bytes), within `timeout`; `None` when no host answered so.
+pub(super) async fn fetch(
+    shared: &Arc<Shared>,
+    address: &str,
+    target: String,
+    (max, timeout): (usize, Duration),
+) -> Option<(u16, Bytes)> {
+    let head = RequestHead {
+        method: "GET".into(),
+        target,
+        remote: String::new(),
+        headers: vec![("accept".into(), "application/json".into())],
+    };
+    let ourselves = SocketAddr::from(([0, 0, 0, 0], 0));
+    let body = http_body_util::Empty::<Bytes>::new();
+    let fetched = async {
+        let answer = exchange(shared, (address, ourselves), head, body, None).await.ok()?;
+        let status = answer.status().as_u16();
+        let body = http_body_util::Limited::new(answer.into_body(), max).collect().await.ok()?;
+        Some((status, body.to_bytes()))
+    };
+    tokio::time::timeout(timeout, fetched).await.ok().flatten()
 }
 
 /// The relay's answer when no listener took the request.
@@ -131,7 +161,7 @@ enum Upload {
 }
 
 impl Exchange {
-    async fn run(self, opened: Opened, head: RequestHead, body: Incoming, _quota: ChannelQuota) {
+    async fn run<B: RequestBody>(self, opened: Opened, head: RequestHead, body: B, _quota: Option<ChannelQuota>) {
         let Exchange { shared, address, caller, timeout, answered, body_out } = self;
         let _open = ChannelGuard::new(&shared, &address, opened.listener, caller);
         let (mut source, mut sink) = halves(opened.end, shared.config.max_frame_bytes, &shared.budget);
@@ -212,7 +242,7 @@ async fn download(
 
 /// Sends the request head, then the body as it arrives (each piece within the handshake
 /// timeout), then the empty frame that ends it.
-async fn upload(shared: &Shared, sink: &mut Sink, head: RequestHead, body: Incoming) -> Upload {
+async fn upload<B: RequestBody>(shared: &Shared, sink: &mut Sink, head: RequestHead, body: B) -> Upload {
     if sink.send(Frame::Binary(head.encode().into())).await.is_err() {
         return Upload::Lost;
     }

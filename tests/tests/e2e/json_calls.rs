@@ -147,3 +147,57 @@ async fn a_json_call_to_one_node_reaches_a_host_on_another() {
         assert_eq!(assert_json(&who, 200), serde_json::json!(address), "{who:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discoverable_addresses_are_listed_with_their_contracts_to_callers_that_may_send_there() {
+    use relay_server::AddressConfig;
+
+    let relay = TestRelay::start_with(|c| {
+        let discoverable = |path: &str| AddressConfig { path: path.into(), discoverable: true, ..Default::default() };
+        c.addresses = vec![
+            discoverable("lab"),
+            discoverable("empty"),
+            AddressConfig { path: "hidden".into(), ..Default::default() },
+        ];
+    })
+    .await;
+    let (_lab, _events) = serve_lab_http(&relay, &relay.ws_url, "lab", "described").await;
+    let (_hidden, _events) = serve_lab_http(&relay, &relay.url, "hidden", "hidden").await;
+    let (_second, _events) = relay.serve_lab(&relay.url, "lab", "a second listener").await;
+
+    let everything = https::token(&relay, "");
+    let listing = https::get(&relay, "/$discovery", &[("ServiceBusAuthorization", &everything)]).await;
+    assert_eq!(listing.status, 200, "{listing:?}");
+    let listing = listing.json();
+    let addresses = listing["addresses"].as_array().expect("a list");
+    let names: Vec<&str> = addresses.iter().filter_map(|a| a["address"].as_str()).collect();
+    assert_eq!(names, ["lab", "empty"], "the discoverable ones only: {listing}");
+    let lab = &addresses[0];
+    assert_eq!(lab["listeners"], 2, "{lab}");
+    assert_eq!(lab["contract"]["contract"], "Lab", "{lab}");
+    let methods = lab["contract"]["methods"].as_array().expect("methods");
+    assert!(methods.iter().any(|m| m["signature"] == "first_even(Vec<i64>)->Option<i64>"), "{lab}");
+    assert_eq!((addresses[1]["listeners"].clone(), addresses[1].get("contract")), (serde_json::json!(0), None));
+
+    // A token for one address shows that one; none, nothing.
+    let one = https::token(&relay, "empty");
+    let listing = https::get(&relay, "/$discovery", &[("ServiceBusAuthorization", &one)]).await.json();
+    let names: Vec<&str> =
+        listing["addresses"].as_array().unwrap().iter().filter_map(|a| a["address"].as_str()).collect();
+    assert_eq!(names, ["empty"], "{listing}");
+    let anonymous = https::get(&relay, "/$discovery", &[]).await;
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+
+    // `relay list`, the real binary, beside the relay's data directory (it signs its own token).
+    let relay_tool = relay_tests::binary("relay-forward", "relay", &[]);
+    let output = std::process::Command::new(relay_tool)
+        .args(["list", "--relay", &relay.ws_url, "--data-dir", relay.dir().to_str().unwrap()])
+        .output()
+        .expect("relay list runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{printed} {}", String::from_utf8_lossy(&output.stderr));
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(lines[0].starts_with("lab  listeners: 2  contract: Lab ("), "{printed}");
+    assert!(lines.contains(&"    first_even(Vec<i64>)->Option<i64>  POST /lab/Lab/first_even"), "{printed}");
+    assert_eq!(lines.last(), Some(&"empty  listeners: 0  contract: -"), "{printed}");
+}
