@@ -47,7 +47,7 @@ pub enum ConfigError {
 /// "#).unwrap();
 /// config.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where QUIC listens (UDP). Default `127.0.0.1:7443`.
@@ -170,7 +170,7 @@ pub struct Config {
 ///
 /// Every node of a cluster must accept the same tokens (share one `data_dir`'s root key, or the
 /// same `keys`): a node whose keys differ is refused by the others.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// NATS servers, `nats://host:port`; the client moves to another when one fails.
@@ -251,7 +251,7 @@ impl ClusterConfig {
 }
 
 /// A named shared access key with its rights.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The key's name (`skn` in tokens).
@@ -267,7 +267,7 @@ pub struct KeyConfig {
 }
 
 /// Options for one address.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddressConfig {
     /// The address.
@@ -347,7 +347,7 @@ pub fn parse_address_or_off(text: &str) -> Result<Option<SocketAddr>, String> {
 }
 
 /// A secret string: `Debug` prints `MASKED`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 

@@ -51,7 +51,7 @@ pub(super) async fn exchange(
     let opened = route(shared, &request).await.map_err(|refusal| not_routed(address, &refusal))?;
     let (answered, answer) = oneshot::channel();
     let (body_out, body_in) = mpsc::channel(1);
-    let timeout = shared.config.http_response_timeout(address);
+    let timeout = shared.live().config.http_response_timeout(address);
     let moved = Exchange { shared: shared.clone(), address: address.to_owned(), timeout, answered, body_out };
     tokio::spawn(moved.run(opened, head, body, quota));
     match tokio::time::timeout(timeout, answer).await {
