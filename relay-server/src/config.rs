@@ -38,6 +38,9 @@ pub enum ConfigError {
 }
 
 /// Everything a relay needs to run. Every field has a default; a TOML file may set any of them.
+/// A running relay takes a new one through [`Reloader::reload`](crate::Reloader::reload): the
+/// fields in [`RELOADABLE`](crate::RELOADABLE) change at once, those in
+/// [`RESTART_ONLY`](crate::RESTART_ONLY) at the next start.
 ///
 /// ```
 /// let config: relay_server::Config = toml::from_str(r#"
