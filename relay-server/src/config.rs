@@ -38,6 +38,9 @@ pub enum ConfigError {
 }
 
 /// Everything a relay needs to run. Every field has a default; a TOML file may set any of them.
+/// A running relay takes a new one through [`Reloader::reload`](crate::Reloader::reload): the
+/// fields in [`RELOADABLE`](crate::RELOADABLE) change at once, those in
+/// [`RESTART_ONLY`](crate::RESTART_ONLY) at the next start.
 ///
 /// ```
 /// let config: relay_server::Config = toml::from_str(r#"
@@ -47,7 +50,7 @@ pub enum ConfigError {
 /// "#).unwrap();
 /// config.validate().unwrap();
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where QUIC listens (UDP). Default `127.0.0.1:7443`.
@@ -170,7 +173,7 @@ pub struct Config {
 ///
 /// Every node of a cluster must accept the same tokens (share one `data_dir`'s root key, or the
 /// same `keys`): a node whose keys differ is refused by the others.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// NATS servers, `nats://host:port`; the client moves to another when one fails.
@@ -251,7 +254,7 @@ impl ClusterConfig {
 }
 
 /// A named shared access key with its rights.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The key's name (`skn` in tokens).
@@ -267,7 +270,7 @@ pub struct KeyConfig {
 }
 
 /// Options for one address.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddressConfig {
     /// The address.
@@ -351,7 +354,7 @@ pub fn parse_address_or_off(text: &str) -> Result<Option<SocketAddr>, String> {
 }
 
 /// A secret string: `Debug` prints `MASKED`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 

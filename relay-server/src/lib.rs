@@ -20,7 +20,7 @@
 // Foundations: the configuration and the relay's identity, the registry of listeners and the
 // handles it holds, the callers of each address, limits per source, the buffer budget, the auth policy, the rendezvous table
 // and the table of HTTP-mode requests waiting for their listeners' answers,
-// the relay's phase, the cluster's state (sans-IO). None imports anything of the layers above.
+// the relay's phase, the cluster's state, what a reloaded configuration changes (sans-IO). None imports anything of the layers above.
 pub mod auth;
 mod budget;
 mod callers;
@@ -36,6 +36,7 @@ mod metrics;
 mod phase;
 mod rates;
 pub mod registry;
+mod reload;
 mod rendezvous;
 pub mod root_key;
 mod tls;
@@ -70,6 +71,7 @@ pub use config::{
     AddressConfig, AddressMode, ClusterConfig, Config, ConfigError, KeyConfig, Secret, parse_address_or_off,
 };
 pub use quic::EndpointError;
+pub use reload::{ConfigChanges, RELOADABLE, RESTART_ONLY};
 pub use stats::Stats;
 
 use std::sync::atomic::Ordering;
@@ -127,7 +129,6 @@ impl Relay {
         let root_key = root_key::load_or_generate(&config.data_dir)?;
         let root_key_path = root_key::root_key_path(&config.data_dir);
         let fingerprint = cluster::key_fingerprint(Some(&root_key), &config.keys);
-        let policy = auth::Policy::new(&config, Some(root_key));
         let mut ws_listeners = Vec::new();
         let mut ws_addr = None;
         if let Some(addr) = config.ws_listen {
@@ -167,7 +168,7 @@ impl Relay {
             admin,
             cert_path,
             root_key_path,
-            shared: Arc::new(Shared::new(config, policy)),
+            shared: Arc::new(Shared::new(config, Some(root_key))),
         })
     }
 
@@ -206,6 +207,12 @@ impl Relay {
         &self.root_key_path
     }
 
+    /// A handle that changes this relay's configuration while it runs (what `SIGHUP` does to
+    /// the `relay-server` binary); usable before and during [`run`](Self::run).
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.shared.clone())
+    }
+
     /// In cluster mode, the cluster's name and the QUIC URL this node gives the others (where
     /// their listeners dial for its callers); `None` for a single node.
     pub fn cluster(&self) -> Option<(&str, &str)> {
@@ -221,7 +228,7 @@ impl Relay {
             shutdown.await;
             shared.set_phase(Phase::Draining);
             tracing::info!(open_channels = shared.open_channels.load(Ordering::SeqCst), "draining");
-            let grace = tokio::time::sleep(shared.config.shutdown_grace());
+            let grace = tokio::time::sleep(shared.live().config.shutdown_grace());
             tokio::pin!(grace);
             while shared.open_channels.load(Ordering::SeqCst) > 0 {
                 tokio::select! {
@@ -242,6 +249,25 @@ impl Relay {
         // Closed connections drain for three probe timeouts so peers hear the close; then the port is free.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(3), endpoint.wait_idle()).await;
         tracing::info!("relay stopped");
+    }
+}
+
+/// Changes a running relay's configuration: see [`Relay::reloader`].
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<Shared>);
+
+impl Reloader {
+    /// Puts `config` in force with no connection, registration or channel dropped: keys (added,
+    /// rotated, removed), per-address options and limits ([`RELOADABLE`]). The settings only a
+    /// restart changes ([`RESTART_ONLY`]: listen addresses, TLS files, `data_dir`, windows,
+    /// `[cluster]`...) keep their running values and are listed in the answer's
+    /// [`need_restart`](ConfigChanges::need_restart). An invalid `config` changes nothing.
+    ///
+    /// What a reload does not undo: a listener registered with a key since removed keeps its
+    /// registration until its next token renewal, which is refused (and ends it); channels open
+    /// stay open. Every new open, registration and renewal is decided by the new configuration.
+    pub fn reload(&self, config: Config) -> Result<ConfigChanges, ConfigError> {
+        self.0.reload(config)
     }
 }
 

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -75,15 +76,24 @@ impl<K: Hash + Eq> SlotCounts<K> {
 #[derive(Debug)]
 pub(crate) struct SlotPool<K = Source> {
     what: &'static str,
-    max_total: usize,
-    max_per_holder: usize,
+    /// Limits a reload may change: slots already taken stay taken, new ones see the new limits.
+    max_total: AtomicUsize,
+    max_per_holder: AtomicUsize,
     counts: Mutex<SlotCounts<K>>,
 }
 
 impl<K: Hash + Eq + Clone + std::fmt::Debug> SlotPool<K> {
     pub(crate) fn new(what: &'static str, max_total: usize, max_per_holder: usize) -> Arc<Self> {
         let counts = Mutex::new(SlotCounts { total: 0, per_holder: HashMap::new() });
+        let (max_total, max_per_holder) = (AtomicUsize::new(max_total), AtomicUsize::new(max_per_holder));
         Arc::new(Self { what, max_total, max_per_holder, counts })
+    }
+
+    /// Changes the limits; slots already taken stay taken (a lowered limit refuses new ones until
+    /// enough are given back).
+    pub(crate) fn set_limits(&self, max_total: usize, max_per_holder: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_holder.store(max_per_holder, Ordering::Relaxed);
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts<K>> {
@@ -92,7 +102,9 @@ impl<K: Hash + Eq + Clone + std::fmt::Debug> SlotPool<K> {
 
     /// A slot for `holder`, if the limits allow one; given back when dropped.
     pub(crate) fn try_take(self: &Arc<Self>, holder: K) -> Option<Slot<K>> {
-        if !self.counts().try_take(holder.clone(), self.max_total, self.max_per_holder) {
+        let (max_total, max_per_holder) =
+            (self.max_total.load(Ordering::Relaxed), self.max_per_holder.load(Ordering::Relaxed));
+        if !self.counts().try_take(holder.clone(), max_total, max_per_holder) {
             tracing::debug!(?holder, what = self.what, "over the limit; refusing");
             return None;
         }
@@ -101,7 +113,7 @@ impl<K: Hash + Eq + Clone + std::fmt::Debug> SlotPool<K> {
 
     /// Whether at least half of the pool is taken.
     pub(crate) fn under_pressure(&self) -> bool {
-        self.counts().total.saturating_mul(2) >= self.max_total
+        self.counts().total.saturating_mul(2) >= self.max_total.load(Ordering::Relaxed)
     }
 
     /// Slots taken now.
@@ -152,6 +164,12 @@ impl ChannelQuotas {
             per_source: SlotPool::new("channels per source", usize::MAX, max_per_source),
             per_key: SlotPool::new("channels per key", usize::MAX, max_per_key),
         }
+    }
+
+    /// Changes the limits for channels opened from now on.
+    pub(crate) fn set_limits(&self, max_per_source: usize, max_per_key: usize) {
+        self.per_source.set_limits(usize::MAX, max_per_source);
+        self.per_key.set_limits(usize::MAX, max_per_key);
     }
 
     /// Counts a channel from `ip` signed with `key`, or says which limit it is over.

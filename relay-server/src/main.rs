@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use relay_proto::auth::{SharedAccessKey, sas_token, unix_now};
 use relay_server::root_key::{ROOT_KEY_NAME, root_key_path};
-use relay_server::{Config, Relay};
+use relay_server::{Config, Relay, Reloader};
 
 /// A relay for typed RPC: hosts behind firewalls connect out to it, callers reach them through it.
 #[derive(Debug, Parser)]
@@ -91,6 +91,31 @@ fn parse_admin_listen(s: &str) -> Result<AdminListen, String> {
     relay_server::parse_address_or_off(s).map(AdminListen)
 }
 
+impl RunArgs {
+    /// `config` with the flags given applied over it.
+    fn overriding(&self, mut config: Config) -> Config {
+        if let Some(addr) = self.quic_listen {
+            config.quic_listen = addr;
+        }
+        if let Some(addr) = self.ws_listen {
+            config.ws_listen = Some(addr);
+        }
+        if let Some(addr) = self.ws_plain_listen {
+            config.ws_plain_listen = Some(addr);
+        }
+        if let Some(admin) = &self.admin_listen {
+            config.admin_listen = admin.0;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if !self.cluster_nats.is_empty() {
+            config.cluster.get_or_insert_default().nats.clone_from(&self.cluster_nats);
+        }
+        config
+    }
+}
+
 fn parse_ttl(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 1h or 7d"))?;
@@ -119,36 +144,21 @@ async fn main() -> anyhow::Result<()> {
         // One JSON object per line, the event's fields at its top level, its spans' beside.
         LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
     }
-    let mut config = match &cli.run.config {
+    let config = match &cli.run.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(addr) = cli.run.quic_listen {
-        config.quic_listen = addr;
-    }
-    if let Some(addr) = cli.run.ws_listen {
-        config.ws_listen = Some(addr);
-    }
-    if let Some(addr) = cli.run.ws_plain_listen {
-        config.ws_plain_listen = Some(addr);
-    }
-    if let Some(admin) = cli.run.admin_listen {
-        config.admin_listen = admin.0;
-    }
-    if let Some(dir) = cli.run.data_dir {
-        config.data_dir = dir;
-    }
-    if !cli.run.cluster_nats.is_empty() {
-        config.cluster.get_or_insert_default().nats = cli.run.cluster_nats;
-    }
+    let config = cli.run.overriding(config);
     match cli.command {
         Some(Command::Token(args)) => print_token(&config, args),
-        None => run(config).await,
+        None => run(config, cli.run).await,
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, args: RunArgs) -> anyhow::Result<()> {
     let relay = Relay::bind(config).context("cannot start the relay")?;
+    // Listening from before the relay says it is up: a SIGHUP from then on reloads, never kills.
+    reload_on_sighup(relay.reloader(), args)?;
     let url = format!("quic://{}", relay.quic_addr());
     let mut lines = vec![format!("relay listening on {url}")];
     if let Some(addr) = relay.ws_addr() {
@@ -175,6 +185,54 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!("stopping on {signal}");
         })
         .await;
+    Ok(())
+}
+
+/// On every SIGHUP, reads the config file again (with the same flags over it) and puts it in
+/// force; a bad file is logged, in one line with its reason, and the running config stays.
+#[cfg(unix)]
+fn reload_on_sighup(reloader: Reloader, args: RunArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(path) = &args.config else {
+                tracing::info!("SIGHUP: nothing to reload, the relay runs on its defaults (no --config file)");
+                continue;
+            };
+            let reloaded = Config::from_file(path).map(|file| args.overriding(file)).and_then(|c| reloader.reload(c));
+            match reloaded {
+                Err(e) => tracing::error!(
+                    "config reload failed, the previous config stays in force: {}",
+                    one_line(&relay_proto::error::chain(&e).to_string())
+                ),
+                Ok(changes) => {
+                    for setting in &changes.need_restart {
+                        tracing::warn!("config reload: changed {setting}: takes effect after a restart");
+                    }
+                    if changes.applied.is_empty() {
+                        tracing::info!(file = %path.display(), "config reloaded: nothing to change now");
+                    } else {
+                        let applied = changes.applied.join(", ");
+                        tracing::info!(file = %path.display(), "config reloaded, in force now: {applied}");
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `text` on one line: TOML's errors draw the bad line and a caret under it over several.
+#[cfg(unix)]
+fn one_line(text: &str) -> String {
+    let parts: Vec<&str> = text.lines().map(str::trim).filter(|line| !line.is_empty() && *line != "|").collect();
+    parts.join(" ")
+}
+
+/// No SIGHUP off Unix: the config is read once.
+#[cfg(not(unix))]
+fn reload_on_sighup(_: Reloader, _: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 

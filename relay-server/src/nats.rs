@@ -126,6 +126,8 @@ async fn drive(shared: &Arc<Shared>, join: Join) -> Result<(), ClusterError> {
     if shared.peers.set(peers.clone()).is_err() {
         unreachable!("one cluster driver per relay");
     }
+    // Keys reloaded since the relay started: from here on, a reload tells the view itself.
+    peers.view().set_fingerprint(shared.live().fingerprint);
     tracing::info!(cluster = %config.name, %node, quic = %quic_url, "joining the cluster");
     // Listeners that registered before the link was up.
     for address in shared.registry().addresses() {
@@ -310,7 +312,7 @@ fn heartbeat(shared: &Shared, peers: &Peers) -> Heartbeat {
         seq: peers.local().seq(),
         quic_url: peers.quic_url.clone(),
         wss_url: peers.wss_url.clone(),
-        fingerprint: peers.fingerprint,
+        fingerprint: shared.live().fingerprint,
         draining: shared.draining(),
         listeners: shared.registry().total() as u64,
         open_channels: shared.open_channels.load(Ordering::SeqCst) as u64,
@@ -368,7 +370,7 @@ fn serve_http_open(shared: &Shared, request: &OpenRequest, accept: Option<&Accep
     let Some(accept) = accept else {
         return refused(ErrorCode::BadRequest, "an http request's rendezvous must be on the asking node");
     };
-    if !shared.config.http_enabled(&request.address) {
+    if !shared.live().config.http_enabled(&request.address) {
         return refused(ErrorCode::NoListener, "HTTP mode is not enabled on this address on the node");
     }
     let mut tried = request.exclude.clone();

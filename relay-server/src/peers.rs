@@ -41,8 +41,6 @@ pub(crate) struct Peers {
     pub(crate) quic_url: String,
     /// This node's public `wss://` URL, if it serves WebSockets.
     pub(crate) wss_url: Option<String>,
-    /// The fingerprint of this node's keys.
-    pub(crate) fingerprint: u64,
     open_timeout: Duration,
     view: Mutex<View>,
     local: Mutex<LocalDirectory>,
@@ -71,7 +69,6 @@ impl Peers {
             client,
             quic_url,
             wss_url,
-            fingerprint,
             open_timeout,
             view: Mutex::new(View::new(node, fingerprint, node_timeout)),
             local: Mutex::new(LocalDirectory::new(node)),

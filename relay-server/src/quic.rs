@@ -186,7 +186,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
         tracing::debug!("connected");
         let mut streams = JoinSet::new();
         let hellos = Arc::new(Semaphore::new(PENDING_HELLOS));
-        let mut opens = TokenBucket::for_caller(&shared.config, Instant::now());
+        let mut opens = TokenBucket::for_caller(&shared.live().config, Instant::now());
         let grant = StreamGrant::new(shared.config.max_channels_per_connection);
         let unauthorized = tokio::time::sleep_until(deadline);
         tokio::pin!(unauthorized);
@@ -289,7 +289,7 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             return;
         }
     };
-    let granted = match shared.policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
+    let granted = match shared.live().policy.authorize(token.as_deref(), right, hello.address(), unix_now()) {
         Ok(granted) => granted,
         Err(denied) => {
             shared.metrics.auth_failure(denied.reason);
@@ -434,7 +434,7 @@ async fn hold_registration(
         let Ok(frame) = frame else { return None };
         match Control::decode(&frame) {
             Ok(Control::RenewToken { token }) => {
-                match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
+                match shared.live().policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
                     Ok(renewed) => session.renewed(renewed.expiry),
                     Err(denied) => {
                         tracing::info!(%address, reason = %denied.reason, "renewed token refused");

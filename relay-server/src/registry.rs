@@ -66,6 +66,19 @@ impl<L: Clone> Registry<L> {
         self
     }
 
+    /// Changes the limits and the balancing policies, for registrations and picks from now on:
+    /// listeners already registered stay, even past a lowered `max_per_address`.
+    pub fn set_limits(
+        &mut self,
+        max_per_address: usize,
+        max_channels_per_listener: usize,
+        balance: HashMap<String, Balance>,
+    ) {
+        self.max_per_address = max_per_address;
+        self.max_channels_per_listener = max_channels_per_listener;
+        self.balance = balance;
+    }
+
     /// Adds a listener to `address`'s rotation.
     pub fn register(&mut self, address: &str, listener: L) -> Result<ListenerId, RegisterError> {
         let rotation =

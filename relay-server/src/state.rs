@@ -3,7 +3,9 @@
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+
+use relay_proto::auth::SharedAccessKey;
 
 use tokio::sync::{Notify, watch};
 
@@ -11,14 +13,15 @@ use crate::auth::Policy;
 use crate::budget::Budget;
 use crate::callers::Callers;
 use crate::channel::{End, Relayed, SpliceContext};
-use crate::config::{AddressMode, Config};
+use crate::config::{AddressMode, Config, ConfigError};
 use crate::exchanges::Exchanges;
 use crate::limits::{ChannelQuotas, OpenRates, SlotPool};
 use crate::listeners::{HcListener, ListenerHandle};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::phase::{Phase, RelayPhase};
-use crate::registry::{ListenerId, RegisterError, Registry};
+use crate::registry::{Balance, ListenerId, RegisterError, Registry};
+use crate::reload::{self, ConfigChanges};
 use crate::rendezvous::RendezvousTable;
 
 /// Whether a relay should be given new work (what `/readyz` tells load balancers).
@@ -44,11 +47,48 @@ impl Readiness {
     }
 }
 
+/// What a reload may change, swapped whole: readers take an `Arc` of it (see [`Shared::live`]).
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// The configuration in force: the last good file's, but for the settings only a restart
+    /// changes, which keep their values at start ([`reload::RESTART_ONLY`]).
+    pub(crate) config: Config,
+    /// Who may do what, from `config`'s keys and addresses and the root key.
+    pub(crate) policy: Policy,
+    /// Addresses in multicast mode.
+    multicast_addresses: HashSet<String>,
+    /// The fingerprint of the keys, which the nodes of a cluster compare.
+    pub(crate) fingerprint: u64,
+}
+
+impl Live {
+    fn new(config: Config, root_key: Option<SharedAccessKey>) -> Self {
+        let fingerprint = crate::cluster::key_fingerprint(root_key.as_ref(), &config.keys);
+        let policy = Policy::new(&config, root_key);
+        let multicast_addresses =
+            config.addresses.iter().filter(|a| a.mode == AddressMode::Multicast).map(|a| a.path.clone()).collect();
+        Self { config, policy, multicast_addresses, fingerprint }
+    }
+
+    /// The balancing policy of each address that names one.
+    fn balance(&self) -> std::collections::HashMap<String, Balance> {
+        self.config.addresses.iter().map(|a| (a.path.clone(), a.load_balancing)).collect()
+    }
+}
+
 /// What every connection task of one relay sees.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The configuration the relay started with. Read here only the settings a reload cannot
+    /// change ([`reload::RESTART_ONLY`]: listen addresses, windows, frame size, timeouts...);
+    /// the others are in [`live`](Self::live).
     pub(crate) config: Config,
-    pub(crate) policy: Policy,
+    /// What a reload may change; locked only to clone or replace the `Arc`.
+    live: RwLock<Arc<Live>>,
+    /// The root key, which every policy includes.
+    root_key: Option<SharedAccessKey>,
+    /// One reload at a time.
+    reloading: Mutex<()>,
     registry: Mutex<Registry<ListenerHandle>>,
     /// Rendezvous secrets of callers waiting for a Hybrid Connections listener to accept, or for
     /// a listener on another node to dial here.
@@ -85,8 +125,6 @@ pub(crate) struct Shared {
     pub(crate) open_rates: OpenRates,
     /// Bumped after every listener registration, so multicast publishers pick up new subscribers.
     registrations: watch::Sender<u64>,
-    /// Addresses in multicast mode.
-    multicast_addresses: HashSet<String>,
     pub(crate) multicast: MulticastCounters,
     /// The relay-wide budget for channel messages in memory (`max_buffered_bytes`).
     pub(crate) budget: Budget,
@@ -102,13 +140,11 @@ pub(crate) struct MulticastCounters {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, policy: Policy) -> Self {
-        let balance = config.addresses.iter().map(|a| (a.path.clone(), a.load_balancing)).collect();
-        let registry = Registry::with_balance(config.max_listeners_per_address, balance)
+    pub(crate) fn new(config: Config, root_key: Option<SharedAccessKey>) -> Self {
+        let live = Live::new(config.clone(), root_key.clone());
+        let registry = Registry::with_balance(config.max_listeners_per_address, live.balance())
             .with_max_channels_per_listener(config.max_channels_per_listener);
         let registry = Mutex::new(registry);
-        let multicast_addresses =
-            config.addresses.iter().filter(|a| a.mode == AddressMode::Multicast).map(|a| a.path.clone()).collect();
         let (max, per_source) = (config.max_pending_handshakes, config.max_pending_handshakes_per_ip);
         let quic_handshakes = SlotPool::new("quic handshakes", max, per_source);
         let ws_handshakes = SlotPool::new("websocket handshakes", max, per_source);
@@ -117,7 +153,9 @@ impl Shared {
         let budget = Budget::new(config.max_buffered_bytes);
         Self {
             config,
-            policy,
+            live: RwLock::new(Arc::new(live)),
+            root_key,
+            reloading: Mutex::new(()),
             registry,
             rendezvous: RendezvousTable::default(),
             exchanges: Exchanges::default(),
@@ -137,15 +175,46 @@ impl Shared {
             quic_retries: AtomicU64::new(0),
             open_rates: OpenRates::new(std::time::Instant::now()),
             registrations: watch::Sender::new(0),
-            multicast_addresses,
             multicast: MulticastCounters::default(),
             budget,
         }
     }
 
+    /// What a reload may change, as it is now. Cheap (a read lock, held only to clone an `Arc`);
+    /// a caller keeps the snapshot it got for one decision, never across a long wait.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Puts `file` in force, but for the settings only a restart changes (which keep their
+    /// running values and are reported), and returns what changed. Nothing changes if `file` is
+    /// invalid. Connections, registrations and channels stay: each sees the new settings at its
+    /// next decision (a caller's open, a listener's renewal, a new connection).
+    pub(crate) fn reload(&self, file: Config) -> Result<ConfigChanges, ConfigError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        file.validate()?;
+        let running = self.live();
+        let (next, changes) = reload::plan(&running.config, file);
+        next.validate()?;
+        let live = Live::new(next, self.root_key.clone());
+        let c = &live.config;
+        self.quic_handshakes.set_limits(c.max_pending_handshakes, c.max_pending_handshakes_per_ip);
+        self.ws_handshakes.set_limits(c.max_pending_handshakes, c.max_pending_handshakes_per_ip);
+        self.connections.set_limits(usize::MAX, c.max_connections_per_ip);
+        self.channel_quotas.set_limits(c.max_channels_per_ip, c.max_channels_per_key);
+        self.registry().set_limits(c.max_listeners_per_address, c.max_channels_per_listener, live.balance());
+        let fingerprint = live.fingerprint;
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(live);
+        if let Some(peers) = self.peers() {
+            // The other nodes refuse this one until they have the same keys: reload them all.
+            peers.view().set_fingerprint(fingerprint);
+        }
+        Ok(changes)
+    }
+
     /// Whether `address` is in multicast mode.
     pub(crate) fn is_multicast(&self, address: &str) -> bool {
-        self.multicast_addresses.contains(address)
+        self.live().multicast_addresses.contains(address)
     }
 
     /// Registers a listener on `address`, and tells whoever follows registrations: multicast
@@ -209,7 +278,7 @@ impl Shared {
     /// Connections listeners, a listener here takes them as channels, or (in a cluster) another
     /// node has listeners on it, which may.
     pub(crate) fn http_live(&self, address: &str) -> bool {
-        self.config.http_enabled(address)
+        self.live().config.http_enabled(address)
             || self.takes_http_channels(address)
             || self.peers().is_some_and(|peers| peers.view().remote_listeners(address) > 0)
     }
@@ -309,5 +378,64 @@ impl Drop for ChannelGuard<'_> {
         if let Some(caller) = self.caller {
             self.shared.callers.closed(&self.address, caller);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relay_proto::auth::{Right, sas_token, unix_now};
+
+    use super::*;
+    use crate::config::{AddressConfig, KeyConfig, Secret};
+
+    fn key(name: &str) -> KeyConfig {
+        KeyConfig {
+            name: name.into(),
+            primary_key: Secret::new(format!("{name}-secret")),
+            secondary_key: None,
+            rights: vec![Right::Send],
+            scope: None,
+        }
+    }
+
+    fn sends(shared: &Shared, name: &str, secret: &str) -> bool {
+        let token = sas_token("quic://localhost/calc", name, secret, unix_now() + 60);
+        shared.live().policy.authorize(Some(&token), Right::Send, "calc", unix_now()).is_ok()
+    }
+
+    #[test]
+    fn a_reload_swaps_keys_addresses_and_limits_and_keeps_the_root_key() {
+        let config = Config { keys: vec![key("b")], ..Config::default() };
+        let shared = Shared::new(config.clone(), Some(SharedAccessKey::new("root", "root-secret")));
+        assert!(sends(&shared, "b", "b-secret") && !sends(&shared, "c", "c-secret"));
+        let file = Config {
+            keys: vec![key("c")],
+            addresses: vec![AddressConfig {
+                path: "events".into(),
+                mode: AddressMode::Multicast,
+                ..Default::default()
+            }],
+            max_connections_per_ip: 1,
+            max_frame_bytes: 1024,
+            ..config
+        };
+        let changes = shared.reload(file).unwrap();
+        assert_eq!(changes.need_restart, ["max_frame_bytes"]);
+        assert!(!sends(&shared, "b", "b-secret") && sends(&shared, "c", "c-secret"));
+        assert!(sends(&shared, "root", "root-secret"), "the root key stays");
+        assert!(shared.is_multicast("events"));
+        assert_eq!(shared.live().config.max_frame_bytes, Config::default().max_frame_bytes, "kept until a restart");
+        let ip = std::net::IpAddr::from([10, 0, 0, 1]);
+        let _first = shared.connections.try_take_ip(ip).expect("one connection");
+        assert!(shared.connections.try_take_ip(ip).is_none(), "the new limit is in force");
+    }
+
+    #[test]
+    fn an_invalid_config_changes_nothing() {
+        let shared = Shared::new(Config { keys: vec![key("b")], ..Config::default() }, None);
+        let file = Config { keys: vec![key("c")], max_channels_per_ip: 0, ..Config::default() };
+        assert!(matches!(shared.reload(file), Err(ConfigError::Invalid(_))));
+        assert!(sends(&shared, "b", "b-secret") && !sends(&shared, "c", "c-secret"));
+        assert_eq!(shared.live().config.max_channels_per_ip, Config::default().max_channels_per_ip);
     }
 }

@@ -7,6 +7,7 @@ pub mod lab;
 pub mod nats;
 pub mod node;
 pub mod raw_ws;
+pub mod relay_process;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -121,7 +121,7 @@ fn respond(shared: &Shared, guarded: bool, request: &Request<Incoming>) -> Respo
         let target = request.uri().path_and_query().map_or("", |p| p.as_str());
         let header = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
         let token = header.map(str::to_owned).or_else(|| query_token(target));
-        if let Err(denied) = shared.policy.authorize(token.as_deref(), Right::Manage, "", unix_now()) {
+        if let Err(denied) = shared.live().policy.authorize(token.as_deref(), Right::Manage, "", unix_now()) {
             return text(
                 StatusCode::UNAUTHORIZED,
                 format!("a token with the manage right is needed: {}", denied.detail),

@@ -116,6 +116,11 @@ impl View {
         }
     }
 
+    /// This node's keys changed (a reload): nodes are compared with `fingerprint` from now on.
+    pub(crate) fn set_fingerprint(&mut self, fingerprint: u64) {
+        self.fingerprint = fingerprint;
+    }
+
     /// Takes in a heartbeat heard at `now`.
     pub(crate) fn heartbeat(&mut self, heartbeat: &Heartbeat, now: Instant) -> Heard {
         if heartbeat.node == self.me {

@@ -149,7 +149,7 @@ async fn ask_remote(
 
 /// Waits for the listener's answer, within the address's response timeout.
 async fn wait(shared: &Shared, address: &str, exchange: &mut Exchange) -> Result<ListenerAnswer, Refused> {
-    let timeout = shared.config.http_response_timeout(address);
+    let timeout = shared.live().config.http_response_timeout(address);
     match tokio::time::timeout(timeout, exchange.answer()).await {
         Ok(Some(answer)) => Ok(answer),
         Ok(None) => Err(refused(502, "the listener went before it answered")),

@@ -45,8 +45,9 @@ pub(super) async fn answer(shared: &Arc<Shared>, token: Option<&str>) -> Result<
     let now = unix_now();
     let mut denied = None;
     let mut visible = Vec::new();
-    for address in shared.config.discoverable() {
-        match shared.policy.authorize(token, Right::Send, address, now) {
+    let live = shared.live();
+    for address in live.config.discoverable() {
+        match live.policy.authorize(token, Right::Send, address, now) {
             Ok(_) => visible.push(address.to_owned()),
             Err(why) => denied = Some(why),
         }
@@ -58,6 +59,7 @@ pub(super) async fn answer(shared: &Arc<Shared>, token: Option<&str>) -> Result<
         let status = if token.is_none() { 401 } else { 403 };
         return Err(refused(status, denied.detail));
     }
+    drop(live);
     let mut listed = Vec::with_capacity(visible.len());
     for address in visible {
         let here = shared.registry().listeners(&address) as u64;

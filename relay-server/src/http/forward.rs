@@ -67,7 +67,8 @@ fn cors_origin(shared: &Shared, request: &Request<Incoming>) -> Result<Option<St
     let Some(origin) = request.headers().get(ORIGIN) else { return Ok(None) };
     let path = request.uri().path().trim_start_matches('/');
     let candidates: Vec<&str> = address_prefixes(path).collect();
-    let Some(allowed) = shared.config.allowed_origins(&candidates) else { return Ok(None) };
+    let settings = shared.live();
+    let Some(allowed) = settings.config.allowed_origins(&candidates) else { return Ok(None) };
     match origin.to_str() {
         Ok(origin) if cors::allows(allowed, origin) => Ok(Some(origin.to_owned())),
         _ => Err(refused(403, "this origin may not send to this address")),
@@ -132,6 +133,7 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
     // listener is asked only after, so a refusal never tells where listeners are.
     let live = |address: &str| shared.http_live(address);
     let (address, granted) = shared
+        .live()
         .policy
         .sender_address(token.as_ref().map(|(token, _)| token.as_str()), &candidates, live, unix_now())
         .map_err(|denied| {
@@ -145,7 +147,7 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
     if shared.draining() {
         return Err(refused_as(ErrorCode::ShuttingDown, ""));
     }
-    if !shared.open_rates.try_take(peer.remote.ip(), &shared.config, Instant::now()) {
+    if !shared.open_rates.try_take(peer.remote.ip(), &shared.live().config, Instant::now()) {
         return Err(refused_as(ErrorCode::RateLimited, "too many requests"));
     }
     let quota = shared
@@ -160,7 +162,7 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
     let via = via_name(&parts.headers, peer);
     // Hosts of this project take requests as channels; Hybrid Connections listeners where the
     // address has HTTP mode on, as `request` messages.
-    if shared.takes_http_channels(&address) || !shared.config.http_enabled(&address) {
+    if shared.takes_http_channels(&address) || !shared.live().config.http_enabled(&address) {
         let head = RequestHead {
             method: parts.method.as_str().to_owned(),
             target: listener_target(&target),

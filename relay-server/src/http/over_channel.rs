@@ -54,7 +54,7 @@ pub(super) async fn exchange<B: RequestBody>(
     let opened = route(shared, &request).await.map_err(|refusal| not_routed(address, &refusal))?;
     let (answered, answer) = oneshot::channel();
     let (body_out, body_in) = mpsc::channel(1);
-    let timeout = shared.config.http_response_timeout(address);
+    let timeout = shared.live().config.http_response_timeout(address);
     let moved = Exchange { shared: shared.clone(), address: address.to_owned(), caller, timeout, answered, body_out };
     let span = channel_span(opened.channel_id, address, request.transport);
     tokio::spawn(moved.run(opened, head, body, quota).instrument(span));

@@ -79,8 +79,8 @@ impl Fanout {
         Self {
             subscribers: HashMap::new(),
             seen: HashSet::new(),
-            max_frames: shared.config.multicast_queue_frames,
-            max_bytes: shared.config.multicast_queue_bytes,
+            max_frames: shared.live().config.multicast_queue_frames,
+            max_bytes: shared.live().config.multicast_queue_bytes,
             relay_bytes: shared.multicast.queued_bytes.clone(),
         }
     }

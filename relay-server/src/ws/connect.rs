@@ -26,7 +26,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         return request.refuse(404, "no address in the path").await;
     }
     // A browser page (it sends `Origin`) from an origin the address does not allow.
-    if let (Some(allowed), Some(origin)) = (shared.config.allowed_origins(&candidates), request.head.header("Origin"))
+    let settings = shared.live();
+    if let (Some(allowed), Some(origin)) = (settings.config.allowed_origins(&candidates), request.head.header("Origin"))
         && !relay_proto::cors::allows(allowed, origin)
     {
         opened(OpenResult::refused);
@@ -37,7 +38,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
     // listener. Listeners are looked up only where the sender may send, so that which prefixes
     // have one stays hidden from a sender without the right to know.
     let live = |a: &str| shared.is_multicast(a) || shared.registry().listeners(a) > 0;
-    let (address, granted) = match shared.policy.sender_address(request.token(), &candidates, live, unix_now()) {
+    let (address, granted) = match settings.policy.sender_address(request.token(), &candidates, live, unix_now()) {
         Ok((address, granted)) => (address.to_owned(), granted),
         Err(denied) => {
             shared.metrics.auth_failure(denied.reason);
@@ -46,6 +47,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
             return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
         }
     };
+    // The channel lives on with the settings it was opened under; the snapshot goes.
+    drop(settings);
     let _quota = match shared.channel_quotas.try_take(request.remote.ip(), granted.key.as_deref()) {
         Ok(quota) => quota,
         Err(over) => {

@@ -35,7 +35,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     if validate_address(&address).is_err() {
         return request.refuse(404, "a listener registers on an address, without suffix").await;
     }
-    let expiry = match shared.policy.authorize(request.token(), Right::Listen, &address, unix_now()) {
+    let expiry = match shared.live().policy.authorize(request.token(), Right::Listen, &address, unix_now()) {
         Ok(granted) => granted.expiry,
         Err(denied) => {
             shared.metrics.auth_failure(denied.reason);
@@ -180,7 +180,7 @@ async fn hold(
                 match message {
                     Some(Ok(Message::Text(text))) => match serde_json::from_str::<ControlMessage>(&text) {
                         Ok(ControlMessage::RenewToken { token }) => {
-                            match shared.policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
+                            match shared.live().policy.authorize(Some(&token), Right::Listen, address, unix_now()) {
                                 Ok(renewed) => session.renewed(renewed.expiry),
                                 Err(denied) => {
                                     tracing::info!(%address, reason = %denied.reason, "renewed token refused");

@@ -212,7 +212,7 @@ async fn serve_connection(
     let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
     match request.target.action {
         Action::Listen => control::serve(&shared, request).instrument(span).await,
-        Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.config, Instant::now()) => {
+        Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.live().config, Instant::now()) => {
             let code = ErrorCode::RateLimited;
             shared.metrics.channel_refused(Transport::websocket, OpenResult::rate_limited);
             tracing::debug!(%remote, "channel opens over the rate; refusing");

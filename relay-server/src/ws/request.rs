@@ -28,7 +28,7 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
         Rendezvous::Answer => None,
         Rendezvous::Request(carried) => Some(carried),
     };
-    let timeout = shared.config.http_response_timeout(&request.target.path);
+    let timeout = shared.live().config.http_response_timeout(&request.target.path);
     let mut ws = match request.upgrade_control(shared).await {
         Ok(ws) => ws,
         Err(e) => return tracing::debug!(error = %e, "request rendezvous upgrade failed"),

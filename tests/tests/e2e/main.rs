@@ -33,6 +33,7 @@ mod oneway;
 mod rate_limits;
 mod reconnect;
 mod relay_binary;
+mod reload;
 mod shutdown;
 mod stub_failover;
 mod ws_close;
