@@ -106,6 +106,14 @@ pub struct RelayArgs {
     /// The address on the relay to listen on or connect to, e.g. `ssh` or `eu/db`.
     #[arg(long)]
     pub address: String,
+    /// What to trust and present.
+    #[command(flatten)]
+    pub credentials: Credentials,
+}
+
+/// What the tool trusts the relay by, and presents to it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Credentials {
     /// The certificate (or CA) to trust for the relay [default: cert.pem in --data-dir].
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
@@ -116,6 +124,22 @@ pub struct RelayArgs {
     /// The relay's data directory, for the default certificate and root key.
     #[arg(long, value_name = "DIR", default_value = "relay-data")]
     pub data_dir: PathBuf,
+}
+
+impl Credentials {
+    /// The certificate file to trust: `--ca`, else `cert.pem` in `--data-dir`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca.clone().unwrap_or_else(|| self.data_dir.join("cert.pem"))
+    }
+
+    /// The root key in `--data-dir`, if it is there (read only without `--token`).
+    pub fn root_key(&self) -> Result<Option<SharedAccessKey>, KeyFileError> {
+        let path = self.data_dir.join("root.key");
+        if self.token.is_some() || !path.exists() {
+            return Ok(None);
+        }
+        SharedAccessKey::from_file(&path).map(Some)
+    }
 }
 
 /// `relay forward`: the host side.
@@ -233,17 +257,14 @@ impl RelayArgs {
     /// The connect options these arguments describe: trust `--ca` (or `<data-dir>/cert.pem`);
     /// present `--token`, or else sign tokens with `<data-dir>/root.key` if it exists.
     pub fn options(&self) -> Result<ConnectOptions, CliError> {
-        let ca = self.ca.clone().unwrap_or_else(|| self.data_dir.join("cert.pem"));
+        let credentials = &self.credentials;
+        let ca = credentials.ca_file();
         let options =
             ConnectOptions::new().trust_pem_file(&ca).map_err(|source| CliError::Trust { path: ca, source })?;
-        let root_key = self.data_dir.join("root.key");
-        Ok(match &self.token {
-            Some(token) => options.with_token(token),
-            None if root_key.exists() => {
-                let key = SharedAccessKey::from_file(&root_key)?;
-                options.with_shared_access_key(key)
-            }
-            None => options,
+        Ok(match (&credentials.token, credentials.root_key()?) {
+            (Some(token), _) => options.with_token(token),
+            (None, Some(key)) => options.with_shared_access_key(key),
+            (None, None) => options,
         })
     }
 }
@@ -342,7 +363,7 @@ mod tests {
         let cli = Cli::try_parse_from(["relay", "forward", "--address", "ssh", "--to", "127.0.0.1:22"]).unwrap();
         let Command::Forward(args) = cli.command else { panic!("forward expected") };
         assert_eq!(args.relay.address, "ssh");
-        assert_eq!(args.relay.data_dir, PathBuf::from("relay-data"));
+        assert_eq!(args.relay.credentials.data_dir, PathBuf::from("relay-data"));
         assert_eq!(args.connect_timeout, Duration::from_secs(5));
         assert_eq!(args.max_connections, 1024);
 
@@ -361,7 +382,7 @@ mod tests {
         .unwrap();
         let Command::Connect(args) = cli.command else { panic!("connect expected") };
         assert_eq!(args.listen, "127.0.0.1:2222".parse().unwrap());
-        assert_eq!(args.relay.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(args.relay.credentials.ca, Some(PathBuf::from("ca.pem")));
 
         assert!(Cli::try_parse_from(["relay", "forward", "--address", "ssh"]).is_err(), "--to is required");
         assert!(Cli::try_parse_from(["relay", "connect", "--address", "a", "--listen", "nowhere"]).is_err());

@@ -7,11 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
-use relay_proto::auth::{SharedAccessKey, sas_token, unix_now};
+use relay_proto::auth::{sas_token, unix_now};
 use relay_rpc::RelayUrl;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
+
+use super::Credentials;
 use tokio::net::TcpStream;
 
 /// How long the whole listing may take.
@@ -27,16 +29,10 @@ pub struct ListArgs {
     /// number, as the relay's defaults have it).
     #[arg(long, env = "RELAY_URL", default_value = "wss://127.0.0.1:7443", value_name = "URL")]
     pub relay: RelayUrl,
-    /// The certificate (or CA) to trust for the relay [default: cert.pem in --data-dir].
-    #[arg(long, value_name = "FILE")]
-    pub ca: Option<PathBuf>,
-    /// A send token covering the addresses to list. Without one, the tool signs one for the
-    /// whole relay with the root key in the relay's data directory, if it runs beside it.
-    #[arg(long, env = "RELAY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// The relay's data directory, for the default certificate and root key.
-    #[arg(long, value_name = "DIR", default_value = "relay-data")]
-    pub data_dir: PathBuf,
+    /// What to trust and present: a send token covering the addresses to list, or the root key,
+    /// with which the tool signs one for the whole relay.
+    #[command(flatten)]
+    pub credentials: Credentials,
 }
 
 /// Why the listing could not be had.
@@ -116,18 +112,11 @@ pub struct ListedMethod {
 pub async fn fetch_listing(args: &ListArgs) -> Result<Listing, ListError> {
     let url = format!("https://{}:{}", args.relay.host(), args.relay.port());
     let fetch_error = |source| ListError::Fetch { url: url.clone(), source };
-    let tls = tls_trusting(&args.ca.clone().unwrap_or_else(|| args.data_dir.join("cert.pem")))?;
-    let token = match &args.token {
-        Some(token) => Some(token.clone()),
-        None => {
-            let root_key = args.data_dir.join("root.key");
-            if root_key.exists() {
-                let key = SharedAccessKey::from_file(&root_key)?;
-                Some(sas_token(&format!("{url}/"), key.name(), key.secret(), unix_now() + 300))
-            } else {
-                None
-            }
-        }
+    let tls = tls_trusting(&args.credentials.ca_file())?;
+    let token = match (&args.credentials.token, args.credentials.root_key()?) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(key)) => Some(sas_token(&format!("{url}/"), key.name(), key.secret(), unix_now() + 300)),
+        (None, None) => None,
     };
     let get = async {
         let tcp = TcpStream::connect((args.relay.host(), args.relay.port())).await?;
