@@ -59,7 +59,7 @@ pub(super) async fn exchange<B: RequestBody>(
     let span = channel_span(opened.channel_id, address, request.transport);
     tokio::spawn(moved.run(opened, head, body, quota).instrument(span));
     match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(Ok(head))) => Ok(response(head, ChannelBody(body_in))),
+        Ok(Ok(Ok(head))) => Ok(response(head, ChannelBody { pieces: body_in, ended: false })),
         Ok(Ok(Err(refused))) => Err(refused),
         Ok(Err(_)) => Err(refused(502, "the listener went before it answered")),
         Err(_) => Err(refused(
@@ -122,15 +122,34 @@ fn response(head: ResponseHead, body: ChannelBody) -> Answer {
     response
 }
 
-/// The response body, as the exchange's task reads it from the channel.
-struct ChannelBody(mpsc::Receiver<Result<Bytes, BodyCut>>);
+/// The response body, as the exchange's task reads it from the channel: pieces, then an empty
+/// one for the end. Pieces that stop without it (the task ended for any reason) are a cut body,
+/// never a complete one.
+struct ChannelBody {
+    pieces: mpsc::Receiver<Bytes>,
+    ended: bool,
+}
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
     type Error = BodyCut;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, BodyCut>>> {
-        self.0.poll_recv(cx).map(|next| next.map(|piece| piece.map(BodyFrame::data)))
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.pieces.poll_recv(cx).map(|next| match next {
+            Some(piece) if piece.is_empty() => {
+                self.ended = true;
+                None
+            }
+            Some(piece) => Some(Ok(BodyFrame::data(piece))),
+            None => Some(Err(BodyCut)),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -147,7 +166,7 @@ struct Exchange {
     timeout: Duration,
     /// The response head, or the relay's refusal when the exchange failed before it.
     answered: oneshot::Sender<Result<ResponseHead, Refused>>,
-    body_out: mpsc::Sender<Result<Bytes, BodyCut>>,
+    body_out: mpsc::Sender<Bytes>,
 }
 
 /// How the request's side of the exchange ended.
@@ -184,11 +203,10 @@ impl Exchange {
             Ok(()) => sink.close(None, Side::Caller).await,
             Err((code, refused)) => {
                 tracing::debug!(%address, ?code, "an http exchange was cut");
-                match (answered.take(), refused) {
-                    (Some(answered), Some(refused)) => drop(answered.send(Err(refused))),
-                    // The sender has the head already: its body ends short, which hyper tells it.
-                    (None, _) => drop(body_out.try_send(Err(BodyCut))),
-                    (Some(_), None) => {}
+                // A sender without the head yet gets the relay's answer; one with it, a body that
+                // stops without its end, which hyper tells it by cutting the connection.
+                if let (Some(answered), Some(refused)) = (answered.take(), refused) {
+                    let _ = answered.send(Err(refused));
                 }
                 sink.cut(code, "the http exchange was cut").await;
             }
@@ -207,7 +225,7 @@ type Cut = (StreamCode, Option<Refused>);
 async fn download(
     source: &mut Source,
     answered: &mut Option<oneshot::Sender<Result<ResponseHead, Refused>>>,
-    (body_out, relayed): (&mpsc::Sender<Result<Bytes, BodyCut>>, &Relayed),
+    (body_out, relayed): (&mpsc::Sender<Bytes>, &Relayed),
     timeout: Duration,
 ) -> Result<(), Cut> {
     let waiting = answered.as_mut().ok_or((StreamCode::CallerGone, None))?;
@@ -230,10 +248,12 @@ async fn download(
             Ok(None) | Err(_) => return Err((StreamCode::CallerGone, None)),
         };
         if piece.is_empty() {
+            // The end, passed on: a body that stops without it is cut.
+            let _ = body_out.send(piece).await;
             return Ok(());
         }
         relayed.add(Side::Caller, piece.len());
-        if body_out.send(Ok(piece)).await.is_err() {
+        if body_out.send(piece).await.is_err() {
             // The sender went away.
             return Err((StreamCode::CallerGone, None));
         }
