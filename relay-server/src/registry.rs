@@ -175,6 +175,11 @@ impl<L: Clone> Registry<L> {
             .is_some_and(|r| r.listeners.iter().all(|e| e.open_channels >= self.max_channels_per_listener))
     }
 
+    /// Whether some listener of `address` suits.
+    pub fn any(&self, address: &str, suits: impl Fn(&L) -> bool) -> bool {
+        self.addresses.get(address).is_some_and(|r| r.listeners.iter().any(|e| suits(&e.listener)))
+    }
+
     /// Every listener of `address`, in registration order (for multicast).
     pub fn all(&self, address: &str) -> Vec<(ListenerId, L)> {
         self.addresses

@@ -250,28 +250,23 @@ impl Shared {
         std::mem::take(&mut *self.cluster_changed.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The next Hybrid Connections listener of `address` not `tried` yet, noting each listener
-    /// looked at in `tried` (QUIC hosts, and listeners that take HTTP requests as channels, get no
-    /// `request` messages).
+    /// The next Hybrid Connections listener of `address` not `tried` yet, noted in `tried` (QUIC
+    /// hosts, and listeners that take HTTP requests as channels, get no `request` messages).
     pub(crate) fn pick_hc_listener(
         &self,
         address: &str,
         tried: &mut Vec<ListenerId>,
     ) -> Option<(ListenerId, HcListener)> {
-        loop {
-            let (id, handle) = self.registry().pick(address, tried)?;
-            tried.push(id);
-            if let ListenerHandle::Hc(hc) = handle
-                && !hc.http_channels
-            {
-                return Some((id, hc));
-            }
-        }
+        let takes_requests = |l: &ListenerHandle| matches!(l, ListenerHandle::Hc(hc) if !hc.http_channels);
+        let (id, handle) = self.registry().pick_where(address, tried, takes_requests)?;
+        tried.push(id);
+        let ListenerHandle::Hc(hc) = handle else { return None };
+        Some((id, hc))
     }
 
     /// Whether a listener of `address` on this node takes HTTP requests as channels.
     pub(crate) fn takes_http_channels(&self, address: &str) -> bool {
-        self.registry().all(address).iter().any(|(_, listener)| listener.takes_http_channels())
+        self.registry().any(address, ListenerHandle::takes_http_channels)
     }
 
     /// Whether HTTP-mode requests may name `address`: HTTP mode is on there for Hybrid
