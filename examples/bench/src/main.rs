@@ -47,6 +47,16 @@
 //! NATS_SERVER=/path/to/nats-server cargo run --release -p relay-bench -- --cluster --runs 3
 //! ```
 //!
+//! With `--forward`, it measures port forwarding instead (`forward/`): tarpc over one TCP
+//! connection straight to the host (`tcp`), through a plain one-hop forwarder (`one-hop`, the
+//! ideal), and through `relay connect` -> relay -> `relay forward` over QUIC and over wss, each
+//! tool in a process of its own: latency, calls/s, bulk echoes, connect time, CPU per call of the
+//! relay and of the tools, and each process's memory per idle connection, against issue #17's
+//! targets:
+//! ```text
+//! cargo run --release -p relay-bench -- --forward --runs 3
+//! ```
+//!
 //! `--runs N` repeats all of that N times (relays and host started afresh each time) and
 //! reports every figure as the median of the N runs, every ratio as the median of the runs'
 //! ratios (each within its own run), with each ratio's range over the runs.
@@ -61,6 +71,7 @@ mod caller;
 mod child;
 mod cluster;
 mod contract;
+mod forward;
 mod measure;
 mod procfs;
 mod procs;
@@ -77,6 +88,7 @@ use anyhow::Context as _;
 use clap::Parser;
 
 use crate::cluster::report::ClusterSummary;
+use crate::forward::report::ForwardSummary;
 use crate::measure::{Plan, Subject};
 use crate::procs::RelayProc;
 use crate::report::{Figures, Summary, TransportFigures};
@@ -100,6 +112,10 @@ struct Args {
     /// node and one on the other (needs a nats-server: `$NATS_SERVER`, or on `PATH`).
     #[arg(long, conflicts_with = "svg")]
     cluster: bool,
+    /// Measure port forwarding instead: `relay connect` -> relay -> `relay forward` over QUIC and
+    /// wss, against direct TCP and a plain one-hop forwarder.
+    #[arg(long, conflicts_with_all = ["svg", "cluster"])]
+    forward: bool,
     /// Repeat the whole measurement this many times and report the medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
@@ -145,6 +161,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if args.cluster {
         return bench_cluster(args, &plan).await;
     }
+    if args.forward {
+        return bench_forward(args, &plan).await;
+    }
     let started = Instant::now();
     let (runs, loads) = repeat(args.runs, "run", || run(&plan)).await?;
     let summary = Summary::new(runs, loads)?;
@@ -171,6 +190,20 @@ async fn bench_cluster(args: Args, plan: &Plan) -> anyhow::Result<()> {
     measure::progress("relay-bench", "done");
     if !summary.targets_met() {
         eprintln!("relay-bench: the cluster figures miss a target (see the table)");
+    }
+    output(&args, &summary.json(), &summary.table(plan.quick, took))
+}
+
+/// The port-forwarding figures of every run, then their report. A missed target is reported,
+/// not an error.
+async fn bench_forward(args: Args, plan: &Plan) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (runs, loads) = repeat(args.runs, "forward run", || forward::run(plan)).await?;
+    let summary = ForwardSummary::new(runs, loads)?;
+    let took = started.elapsed();
+    measure::progress("relay-bench", "done");
+    if !summary.targets_met() {
+        eprintln!("relay-bench: the forwarding figures miss a target (see the table)");
     }
     output(&args, &summary.json(), &summary.table(plan.quick, took))
 }
@@ -215,10 +248,10 @@ async fn run(plan: &Plan) -> anyhow::Result<Figures> {
     let host = relay.start_host(true, true, true).await?;
     let (tcp, tls) = host.baselines().context("the host serves no baselines")?;
     let subjects = [
-        Subject { name: "tcp", target: tcp, relay_pid: None },
-        Subject { name: "tls", target: tls, relay_pid: None },
-        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()) },
-        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()) },
+        Subject { name: "tcp", target: tcp, relay_pid: None, tool_pids: Vec::new() },
+        Subject { name: "tls", target: tls, relay_pid: None, tool_pids: Vec::new() },
+        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()), tool_pids: Vec::new() },
+        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()), tool_pids: Vec::new() },
     ];
     let [tcp, tls, quic, wss]: [TransportFigures; 4] = measure::transports(plan, &subjects)
         .await?

@@ -44,6 +44,8 @@ pub struct Plan {
     pub cluster_opens: usize,
     /// NATS request-reply round trips timed for the cluster figures.
     pub nats_round_trips: usize,
+    /// Idle connections opened through each path for the forwarding figures' memory.
+    pub forward_connections: usize,
 }
 
 impl Plan {
@@ -64,6 +66,7 @@ impl Plan {
             listeners: 1_000,
             cluster_opens: 1_000,
             nats_round_trips: 2_000,
+            forward_connections: 1_000,
         }
     }
 
@@ -84,6 +87,7 @@ impl Plan {
             listeners: 100,
             cluster_opens: 200,
             nats_round_trips: 200,
+            forward_connections: 100,
         }
     }
 }
@@ -95,16 +99,18 @@ pub const KIB_64: usize = 64 * 1024;
 /// One MiB.
 pub const MIB_1: usize = 1024 * 1024;
 
-/// One subject to measure: its name, where its caller connects, and the relay process whose
-/// CPU time counts (none for the baselines).
+/// One subject to measure: its name, where its caller connects, and the processes whose CPU
+/// time counts: the relay's (none for the baselines) and, with `--forward`, the tools'.
 #[derive(Debug, Clone)]
 pub struct Subject {
-    /// `tcp`, `tls`, `quic` or `wss`.
+    /// `tcp`, `tls`, `quic` or `wss`; with `--forward`, `tcp`, `one-hop`, `quic` or `wss`.
     pub name: &'static str,
     /// Where the caller connects.
     pub target: Target,
     /// The relay's process id.
     pub relay_pid: Option<u32>,
+    /// The forwarding tools' process ids, whose CPU time is summed.
+    pub tool_pids: Vec<u32>,
 }
 
 /// Measures every subject, with a caller in this process for each.
@@ -193,9 +199,11 @@ struct Run {
     name: &'static str,
     caller: Caller,
     relay_pid: Option<u32>,
+    tool_pids: Vec<u32>,
     latencies: Vec<Duration>,
     calls: Rate,
     relay_cpu_us: u64,
+    tool_cpu_us: u64,
     bulk_64k: Rate,
     bulk_1m: Rate,
     bulk_1m_vec: Rate,
@@ -207,9 +215,11 @@ impl Run {
             name: subject.name,
             caller,
             relay_pid: subject.relay_pid,
+            tool_pids: subject.tool_pids.clone(),
             latencies: Vec::new(),
             calls: Rate::default(),
             relay_cpu_us: 0,
+            tool_cpu_us: 0,
             bulk_64k: Rate::default(),
             bulk_1m: Rate::default(),
             bulk_1m_vec: Rate::default(),
@@ -222,10 +232,11 @@ impl Run {
     }
 
     /// Counts 64-byte calls with `in_flight` at once on one channel for `duration`, and the
-    /// relay's CPU time meanwhile.
+    /// relay's and the tools' CPU time meanwhile.
     async fn concurrent(&mut self, in_flight: usize, duration: Duration) -> anyhow::Result<()> {
         let small = payload(SMALL);
         let cpu_before = self.relay_pid.map(procfs::cpu_us).transpose()?;
+        let tools_before = tools_cpu_us(&self.tool_pids)?;
         let start = Instant::now();
         let deadline = start + duration;
         let caller = &self.caller;
@@ -246,6 +257,7 @@ impl Run {
         if let (Some(before), Some(pid)) = (cpu_before, self.relay_pid) {
             self.relay_cpu_us += procfs::cpu_us(pid)?.saturating_sub(before);
         }
+        self.tool_cpu_us += tools_cpu_us(&self.tool_pids)?.saturating_sub(tools_before);
         self.calls.add(Rate { amount: counts.iter().sum::<u64>() as f64, secs });
         Ok(())
     }
@@ -254,6 +266,8 @@ impl Run {
         self.latencies.sort_unstable();
         let calls = self.calls.amount;
         let cpu_us_per_call = self.relay_pid.filter(|_| calls > 0.0).map(|_| self.relay_cpu_us as f64 / calls);
+        let tool_cpu_us_per_call =
+            (!self.tool_pids.is_empty() && calls > 0.0).then(|| self.tool_cpu_us as f64 / calls);
         TransportFigures {
             p50_us: percentile_us(&self.latencies, 0.50),
             p90_us: percentile_us(&self.latencies, 0.90),
@@ -265,8 +279,14 @@ impl Run {
             mbps_1m_vec: self.bulk_1m_vec.per_second() / 1e6,
             connect_ms,
             cpu_us_per_call,
+            tool_cpu_us_per_call,
         }
     }
+}
+
+/// The CPU time the processes `pids` have used so far, summed, µs.
+fn tools_cpu_us(pids: &[u32]) -> anyhow::Result<u64> {
+    pids.iter().map(|pid| procfs::cpu_us(*pid)).sum()
 }
 
 /// Times `calls` sequential 64-byte calls on `caller`, one by one, into `latencies`.

@@ -44,10 +44,14 @@ pub struct TransportFigures {
     /// The relay process's CPU time (user + system) per call over the calls/s run, µs; none for
     /// the baselines.
     pub cpu_us_per_call: Option<f64>,
+    /// With `--forward`: the forwarding tools' CPU time per call over the same run, µs (none
+    /// where no tool is on the path, and in the main figures).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_cpu_us_per_call: Option<f64>,
 }
 
 impl TransportFigures {
-    fn rounded(&self) -> Self {
+    pub fn rounded(&self) -> Self {
         Self {
             p50_us: round(self.p50_us, 1),
             p90_us: round(self.p90_us, 1),
@@ -59,6 +63,7 @@ impl TransportFigures {
             mbps_1m_vec: round(self.mbps_1m_vec, 1),
             connect_ms: round(self.connect_ms, 2),
             cpu_us_per_call: self.cpu_us_per_call.map(|c| round(c, 2)),
+            tool_cpu_us_per_call: self.tool_cpu_us_per_call.map(|c| round(c, 2)),
         }
     }
 }

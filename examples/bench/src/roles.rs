@@ -35,6 +35,15 @@ pub enum Role {
     /// Connects, calls once, and says how long that took.
     #[command(hide = true)]
     ConnectOnce(ConnectOnceRole),
+    /// `relay forward`, for the forwarding figures.
+    #[command(hide = true)]
+    ForwardTool(crate::forward::tools::ForwardToolRole),
+    /// `relay connect`, for the forwarding figures.
+    #[command(hide = true)]
+    ConnectTool(crate::forward::tools::ConnectToolRole),
+    /// A plain one-hop TCP forwarder, for the forwarding figures.
+    #[command(hide = true)]
+    PlainForward(crate::forward::tools::PlainForwardRole),
 }
 
 /// `relay --data-dir DIR [--max-channels N] [--cluster-nats URL]`: prints `ready quic=ADDR
@@ -138,6 +147,9 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         Role::Host(args) => host(args).await,
         Role::Hosts(args) => hosts(args).await,
         Role::ConnectOnce(args) => connect_once(args).await,
+        Role::ForwardTool(args) => crate::forward::tools::forward_tool(args).await,
+        Role::ConnectTool(args) => crate::forward::tools::connect_tool(args).await,
+        Role::PlainForward(args) => crate::forward::tools::plain_forward(args).await,
     }
 }
 
@@ -212,7 +224,7 @@ async fn relay(args: RelayRole) -> anyhow::Result<()> {
 }
 
 /// Resolves once standard input closes.
-async fn stdin_closed() {
+pub async fn stdin_closed() {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(_)) = lines.next_line().await {}
 }
