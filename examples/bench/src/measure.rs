@@ -266,8 +266,7 @@ impl Run {
         self.latencies.sort_unstable();
         let calls = self.calls.amount;
         let cpu_us_per_call = self.relay_pid.filter(|_| calls > 0.0).map(|_| self.relay_cpu_us as f64 / calls);
-        let tool_cpu_us_per_call =
-            (!self.tool_pids.is_empty() && calls > 0.0).then(|| self.tool_cpu_us as f64 / calls);
+        let tool_cpu_us_per_call = (!self.tool_pids.is_empty() && calls > 0.0).then(|| self.tool_cpu_us as f64 / calls);
         TransportFigures {
             p50_us: percentile_us(&self.latencies, 0.50),
             p90_us: percentile_us(&self.latencies, 0.90),

@@ -143,32 +143,96 @@ fn io_error(e: ChannelError) -> io::Error {
     io::Error::new(kind, e)
 }
 
-impl AsyncRead for RelayStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            if !this.pending.is_empty() {
-                let n = this.pending.len().min(buf.remaining());
-                buf.put_slice(&this.pending[..n]);
-                this.pending.advance(n);
-                return Poll::Ready(Ok(()));
+impl RelayStream {
+    /// Reads the next bytes received as they arrived, without copying them into a buffer of
+    /// the reader's: `Ok(Some(chunk))` (never empty), `Ok(None)` once the peer shut its
+    /// direction down. Errors as for [`AsyncRead`]. For forwarding loops that hand the bytes on
+    /// as they are, as `relay connect` and `relay forward` do; it may be mixed with reads.
+    ///
+    /// ```no_run
+    /// use relay_rpc::stream::RelayStream;
+    ///
+    /// # async fn run(mut stream: RelayStream) -> std::io::Result<()> {
+    /// while let Some(chunk) = std::future::poll_fn(|cx| stream.poll_read_chunk(cx)).await? {
+    ///     println!("{} bytes", chunk.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        Poll::Ready(match ready!(self.poll_fill(cx)) {
+            Ok(true) => Ok(Some(self.pending.split().freeze())),
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Sends the front of `chunk` (at most [`MAX_CHUNK`] bytes) as one frame, taking those bytes
+    /// out of it without copying them; call again while it is not empty. An empty `chunk` sends
+    /// nothing (the end of the stream is [`shutdown`](tokio::io::AsyncWriteExt::shutdown)).
+    /// Like a write, the frame may sit in a bounded buffer until a flush. Errors as for
+    /// [`AsyncWrite`].
+    pub fn poll_write_chunk(&mut self, cx: &mut Context<'_>, chunk: &mut Bytes) -> Poll<io::Result<()>> {
+        self.writable()?;
+        if chunk.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let n = chunk.len().min(MAX_CHUNK);
+        self.poll_send(cx, || chunk.split_to(n))
+    }
+
+    /// Whether writing may go on: an error once the stream was shut down or failed.
+    fn writable(&self) -> io::Result<()> {
+        match &self.write {
+            WriteState::Open => Ok(()),
+            WriteState::Ending | WriteState::Ended => {
+                Err(io::Error::new(io::ErrorKind::BrokenPipe, "the stream was shut down"))
             }
-            match &this.read {
-                ReadState::Open if buf.remaining() > 0 => {}
-                ReadState::Open | ReadState::Eof => return Poll::Ready(Ok(())),
+            WriteState::Failed(e) => Err(io_error(e.clone())),
+        }
+    }
+
+    /// Waits until received bytes are pending (`true`) or the peer's end of the stream was
+    /// read (`false`).
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        loop {
+            if !self.pending.is_empty() {
+                return Poll::Ready(Ok(true));
+            }
+            match &self.read {
+                ReadState::Open => {}
+                ReadState::Eof => return Poll::Ready(Ok(false)),
                 ReadState::Truncated => return Poll::Ready(Err(io_error_truncated())),
                 ReadState::Failed(e) => return Poll::Ready(Err(io_error(e.clone()))),
             }
-            this.read = match ready!(this.channel_mut().poll_next(cx)) {
+            self.read = match ready!(self.channel_mut().poll_next(cx)) {
                 Some(Ok(frame)) if frame.is_empty() => ReadState::Eof,
                 Some(Ok(frame)) => {
-                    this.pending = frame;
+                    self.pending = frame;
                     continue;
                 }
                 Some(Err(e)) => ReadState::Failed(e),
                 None => ReadState::Truncated,
             };
         }
+    }
+}
+
+impl AsyncRead for RelayStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return match &this.read {
+                ReadState::Truncated if this.pending.is_empty() => Poll::Ready(Err(io_error_truncated())),
+                ReadState::Failed(e) if this.pending.is_empty() => Poll::Ready(Err(io_error(e.clone()))),
+                _ => Poll::Ready(Ok(())),
+            };
+        }
+        if ready!(this.poll_fill(cx))? {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -179,13 +243,7 @@ fn io_error_truncated() -> io::Error {
 impl AsyncWrite for RelayStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match &this.write {
-            WriteState::Open => {}
-            WriteState::Ending | WriteState::Ended => {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "the stream was shut down")));
-            }
-            WriteState::Failed(e) => return Poll::Ready(Err(io_error(e.clone()))),
-        }
+        this.writable()?;
         // An empty frame is the end-of-stream mark: an empty write sends nothing.
         if buf.is_empty() {
             return Poll::Ready(Ok(0));

@@ -51,7 +51,9 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ForwardFigures> {
     let wss_forward = ToolProc::forward(&relay, &relay.wss_url, WSS_ADDRESS, service).await?;
     let wss_connect = ToolProc::connect(&relay, &relay.wss_url, WSS_ADDRESS).await?;
 
-    let figures = measure_paths(plan, &relay, service, &one_hop, [(&quic_forward, &quic_connect), (&wss_forward, &wss_connect)]).await;
+    let figures =
+        measure_paths(plan, &relay, service, &one_hop, [(&quic_forward, &quic_connect), (&wss_forward, &wss_connect)])
+            .await;
 
     progress("forward", "stopping the tools, the host and the relay");
     for tool in [one_hop, quic_forward, quic_connect, wss_forward, wss_connect] {
@@ -98,7 +100,8 @@ async fn measure_paths(
     let mut tools = Vec::new();
     for (forward, connect) in [(quic_forward, quic_connect), (wss_forward, wss_connect)] {
         let pids = [relay.pid(), forward.pid(), connect.pid()];
-        let [relay_kib, forward_kib, connect_kib] = per_connection_kib(connect.local_addr()?, connections, pids).await?;
+        let [relay_kib, forward_kib, connect_kib] =
+            per_connection_kib(connect.local_addr()?, connections, pids).await?;
         tools.push(ToolsMemory { relay_kib, forward_kib, connect_kib });
     }
     let [quic_memory, wss_memory]: [ToolsMemory; 2] = tools.try_into().map_err(|_| anyhow::anyhow!("two paths"))?;
@@ -109,7 +112,11 @@ async fn measure_paths(
 /// Each of `pids`' resident memory per idle connection, KiB: read before and after `count`
 /// connections to `addr` are opened and each has carried one call (so that every process on the
 /// path holds its part of it), then the connections are closed.
-async fn per_connection_kib<const N: usize>(addr: SocketAddr, count: usize, pids: [u32; N]) -> anyhow::Result<[f64; N]> {
+async fn per_connection_kib<const N: usize>(
+    addr: SocketAddr,
+    count: usize,
+    pids: [u32; N],
+) -> anyhow::Result<[f64; N]> {
     let rss = || -> anyhow::Result<[u64; N]> {
         let mut read = [0; N];
         for (kib, pid) in read.iter_mut().zip(pids) {

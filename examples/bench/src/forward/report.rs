@@ -148,12 +148,11 @@ impl ForwardSummary {
         for path in PATHS {
             let of_path = ratios.entry(path).or_default();
             for metric in &METRICS {
-                let per_run = runs.iter().filter_map(|run| {
-                    match ((metric.get)(run.subject(path)), (metric.get)(&run.tcp)) {
+                let per_run =
+                    runs.iter().filter_map(|run| match ((metric.get)(run.subject(path)), (metric.get)(&run.tcp)) {
                         (Some(v), Some(b)) if b > 0.0 => Some(v / b),
                         _ => None,
-                    }
-                });
+                    });
                 if let Some(spread) = Spread::of(per_run.collect()) {
                     of_path.insert(metric.key, spread);
                 }
@@ -195,7 +194,12 @@ impl ForwardSummary {
             let memory = if path == "quic" { &self.forward.memory.quic } else { &self.forward.memory.wss };
             for (tool, kib) in [("relay forward", memory.forward_kib), ("relay connect", memory.connect_kib)] {
                 let met = kib <= TOOL_KIB_TARGET;
-                rows.push((format!("{path} {tool} KiB per idle connection"), Some(kib), format!("<= {TOOL_KIB_TARGET}"), met));
+                rows.push((
+                    format!("{path} {tool} KiB per idle connection"),
+                    Some(kib),
+                    format!("<= {TOOL_KIB_TARGET}"),
+                    met,
+                ));
             }
         }
         rows
@@ -242,15 +246,12 @@ impl ForwardSummary {
         let _ = writeln!(out, "  {:<10} {:>9} {:>9} {:>9}", "", "connect", "relay", "forward");
         let _ = writeln!(out, "  {:<10} {:>9} {:>9} {:>9}", "one-hop", "-", "-", format!("{:.1}", m.one_hop_kib));
         for (path, t) in [("quic", &m.quic), ("wss", &m.wss)] {
-            let _ = writeln!(
-                out,
-                "  {path:<10} {:>9.1} {:>9.1} {:>9.1}",
-                t.connect_kib, t.relay_kib, t.forward_kib
-            );
+            let _ = writeln!(out, "  {path:<10} {:>9.1} {:>9.1} {:>9.1}", t.connect_kib, t.relay_kib, t.forward_kib);
         }
         let _ = writeln!(out, "\n{:<52} {:>8} {:>8} {:>5}", "target (issue #17)", "measured", "target", "met");
         for (label, measured, bound, met) in self.target_rows() {
-            let _ = writeln!(out, "{label:<52} {:>8} {bound:>8} {:>5}", cell(measured, 2), if met { "yes" } else { "NO" });
+            let _ =
+                writeln!(out, "{label:<52} {:>8} {bound:>8} {:>5}", cell(measured, 2), if met { "yes" } else { "NO" });
         }
         if self.runs > 1 {
             let _ = writeln!(out, "\nratios to tcp, lowest-highest of the {} runs:", self.runs);
@@ -275,7 +276,11 @@ impl ForwardSummary {
              (copy_bidirectional, TCP_NODELAY);\nquic, wss: through relay connect -> relay -> relay forward, one \
              stream channel per connection. CPU: utime+stime of each\nprocess over the calls/s run, in 10 ms \
              ticks. MB = 10^6 bytes, payload counted one way.{}",
-            if self.runs > 1 { "\nFigures and ratios: medians of the runs, each ratio taken within its run." } else { "" }
+            if self.runs > 1 {
+                "\nFigures and ratios: medians of the runs, each ratio taken within its run."
+            } else {
+                ""
+            }
         );
         out
     }

@@ -72,7 +72,12 @@ pub struct PlainForwardRole {
 }
 
 /// The `relay` tool's arguments naming the relay, the address and the credentials.
-fn relay_args(relay: &str, address: &str, cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Vec<String>> {
+fn relay_args(
+    relay: &str,
+    address: &str,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Vec<String>> {
     let data_dir = key.parent().context("the root key's directory")?;
     Ok(vec![
         "--relay".into(),
