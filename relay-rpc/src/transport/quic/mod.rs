@@ -1,21 +1,18 @@
 //! The QUIC transport: one connection to the relay, one bidirectional stream per channel.
 
+mod frames;
 pub(crate) mod host;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use futures::{Sink, Stream};
 use quinn::crypto::rustls::QuicClientConfig;
 use quinn::{
     ConnectionError, Endpoint, IdleTimeout, ReadError, RecvStream, SendStream, TransportConfig, VarInt, WriteError,
 };
-use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use frames::QuicFrames;
 use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::io::{self, FrameIoError};
 
@@ -28,7 +25,7 @@ use crate::options::ConnectOptions;
 use crate::tls;
 use crate::url::RelayUrl;
 use relay_proto::error::chain;
-use relay_proto::{self, ContractInfo, FRAME_HEADER_LEN, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
+use relay_proto::{self, ContractInfo, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
 
 /// A QUIC connection to a relay, with the endpoint that drives it.
 #[derive(Debug, Clone)]
@@ -182,15 +179,6 @@ pub fn connection_error(e: &ConnectionError) -> ChannelError {
     }
 }
 
-/// A channel's frames over one QUIC stream: `u32` length-prefixed, like handshake frames.
-struct QuicFrames {
-    read: FramedRead<RecvStream, LengthDelimitedCodec>,
-    write: FramedWrite<SendStream, LengthDelimitedCodec>,
-    max_frame: usize,
-    /// A stream the relay opened to a host counts against the host's grant while it lives.
-    _open: Option<OpenStream>,
-}
-
 /// Turns a stream whose handshake is done into a channel.
 pub(crate) fn channel(
     send: SendStream,
@@ -200,68 +188,5 @@ pub(crate) fn channel(
     address: Arc<str>,
     id: u64,
 ) -> Channel {
-    let codec = || {
-        LengthDelimitedCodec::builder().length_field_length(FRAME_HEADER_LEN).max_frame_length(max_frame).new_codec()
-    };
-    Channel::new(
-        QuicFrames {
-            read: FramedRead::new(recv, codec()),
-            write: FramedWrite::new(send, codec()),
-            max_frame,
-            _open: open,
-        },
-        address,
-        id,
-        "quic",
-    )
-}
-
-impl QuicFrames {
-    fn classify(&self, e: std::io::Error) -> ChannelError {
-        let Some(inner) = e.get_ref() else { return ChannelError::from(e) };
-        if let Some(e) = inner.downcast_ref::<ReadError>() {
-            read_error(e)
-        } else if let Some(e) = inner.downcast_ref::<WriteError>() {
-            write_error(e)
-        } else if inner.is::<tokio_util::codec::LengthDelimitedCodecError>() {
-            ChannelError::FrameTooLarge { max: self.max_frame }
-        } else {
-            ChannelError::from(e)
-        }
-    }
-}
-
-impl Stream for QuicFrames {
-    type Item = Result<BytesMut, ChannelError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let item = ready!(Pin::new(&mut self.read).poll_next(cx));
-        Poll::Ready(item.map(|r| r.map_err(|e| self.classify(e))))
-    }
-}
-
-impl Sink<Bytes> for QuicFrames {
-    type Error = ChannelError;
-
-    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        let r = ready!(Sink::<Bytes>::poll_ready(Pin::new(&mut self.write), cx));
-        Poll::Ready(r.map_err(|e| self.classify(e)))
-    }
-
-    fn start_send(mut self: Pin<&mut Self>, item: Bytes) -> Result<(), ChannelError> {
-        if item.len() > self.max_frame {
-            return Err(ChannelError::FrameTooLarge { max: self.max_frame });
-        }
-        Pin::new(&mut self.write).start_send(item).map_err(|e| self.classify(e))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        let r = ready!(Sink::<Bytes>::poll_flush(Pin::new(&mut self.write), cx));
-        Poll::Ready(r.map_err(|e| self.classify(e)))
-    }
-
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
-        let r = ready!(Sink::<Bytes>::poll_close(Pin::new(&mut self.write), cx));
-        Poll::Ready(r.map_err(|e| self.classify(e)))
-    }
+    Channel::new(QuicFrames::new(send, recv, max_frame, open), address, id, "quic")
 }
