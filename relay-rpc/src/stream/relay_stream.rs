@@ -160,7 +160,7 @@ impl RelayStream {
     /// ```
     pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
         Poll::Ready(match ready!(self.poll_fill(cx)) {
-            Ok(true) => Ok(Some(self.pending.split().freeze())),
+            Ok(true) => Ok(Some(std::mem::take(&mut self.pending).freeze())),
             Ok(false) => Ok(None),
             Err(e) => Err(e),
         })
@@ -231,6 +231,10 @@ impl AsyncRead for RelayStream {
             let n = this.pending.len().min(buf.remaining());
             buf.put_slice(&this.pending[..n]);
             this.pending.advance(n);
+            if this.pending.is_empty() {
+                // An empty view of a frame keeps all of it allocated while the stream is idle.
+                this.pending = BytesMut::new();
+            }
         }
         Poll::Ready(Ok(()))
     }

@@ -59,8 +59,18 @@ impl Deframer {
         self.header_len > 0 || self.body.is_some()
     }
 
-    /// The next whole frame of what was pushed; `None` until more arrives.
+    /// The next whole frame of what was pushed; `None` until more arrives. Once a chunk is
+    /// all taken, nothing of it is kept: an empty slice of quinn's receive buffer would keep
+    /// the whole buffer alive for as long as the channel sits idle.
     pub(super) fn next_frame(&mut self) -> Result<Option<BytesMut>, ChannelError> {
+        let next = self.cut();
+        if self.rest.is_empty() {
+            self.rest = Bytes::new();
+        }
+        next
+    }
+
+    fn cut(&mut self) -> Result<Option<BytesMut>, ChannelError> {
         if self.body.is_none() {
             let take = (FRAME_HEADER_LEN - self.header_len).min(self.rest.len());
             self.header[self.header_len..self.header_len + take].copy_from_slice(&self.rest[..take]);
@@ -306,6 +316,17 @@ mod tests {
         assert!(mid, "a frame whose body was cut");
         let (_, mid) = deframe(&wire[..2], 1, 100);
         assert!(mid, "a frame whose length was cut");
+    }
+
+    #[test]
+    fn nothing_of_a_chunk_is_kept_once_it_is_all_taken() {
+        let wire = Bytes::from(framed(&[b"one", b"two"]));
+        let mut deframer = Deframer::new(64);
+        deframer.push(wire.clone());
+        assert_eq!(&deframer.next_frame().unwrap().unwrap()[..], b"one");
+        assert!(!wire.is_unique(), "the rest of the chunk is still to cut");
+        assert_eq!(&deframer.next_frame().unwrap().unwrap()[..], b"two");
+        assert!(wire.is_unique(), "the deframer let go of the chunk");
     }
 
     #[test]
