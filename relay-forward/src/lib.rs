@@ -71,6 +71,30 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// Threads to run on. One (the default) runs every connection on one thread, where bytes
+    /// handed from a TCP socket to the relay connection cross no thread: the hand-offs between
+    /// threads cost a forwarder more than its work does. More spread many busy connections over
+    /// cores (each WebSocket stream is a connection of its own; QUIC streams share one).
+    #[arg(long, global = true, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+}
+
+/// The runtime the tool runs on with `threads` threads (see [`Cli::threads`]): tokio's
+/// current-thread runtime for one, its multi-thread runtime for more.
+///
+/// ```
+/// let runtime = relay_forward::runtime(1).expect("a runtime");
+/// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
+/// ```
+pub fn runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads.into());
+        builder
+    };
+    builder.enable_all().build()
 }
 
 /// The tool's subcommands.

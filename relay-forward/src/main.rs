@@ -10,17 +10,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use relay_forward::Cli;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    match relay_forward::run(Cli::parse(), async {
+    let cli = Cli::parse();
+    let runtime = match relay_forward::runtime(cli.threads) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(relay_forward::run(cli, async {
         relay_process::requested().await;
-    })
-    .await
-    {
+    })) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", relay_forward::report(&e));

@@ -131,14 +131,13 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,tarpc=error".into()),
         )
         .init();
-    let single = std::env::var("BENCH_TOOL_RT").is_ok_and(|v| v == "current")
-        && matches!(args.role, Some(roles::Role::ForwardTool(_) | roles::Role::ConnectTool(_)));
-    let mut builder = if single {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
+    // The relay tools run on the runtime the `relay` binary gives them.
+    let runtime = match &args.role {
+        Some(roles::Role::ForwardTool(tool)) => relay_forward::runtime(tool.threads),
+        Some(roles::Role::ConnectTool(tool)) => relay_forward::runtime(tool.threads),
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the tokio runtime: {e}");

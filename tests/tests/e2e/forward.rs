@@ -454,8 +454,9 @@ async fn the_relay_binary_forwards_a_port() {
     let relay = TestRelay::start().await;
     let (echo, mut echoed) = echo_server().await;
     let (data_dir, echo) = (relay.dir().to_str().unwrap().to_owned(), echo.to_string());
-    for (url, address) in [(&relay.url, "bin-quic"), (&relay.ws_url, "bin-wss")] {
-        let common = ["--relay", url.as_str(), "--address", address, "--data-dir", &data_dir];
+    // One thread (the default) over QUIC, a multi-thread runtime over wss.
+    for (url, address, threads) in [(&relay.url, "bin-quic", "1"), (&relay.ws_url, "bin-wss", "2")] {
+        let common = ["--relay", url.as_str(), "--address", address, "--data-dir", &data_dir, "--threads", threads];
         let mut forward = RelayProcess::spawn(&bin, &[&["forward", "--to", &echo][..], &common].concat());
         assert!(forward.line().await.starts_with("forwarding streams on"));
         let mut connect = RelayProcess::spawn(&bin, &[&["connect", "--listen", "127.0.0.1:0"][..], &common].concat());

@@ -41,6 +41,9 @@ pub struct ForwardToolRole {
     /// The relay's root key (the tool signs its tokens with it, as beside a relay).
     #[arg(long)]
     key: PathBuf,
+    /// The tool's `--threads`.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u16,
 }
 
 /// `connect-tool --relay URL --address A --cert C --key K`: `relay connect` on a local port;
@@ -59,6 +62,9 @@ pub struct ConnectToolRole {
     /// The relay's root key.
     #[arg(long)]
     key: PathBuf,
+    /// The tool's `--threads`.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u16,
 }
 
 /// `plain-forward --to ADDR`: each connection accepted on a local port is joined to a new
