@@ -32,7 +32,7 @@ use crate::caller::{Caller, RelayTarget, Target};
 use crate::contract::{QUIC_ADDRESS, WSS_ADDRESS, payload};
 use crate::measure::{self, MIB_1, SMALL, progress};
 use crate::procs::RelayProc;
-use proxy::{Loss, TcpProxy, UdpCounts, UdpProxy};
+use proxy::{Lateness, Loss, TcpProxy, UdpCounts, UdpProxy};
 use report::{Column, Timed, WanFigures};
 
 pub use chart::render as chart;
@@ -50,6 +50,10 @@ pub struct WanArgs {
     /// With `--wan`: the probability that a UDP datagram is dropped, each way, on each leg.
     #[arg(long, default_value_t = 0.01, value_parser = parse_loss)]
     pub loss: f64,
+    /// With `--wan`: 1 MiB echoes in flight at once on the bulk channel (each must come back
+    /// within the bench's call timeout, 10 s, at `--loss` too).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub bulk_in_flight: u64,
 }
 
 fn parse_loss(text: &str) -> Result<f64, String> {
@@ -75,7 +79,7 @@ pub struct WanPlan {
     pub busy_calls: usize,
     /// One bulk transfer: this many 1 MiB echoes (MiB each way).
     pub bulk_mib: usize,
-    /// 1 MiB echoes in flight at once on the bulk channel.
+    /// 1 MiB echoes in flight at once on the bulk channel (`--bulk-in-flight` replaces it).
     pub in_flight: usize,
     /// The most the bulk transfers of one column may take, however few calls were timed.
     pub busy_for: Duration,
@@ -91,7 +95,7 @@ impl WanPlan {
             idle_calls: 300,
             busy_calls: 200,
             bulk_mib: 64,
-            in_flight: 4,
+            in_flight: 2,
             busy_for: Duration::from_secs(60),
         }
     }
@@ -105,7 +109,7 @@ impl WanPlan {
             idle_calls: 30,
             busy_calls: 20,
             bulk_mib: 16,
-            in_flight: 4,
+            in_flight: 2,
             busy_for: Duration::from_secs(20),
         }
     }
@@ -113,6 +117,7 @@ impl WanPlan {
 
 /// One WAN run: a relay and a host started afresh, the proxies, every column, all stopped.
 pub async fn run(plan: &WanPlan, args: &WanArgs) -> anyhow::Result<WanFigures> {
+    let plan = &WanPlan { in_flight: args.bulk_in_flight as usize, ..plan.clone() };
     let delay = Duration::from_millis(args.delay_ms);
     progress("wan", "starting the relay, the proxies and the host");
     let relay = RelayProc::start("wan", None).await?;
@@ -136,16 +141,20 @@ pub async fn run(plan: &WanPlan, args: &WanArgs) -> anyhow::Result<WanFigures> {
     let wss = via(format!("wss://{}", caller_tcp.addr()), WSS_ADDRESS);
     let tcp = Target::Tcp(direct_tcp.addr());
     let udp = [caller_udp.counts(), host_udp.counts()];
+    let udp_path = Path { crossings: 4, proxies: vec![&caller_udp.counts().late, &host_udp.counts().late] };
+    let wss_path = Path { crossings: 4, proxies: vec![caller_tcp.late(), host_tcp.late()] };
+    let tcp_path = Path { crossings: 2, proxies: vec![direct_tcp.late()] };
+    let rtt = 4 * delay;
 
     let measured = async {
         let at = |p: f64| {
             loss.set(p);
             p
         };
-        let quic_clean = column(plan, "quic 0%", &quic, at(0.0), Some(&udp)).await?;
-        let quic_lossy = column(plan, "quic loss", &quic, at(args.loss), Some(&udp)).await?;
-        let wss = column(plan, "wss", &wss, 0.0, None).await?;
-        let tcp = column(plan, "tcp", &tcp, 0.0, None).await?;
+        let quic_clean = column(plan, "quic 0%", &quic, at(0.0), Some(&udp), &udp_path, rtt).await?;
+        let quic_lossy = column(plan, "quic loss", &quic, at(args.loss), Some(&udp), &udp_path, rtt).await?;
+        let wss = column(plan, "wss", &wss, 0.0, None, &wss_path, rtt).await?;
+        let tcp = column(plan, "tcp", &tcp, 0.0, None, &tcp_path, rtt).await?;
         anyhow::Ok(WanFigures::new(delay, args.loss, quic_clean, quic_lossy, wss, tcp))
     };
     let figures = measured.await;
@@ -159,6 +168,19 @@ pub async fn run(plan: &WanPlan, args: &WanArgs) -> anyhow::Result<WanFigures> {
 fn socket_of(url: &str, scheme: &str) -> anyhow::Result<SocketAddr> {
     let rest = url.strip_prefix(scheme).with_context(|| format!("{url} does not start with {scheme}"))?;
     rest.trim_end_matches('/').parse().with_context(|| format!("the address of {url}"))
+}
+
+/// The proxies a subject's round trip crosses, and how many crossings a round trip makes.
+struct Path<'a> {
+    crossings: u32,
+    proxies: Vec<&'a Lateness>,
+}
+
+impl Path<'_> {
+    /// The proxies' lateness counts now, summed.
+    fn lateness(&self) -> (u64, u64) {
+        self.proxies.iter().map(|p| p.snapshot()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
 }
 
 /// Where one column's channels come from: a relay connection (channels are opened on it) or
@@ -177,16 +199,20 @@ impl Link {
     }
 }
 
-/// Every figure of one column: `target` through the proxies, with `loss` (as set now) on the
-/// UDP proxies whose counts are `udp` (none for the TCP subjects).
+/// Every figure of one column: `target` through the proxies of `path`, whose nominal round
+/// trip is `rtt`, with `loss` (as set now) on the UDP proxies whose counts are `udp` (none for
+/// the TCP subjects).
 async fn column(
     plan: &WanPlan,
     name: &'static str,
     target: &Target,
     loss: f64,
     udp: Option<&[&UdpCounts; 2]>,
+    path: &Path<'_>,
+    rtt: Duration,
 ) -> anyhow::Result<Column> {
     let counted_before = udp.map(|counts| counts.map(UdpCounts::snapshot));
+    let kernel_before = udp.and_then(|_| kernel_udp_drops());
     progress(name, "connecting and warming up");
     let link = match target {
         Target::Relay(relay) => Link::Relay(relay.connect().await?, relay.address.clone()),
@@ -201,6 +227,7 @@ async fn column(
     let big = payload(MIB_1);
     ensure!(bulk.echo(big.clone()).await? == big, "{name}: the 1 MiB echo came back different");
 
+    let late_before = path.lateness();
     let open = match &link {
         Link::Relay(connection, address) => {
             progress(name, &format!("{} channel opens on the connection", plan.opens));
@@ -225,9 +252,12 @@ async fn column(
     progress(name, &format!("{} calls, idle", plan.idle_calls));
     let mut idle = Vec::with_capacity(plan.idle_calls);
     measure::time_calls(&small, plan.idle_calls, &mut idle).await.with_context(|| format!("{name}: idle calls"))?;
+    let late_after = path.lateness();
+    let late_ms = mean_ms(late_before, late_after);
 
     progress(name, &format!("calls beside {} MiB transfers, until {} calls", plan.bulk_mib, plan.busy_calls));
     let (busy, bulk_mbps) = busy(plan, &small, &bulk).await.with_context(|| format!("{name}: calls beside bulk"))?;
+    let busy_late_ms = mean_ms(late_after, path.lateness());
 
     let lost = counted_before.and_then(|before| {
         let after = udp?.map(UdpCounts::snapshot);
@@ -235,6 +265,7 @@ async fn column(
         let dropped: u64 = (0..2).map(|i| after[i].1 + after[i].2 - before[i].1 - before[i].2).sum();
         (received > 0).then(|| dropped as f64 / received as f64)
     });
+    let kernel_drops = kernel_before.zip(kernel_udp_drops()).map(|(before, after)| after.saturating_sub(before));
     if let Link::Relay(connection, _) = link {
         connection.close();
     }
@@ -246,8 +277,29 @@ async fn column(
         busy_calls: busy.len(),
         busy: Timed::of(busy),
         bulk_mbps,
+        bulk_in_flight: plan.in_flight,
         datagrams_dropped: lost,
+        kernel_udp_drops: kernel_drops,
+        late_ms,
+        busy_late_ms,
+        realised_rtt_ms: rtt.as_secs_f64() * 1000.0 + f64::from(path.crossings) * late_ms,
     })
+}
+
+/// The mean lateness between two `(total ns, deliveries)` counts, ms.
+fn mean_ms(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let (late_ns, deliveries) = (after.0 - before.0, after.1 - before.1);
+    if deliveries > 0 { late_ns as f64 / deliveries as f64 / 1e6 } else { 0.0 }
+}
+
+/// The system's count of UDP datagrams dropped because a socket's receive buffer was full
+/// (`RcvbufErrors` in `/proc/net/snmp`), if it can be read.
+fn kernel_udp_drops() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|line| line.starts_with("Udp:"));
+    let (names, values) = (udp.next()?, udp.next()?);
+    let at = names.split_whitespace().position(|name| name == "RcvbufErrors")?;
+    values.split_whitespace().nth(at)?.parse().ok()
 }
 
 /// Times sequential 64-byte calls on `small` while [`WanPlan::bulk_mib`] 1 MiB echoes run on
@@ -304,6 +356,11 @@ mod tests {
     fn relay_urls_name_socket_addresses() {
         assert_eq!(socket_of("quic://127.0.0.1:7443", "quic://").unwrap(), SocketAddr::from(([127, 0, 0, 1], 7443)));
         assert!(socket_of("wss://127.0.0.1:1", "quic://").is_err());
+    }
+
+    #[test]
+    fn the_kernel_counts_udp_drops_here() {
+        assert!(kernel_udp_drops().is_some(), "no RcvbufErrors in /proc/net/snmp");
     }
 
     #[test]

@@ -45,6 +45,39 @@ pub const TCP_BUDGET: usize = 8 << 20;
 /// The most one read of a TCP connection takes.
 const TCP_CHUNK: usize = 64 << 10;
 
+/// A UDP socket on a port of 127.0.0.1 the system chooses, with the large buffers the relay's
+/// own QUIC sockets have: with the kernel's default a burst overflows the socket's queue, and the
+/// kernel drops datagrams the proxy was never asked to drop.
+fn bind_udp() -> anyhow::Result<UdpSocket> {
+    let socket = relay_proto::io::bind_udp(SocketAddr::from(([127, 0, 0, 1], 0)), relay_proto::io::UDP_BUFFER_BYTES)
+        .context("binding a UDP socket of the proxy")?;
+    socket.set_nonblocking(true)?;
+    Ok(UdpSocket::from_std(socket)?)
+}
+
+/// How late deliveries were past their due time (the delay), summed: timers have a granularity
+/// (tokio's is a millisecond, rounded up) and a loaded machine wakes tasks late, so the path a
+/// proxy makes is a little longer than asked. Counting it says how much.
+#[derive(Debug, Default)]
+pub struct Lateness {
+    total_ns: AtomicU64,
+    deliveries: AtomicU64,
+}
+
+impl Lateness {
+    /// Notes a delivery due at `due`, made now.
+    fn note(&self, due: Instant) {
+        let late = Instant::now().saturating_duration_since(due);
+        self.total_ns.fetch_add(late.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.deliveries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(total lateness in ns, deliveries)` now.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (self.total_ns.load(Ordering::Relaxed), self.deliveries.load(Ordering::Relaxed))
+    }
+}
+
 /// A loss probability, shared by the proxies that drop datagrams, and changeable while they run.
 #[derive(Debug, Clone, Default)]
 pub struct Loss(Arc<AtomicU64>);
@@ -104,6 +137,8 @@ pub struct UdpCounts {
     pub lost: AtomicU64,
     /// Datagrams dropped because [`UDP_QUEUE`] were already waiting.
     pub overflowed: AtomicU64,
+    /// How late the datagrams passed on were.
+    pub late: Lateness,
 }
 
 impl UdpCounts {
@@ -127,7 +162,7 @@ impl UdpProxy {
     /// datagram `delay` later, each dropped with probability `loss` (each way), the drops
     /// decided by generators seeded from `seed`.
     pub async fn start(upstream: SocketAddr, delay: Duration, loss: Loss, seed: u64) -> anyhow::Result<Self> {
-        let socket = UdpSocket::bind(("127.0.0.1", 0)).await.context("binding the UDP proxy's port")?;
+        let socket = bind_udp()?;
         let addr = socket.local_addr()?;
         let counts = Arc::new(UdpCounts::default());
         let mut tasks = JoinSet::new();
@@ -207,22 +242,24 @@ impl Session {
         seed: u64,
         tasks: &mut JoinSet<()>,
     ) -> anyhow::Result<mpsc::Sender<(Instant, Bytes)>> {
-        let upstream = Arc::new(UdpSocket::bind(("127.0.0.1", 0)).await.context("binding an upstream UDP socket")?);
+        let upstream = Arc::new(bind_udp()?);
         upstream.connect(self.upstream).await.with_context(|| format!("connecting to {}", self.upstream))?;
         let (to_upstream, mut up_queue) = mpsc::channel::<(Instant, Bytes)>(UDP_QUEUE);
         let (to_client, mut down_queue) = mpsc::channel::<(Instant, Bytes)>(UDP_QUEUE);
-        let sending = upstream.clone();
+        let (sending, counts) = (upstream.clone(), self.counts.clone());
         tasks.spawn(async move {
             while let Some((at, datagram)) = up_queue.recv().await {
                 tokio::time::sleep_until(at).await;
+                counts.late.note(at);
                 // A datagram that cannot be sent is one more lost: the path goes on.
                 let _ = sending.send(&datagram).await;
             }
         });
-        let listen = self.listen.clone();
+        let (listen, counts) = (self.listen.clone(), self.counts.clone());
         tasks.spawn(async move {
             while let Some((at, datagram)) = down_queue.recv().await {
                 tokio::time::sleep_until(at).await;
+                counts.late.note(at);
                 let _ = listen.send_to(&datagram, client).await;
             }
         });
@@ -253,6 +290,7 @@ impl Session {
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
+    late: Arc<Lateness>,
     _tasks: JoinSet<()>,
 }
 
@@ -262,17 +300,19 @@ impl TcpProxy {
     pub async fn start(upstream: SocketAddr, delay: Duration) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.context("binding the TCP proxy's port")?;
         let addr = listener.local_addr()?;
+        let late = Arc::new(Lateness::default());
         let mut tasks = JoinSet::new();
+        let noted = late.clone();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
                         Ok((client, _)) => {
-                            let opened = Instant::now();
+                            let (opened, late) = (Instant::now(), noted.clone());
                             // A connection that fails is closed both ways: what a broken path does.
                             connections.spawn(async move {
-                                let _ = connection(client, upstream, delay, opened).await;
+                                let _ = connection(client, upstream, delay, opened, &late).await;
                             });
                         }
                         // Out of file descriptors, say: the next accept may work.
@@ -282,39 +322,64 @@ impl TcpProxy {
                 }
             }
         });
-        Ok(Self { addr, _tasks: tasks })
+        Ok(Self { addr, late, _tasks: tasks })
     }
 
     /// Where clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
+
+    /// How late the chunks passed on were.
+    pub fn late(&self) -> &Lateness {
+        &self.late
+    }
 }
 
 /// One proxied connection: `client`, accepted at `opened`, to a new connection to `upstream`,
 /// both ways through [`pipe`], until both ways have ended or either fails.
-async fn connection(client: TcpStream, upstream: SocketAddr, delay: Duration, opened: Instant) -> anyhow::Result<()> {
+async fn connection(
+    client: TcpStream,
+    upstream: SocketAddr,
+    delay: Duration,
+    opened: Instant,
+    late: &Lateness,
+) -> anyhow::Result<()> {
     let server = TcpStream::connect(upstream).await.with_context(|| format!("connecting to {upstream}"))?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
     tokio::try_join!(
-        pipe(client_read, server_write, delay, opened, TCP_BUDGET),
-        pipe(server_read, client_write, delay, opened, TCP_BUDGET),
+        pipe(client_read, server_write, Timing { delay, opened, budget: TCP_BUDGET, late }),
+        pipe(server_read, client_write, Timing { delay, opened, budget: TCP_BUDGET, late }),
     )?;
     Ok(())
+}
+
+/// How a [`pipe`] delays what it passes on.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing<'a> {
+    /// The one-way delay.
+    pub delay: Duration,
+    /// When the connection was accepted.
+    pub opened: Instant,
+    /// The most bytes waiting (plus one read).
+    pub budget: usize,
+    /// Where to note how late each chunk was.
+    pub late: &'a Lateness,
 }
 
 /// Passes what `from` yields to `to`, each chunk `delay` after it was read and not before
 /// `opened` plus a round trip (twice `delay`) plus `delay` (the handshake, see the module doc),
 /// in order, with at most `budget` bytes (plus one read) waiting; `from`'s end of stream is
 /// passed on as a shutdown of `to`, the delay later. Returns the bytes passed on.
-pub async fn pipe<R, W>(mut from: R, mut to: W, delay: Duration, opened: Instant, budget: usize) -> anyhow::Result<u64>
+pub async fn pipe<R, W>(mut from: R, mut to: W, timing: Timing<'_>) -> anyhow::Result<u64>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let Timing { delay, opened, budget, late } = timing;
     let budget = budget.clamp(1, u32::MAX as usize);
     let permits = Arc::new(Semaphore::new(budget));
     let handshake = opened + 2 * delay;
@@ -337,6 +402,7 @@ where
         let mut passed = 0u64;
         while let Some((at, chunk, permit)) = waiting.recv().await {
             tokio::time::sleep_until(at).await;
+            late.note(at);
             match chunk {
                 Some(chunk) => {
                     to.write_all(&chunk).await.context("writing")?;
@@ -400,7 +466,11 @@ mod tests {
         let (mut client, proxy_side) = tokio::io::duplex(1 << 16);
         let (server_side, mut server) = tokio::io::duplex(1 << 16);
         let start = Instant::now();
-        let piping = tokio::spawn(pipe(proxy_side, server_side, DELAY, start, 1 << 20));
+        let late = Arc::new(Lateness::default());
+        let noted = late.clone();
+        let piping = tokio::spawn(async move {
+            pipe(proxy_side, server_side, Timing { delay: DELAY, opened: start, budget: 1 << 20, late: &noted }).await
+        });
         // Sent at once: held for the handshake (a round trip), then the one-way delay.
         client.write_all(b"hello").await.unwrap();
         assert_eq!(arrivals(&mut server, 5, start).await, vec![(5, 3 * DELAY)]);
@@ -420,6 +490,7 @@ mod tests {
         assert!(rest.is_empty());
         assert_eq!(start.elapsed(), closed_at + DELAY);
         assert_eq!(piping.await.unwrap().unwrap(), 9);
+        assert_eq!(late.snapshot(), (0, 4), "paused time: every chunk and the end on time");
     }
 
     #[tokio::test(start_paused = true)]
@@ -429,7 +500,10 @@ mod tests {
         let (server_side, mut server) = tokio::io::duplex(16);
         let start = Instant::now();
         let budget = 4096;
-        tokio::spawn(pipe(proxy_side, server_side, DELAY, start, budget));
+        tokio::spawn(async move {
+            let late = Lateness::default();
+            pipe(proxy_side, server_side, Timing { delay: DELAY, opened: start, budget, late: &late }).await
+        });
         let sent = vec![7u8; 64 << 10];
         let writing = tokio::spawn(async move {
             client.write_all(&sent).await.unwrap();
@@ -473,6 +547,7 @@ mod tests {
         assert!(nothing.is_err(), "a datagram came through at 100% loss");
         let (received, lost, overflowed) = proxy.counts().snapshot();
         assert_eq!((received, lost, overflowed), (12, 10, 0));
+        assert_eq!(proxy.counts().late.snapshot().1, 2, "two datagrams passed on");
         echo.abort();
     }
 }

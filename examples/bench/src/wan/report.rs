@@ -73,9 +73,22 @@ pub struct Column {
     pub busy_calls: usize,
     /// The 1 MiB echoes' rate, MB/s (10^6 bytes of payload, counted one way).
     pub bulk_mbps: f64,
+    /// How many 1 MiB echoes were in flight at once.
+    pub bulk_in_flight: usize,
     /// The share of datagrams the UDP proxies dropped over the column, both legs, both ways
     /// (loss and full queues); none for the TCP subjects.
     pub datagrams_dropped: Option<f64>,
+    /// UDP datagrams the kernel dropped over the column, its sockets' receive buffers full
+    /// (system-wide: every process's); none for the TCP subjects.
+    pub kernel_udp_drops: Option<u64>,
+    /// How late the proxies on the path delivered, on average, past the delay (timer granularity
+    /// and wake-ups), over the opens, fresh processes and idle calls, ms.
+    pub late_ms: f64,
+    /// The same beside the bulk echoes (which keep the proxies, in the bench process, busy), ms.
+    pub busy_late_ms: f64,
+    /// The path's round trip as the proxies made it: the nominal one plus each crossing's
+    /// lateness, ms.
+    pub realised_rtt_ms: f64,
 }
 
 impl Column {
@@ -87,6 +100,9 @@ impl Column {
             busy: self.busy.rounded(),
             bulk_mbps: round(self.bulk_mbps, 2),
             datagrams_dropped: self.datagrams_dropped.map(|d| round(d, 5)),
+            late_ms: round(self.late_ms, 3),
+            busy_late_ms: round(self.busy_late_ms, 3),
+            realised_rtt_ms: round(self.realised_rtt_ms, 2),
             ..self.clone()
         }
     }
@@ -297,9 +313,12 @@ impl WanSummary {
         }
         let _ = writeln!(out);
         let rtt = f.path_rtt_ms;
-        let rows: [(&str, Row); 13] = [
+        let rows: [(&str, Row); 19] = [
+            ("path RTT as the proxies made it (ms)", |c, _| Some(c.realised_rtt_ms)),
+            ("  proxy lateness per crossing (ms)", |c, _| Some(c.late_ms)),
             ("channel open, existing connection, p50 (ms)", |c, _| c.open.map(|o| o.p50_ms)),
             ("  in path RTTs", |c, rtt| c.open_rtts(rtt)),
+            ("  in path RTTs as made", |c, _| c.open_rtts(c.realised_rtt_ms)),
             ("channel open, existing connection, p99 (ms)", |c, _| c.open.map(|o| o.p99_ms)),
             ("fresh process to first answer, median (ms)", |c, _| Some(c.fresh_ms)),
             ("  in path RTTs", |c, rtt| Some(ratio(c.fresh_ms, rtt))),
@@ -308,15 +327,19 @@ impl WanSummary {
             ("64-byte call beside bulk, p50 (ms)", |c, _| Some(c.busy.p50_ms)),
             ("64-byte call beside bulk, p99 (ms)", |c, _| Some(c.busy.p99_ms)),
             ("  p99 beside bulk / idle p99", |c, _| Some(c.busy_p99_ratio())),
+            ("  proxy lateness per crossing, beside (ms)", |c, _| Some(c.busy_late_ms)),
             ("  calls timed beside bulk", |c, _| Some(c.busy_calls as f64)),
             ("bulk, 1 MiB echoes, MB/s", |c, _| Some(c.bulk_mbps)),
+            ("  echoes in flight", |c, _| Some(c.bulk_in_flight as f64)),
             ("datagrams dropped by the proxies (%)", |c, _| c.datagrams_dropped.map(|d| 100.0 * d)),
+            ("  and by full socket buffers (all processes)", |c, _| c.kernel_udp_drops.map(|d| d as f64)),
         ];
         for (label, get) in rows {
             let _ = write!(out, "{label:<46}");
             for (_, column) in &columns {
                 let value = get(column, rtt);
-                let digits = if label.contains("timed") { 0 } else { 2 };
+                let whole = ["timed", "buffers", "in flight"].iter().any(|w| label.contains(w));
+                let digits = if whole { 0 } else { 2 };
                 let _ = write!(out, " {:>10}", cell(value, digits));
             }
             let _ = writeln!(out);
@@ -348,11 +371,13 @@ impl WanSummary {
         };
         let _ = writeln!(
             out,
-            "\nquic: UDP proxies on both legs; wss: TCP proxies on both legs, no loss (TCP retransmits below the socket \
-             API: no loss\ncan be made in userspace); tcp: tarpc straight to the host through one TCP proxy with twice the \
-             delay, no loss.\nMinimum for an open: one path RTT (the relay asks the host). Bulk: 1 MiB echoes, several \
-             in flight on a second\nchannel of the same caller connection (a second connection for tcp), the calls \
-             beside it on the first. MB = 10^6\nbytes of payload, counted one way.{medians}"
+            "\nquic: UDP proxies on both legs; wss: TCP proxies on both legs, no loss (TCP retransmits below the \
+             socket API: no loss\ncan be made in userspace); tcp: tarpc straight to the host through one TCP proxy \
+             with twice the delay, no loss.\nMinimum for an open: one path RTT (the relay asks the host). Lateness: \
+             how far past the delay the proxies' timers\ndelivered (tokio's granularity: 1 ms); \"as made\" counts \
+             it into the RTT. Bulk: 1 MiB echoes, several in flight on a\nsecond channel of the same caller \
+             connection (a second connection for tcp), the calls beside it on the first.\nMB = 10^6 bytes of \
+             payload, counted one way.{medians}"
         );
         out
     }
