@@ -45,14 +45,14 @@ pub struct WanArgs {
     #[arg(long, conflicts_with_all = ["cluster", "forward"])]
     pub wan: bool,
     /// With `--wan`: the one-way delay of each leg (caller-relay, relay-host), in ms.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    #[arg(long, default_value_t = 10, requires = "wan", value_parser = clap::value_parser!(u64).range(1..=1_000))]
     pub delay_ms: u64,
     /// With `--wan`: the probability that a UDP datagram is dropped, each way, on each leg.
-    #[arg(long, default_value_t = 0.01, value_parser = parse_loss)]
+    #[arg(long, default_value_t = 0.01, requires = "wan", value_parser = parse_loss)]
     pub loss: f64,
     /// With `--wan`: 1 MiB echoes in flight at once on the bulk channel (each must come back
     /// within the bench's call timeout, 10 s, at `--loss` too).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    #[arg(long, default_value_t = 2, requires = "wan", value_parser = clap::value_parser!(u64).range(1..=64))]
     pub bulk_in_flight: u64,
 }
 
