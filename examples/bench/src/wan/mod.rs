@@ -181,6 +181,11 @@ impl Path<'_> {
     fn lateness(&self) -> (u64, u64) {
         self.proxies.iter().map(|p| p.snapshot()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     }
+
+    /// The latest delivery of the proxies since the last call, ms, and starts over.
+    fn take_max_ms(&self) -> f64 {
+        self.proxies.iter().map(|p| p.take_max()).max().unwrap_or(0) as f64 / 1e6
+    }
 }
 
 /// Where one column's channels come from: a relay connection (channels are opened on it) or
@@ -228,6 +233,7 @@ async fn column(
     ensure!(bulk.echo(big.clone()).await? == big, "{name}: the 1 MiB echo came back different");
 
     let late_before = path.lateness();
+    path.take_max_ms();
     let open = match &link {
         Link::Relay(connection, address) => {
             progress(name, &format!("{} channel opens on the connection", plan.opens));
@@ -253,11 +259,13 @@ async fn column(
     let mut idle = Vec::with_capacity(plan.idle_calls);
     measure::time_calls(&small, plan.idle_calls, &mut idle).await.with_context(|| format!("{name}: idle calls"))?;
     let late_after = path.lateness();
+    let late_max_ms = path.take_max_ms();
     let late_ms = mean_ms(late_before, late_after);
 
     progress(name, &format!("calls beside {} MiB transfers, until {} calls", plan.bulk_mib, plan.busy_calls));
     let (busy, bulk_mbps) = busy(plan, &small, &bulk).await.with_context(|| format!("{name}: calls beside bulk"))?;
     let busy_late_ms = mean_ms(late_after, path.lateness());
+    let busy_late_max_ms = path.take_max_ms();
 
     let lost = counted_before.and_then(|before| {
         let after = udp?.map(UdpCounts::snapshot);
@@ -282,6 +290,8 @@ async fn column(
         kernel_udp_drops: kernel_drops,
         late_ms,
         busy_late_ms,
+        late_max_ms,
+        busy_late_max_ms,
         realised_rtt_ms: rtt.as_secs_f64() * 1000.0 + f64::from(path.crossings) * late_ms,
     })
 }

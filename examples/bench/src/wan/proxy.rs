@@ -62,14 +62,23 @@ fn bind_udp() -> anyhow::Result<UdpSocket> {
 pub struct Lateness {
     total_ns: AtomicU64,
     deliveries: AtomicU64,
+    /// The latest delivery since [`Lateness::take_max`] last read it.
+    max_ns: AtomicU64,
 }
 
 impl Lateness {
     /// Notes a delivery due at `due`, made now.
     fn note(&self, due: Instant) {
         let late = Instant::now().saturating_duration_since(due);
-        self.total_ns.fetch_add(late.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        let late_ns = late.as_nanos().min(u128::from(u64::MAX)) as u64;
+        self.total_ns.fetch_add(late_ns, Ordering::Relaxed);
         self.deliveries.fetch_add(1, Ordering::Relaxed);
+        self.max_ns.fetch_max(late_ns, Ordering::Relaxed);
+    }
+
+    /// The latest delivery's lateness since the last call, in ns, and starts over.
+    pub fn take_max(&self) -> u64 {
+        self.max_ns.swap(0, Ordering::Relaxed)
     }
 
     /// `(total lateness in ns, deliveries)` now.

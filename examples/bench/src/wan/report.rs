@@ -86,6 +86,10 @@ pub struct Column {
     pub late_ms: f64,
     /// The same beside the bulk echoes (which keep the proxies, in the bench process, busy), ms.
     pub busy_late_ms: f64,
+    /// The latest single delivery over the opens, fresh processes and idle calls, ms past due.
+    pub late_max_ms: f64,
+    /// The latest single delivery beside the bulk echoes, ms past due.
+    pub busy_late_max_ms: f64,
     /// The path's round trip as the proxies made it: the nominal one plus each crossing's
     /// lateness, ms.
     pub realised_rtt_ms: f64,
@@ -102,6 +106,8 @@ impl Column {
             datagrams_dropped: self.datagrams_dropped.map(|d| round(d, 5)),
             late_ms: round(self.late_ms, 3),
             busy_late_ms: round(self.busy_late_ms, 3),
+            late_max_ms: round(self.late_max_ms, 2),
+            busy_late_max_ms: round(self.busy_late_max_ms, 2),
             realised_rtt_ms: round(self.realised_rtt_ms, 2),
             ..self.clone()
         }
@@ -313,9 +319,10 @@ impl WanSummary {
         }
         let _ = writeln!(out);
         let rtt = f.path_rtt_ms;
-        let rows: [(&str, Row); 19] = [
+        let rows: [(&str, Row); 21] = [
             ("path RTT as the proxies made it (ms)", |c, _| Some(c.realised_rtt_ms)),
             ("  proxy lateness per crossing (ms)", |c, _| Some(c.late_ms)),
+            ("  latest single crossing (ms)", |c, _| Some(c.late_max_ms)),
             ("channel open, existing connection, p50 (ms)", |c, _| c.open.map(|o| o.p50_ms)),
             ("  in path RTTs", |c, rtt| c.open_rtts(rtt)),
             ("  in path RTTs as made", |c, _| c.open_rtts(c.realised_rtt_ms)),
@@ -328,6 +335,7 @@ impl WanSummary {
             ("64-byte call beside bulk, p99 (ms)", |c, _| Some(c.busy.p99_ms)),
             ("  p99 beside bulk / idle p99", |c, _| Some(c.busy_p99_ratio())),
             ("  proxy lateness per crossing, beside (ms)", |c, _| Some(c.busy_late_ms)),
+            ("  latest single crossing, beside (ms)", |c, _| Some(c.busy_late_max_ms)),
             ("  calls timed beside bulk", |c, _| Some(c.busy_calls as f64)),
             ("bulk, 1 MiB echoes, MB/s", |c, _| Some(c.bulk_mbps)),
             ("  echoes in flight", |c, _| Some(c.bulk_in_flight as f64)),
