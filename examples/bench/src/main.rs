@@ -57,6 +57,18 @@
 //! cargo run --release -p relay-bench -- --forward --runs 3
 //! ```
 //!
+//! With `--wan`, it measures the WAN profile instead (`wan/`, issue #16): userspace impairment
+//! proxies in the bench process on both legs (caller-relay, relay-host) delay every UDP
+//! datagram and TCP chunk by `--delay-ms` one way (default 10: a path RTT of 40 ms) and drop
+//! UDP datagrams with probability `--loss` (default 0.01; TCP runs without loss). For QUIC at
+//! 0% and at `--loss`, WSS and direct TCP it times channel opens on an existing connection and
+//! a fresh process's first answer (in path RTTs too), the p50/p99 of 64-byte calls idle and
+//! beside 1 MiB echoes on another channel, and those echoes' MB/s, against the goals of the
+//! issue; a full run writes BENCHMARKS-wan.svg:
+//! ```text
+//! cargo run --release -p relay-bench -- --wan [--delay-ms 10] [--loss 0.01] [--quick]
+//! ```
+//!
 //! `--runs N` repeats all of that N times (relays and host started afresh each time) and
 //! reports every figure as the median of the N runs, every ratio as the median of the runs'
 //! ratios (each within its own run), with each ratio's range over the runs.
@@ -64,6 +76,7 @@
 //! Output: a table with each subject's figures and their ratios to the baselines, or with
 //! `--json` one object `{"runs", "tcp", "tls", "quic", "wss", "scale", "ratios",
 //! "load_averages", "each_run"}` (with `--cluster`: `{"runs", "cluster", "ratios", "targets",
+//! "load_averages", "each_run"}`; with `--wan`: `{"runs", "wan", "ratios", "goals",
 //! "load_averages", "each_run"}`). Progress goes to stderr.
 
 mod baseline;
@@ -79,6 +92,7 @@ mod report;
 mod roles;
 mod scale;
 mod svg;
+mod wan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -119,6 +133,8 @@ struct Args {
     /// Repeat the whole measurement this many times and report the medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
+    #[command(flatten)]
+    wan: wan::WanArgs,
     #[command(subcommand)]
     role: Option<roles::Role>,
 }
@@ -170,6 +186,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if args.forward {
         return bench_forward(args, &plan).await;
     }
+    if args.wan.wan {
+        return bench_wan(args).await;
+    }
     let started = Instant::now();
     let (runs, loads) = repeat(args.runs, "run", || run(&plan)).await?;
     let summary = Summary::new(runs, loads)?;
@@ -212,6 +231,27 @@ async fn bench_forward(args: Args, plan: &Plan) -> anyhow::Result<()> {
         eprintln!("relay-bench: the forwarding figures miss a target (see the table)");
     }
     output(&args, &summary.json(), &summary.table(plan.quick, took))
+}
+
+/// The WAN profile's figures of every run, then their report and chart. A missed goal is
+/// reported, not an error, as with `--cluster`.
+async fn bench_wan(args: Args) -> anyhow::Result<()> {
+    let plan = if args.quick { wan::WanPlan::quick() } else { wan::WanPlan::full() };
+    let started = Instant::now();
+    let (runs, loads) = repeat(args.runs, "wan run", || wan::run(&plan, &args.wan)).await?;
+    let summary = wan::report::WanSummary::new(runs, loads)?;
+    let took = started.elapsed();
+    measure::progress("relay-bench", "done");
+    if !summary.goals_met() {
+        eprintln!("relay-bench: the WAN figures miss a goal (see the table)");
+    }
+    output(&args, &summary.json(), &summary.table(plan.quick, took))?;
+    let svg = args.svg.clone().or_else(|| (!plan.quick).then(|| PathBuf::from("BENCHMARKS-wan.svg")));
+    if let Some(path) = svg {
+        std::fs::write(&path, wan::chart(&summary.rounded())).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("relay-bench: chart written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// Runs `one` `runs` times, noting the load average before each run; the figures of every run

@@ -312,7 +312,7 @@ pub fn percentile_us(samples: &[Duration], q: f64) -> f64 {
 }
 
 /// The median of `values` (the upper one of an even count); 0 for none.
-fn median(mut values: Vec<f64>) -> f64 {
+pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
@@ -349,7 +349,7 @@ where
 
 /// The time a fresh process takes from the start of connecting to `target` to its first answer,
 /// in milliseconds.
-async fn connect_ms(target: &Target) -> anyhow::Result<f64> {
+pub async fn connect_ms(target: &Target) -> anyhow::Result<f64> {
     let mut args = vec!["connect-once".to_owned()];
     args.extend(target.to_args());
     let mut child = ChildProc::spawn("connect-once", &args)?;

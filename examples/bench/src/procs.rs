@@ -130,13 +130,26 @@ impl RelayProc {
     /// Starts the bench host: over QUIC if `quic`, over WebSocket if `wss`, and, if
     /// `baselines`, directly on two TCP ports, one plain and one TLS; waits until it listens.
     pub async fn start_host(&self, quic: bool, wss: bool, baselines: bool) -> anyhow::Result<HostProc> {
+        let quic = quic.then_some(self.quic_url.as_str());
+        let wss = wss.then_some(self.wss_url.as_str());
+        self.start_host_at(quic, wss, baselines).await
+    }
+
+    /// [`start_host`](Self::start_host), the host reaching this relay at the URLs given (through
+    /// a proxy, say) rather than at the relay's own.
+    pub async fn start_host_at(
+        &self,
+        quic: Option<&str>,
+        wss: Option<&str>,
+        baselines: bool,
+    ) -> anyhow::Result<HostProc> {
         let mut args = vec!["host".to_owned()];
         args.extend(self.credentials());
-        if quic {
-            args.extend(["--quic".to_owned(), self.quic_url.clone()]);
+        if let Some(url) = quic {
+            args.extend(["--quic".to_owned(), url.to_owned()]);
         }
-        if wss {
-            args.extend(["--wss".to_owned(), self.wss_url.clone()]);
+        if let Some(url) = wss {
+            args.extend(["--wss".to_owned(), url.to_owned()]);
         }
         let dir = if baselines {
             let dir = TempDir::new("host")?;
