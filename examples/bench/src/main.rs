@@ -130,6 +130,9 @@ struct Args {
     /// wss, against direct TCP and a plain one-hop forwarder.
     #[arg(long, conflicts_with_all = ["svg", "cluster"])]
     forward: bool,
+    /// With `--forward`: the tools' `--threads` (1, their default, runs each on one thread).
+    #[arg(long, default_value_t = 1, requires = "forward", value_parser = clap::value_parser!(u16).range(1..))]
+    tool_threads: u16,
     /// Repeat the whole measurement this many times and report the medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
@@ -223,7 +226,7 @@ async fn bench_cluster(args: Args, plan: &Plan) -> anyhow::Result<()> {
 /// not an error.
 async fn bench_forward(args: Args, plan: &Plan) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (runs, loads) = repeat(args.runs, "forward run", || forward::run(plan)).await?;
+    let (runs, loads) = repeat(args.runs, "forward run", || forward::run(plan, args.tool_threads)).await?;
     let summary = ForwardSummary::new(runs, loads)?;
     let took = started.elapsed();
     measure::progress("relay-bench", "done");

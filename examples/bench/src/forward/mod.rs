@@ -37,8 +37,9 @@ const WSS_ADDRESS: &str = "forward-wss";
 /// for a new connection in the background (a stream's end of setup, a log line) is done by then.
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// One forwarding run: its processes started afresh, every figure, its processes stopped.
-pub async fn run(plan: &Plan) -> anyhow::Result<ForwardFigures> {
+/// One forwarding run: its processes started afresh, every figure, its processes stopped. The
+/// tools run with `--threads threads`.
+pub async fn run(plan: &Plan, threads: u16) -> anyhow::Result<ForwardFigures> {
     progress("forward", "starting the relay, the host, the plain forwarder and the relay tools");
     // Channel limits and open rates well above the idle connections opened at once.
     let max_channels = u32::try_from(plan.forward_connections * 2).unwrap_or(u32::MAX).max(10_000);
@@ -46,10 +47,10 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ForwardFigures> {
     let host = relay.start_host(false, false, true).await?;
     let Some((Target::Tcp(service), _)) = host.baselines() else { anyhow::bail!("the host serves no tcp baseline") };
     let one_hop = ToolProc::plain(service).await?;
-    let quic_forward = ToolProc::forward(&relay, &relay.quic_url, QUIC_ADDRESS, service).await?;
-    let quic_connect = ToolProc::connect(&relay, &relay.quic_url, QUIC_ADDRESS).await?;
-    let wss_forward = ToolProc::forward(&relay, &relay.wss_url, WSS_ADDRESS, service).await?;
-    let wss_connect = ToolProc::connect(&relay, &relay.wss_url, WSS_ADDRESS).await?;
+    let quic_forward = ToolProc::forward(&relay, &relay.quic_url, QUIC_ADDRESS, service, threads).await?;
+    let quic_connect = ToolProc::connect(&relay, &relay.quic_url, QUIC_ADDRESS, threads).await?;
+    let wss_forward = ToolProc::forward(&relay, &relay.wss_url, WSS_ADDRESS, service, threads).await?;
+    let wss_connect = ToolProc::connect(&relay, &relay.wss_url, WSS_ADDRESS, threads).await?;
 
     let figures =
         measure_paths(plan, &relay, service, &one_hop, [(&quic_forward, &quic_connect), (&wss_forward, &wss_connect)])

@@ -162,17 +162,24 @@ impl ToolProc {
         Ok(Self { child, listen })
     }
 
-    /// Starts `relay forward` on `address` of `relay` over `url`, forwarding to `to`.
-    pub async fn forward(relay: &RelayProc, url: &str, address: &str, to: SocketAddr) -> anyhow::Result<Self> {
+    /// Starts `relay forward` on `address` of `relay` over `url`, forwarding to `to`, on
+    /// `threads` threads.
+    pub async fn forward(
+        relay: &RelayProc,
+        url: &str,
+        address: &str,
+        to: SocketAddr,
+        threads: u16,
+    ) -> anyhow::Result<Self> {
         let mut args = vec!["forward-tool".to_owned(), "--to".to_owned(), to.to_string()];
-        args.extend(tool_args(relay, url, address));
+        args.extend(tool_args(relay, url, address, threads));
         Self::spawn("relay forward", args).await
     }
 
-    /// Starts `relay connect` to `address` of `relay` over `url`.
-    pub async fn connect(relay: &RelayProc, url: &str, address: &str) -> anyhow::Result<Self> {
+    /// Starts `relay connect` to `address` of `relay` over `url`, on `threads` threads.
+    pub async fn connect(relay: &RelayProc, url: &str, address: &str, threads: u16) -> anyhow::Result<Self> {
         let mut args = vec!["connect-tool".to_owned()];
-        args.extend(tool_args(relay, url, address));
+        args.extend(tool_args(relay, url, address, threads));
         Self::spawn("relay connect", args).await
     }
 
@@ -197,9 +204,11 @@ impl ToolProc {
     }
 }
 
-/// The child role's arguments naming the relay, the address and the credentials.
-fn tool_args(relay: &RelayProc, url: &str, address: &str) -> Vec<String> {
+/// The child role's arguments naming the relay, the address, the credentials and the threads.
+fn tool_args(relay: &RelayProc, url: &str, address: &str, threads: u16) -> Vec<String> {
     vec![
+        "--threads".into(),
+        threads.to_string(),
         "--relay".into(),
         url.into(),
         "--address".into(),
