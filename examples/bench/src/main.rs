@@ -152,8 +152,8 @@ fn main() -> ExitCode {
         .init();
     // The relay tools run on the runtime the `relay` binary gives them.
     let runtime = match &args.role {
-        Some(roles::Role::ForwardTool(tool)) => relay_forward::runtime(tool.threads),
-        Some(roles::Role::ConnectTool(tool)) => relay_forward::runtime(tool.threads),
+        Some(roles::Role::ForwardTool(tool)) => relay_forward::runtime(tool.tool.threads),
+        Some(roles::Role::ConnectTool(tool)) => relay_forward::runtime(tool.tool.threads),
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {

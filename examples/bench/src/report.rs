@@ -158,11 +158,15 @@ const COMPARED: [(&str, [&str; 3]); 2] = [("tcp", ["tls", "quic", "wss"]), ("tls
 
 /// A transport's figure: its key in the JSON, its label in the table, how to read it, and the
 /// digits printed after the point.
-struct Metric {
-    key: &'static str,
-    label: &'static str,
-    get: fn(&TransportFigures) -> Option<f64>,
-    digits: usize,
+pub struct Metric {
+    /// Its key in the JSON.
+    pub key: &'static str,
+    /// Its label in the table.
+    pub label: &'static str,
+    /// How to read it from a subject's figures.
+    pub get: fn(&TransportFigures) -> Option<f64>,
+    /// Digits printed after the point.
+    pub digits: usize,
 }
 
 const METRICS: [Metric; 10] = [

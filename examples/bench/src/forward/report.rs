@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Heading, Spread, TransportFigures, cell, heading, median_each, round};
+use crate::report::{Heading, Metric, Spread, TransportFigures, cell, heading, median_each, round};
 
 /// Each path's memory per idle connection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,14 +87,7 @@ impl ForwardFigures {
 /// The paths compared with direct TCP.
 const PATHS: [&str; 3] = ["one-hop", "quic", "wss"];
 
-/// A figure of the table: its key, label, how to read it, digits after the point.
-struct Metric {
-    key: &'static str,
-    label: &'static str,
-    get: fn(&TransportFigures) -> Option<f64>,
-    digits: usize,
-}
-
+/// The figures of the table (see `crate::report::Metric`).
 const METRICS: [Metric; 9] = [
     Metric { key: "p50_us", label: "latency p50 (us)", get: |t| Some(t.p50_us), digits: 1 },
     Metric { key: "p99_us", label: "latency p99 (us)", get: |t| Some(t.p99_us), digits: 1 },
@@ -283,5 +276,70 @@ impl ForwardSummary {
             }
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(p50_us: f64, calls_per_s: f64) -> TransportFigures {
+        TransportFigures {
+            p50_us,
+            p90_us: p50_us,
+            p99_us: p50_us,
+            p999_us: p50_us,
+            calls_per_s,
+            mbps_64k: 1.0,
+            mbps_1m: 1.0,
+            mbps_1m_vec: 1.0,
+            connect_ms: 1.0,
+            cpu_us_per_call: None,
+            tool_cpu_us_per_call: None,
+        }
+    }
+
+    fn run(quic: (f64, f64), wss: (f64, f64), tool_kib: f64) -> ForwardFigures {
+        let tools = ToolsMemory { relay_kib: 30.0, forward_kib: tool_kib, connect_kib: tool_kib };
+        ForwardFigures {
+            tcp: figures(100.0, 1000.0),
+            one_hop: figures(150.0, 800.0),
+            quic: figures(quic.0, quic.1),
+            wss: figures(wss.0, wss.1),
+            memory: ForwardMemory { connections: 10, one_hop_kib: 17.0, quic: tools.clone(), wss: tools },
+        }
+    }
+
+    #[test]
+    fn targets_are_checked_on_the_median_ratio_of_each_path() {
+        // quic: p50 2.5x, 2.7x, 2.0x (median 2.5: met); calls 0.7, 0.6, 0.8 (median 0.7: met).
+        // wss: p50 3.0x everywhere (missed); calls 0.9 (met).
+        let runs = vec![
+            run((250.0, 700.0), (300.0, 900.0), 8.0),
+            run((270.0, 600.0), (300.0, 900.0), 8.0),
+            run((200.0, 800.0), (300.0, 900.0), 8.0),
+        ];
+        let summary = ForwardSummary::new(runs, vec![None; 3]).unwrap();
+        let rows = summary.target_rows();
+        let met = |label: &str| rows.iter().find(|row| row.0 == label).map(|row| (row.1, row.3));
+        assert_eq!(met("quic p50 x tcp"), Some((Some(2.5), true)));
+        assert_eq!(met("quic calls/s x tcp"), Some((Some(0.7), true)));
+        assert_eq!(met("wss p50 x tcp"), Some((Some(3.0), false)));
+        assert_eq!(met("wss calls/s x tcp"), Some((Some(0.9), true)));
+        assert_eq!(met("quic relay forward KiB per idle connection"), Some((Some(8.0), true)));
+        assert!(!summary.targets_met(), "wss misses its p50");
+        assert!(summary.table(true, Duration::from_secs(1)).contains("wss p50 x tcp"));
+    }
+
+    #[test]
+    fn a_tool_over_its_memory_misses_and_cpu_adds_up_over_relay_and_tools() {
+        let mut one = run((200.0, 800.0), (200.0, 800.0), 16.5);
+        one.quic.cpu_us_per_call = Some(3.0);
+        one.quic.tool_cpu_us_per_call = Some(5.0);
+        let summary = ForwardSummary::new(vec![one], vec![None]).unwrap();
+        assert!(!summary.targets_met());
+        let all = METRICS.iter().find(|m| m.key == "cpu_us_per_call").unwrap();
+        assert_eq!((all.get)(&summary.forward.quic), Some(8.0));
+        assert_eq!((all.get)(&summary.forward.tcp), None, "no process on the path");
     }
 }

@@ -22,19 +22,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections each tool may carry at once: above any figure's count.
 const MAX_CONNECTIONS: &str = "100000";
 
-/// `forward-tool --relay URL --address A --to ADDR --cert C --key K`: `relay forward`,
-/// registered on the address and forwarding each stream to `--to`; prints `ready`.
+/// What both relay tools are told: the relay, the address, the credentials, the threads.
 #[derive(Debug, clap::Args)]
-pub struct ForwardToolRole {
+pub struct ToolArgs {
     /// The relay URL.
     #[arg(long)]
     relay: String,
-    /// The address to register on.
+    /// The address to register on, or to carry connections to.
     #[arg(long)]
     address: String,
-    /// The service each stream is forwarded to.
-    #[arg(long)]
-    to: SocketAddr,
     /// The relay's certificate.
     #[arg(long)]
     cert: PathBuf,
@@ -46,25 +42,25 @@ pub struct ForwardToolRole {
     pub threads: u16,
 }
 
-/// `connect-tool --relay URL --address A --cert C --key K`: `relay connect` on a local port;
-/// prints `ready listen=ADDR`.
+/// `forward-tool --to ADDR --relay URL --address A --cert C --key K [--threads N]`: `relay
+/// forward`, registered on the address and forwarding each stream to `--to`; prints `ready`.
+#[derive(Debug, clap::Args)]
+pub struct ForwardToolRole {
+    /// The service each stream is forwarded to.
+    #[arg(long)]
+    to: SocketAddr,
+    /// The relay, the address and the rest.
+    #[command(flatten)]
+    pub tool: ToolArgs,
+}
+
+/// `connect-tool --relay URL --address A --cert C --key K [--threads N]`: `relay connect` on a
+/// local port; prints `ready listen=ADDR`.
 #[derive(Debug, clap::Args)]
 pub struct ConnectToolRole {
-    /// The relay URL.
-    #[arg(long)]
-    relay: String,
-    /// The address to carry connections to.
-    #[arg(long)]
-    address: String,
-    /// The relay's certificate.
-    #[arg(long)]
-    cert: PathBuf,
-    /// The relay's root key.
-    #[arg(long)]
-    key: PathBuf,
-    /// The tool's `--threads`.
-    #[arg(long, default_value_t = 1)]
-    pub threads: u16,
+    /// The relay, the address and the rest.
+    #[command(flatten)]
+    pub tool: ToolArgs,
 }
 
 /// `plain-forward --to ADDR`: each connection accepted on a local port is joined to a new
@@ -78,20 +74,15 @@ pub struct PlainForwardRole {
 }
 
 /// The `relay` tool's arguments naming the relay, the address and the credentials.
-fn relay_args(
-    relay: &str,
-    address: &str,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<Vec<String>> {
-    let data_dir = key.parent().context("the root key's directory")?;
+fn relay_args(tool: &ToolArgs) -> anyhow::Result<Vec<String>> {
+    let data_dir = tool.key.parent().context("the root key's directory")?;
     Ok(vec![
         "--relay".into(),
-        relay.into(),
+        tool.relay.clone(),
         "--address".into(),
-        address.into(),
+        tool.address.clone(),
         "--ca".into(),
-        cert.display().to_string(),
+        tool.cert.display().to_string(),
         "--data-dir".into(),
         data_dir.display().to_string(),
         "--max-connections".into(),
@@ -102,7 +93,7 @@ fn relay_args(
 /// Runs `relay forward` until standard input closes.
 pub async fn forward_tool(args: ForwardToolRole) -> anyhow::Result<()> {
     let mut argv = vec!["relay".to_owned(), "forward".to_owned(), "--to".to_owned(), args.to.to_string()];
-    argv.extend(relay_args(&args.relay, &args.address, &args.cert, &args.key)?);
+    argv.extend(relay_args(&args.tool)?);
     let Command::Forward(forward) = Cli::try_parse_from(argv)?.command else { unreachable!("parsed as forward") };
     let forwarder = Forwarder::start(&forward).await.context("relay forward")?;
     println!("ready");
@@ -112,7 +103,7 @@ pub async fn forward_tool(args: ForwardToolRole) -> anyhow::Result<()> {
 /// Runs `relay connect` until standard input closes.
 pub async fn connect_tool(args: ConnectToolRole) -> anyhow::Result<()> {
     let mut argv = vec!["relay".to_owned(), "connect".to_owned(), "--listen".to_owned(), "127.0.0.1:0".to_owned()];
-    argv.extend(relay_args(&args.relay, &args.address, &args.cert, &args.key)?);
+    argv.extend(relay_args(&args.tool)?);
     let Command::Connect(connect) = Cli::try_parse_from(argv)?.command else { unreachable!("parsed as connect") };
     let connector = Connector::start(&connect).await.context("relay connect")?;
     println!("ready listen={}", connector.local_addr());
