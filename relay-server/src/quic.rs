@@ -490,11 +490,12 @@ async fn serve_caller(
         Ok(opened) => {
             let span = channel_span(opened.channel_id, &request.address, request.transport);
             let served = async {
+                // Counted before the caller hears of it: whoever it tells sees it on the status page.
+                let _guard = ChannelGuard::new(shared, &request.address, opened.listener, caller);
                 let open = Reply::Open { channel_id: opened.channel_id };
                 if write_frame(&mut send, &open.encode()).await.is_err() {
                     return;
                 }
-                let _guard = ChannelGuard::new(shared, &request.address, opened.listener, caller);
                 let caller = End::Quic(Pipe { send, recv });
                 let failed = splice(caller, opened.end, opened.listener_dead, shared.splice_context()).await;
                 tracing::debug!(?failed, "channel closed");

@@ -92,11 +92,12 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         Ok(opened) => {
             let span = channel_span(opened.channel_id, &channel.address, channel.transport);
             let served = async {
+                // Counted before the sender hears of it: whoever it tells sees it on the status page.
+                let _guard = ChannelGuard::new(shared, &channel.address, opened.listener, remote);
                 let ws = match request.upgrade(shared, opened.protocol.as_deref(), Some(opened.channel_id)).await {
                     Ok(ws) => ws,
                     Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
                 };
-                let _guard = ChannelGuard::new(shared, &channel.address, opened.listener, remote);
                 let sender = End::Ws(Box::new(ws));
                 let failed = splice(sender, opened.end, opened.listener_dead, shared.splice_context()).await;
                 tracing::debug!(?failed, "channel closed");
