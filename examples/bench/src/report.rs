@@ -422,6 +422,11 @@ pub fn heading(command: &str, setup: &str, heading: Heading<'_>) -> String {
     out
 }
 
+/// `a / b`, or 0 when `b` is not positive (nothing was timed).
+pub fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
+
 pub fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale

@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Heading, Spread, cell, heading, median_each, round};
+use crate::report::{Heading, Spread, cell, heading, median_each, ratio, round};
 
 /// The most a cross-node open may cost over a same-node open, in NATS round trips plus
 /// listener round trips.
@@ -151,11 +151,6 @@ impl Timed {
             p99_us: crate::measure::percentile_us(&samples, 0.99),
         }
     }
-}
-
-/// `a / b`, or 0 when `b` is not positive (nothing was timed).
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
 }
 
 /// A checked ratio: its key in the JSON, its label in the table, how to read it from a run, and

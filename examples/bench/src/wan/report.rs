@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Heading, Spread, cell, heading, median_each, round};
+use crate::report::{Heading, Spread, cell, heading, median_each, ratio, round};
 
 /// The most a QUIC channel open's median may be, in path RTTs.
 pub const OPEN_GOAL: f64 = 1.2;
@@ -200,11 +200,6 @@ impl WanFigures {
 /// `loss` as a percentage, without needless digits: `1`, `0.5`.
 fn percent(loss: f64) -> String {
     format!("{}", round(loss * 100.0, 3))
-}
-
-/// `a / b`, or 0 when `b` is not positive (nothing was timed).
-fn ratio(a: f64, b: f64) -> f64 {
-    if b > 0.0 { a / b } else { 0.0 }
 }
 
 /// A checked ratio: its key in the JSON, its label in the table, how to read it from a run, and

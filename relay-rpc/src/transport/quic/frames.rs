@@ -43,6 +43,11 @@ impl Deframer {
         Self { max, header: [0; FRAME_HEADER_LEN], header_len: 0, body: None, rest: Bytes::new() }
     }
 
+    /// Drops whatever was pushed and begun: after a failure, nothing more comes out.
+    pub(super) fn reset(&mut self) {
+        *self = Self::new(self.max);
+    }
+
     /// Whether all that was pushed is taken: the next chunk may be pushed.
     pub(super) fn wants_more(&self) -> bool {
         self.rest.is_empty()
@@ -209,13 +214,13 @@ impl Stream for QuicFrames {
                 Ok(None) => {}
                 Err(e) => {
                     this.read_ended = true;
-                    this.deframer = Deframer::new(this.max_frame);
+                    this.deframer.reset();
                     return Poll::Ready(Some(Err(e)));
                 }
             }
             if this.read_ended {
                 if this.deframer.mid_frame() {
-                    this.deframer = Deframer::new(this.max_frame);
+                    this.deframer.reset();
                     return Poll::Ready(Some(Err(ChannelError::Protocol("the stream ended inside a frame".into()))));
                 }
                 return Poll::Ready(None);
@@ -226,7 +231,7 @@ impl Stream for QuicFrames {
                 Ok(None) => this.read_ended = true,
                 Err(e) => {
                     this.read_ended = true;
-                    this.deframer = Deframer::new(this.max_frame);
+                    this.deframer.reset();
                     return Poll::Ready(Some(Err(read_error(&e))));
                 }
             }
