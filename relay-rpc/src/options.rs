@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 
 use crate::auth::{ProvideError, SasKeyProvider, SharedAccessKey, StaticToken, Token, TokenProvider};
-use crate::tls::{TlsError, load_roots};
+use crate::tls::{QuicTls, TlsError, load_roots};
 use crate::url::RelayUrl;
 use relay_proto::DEFAULT_MAX_FRAME;
 
@@ -32,6 +32,8 @@ pub struct ConnectOptions {
     pub(crate) idle_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) max_incoming_channels: u32,
+    /// The TLS configurations (and sessions to resume) of QUIC connections; new with new roots.
+    pub(crate) quic_tls: QuicTls,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -63,6 +65,7 @@ impl Default for ConnectOptions {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
             max_incoming_channels: 10_000,
+            quic_tls: QuicTls::default(),
         }
     }
 }
@@ -74,16 +77,17 @@ impl ConnectOptions {
     }
 
     /// Trusts every certificate in the PEM file `path`, e.g. the relay's `relay-data/cert.pem`.
-    pub fn trust_pem_file(mut self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
+    pub fn trust_pem_file(self, path: impl AsRef<Path>) -> Result<Self, TlsError> {
         let mut roots = (*self.roots).clone();
         roots.roots.extend(load_roots(path.as_ref())?.roots);
-        self.roots = Arc::new(roots);
-        Ok(self)
+        Ok(self.with_roots(roots))
     }
 
     /// Trusts the certificates in `roots`.
     pub fn with_roots(mut self, roots: RootCertStore) -> Self {
         self.roots = Arc::new(roots);
+        // A session resumed skips the certificate check: none made under other trust carries over.
+        self.quic_tls = QuicTls::default();
         self
     }
 

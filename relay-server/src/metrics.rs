@@ -113,6 +113,7 @@ pub(crate) struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     http_requests: Family<StatusLabels, Counter>,
     handshakes: Family<HandshakeLabels, Counter>,
+    early_opens: Counter,
     /// Channels opened per address over the last minute, for the status page.
     opens: Arc<Mutex<MinuteRates>>,
 }
@@ -128,6 +129,7 @@ impl Default for Metrics {
             auth_failures: Family::default(),
             http_requests: Family::default(),
             handshakes: Family::default(),
+            early_opens: Counter::default(),
             opens: Arc::default(),
         }
     }
@@ -176,6 +178,11 @@ impl Metrics {
         self.http_requests.get_or_create(&StatusLabels { status }).inc();
     }
 
+    /// Counts a caller's channel hello that came in QUIC 0-RTT data, on a resumed connection.
+    pub(crate) fn early_open(&self) {
+        self.early_opens.inc();
+    }
+
     /// Adds these counters to `registry`, under the prefix it has.
     pub(crate) fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -190,6 +197,11 @@ impl Metrics {
             "handshakes",
             "Connection handshakes (QUIC; TLS and the first request head for WebSockets), by transport and result",
             self.handshakes.clone(),
+        );
+        registry.register(
+            "early_data_opens",
+            "Caller channel hellos that came as QUIC 0-RTT data, with a resumed connection's handshake",
+            self.early_opens.clone(),
         );
     }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use futures::future::Either;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use relay_proto::grant::{OpenStream, StreamGrant};
 use relay_proto::io::{read_frame_within, read_next_frame, write_frame};
 use relay_proto::session::{ListenerSession, Next};
 use relay_proto::{self, ContractInfo, Control, ErrorCode, FrameAssembler, Hello, MAX_HELLO_FRAME, Reply, StreamCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
@@ -55,7 +56,7 @@ pub enum EndpointError {
 
 /// Binds the QUIC endpoint.
 pub(crate) fn bind(config: &Config, identity: &Identity) -> Result<Endpoint, EndpointError> {
-    let tls = crate::tls::server_config(identity, relay_proto::ALPN, true)?;
+    let tls = crate::tls::quic_server_config(identity, relay_proto::ALPN)?;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::QuicTls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     server.transport_config(Arc::new(transport_config(config)));
@@ -164,26 +165,42 @@ pub(crate) fn close(endpoint: &Endpoint) {
 
 /// Serves one connection: its handshake, then its streams, each with its own hello. `_open`
 /// counts it against its source's connections while it lives.
+///
+/// Streams are taken from the start of the handshake: a resumed caller's first hellos come as
+/// 0-RTT data with it, and their answers go back as 0.5-RTT data, a round trip sooner. Only a
+/// `Connect` acts before the handshake is done (see [`Handshake`]).
 async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: Arc<Gate>, _open: Slot) {
     let remote = incoming.remote_address();
     // One deadline for the QUIC handshake and the first authorized hello.
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
-    let handshake = |result| shared.metrics.handshake(Transport::quic, result);
-    let connection = match tokio::time::timeout_at(deadline, incoming).await {
-        Ok(Ok(connection)) => connection,
-        Ok(Err(e)) => {
+    let metrics = shared.metrics.clone();
+    let handshake = move |result| metrics.handshake(Transport::quic, result);
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(e) => {
             handshake(HandshakeResult::failed);
             return tracing::debug!(%remote, error = %e, "handshake failed");
         }
-        Err(_) => {
-            handshake(HandshakeResult::timed_out);
-            return tracing::debug!(%remote, "handshake timed out");
-        }
     };
-    handshake(HandshakeResult::ok);
+    let (connection, done) = match connecting.into_0rtt() {
+        Ok((connection, done)) => (connection, Either::Left(done)),
+        // A server's conversion always succeeds; were it refused, the handshake is awaited.
+        Err(connecting) => match tokio::time::timeout_at(deadline, connecting).await {
+            Ok(Ok(connection)) => (connection, Either::Right(std::future::ready(true))),
+            Ok(Err(e)) => {
+                handshake(HandshakeResult::failed);
+                return tracing::debug!(%remote, error = %e, "handshake failed");
+            }
+            Err(_) => {
+                handshake(HandshakeResult::timed_out);
+                return tracing::debug!(%remote, "handshake timed out");
+            }
+        },
+    };
     let span = tracing::debug_span!("connection", %remote, id = connection.stable_id());
     async move {
-        tracing::debug!("connected");
+        let (completed, progress) = Handshake::new();
+        let mut done = std::pin::pin!(done);
         let mut streams = JoinSet::new();
         let hellos = Arc::new(Semaphore::new(PENDING_HELLOS));
         let mut opens = TokenBucket::for_caller(&shared.live().config, Instant::now());
@@ -192,6 +209,18 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
         tokio::pin!(unauthorized);
         loop {
             tokio::select! {
+                // First: a stream that arrives with the handshake's last flight is not early.
+                biased;
+                _ = &mut done, if !progress.is_done() => {
+                    if let Some(e) = connection.close_reason() {
+                        handshake(HandshakeResult::failed);
+                        tracing::debug!(error = %e, "handshake failed");
+                        break;
+                    }
+                    handshake(HandshakeResult::ok);
+                    tracing::debug!("connected");
+                    completed.send_replace(true);
+                }
                 (slot, accepted) = next_stream(&connection, &hellos) => match accepted {
                     Ok((send, recv)) if !opens.try_take(Instant::now()) => {
                         tracing::debug!("channel opens over the rate; refusing");
@@ -200,7 +229,7 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
                     }
                     Ok((send, recv)) => match grant.opened() {
                         Some(open) => {
-                            let stream = Stream { send, recv, open, hello: slot };
+                            let stream = Stream { send, recv, open, hello: slot, handshake: progress.clone() };
                             streams.spawn(serve_stream(shared.clone(), connection.clone(), gate.clone(), stream));
                         }
                         None => {
@@ -209,25 +238,67 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
                             streams.spawn(refuse(send, recv, ErrorCode::Busy, detail));
                         }
                     },
-                    Err(e) => { tracing::debug!(reason = %e, "disconnected"); break; }
+                    Err(e) => {
+                        if !progress.is_done() {
+                            handshake(HandshakeResult::failed);
+                        }
+                        tracing::debug!(reason = %e, "disconnected");
+                        break;
+                    }
                 },
                 Some(_) = streams.join_next(), if !streams.is_empty() => {}
-                // The condition is checked when the select starts, the gate again when it fires.
-                () = &mut unauthorized, if !gate.passed() => {
+                // The condition is checked when the select starts, the state again when it fires.
+                () = &mut unauthorized, if !gate.passed() || !progress.is_done() => {
+                    let code = VarInt::from_u64(StreamCode::HandshakeTimeout.to_u64()).unwrap_or_default();
+                    if !progress.is_done() {
+                        handshake(HandshakeResult::timed_out);
+                        tracing::debug!("handshake timed out");
+                        connection.close(code, b"");
+                        break;
+                    }
                     if gate.passed() {
                         continue;
                     }
                     tracing::debug!("no authorized hello in time; closing");
-                    connection.close(VarInt::from_u64(StreamCode::HandshakeTimeout.to_u64()).unwrap_or_default(), b"");
+                    connection.close(code, b"");
                     break;
                 }
             }
         }
+        // Streams waiting for a handshake that will not complete give up now.
+        drop(completed);
         // Every stream of a closed connection fails at once; let each task clean up its side.
         while streams.join_next().await.is_some() {}
     }
     .instrument(span)
     .await
+}
+
+/// Whether a connection's handshake is done, as its streams see it: a resumed client's streams
+/// can arrive before, in 0-RTT data, which whoever recorded it can play again. rustls refuses a
+/// replay to this relay (each ticket is taken on use), but what a hello does before the
+/// handshake is done must be harmless twice anyway: a `Connect` opens a channel that carries no
+/// call until the caller has the relay's answer, under the full handshake's keys; a `Listen`
+/// could take callers from the real host, and a `Rendezvous` spends its one-time secret, so
+/// those wait.
+#[derive(Debug, Clone)]
+struct Handshake(watch::Receiver<bool>);
+
+impl Handshake {
+    /// The progress streams read, and the sender that marks it done (or, dropped, failed).
+    fn new() -> (watch::Sender<bool>, Self) {
+        let (done, progress) = watch::channel(false);
+        (done, Self(progress))
+    }
+
+    fn is_done(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits until the handshake is done; `false` if the connection ended first.
+    async fn completed(&mut self) -> bool {
+        self.0.wait_for(|done| *done).await.is_ok()
+    }
 }
 
 /// The next stream the peer opens, once fewer than [`PENDING_HELLOS`] are reading their hello.
@@ -249,12 +320,15 @@ struct Stream {
     open: OpenStream,
     /// One of the connection's [`PENDING_HELLOS`], given back once the hello is read.
     hello: Option<OwnedSemaphorePermit>,
+    /// The connection's handshake, which may still be under way (the stream came as 0-RTT data).
+    handshake: Handshake,
 }
 
 /// Serves one stream a peer opened: reads its hello, authorizes it, and serves the listener or
 /// the caller it says it is.
 async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gate>, stream: Stream) {
-    let Stream { mut send, mut recv, mut open, hello } = stream;
+    let Stream { mut send, mut recv, mut open, hello, mut handshake } = stream;
+    let early = !handshake.is_done();
     let read = read_frame_within(&mut recv, MAX_HELLO_FRAME, shared.config.handshake_timeout()).await;
     drop(hello);
     let hello = match read {
@@ -271,6 +345,9 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             return cut(&mut send, &mut recv, StreamCode::ProtocolError);
         }
     };
+    if early && !matches!(hello, Hello::Connect { .. }) && !handshake.completed().await {
+        return tracing::debug!("the handshake failed under an early hello");
+    }
     let (right, token) = match &hello {
         Hello::Listen { token, .. } => (Right::Listen, token),
         Hello::Connect { token, .. } => (Right::Send, token),
@@ -307,6 +384,9 @@ async fn serve_stream(shared: Arc<Shared>, connection: Connection, gate: Arc<Gat
             serve_listener(&shared, connection, listener, send, recv).await;
         }
         Hello::Connect { address, contract, .. } => {
+            if early {
+                shared.metrics.early_open();
+            }
             let ip = connection.remote_address().ip();
             match shared.channel_quotas.try_take(ip, granted.key.as_deref()) {
                 Ok(_quota) => {

@@ -22,6 +22,26 @@ pub(crate) fn server_config(
     Ok(tls)
 }
 
+/// The configuration of the QUIC endpoint: TLS 1.3 with `alpn`, resumable sessions and 0-RTT.
+///
+/// Sessions are kept here (rustls' stateful resumption, which 0-RTT requires) and each ticket
+/// is taken on use: early data recorded and played again finds its ticket gone and is refused,
+/// and no other relay can read it. What a client may send as early data is the QUIC module's
+/// business (`quic.rs` holds `Listen` and `Rendezvous` hellos until the handshake is done).
+pub(crate) fn quic_server_config(identity: &Identity, alpn: &[u8]) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut tls = server_config(identity, alpn, true)?;
+    // QUIC allows no other value than "any": the stream limits bound early data instead.
+    tls.max_early_data_size = u32::MAX;
+    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(QUIC_SESSIONS);
+    // One reconnect's worth per connection; a resumed connection gets a fresh one.
+    tls.send_tls13_tickets = 1;
+    Ok(tls)
+}
+
+/// Sessions the QUIC endpoint remembers for resumption, about 200 bytes each; past it, older
+/// ones are dropped and their clients make a full handshake.
+const QUIC_SESSIONS: usize = 4096;
+
 /// The acceptor for `wss://`: HTTP/1.1 over TLS 1.2 or 1.3.
 pub(crate) fn wss_acceptor(identity: &Identity) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(identity, b"http/1.1", false)?)))

@@ -42,3 +42,28 @@ async fn request(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyh
     driver.abort();
     Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned() })
 }
+
+/// The metrics the admin endpoint at `admin` serves now: `name{labels}` to value, for every
+/// sample line.
+pub async fn scrape(admin: SocketAddr) -> std::collections::HashMap<String, f64> {
+    let answer = get(admin, "/metrics", &[]).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer
+        .body
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// How much `sample` grew between two scrapes (a sample not there yet counts as 0).
+pub fn delta(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+    sample: &str,
+) -> f64 {
+    after.get(sample).copied().unwrap_or(0.0) - before.get(sample).copied().unwrap_or(0.0)
+}

@@ -8,6 +8,7 @@ pub mod nats;
 pub mod node;
 pub mod raw_ws;
 pub mod relay_process;
+pub mod udp_delay;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

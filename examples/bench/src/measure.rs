@@ -350,8 +350,21 @@ where
 /// The time a fresh process takes from the start of connecting to `target` to its first answer,
 /// in milliseconds.
 pub async fn connect_ms(target: &Target) -> anyhow::Result<f64> {
+    spawn_connect_once(target, false).await
+}
+
+/// The time a process that has connected to `target` once (and closed) takes to connect again
+/// and get its first answer, ms: what a session to resume saves.
+pub async fn reconnect_ms(target: &Target) -> anyhow::Result<f64> {
+    spawn_connect_once(target, true).await
+}
+
+async fn spawn_connect_once(target: &Target, again: bool) -> anyhow::Result<f64> {
     let mut args = vec!["connect-once".to_owned()];
     args.extend(target.to_args());
+    if again {
+        args.push("--again".to_owned());
+    }
     let mut child = ChildProc::spawn("connect-once", &args)?;
     let ms: f64 = child.expect("connected", Duration::from_secs(90)).await?.parse_value("ms")?;
     procs::stop(child).await;

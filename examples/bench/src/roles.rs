@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use relay_rpc::{Host, Listener};
 use relay_server::{ClusterConfig, Config, Relay};
@@ -109,9 +110,9 @@ pub struct HostsRole {
     count: usize,
 }
 
-/// `connect-once (--tcp ADDR | --tls ADDR --tls-cert C | --url URL --address A --cert C --key K)`:
-/// prints `connected ms=X`, the time from the start of the connection (TCP, TLS handshake
-/// included) to the first answer.
+/// `connect-once (--tcp ADDR | --tls ADDR --tls-cert C | --url URL --address A --cert C --key K)
+/// [--again]`: prints `connected ms=X`, the time from the start of the connection (TCP, TLS
+/// handshake included) to the first answer.
 #[derive(Debug, clap::Args)]
 pub struct ConnectOnceRole {
     /// The host's plain TCP address, for the `tcp` baseline.
@@ -135,6 +136,10 @@ pub struct ConnectOnceRole {
     /// The relay's root key.
     #[arg(long)]
     key: Option<PathBuf>,
+    /// Connect and answer once untimed, close, and time the second connection: a caller that
+    /// connects again, with what its first connection left (a TLS session to resume).
+    #[arg(long)]
+    again: bool,
 }
 
 /// How long a child waits for any one step of its setup.
@@ -307,25 +312,37 @@ async fn connect_once(args: ConnectOnceRole) -> anyhow::Result<()> {
     };
     let probe = payload(64);
     let once = async {
-        let start = Instant::now();
-        let caller = match prepared {
-            Prepared::Tcp(addr) => Caller::Direct(baseline::connect(addr).await?),
-            Prepared::Tls(addr, connector) => Caller::Direct(baseline::connect_tls(addr, &connector).await?),
-            Prepared::Relay(relay, options) => {
-                let connection = relay_rpc::Connection::connect(&relay.url, options)
-                    .await
-                    .with_context(|| format!("connecting to {}", relay.url))?;
-                Caller::open(&connection, &relay.address).await?
-            }
-        };
-        let back = caller.echo(probe.clone()).await?;
-        let elapsed = start.elapsed();
-        anyhow::ensure!(back == probe, "the echo came back different");
-        anyhow::Ok(elapsed)
+        if args.again {
+            connect_and_call(&prepared, &probe).await?;
+        }
+        connect_and_call(&prepared, &probe).await
     };
     let elapsed = tokio::time::timeout(SETUP_TIMEOUT, once).await.context("connect and first call timed out")??;
     println!("connected ms={:.3}", elapsed.as_secs_f64() * 1000.0);
     Ok(())
+}
+
+/// Connects to `prepared`, makes one call and closes: the time to its answer.
+async fn connect_and_call(prepared: &Prepared<'_>, probe: &Bytes) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let (caller, connection) = match prepared {
+        Prepared::Tcp(addr) => (Caller::Direct(baseline::connect(*addr).await?), None),
+        Prepared::Tls(addr, connector) => (Caller::Direct(baseline::connect_tls(*addr, connector).await?), None),
+        Prepared::Relay(relay, options) => {
+            let connection = relay_rpc::Connection::connect(&relay.url, options.clone())
+                .await
+                .with_context(|| format!("connecting to {}", relay.url))?;
+            (Caller::open(&connection, &relay.address).await?, Some(connection))
+        }
+    };
+    let back = caller.echo(probe.clone()).await?;
+    let elapsed = start.elapsed();
+    anyhow::ensure!(back == *probe, "the echo came back different");
+    drop(caller);
+    if let Some(connection) = connection {
+        connection.close();
+    }
+    Ok(elapsed)
 }
 
 /// A `connect-once` target with what dialing it takes already read.

@@ -26,6 +26,10 @@ pub enum FrameIoError {
     /// The bytes are not a frame this side accepts.
     #[error("bad frame")]
     Protocol(#[source] ProtoError),
+    /// The stream was opened in 0-RTT data the relay did not take (it no longer knew the
+    /// session): nothing of it arrived, and it can be opened again on the same connection.
+    #[error("early data was rejected")]
+    ZeroRttRejected,
     /// Something else went wrong in the QUIC stack.
     #[error("stream error: {0}")]
     Stream(String),
@@ -36,6 +40,7 @@ impl From<ReadError> for FrameIoError {
         match e {
             ReadError::Reset(code) => Self::Cut(StreamCode::from_u64(code.into_inner())),
             ReadError::ConnectionLost(e) => Self::ConnectionLost(e),
+            ReadError::ZeroRttRejected => Self::ZeroRttRejected,
             other => Self::Stream(other.to_string()),
         }
     }
@@ -46,6 +51,7 @@ impl From<WriteError> for FrameIoError {
         match e {
             WriteError::Stopped(code) => Self::Cut(StreamCode::from_u64(code.into_inner())),
             WriteError::ConnectionLost(e) => Self::ConnectionLost(e),
+            WriteError::ZeroRttRejected => Self::ZeroRttRejected,
             other => Self::Stream(other.to_string()),
         }
     }

@@ -49,6 +49,11 @@ struct Inner {
 impl Connection {
     /// Connects to the relay at `url` (`quic://host:port`, `wss://host:port`, or unencrypted
     /// `ws://host:port`).
+    ///
+    /// Over QUIC, with a TLS session to resume from an earlier connection made with the same
+    /// options (or their clones), it returns without waiting for the handshake: the first
+    /// channel's hello goes out as 0-RTT data with it, and a handshake that fails shows as that
+    /// open's error ([`OpenError::ConnectionLost`] or [`OpenError::Timeout`]).
     pub async fn connect(url: &str, options: ConnectOptions) -> Result<Self, ConnectError> {
         let url: RelayUrl = url.parse()?;
         let link = Link::dial(&url, &options, Role::Caller).await?;

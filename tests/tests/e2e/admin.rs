@@ -5,7 +5,7 @@
 use relay_proto::auth::{Right, sas_token, unix_now};
 use relay_server::{KeyConfig, Secret};
 use relay_tests::TestRelay;
-use relay_tests::http::{self, Answer};
+use relay_tests::http::{self, Answer, delta};
 
 #[tokio::test]
 async fn on_loopback_anyone_reads_health_and_readiness_and_nothing_else() {
@@ -55,28 +55,9 @@ async fn beyond_loopback_only_a_manage_token_is_answered() {
     assert_eq!(ready, Answer { status: 200, body: "ok\n".into() });
 }
 
-/// The relay's metrics now: `name{labels}` to value, for every sample line.
+/// The relay's metrics now.
 async fn scrape(relay: &TestRelay) -> std::collections::HashMap<String, f64> {
-    let answer = http::get(relay.admin_addr, "/metrics", &[]).await;
-    assert_eq!(answer.status, 200, "{answer:?}");
-    answer
-        .body
-        .lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// How much `sample` grew between two scrapes (a sample not there yet counts as 0).
-fn delta(
-    before: &std::collections::HashMap<String, f64>,
-    after: &std::collections::HashMap<String, f64>,
-    sample: &str,
-) -> f64 {
-    after.get(sample).copied().unwrap_or(0.0) - before.get(sample).copied().unwrap_or(0.0)
+    http::scrape(relay.admin_addr).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ mod channel_limit_cycles;
 mod cluster;
 mod cluster_faults;
 mod contract_shapes;
+mod early_data;
 mod evolution;
 mod exhaustion;
 mod failover;

@@ -20,9 +20,10 @@ const COLOURS: [&str; 4] = ["#1f77b4", "#9ecae1", "#ff7f0e", "#bdbdbd"];
 /// A time of a column in path RTTs: its label and how to read it (ms).
 type Figure = (&'static str, fn(&Column) -> Option<f64>);
 
-const TIMES: [Figure; 4] = [
+const TIMES: [Figure; 5] = [
     ("channel open p50", |c| c.open.map(|o| o.p50_ms)),
     ("fresh process, 1st answer", |c| Some(c.fresh_ms)),
+    ("connecting again, 1st answer", |c| Some(c.again_ms)),
     ("call p99, idle", |c| Some(c.idle.p99_ms)),
     ("call p99, beside bulk", |c| Some(c.busy.p99_ms)),
 ];

@@ -13,7 +13,8 @@
 //!
 //! For QUIC at 0% loss, QUIC at `--loss`, WSS and TCP in turn (see `report.rs` for the columns
 //! and the goals), it times channel opens on an existing connection, a fresh process's connect
-//! and first answer (the `connect-once` role), sequential 64-byte calls on one channel idle and
+//! and first answer (the `connect-once` role), the same for a process connecting a second time
+//! (its TLS session resumed: 0-RTT over QUIC), sequential 64-byte calls on one channel idle and
 //! while 1 MiB echoes run on another channel of the same caller connection and host (a second
 //! connection to the host for TCP), and the bulk rate of those echoes.
 
@@ -254,6 +255,11 @@ async fn column(
     for _ in 0..plan.fresh.max(1) {
         fresh.push(measure::connect_ms(target).await.with_context(|| format!("{name}: a fresh process"))?);
     }
+    progress(name, &format!("{} processes connecting again to their first answer", plan.fresh));
+    let mut again = Vec::with_capacity(plan.fresh);
+    for _ in 0..plan.fresh.max(1) {
+        again.push(measure::reconnect_ms(target).await.with_context(|| format!("{name}: connecting again"))?);
+    }
 
     progress(name, &format!("{} calls, idle", plan.idle_calls));
     let mut idle = Vec::with_capacity(plan.idle_calls);
@@ -281,6 +287,7 @@ async fn column(
         loss,
         open,
         fresh_ms: measure::median(fresh),
+        again_ms: measure::median(again),
         idle: Timed::of(idle),
         busy_calls: busy.len(),
         busy: Timed::of(busy),

@@ -128,7 +128,9 @@ async fn rendezvous(
     let link = match pooled {
         Some(link) if link.connection.close_reason().is_none() => link,
         _ => {
-            let link = super::dial(&relay, options, Role::Caller).await.map_err(RendezvousError::Connect)?;
+            // No early data: a rendezvous the relay refused with it would be lost, not opened again.
+            let link =
+                super::dial_with(&relay, options, Role::Caller, false).await.map_err(RendezvousError::Connect)?;
             links.lock().unwrap_or_else(PoisonError::into_inner).insert(url.to_owned(), link.clone());
             link
         }

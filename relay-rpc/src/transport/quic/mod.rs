@@ -22,7 +22,6 @@ use crate::channel::{Channel, ChannelError};
 use crate::contract::ContractDescriptor;
 use crate::error::{ConnectError, OpenError};
 use crate::options::ConnectOptions;
-use crate::tls;
 use crate::url::RelayUrl;
 use relay_proto::error::chain;
 use relay_proto::{self, ContractInfo, Hello, MAX_HANDSHAKE_FRAME, Reply, StreamCode};
@@ -47,11 +46,40 @@ impl QuicLink {
 
 pub(crate) use relay_proto::io::code;
 
-/// Dials `url` and completes the QUIC and TLS handshake.
+/// Dials `url` and completes the QUIC and TLS handshake, or for a caller with a session to
+/// resume, starts it and returns at once: the first channel's hello then goes out as 0-RTT data
+/// with the handshake, and a handshake that fails shows as that open's error.
+///
+/// Why 0-RTT is safe here. Early data can be replayed by whoever records it, so only what may
+/// happen twice goes in it:
+/// - A caller sends nothing in it but its channels' `Connect` hellos; a call goes out after the
+///   relay's answer, which comes under the full handshake's keys. A replayed hello can at most
+///   open a channel that carries nothing.
+/// - Hosts send no early data: a `Listen` replayed could take callers until its fake connection
+///   failed, and a `Rendezvous` spends a one-time secret. The relay holds both until the
+///   handshake is done anyway.
+/// - The relay keeps its session tickets itself and takes each on use (rustls' stateful
+///   resumption, which it requires for early data), so a recorded hello is refused when played
+///   again to the same relay, and no other relay can read it.
 pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -> Result<QuicLink, ConnectError> {
+    dial_with(url, options, role, role == Role::Caller).await
+}
+
+/// Dials `url` as [`dial`] does, sending early data on a resumed session only if `early_data`.
+pub(crate) async fn dial_with(
+    url: &RelayUrl,
+    options: &ConnectOptions,
+    role: Role,
+    early_data: bool,
+) -> Result<QuicLink, ConnectError> {
     let remote = resolve(url).await?;
-    let mut tls = tls::client_config(options.roots.clone(), &[relay_proto::ALPN])?;
-    tls.enable_early_data = false;
+    let mut tls = options.quic_tls.for_relay(&url.authority(), &options.roots)?;
+    if !early_data {
+        // The same verifier and session store, so these sessions resume too.
+        let mut without_early_data = (*tls).clone();
+        without_early_data.enable_early_data = false;
+        tls = Arc::new(without_early_data);
+    }
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Handshake(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config(options, role)));
@@ -60,10 +88,19 @@ pub(crate) async fn dial(url: &RelayUrl, options: &ConnectOptions, role: Role) -
     let endpoint = io::bind_endpoint(bind, None).map_err(ConnectError::Socket)?;
     let connecting =
         endpoint.connect_with(config, remote, url.host()).map_err(|e| ConnectError::Handshake(e.to_string()))?;
-    let connection = tokio::time::timeout(options.handshake_timeout, connecting)
-        .await
-        .map_err(|_| ConnectError::Timeout)?
-        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let connection = match connecting.into_0rtt() {
+        Ok((connection, accepted)) => {
+            tokio::spawn(async move {
+                let accepted = accepted.await;
+                tracing::debug!(accepted, "resumed with early data");
+            });
+            connection
+        }
+        Err(connecting) => tokio::time::timeout(options.handshake_timeout, connecting)
+            .await
+            .map_err(|_| ConnectError::Timeout)?
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?,
+    };
     Ok(QuicLink { connection, incoming: StreamGrant::new(options.max_incoming_channels), _endpoint: endpoint })
 }
 
@@ -110,22 +147,36 @@ pub(crate) async fn open_channel(
     if hello.len() > relay_proto::MAX_HELLO_FRAME {
         return Err(OpenError::HelloTooLarge { len: hello.len(), max: relay_proto::MAX_HELLO_FRAME });
     }
-    let handshake = async {
+    let attempt = || async {
         let (mut send, mut recv) = link.connection.open_bi().await.map_err(|e| lost(connection_error(&e)))?;
         // The relay may answer before it has read the hello: a stream counts as opened at the
         // relay as soon as a later one is, so an open over the rate can be refused, and its
         // stream stopped, before this task has written a byte. The reply then says why.
-        match write_frame(&mut send, &hello).await {
-            Ok(()) | Err(ChannelError::Closed) => {}
-            Err(e) => return Err(lost(e)),
+        match io::write_frame(&mut send, &hello).await {
+            Ok(()) | Err(FrameIoError::Closed) => {}
+            Err(FrameIoError::ZeroRttRejected) => return Ok(None),
+            Err(e) => return Err(lost(frame_error(e))),
         }
-        let body = read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await.map_err(lost)?;
+        let body = match io::read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await {
+            Ok(body) => body,
+            Err(FrameIoError::ZeroRttRejected) => return Ok(None),
+            Err(e) => return Err(lost(frame_error(e))),
+        };
         match Reply::decode(&body)? {
-            Reply::Open { channel_id } => Ok((send, recv, channel_id)),
+            Reply::Open { channel_id } => Ok(Some((send, recv, channel_id))),
             // A relay that does not say the channel's id.
-            Reply::Accepted => Ok((send, recv, 0)),
+            Reply::Accepted => Ok(Some((send, recv, 0))),
             Reply::Refused(refusal) => Err(OpenError::from_refusal(address, refusal)),
         }
+    };
+    let handshake = async {
+        if let Some(opened) = attempt().await? {
+            return Ok(opened);
+        }
+        // The hello went out as early data the relay did not take (it no longer knew the
+        // session); the handshake is done now, so the second hello cannot be.
+        tracing::debug!(address, "early data rejected; opening again");
+        attempt().await?.ok_or_else(|| OpenError::ConnectionLost("early data rejected after the handshake".into()))
     };
     let (send, recv, id) =
         tokio::time::timeout(options.handshake_timeout, handshake).await.map_err(|_| OpenError::Timeout)??;
