@@ -32,6 +32,7 @@ mod exchanges;
 mod key_file;
 mod limits;
 mod listeners;
+mod memory;
 mod metrics;
 mod phase;
 mod rates;
@@ -244,6 +245,7 @@ impl Relay {
             ws::accept_loop(ws, shared.clone()),
             nats::run(shared.clone(), join),
             admin::serve(admin, shared.clone()),
+            memory::give_back(shared.clone()),
             coordinator
         );
         // Closed connections drain for three probe timeouts so peers hear the close; then the port is free.
