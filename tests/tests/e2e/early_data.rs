@@ -30,6 +30,13 @@ async fn serve_calculator(relay: &TestRelay) {
     tokio::spawn(host.listen("calc").await.unwrap().serve(ServeCalculator::new(Calc)));
 }
 
+/// A forwarder that delays the callers' way to `relay` by [`DELAY`], and the URL through it.
+async fn delayed(relay: &TestRelay) -> (UdpDelay, String) {
+    let delayed = UdpDelay::start(relay.addr, DELAY).await;
+    let url = format!("quic://{}", delayed.addr);
+    (delayed, url)
+}
+
 /// Two calls on two channels of `caller`.
 async fn add_twice(caller: &Connection) {
     for _ in 0..2 {
@@ -42,8 +49,7 @@ async fn add_twice(caller: &Connection) {
 async fn a_caller_connecting_again_sends_its_first_hello_as_early_data() {
     let relay = TestRelay::start().await;
     serve_calculator(&relay).await;
-    let delayed = UdpDelay::start(relay.addr, DELAY).await;
-    let url = format!("quic://{}", delayed.addr);
+    let (_delayed, url) = delayed(&relay).await;
     let options = relay.options();
     let before = scrape(relay.admin_addr).await;
 
@@ -72,8 +78,7 @@ async fn a_caller_connecting_again_sends_its_first_hello_as_early_data() {
 async fn early_data_a_restarted_relay_cannot_read_is_sent_again_after_the_handshake() {
     let relay = TestRelay::start().await;
     serve_calculator(&relay).await;
-    let delayed = UdpDelay::start(relay.addr, DELAY).await;
-    let url = format!("quic://{}", delayed.addr);
+    let (_delayed, url) = delayed(&relay).await;
     let options = relay.options();
     let caller = Connection::connect(&url, options.clone()).await.unwrap();
     add_twice(&caller).await;
