@@ -42,7 +42,8 @@ pub(crate) async fn close(ws: &mut WsStream, ours: Option<CloseFrame>) {
         // Around the meter: bytes after a refused frame are drained, not parsed.
         let io = ws.get_mut().get_mut();
         let _ = io.shutdown().await;
-        let mut discard = [0u8; 1024];
+        // On the heap: inline, it would be part of every channel's splice for the channel's life.
+        let mut discard = vec![0u8; 1024];
         while matches!(io.read(&mut discard).await, Ok(n) if n > 0) {}
     };
     if tokio::time::timeout(CLOSE_GRACE, handshake).await.is_err() {

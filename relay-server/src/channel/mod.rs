@@ -118,9 +118,9 @@ pub(crate) async fn splice(
     host_dead: Option<CancellationToken>,
     context: SpliceContext<'_>,
 ) -> Option<Side> {
+    // Each boxed, so that a channel's task is sized for neither.
     match (caller, host) {
-        (End::Quic(caller), End::Quic(host)) => splice_bytes(caller, host, context.relayed).await,
-        // Boxed, so that a QUIC-to-QUIC channel's task is not sized for the message splice.
+        (End::Quic(caller), End::Quic(host)) => Box::pin(splice_bytes(caller, host, context.relayed)).await,
         (caller, host) => Box::pin(splice_messages(caller, host, host_dead, context)).await,
     }
 }

@@ -116,7 +116,9 @@ pub(crate) async fn route(shared: &Shared, request: &ChannelRequest) -> Result<O
             }
         }
     };
-    routed.instrument(channel_span(channel_id, &request.address, request.transport)).await
+    // Boxed: the channel's task lives as long as the channel, and routing's state (a cluster's
+    // request to another node, the tries) is needed only until the channel is open.
+    Box::pin(routed.instrument(channel_span(channel_id, &request.address, request.transport))).await
 }
 
 /// The span of everything logged about channel `id` to `address`, whose caller came over

@@ -77,7 +77,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         }
         shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed());
         match request.upgrade(shared, None, None).await {
-            Ok(ws) => multicast::publish(shared, &channel, End::Ws(Box::new(ws))).await,
+            Ok(ws) => Box::pin(multicast::publish(shared, &channel, End::Ws(Box::new(ws)))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
         }
         return;

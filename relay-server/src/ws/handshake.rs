@@ -30,7 +30,8 @@ pub(crate) enum ReadHeadError {
 /// of them the head took (the rest came after it). The caller bounds it with a deadline.
 pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>, usize), ReadHeadError> {
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
+    // On the heap, not in the connection's future, which lives as long as the connection.
+    let mut chunk = vec![0u8; 2048];
     loop {
         // Below MAX_HEAD bytes there is room to read; at it, the parser has an answer.
         if let Some((head, used)) = parse_request(&buf)? {
@@ -99,7 +100,9 @@ pub(crate) async fn refuse(mut io: Box<dyn Io>, status: u16, description: impl s
     // A lingering close: what the peer sent past what was read (the rest of a head too large,
     // a body) is read and dropped for a moment, since closing with unread bytes resets the
     // connection, and a reset can reach the peer before it has read this answer.
-    let mut sink = [0u8; 4096];
+    // On the heap: inline, these 4 KiB would be part of every future that may refuse, which is
+    // most of a connection's, for the connection's whole life.
+    let mut sink = vec![0u8; 4096];
     let drain = async {
         let mut left = LINGER_BYTES;
         while left > 0 {
@@ -151,6 +154,16 @@ mod tests {
             assert_eq!(&all[..used], &REQUEST[..used], "the head's bytes come first");
             (head, all.split_off(used))
         })
+    }
+
+    /// What a future keeps inline, every future awaiting it keeps too, for as long as it runs: a
+    /// channel's task awaits these (a refusal may come at any step), for the channel's life.
+    #[test]
+    fn the_handshake_futures_keep_their_buffers_on_the_heap() {
+        let (_client, server) = tokio::io::duplex(64);
+        let mut io: Box<dyn Io> = Box::new(server);
+        assert!(std::mem::size_of_val(&read_head(&mut io)) < 512, "read_head");
+        assert!(std::mem::size_of_val(&refuse(io, 400, "bad")) < 1024, "refuse");
     }
 
     #[tokio::test]

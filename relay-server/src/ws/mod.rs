@@ -157,7 +157,9 @@ async fn serve_connection(
     let deadline = tokio::time::Instant::now() + shared.config.handshake_timeout();
     let handshake = |result| shared.metrics.handshake(Transport::websocket, result);
     let mut io: Box<dyn Io> = match &listener.tls {
-        Some(tls) => match tokio::time::timeout_at(deadline, tls.accept(tcp)).await {
+        // The handshake's state is boxed, here and below, so that the connection's future (which
+        // lives as long as the connection, a channel's end) is not sized for it.
+        Some(tls) => match tokio::time::timeout_at(deadline, Box::pin(tls.accept(tcp))).await {
             Ok(Ok(stream)) => Box::new(stream),
             Ok(Err(e)) => {
                 handshake(HandshakeResult::failed);
@@ -170,7 +172,7 @@ async fn serve_connection(
         },
         None => Box::new(tcp),
     };
-    let (head, mut read, used) = match tokio::time::timeout_at(deadline, read_head(&mut io)).await {
+    let (head, mut read, used) = match tokio::time::timeout_at(deadline, Box::pin(read_head(&mut io))).await {
         Ok(Ok(read)) => read,
         Ok(Err(e)) => {
             handshake(HandshakeResult::failed);
@@ -197,7 +199,8 @@ async fn serve_connection(
         // Not a WebSocket handshake: HTTP mode, from this request on, served by hyper.
         Err(TargetError::NotHc) if head.header("Upgrade").is_none() => {
             let span = tracing::debug_span!("http", %remote);
-            return crate::http::serve(shared, io, read, crate::http::Peer { remote, local }).instrument(span).await;
+            let peer = crate::http::Peer { remote, local };
+            return Box::pin(crate::http::serve(shared, io, read, peer)).instrument(span).await;
         }
         Err(TargetError::NotHc) => return refuse(io, 400, "WebSocket upgrades go to /$hc/ADDRESS").await,
         Err(e @ TargetError::BadPath) => return refuse(io, 404, &e.to_string()).await,
@@ -208,10 +211,13 @@ async fn serve_connection(
         Err(why) => return refuse(io, 400, why).await,
     };
     let leftover = read.split_off(used);
+    drop(read);
     let request = Request { io, leftover, head, target, key, scheme: listener.scheme(), local, remote };
     let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
+    // A caller's channel is served here for its whole life; the other actions are boxed so that
+    // this future, and so every channel's task, is not sized for them.
     match request.target.action {
-        Action::Listen => control::serve(&shared, request).instrument(span).await,
+        Action::Listen => Box::pin(control::serve(&shared, request)).instrument(span).await,
         Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.live().config, Instant::now()) => {
             let code = ErrorCode::RateLimited;
             shared.metrics.channel_refused(Transport::websocket, OpenResult::rate_limited);
@@ -219,8 +225,8 @@ async fn serve_connection(
             refuse(request.io, http_status(code).0, &status_description(code, "too many channel opens")).await
         }
         Action::Connect => connect::serve(&shared, request).instrument(span).await,
-        Action::Accept => accept::serve(&shared, request).instrument(span).await,
-        Action::Request => request::serve(&shared, request).instrument(span).await,
+        Action::Accept => Box::pin(accept::serve(&shared, request)).instrument(span).await,
+        Action::Request => Box::pin(request::serve(&shared, request)).instrument(span).await,
         _ => refuse(request.io, 400, "unsupported action").await,
     }
 }
@@ -255,7 +261,8 @@ impl Request {
         let max = shared.config.max_frame_bytes;
         let framing = Framing::Ws(WsFraming::new(max));
         let io = Metered::new(self.io, framing, Some(&shared.budget));
-        handshake::upgrade(io, self.leftover, &self.key, (protocol, channel_id), max).await
+        // Boxed: a channel's task holds its future for the channel's life, the answer only now.
+        Box::pin(handshake::upgrade(io, self.leftover, &self.key, (protocol, channel_id), max)).await
     }
 
     /// Answers 101 and returns the WebSocket, for a listener's control channel: small messages

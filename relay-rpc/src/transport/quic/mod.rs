@@ -153,9 +153,13 @@ pub(crate) async fn open_channel(
         // relay as soon as a later one is, so an open over the rate can be refused, and its
         // stream stopped, before this task has written a byte. The reply then says why.
         match io::write_frame(&mut send, &hello).await {
-            Ok(()) | Err(FrameIoError::Closed) => {}
+            Ok(()) => {}
             Err(FrameIoError::ZeroRttRejected) => return Ok(None),
-            Err(e) => return Err(lost(frame_error(e))),
+            // Stopped by the relay (a refusal that came first) reads as closed: the reply says why.
+            Err(e) => match frame_error(e) {
+                ChannelError::Closed => {}
+                e => return Err(lost(e)),
+            },
         }
         let body = match io::read_frame(&mut recv, MAX_HANDSHAKE_FRAME).await {
             Ok(body) => body,

@@ -119,7 +119,9 @@ where
     stream.flush().await?;
     let accept_key = derive_accept_key(key.as_bytes());
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
+    // On the heap: inline, these 4 KiB would stay part of the future of whatever awaits a
+    // handshake, a forwarded connection's task for one, for its whole life.
+    let mut chunk = vec![0u8; 4096];
     let head = loop {
         if let Some(head) = parse_head(&buf, &accept_key)? {
             break head;
@@ -159,6 +161,16 @@ mod tests {
     use futures::{SinkExt, StreamExt};
     use tokio::io::DuplexStream;
     use tokio_tungstenite::tungstenite::Message;
+
+    /// A forwarded connection's task awaits the handshake inline, and keeps what it holds inline
+    /// for the connection's life.
+    #[test]
+    fn the_handshake_future_keeps_its_buffer_on_the_heap() {
+        let (client, _relay) = tokio::io::duplex(64);
+        let endpoint = endpoint();
+        let upgrade = upgrade(client, &endpoint, &[], WebSocketConfig::default());
+        assert!(std::mem::size_of_val(&upgrade) < 1024, "{}", std::mem::size_of_val(&upgrade));
+    }
 
     fn endpoint() -> Endpoint {
         Endpoint { tls: true, host: "::1".into(), port: 7443, target: "/$hc/calc?sb-hc-action=connect".into() }
