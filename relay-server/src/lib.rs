@@ -32,7 +32,6 @@ mod exchanges;
 mod key_file;
 mod limits;
 mod listeners;
-mod memory;
 mod metrics;
 mod phase;
 mod rates;
@@ -56,9 +55,10 @@ mod stats;
 
 // The drivers: the transports', which accept connections and take each through the layers
 // below (HTTP mode on the TCP port is handed from `ws` to `http` after the first request head),
-// the NATS driver of cluster mode, and the admin endpoint.
+// the NATS driver of cluster mode, the admin endpoint, and giving freed heap back to the system.
 mod admin;
 mod http;
+mod memory;
 mod nats;
 mod quic;
 mod ws;
