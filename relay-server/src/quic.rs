@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures::future::Either;
 use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{Connection, Endpoint, IdleTimeout, RecvStream, SendStream, TransportConfig, VarInt};
 use std::time::{Duration, Instant};
@@ -182,20 +181,10 @@ async fn serve_connection(shared: Arc<Shared>, incoming: quinn::Incoming, gate: 
             return tracing::debug!(%remote, error = %e, "handshake failed");
         }
     };
-    let (connection, done) = match connecting.into_0rtt() {
-        Ok((connection, done)) => (connection, Either::Left(done)),
-        // A server's conversion always succeeds; were it refused, the handshake is awaited.
-        Err(connecting) => match tokio::time::timeout_at(deadline, connecting).await {
-            Ok(Ok(connection)) => (connection, Either::Right(std::future::ready(true))),
-            Ok(Err(e)) => {
-                handshake(HandshakeResult::failed);
-                return tracing::debug!(%remote, error = %e, "handshake failed");
-            }
-            Err(_) => {
-                handshake(HandshakeResult::timed_out);
-                return tracing::debug!(%remote, "handshake timed out");
-            }
-        },
+    // quinn converts every incoming connection (0.5-RTT: it may send before the handshake ends).
+    let Ok((connection, done)) = connecting.into_0rtt() else {
+        handshake(HandshakeResult::failed);
+        return tracing::warn!(%remote, "quinn would not serve the connection before its handshake; dropped");
     };
     let span = tracing::debug_span!("connection", %remote, id = connection.stable_id());
     async move {

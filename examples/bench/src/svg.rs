@@ -78,7 +78,7 @@ fn latency_panel(svg: &mut String, figures: &Figures) {
     while exp <= hi_exp {
         let value = 10f64.powf(exp);
         let label = if value >= 1000.0 { format!("{:.0}k", value / 1000.0) } else { format!("{value}") };
-        grid_line(svg, LEFT_X, y(value), &label);
+        grid_line(svg, LEFT_X, PLOT_WIDTH, y(value), &label);
         exp += 1.0;
     }
     let group = PLOT_WIDTH / TRANSPORTS.len() as f64;
@@ -122,7 +122,7 @@ fn throughput_panel(svg: &mut String, summary: &Summary) {
     let y = |p: f64| PLOT_TOP + PLOT_HEIGHT * (1.0 - p.clamp(0.0, top_percent) / top_percent);
     let mut p = 0.0;
     while p <= top_percent {
-        grid_line(svg, RIGHT_X, y(p), &format!("{p:.0}%"));
+        grid_line(svg, RIGHT_X, PLOT_WIDTH, y(p), &format!("{p:.0}%"));
         p += 25.0;
     }
     let group = PLOT_WIDTH / metrics.len() as f64;
@@ -149,11 +149,13 @@ fn title(svg: &mut String, x: f64, text: &str) {
     let _ = writeln!(svg, r#"<text x="{x}" y="30" font-size="13" font-weight="bold">{}</text>"#, escape(text));
 }
 
-fn grid_line(svg: &mut String, x: f64, y: f64, label: &str) {
+/// A horizontal grid line at `y` across a plot of `width` starting at `x`, labelled on its left
+/// (the WAN chart draws its own panels' grid with it too).
+pub(crate) fn grid_line(svg: &mut String, x: f64, width: f64, y: f64, label: &str) {
     let _ = writeln!(
         svg,
         r##"<line x1="{x}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#dddddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555555">{}</text>"##,
-        x + PLOT_WIDTH,
+        x + width,
         x - 6.0,
         y + 4.0,
         escape(label)
@@ -216,7 +218,8 @@ fn short(v: f64) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+/// `text` safe inside an SVG element.
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 

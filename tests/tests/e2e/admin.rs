@@ -55,11 +55,6 @@ async fn beyond_loopback_only_a_manage_token_is_answered() {
     assert_eq!(ready, Answer { status: 200, body: "ok\n".into() });
 }
 
-/// The relay's metrics now.
-async fn scrape(relay: &TestRelay) -> std::collections::HashMap<String, f64> {
-    http::scrape(relay.admin_addr).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     use relay_rpc::auth::SharedAccessKey;
@@ -73,7 +68,7 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     let (lab, _events) = LabHost::new("a");
     tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
     let caller = relay.caller().await;
-    let before = scrape(&relay).await;
+    let before = http::scrape(relay.admin_addr).await;
 
     // Over QUIC: 3 channels opened, 2 to an address without listener, 1 with a forged key, 1 to
     // a listener that does not answer.
@@ -127,7 +122,7 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     )
     .await;
 
-    let after = scrape(&relay).await;
+    let after = http::scrape(relay.admin_addr).await;
     for (sample, grew) in [
         (r#"relay_channels_opened_total{transport="quic",result="ok"}"#, 3.0),
         (r#"relay_channels_opened_total{transport="quic",result="no_listener"}"#, 2.0),
@@ -170,13 +165,13 @@ async fn relayed_bytes_are_counted_by_the_side_they_went_to() {
         let answer = Bytes::from(vec![9; 30_000]);
         response.send_whole(ResponseHead { status: 200, headers: Vec::new() }, answer).await.expect("answered");
     });
-    let before = scrape(&relay).await;
+    let before = http::scrape(relay.admin_addr).await;
     let token = relay_tests::https::token(&relay, "sink");
     let answer =
         relay_tests::https::request(&relay, "PUT", "/sink/x", &[("ServiceBusAuthorization", &token)], vec![1; 100_000])
             .await;
     assert_eq!((answer.status, answer.body.len()), (200, 30_000), "{answer:?}");
-    let after = scrape(&relay).await;
+    let after = http::scrape(relay.admin_addr).await;
     assert_eq!(delta(&before, &after, r#"relay_relayed_bytes_total{direction="to_host"}"#), 100_000.0);
     assert_eq!(delta(&before, &after, r#"relay_relayed_bytes_total{direction="to_caller"}"#), 30_000.0);
 }

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::report::{Column, WanSummary};
+use crate::svg::{escape, grid_line};
 
 const WIDTH: f64 = 980.0;
 const HEIGHT: f64 = 440.0;
@@ -90,15 +91,7 @@ pub fn render(summary: &WanSummary) -> String {
 fn panel(svg: &mut String, x: f64, width: f64, top: f64, step: f64) {
     let mut v = 0.0;
     while v <= top + 1e-9 && step > 0.0 {
-        let y = PLOT_TOP + PLOT_HEIGHT * (1.0 - v / top);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{x}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#dddddd"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555555">{}</text>"##,
-            x + width,
-            x - 6.0,
-            y + 4.0,
-            short(v)
-        );
+        grid_line(svg, x, width, PLOT_TOP + PLOT_HEIGHT * (1.0 - v / top), &short(v));
         v += step;
     }
     let bottom = PLOT_TOP + PLOT_HEIGHT;
@@ -129,8 +122,7 @@ fn bars(svg: &mut String, x: f64, width: f64, top: f64, labels: &[&str], values:
 }
 
 fn text(svg: &mut String, x: f64, y: f64, content: &str, attrs: &str) {
-    let content = content.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let _ = writeln!(svg, r#"<text x="{x:.1}" y="{y:.1}" {attrs}>{content}</text>"#);
+    let _ = writeln!(svg, r#"<text x="{x:.1}" y="{y:.1}" {attrs}>{}</text>"#, escape(content));
 }
 
 /// A grid label: whole numbers bare, others with one digit.
