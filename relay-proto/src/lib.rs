@@ -50,6 +50,7 @@ mod message;
 pub mod session;
 pub mod shape;
 mod wire;
+pub mod ws_frame;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, validate_address};
 pub use assembler::FrameAssembler;

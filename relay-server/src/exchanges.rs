@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use hyper::body::Incoming;
 use relay_proto::hc_http::{RequestMessage, ResponseMessage};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::registry::ListenerId;
 use crate::rendezvous::{NoRandomness, one_time_secret};
@@ -16,12 +17,40 @@ use crate::rendezvous::{NoRandomness, one_time_secret};
 #[derive(Debug)]
 pub(crate) struct ListenerAnswer {
     pub(crate) head: ResponseMessage,
-    pub(crate) body: Bytes,
+    pub(crate) body: AnswerBody,
+}
+
+/// The body of a listener's answer.
+#[derive(Debug)]
+pub(crate) enum AnswerBody {
+    /// Read whole: an answer on the listener's control channel (one message, within
+    /// `max_frame_bytes`).
+    Whole(Bytes),
+    /// Passed on as it arrives on the request's rendezvous: pieces, then an empty piece for the
+    /// end. Pieces that stop without it are a cut body, never a whole one.
+    Streamed(mpsc::Receiver<Bytes>),
+}
+
+/// A sender's request body, as the relay passes it on: what was read at once (held in the
+/// relay's buffer budget until `_held` drops), and, for a body larger than the control channel
+/// takes, the rest, which streams over the rendezvous as it arrives.
+#[derive(Debug)]
+pub(crate) struct RequestBody {
+    pub(crate) start: Bytes,
+    pub(crate) rest: Option<Incoming>,
+    pub(crate) _held: Option<OwnedSemaphorePermit>,
+}
+
+impl RequestBody {
+    /// Whether there is any body.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start.is_empty() && self.rest.is_none()
+    }
 }
 
 /// A request sent over a rendezvous (too large for the control channel): its `request` message
 /// and body, for the rendezvous to carry once the listener opens it.
-pub(crate) type RendezvousRequest = (RequestMessage, Bytes);
+pub(crate) type RendezvousRequest = (RequestMessage, RequestBody);
 
 #[derive(Debug)]
 struct Entry {
@@ -45,7 +74,7 @@ pub(crate) enum Rendezvous {
     /// The listener chose to answer here.
     Answer,
     /// The request itself travels here, then its answer.
-    Request(RendezvousRequest),
+    Request(Box<RendezvousRequest>),
 }
 
 impl Exchanges {
@@ -58,7 +87,9 @@ impl Exchanges {
     pub(crate) fn rendezvous(&self, id: &str) -> Rendezvous {
         match self.lock().get_mut(id) {
             None => Rendezvous::Unknown,
-            Some(entry) => entry.request.take().map_or(Rendezvous::Answer, Rendezvous::Request),
+            Some(entry) => {
+                entry.request.take().map_or(Rendezvous::Answer, |request| Rendezvous::Request(Box::new(request)))
+            }
         }
     }
 
@@ -73,6 +104,12 @@ impl Exchanges {
         }
         let entry = table.remove(id).expect("looked up under the same lock");
         entry.reply.send(answer).is_ok()
+    }
+
+    /// Gives up the request `id`, whose rendezvous failed before its answer: its sender hears
+    /// at once that the listener went.
+    pub(crate) fn abandon(&self, id: &str) {
+        self.lock().remove(id);
     }
 
     /// Ends the requests sent to `listener`, whose control channel closed: their senders hear
@@ -116,6 +153,12 @@ impl Exchange {
         }
     }
 
+    /// The request given to [`over_rendezvous`](Self::over_rendezvous), back, if no rendezvous
+    /// took it: for another listener to be asked.
+    pub(crate) fn take_back(&self) -> Option<RendezvousRequest> {
+        self.table.lock().get_mut(&self.id).and_then(|entry| entry.request.take())
+    }
+
     /// The listener's answer; `None` when the listener went first. The caller bounds the wait.
     pub(crate) async fn answer(&mut self) -> Option<ListenerAnswer> {
         (&mut self.answer).await.ok()
@@ -140,7 +183,7 @@ mod tests {
             response_headers: Vec::new(),
             body: false,
         };
-        ListenerAnswer { head, body: Bytes::new() }
+        ListenerAnswer { head, body: AnswerBody::Whole(Bytes::new()) }
     }
 
     #[tokio::test]
@@ -169,8 +212,13 @@ mod tests {
             request_headers: None,
             body: None,
         };
-        exchange.over_rendezvous((message, Bytes::from_static(b"body")));
-        assert!(matches!(table.rendezvous(&id), Rendezvous::Request((_, body)) if body == "body"));
+        let body = RequestBody { start: Bytes::from_static(b"body"), rest: None, _held: None };
+        exchange.over_rendezvous((message.clone(), body));
+        let taken = exchange.take_back().expect("not taken yet");
+        assert_eq!(taken.1.start, "body");
+        exchange.over_rendezvous(taken);
+        assert!(matches!(table.rendezvous(&id), Rendezvous::Request(carried) if carried.1.start == "body"));
+        assert!(exchange.take_back().is_none(), "taken by the rendezvous");
         assert!(matches!(table.rendezvous(&id), Rendezvous::Answer), "taken once");
         assert!(matches!(table.rendezvous("guess"), Rendezvous::Unknown));
         assert!(table.complete(&id, None, answer(200)));

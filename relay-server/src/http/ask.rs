@@ -5,7 +5,6 @@
 //! listener opens the rendezvous here, the request and its answer go over it, and neither
 //! crosses two relays.
 
-use bytes::Bytes;
 use relay_proto::ErrorCode;
 use relay_proto::cluster::{NodeId, OpenReply, OpenRequest};
 use relay_proto::error::chain;
@@ -15,7 +14,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::forward::{Refused, refused, refused_as};
 use crate::cluster::view::Choice;
-use crate::exchanges::{Exchange, ListenerAnswer};
+use crate::exchanges::{Exchange, ListenerAnswer, RequestBody};
 use crate::listeners::ToListener;
 use crate::peers::Peers;
 use crate::registry::ListenerId;
@@ -28,11 +27,13 @@ pub(super) async fn ask_listener(
     shared: &Shared,
     address: &str,
     message: RequestMessage,
-    body: Bytes,
+    body: RequestBody,
 ) -> Result<ListenerAnswer, Refused> {
     let mut tried = Vec::new();
+    // Lent to a rendezvous while one is to carry it; back when none took it.
+    let mut body = Some(body);
     let Some(peers) = shared.peers() else {
-        return match ask_local(shared, address, &message, &body, &mut tried).await {
+        return match ask_local(shared, address, &message, &mut body, &mut tried).await {
             Some(asked) => asked,
             None => Err(no_listener(address)),
         };
@@ -41,13 +42,13 @@ pub(super) async fn ask_listener(
     loop {
         let local = if local_left { shared.registry().listeners(address) } else { 0 };
         match peers.choose(address, local, &nodes_tried) {
-            Choice::Local => match ask_local(shared, address, &message, &body, &mut tried).await {
+            Choice::Local => match ask_local(shared, address, &message, &mut body, &mut tried).await {
                 Some(asked) => return asked,
                 None => local_left = false,
             },
             Choice::Remote { node } => {
                 nodes_tried.push(node);
-                if let Some(asked) = ask_remote(shared, peers, node, address, &message, &body).await {
+                if let Some(asked) = ask_remote(shared, peers, node, address, &message, &mut body).await {
                     return asked;
                 }
             }
@@ -65,10 +66,11 @@ async fn ask_local(
     shared: &Shared,
     address: &str,
     message: &RequestMessage,
-    body: &Bytes,
+    body: &mut Option<RequestBody>,
     tried: &mut Vec<ListenerId>,
 ) -> Option<Result<ListenerAnswer, Refused>> {
     loop {
+        let Some(whole) = body.as_ref() else { return Some(Err(body_gone())) };
         let (id, hc) = shared.pick_hc_listener(address, tried)?;
         let mut exchange = match Exchange::register(&shared.exchanges, Some(id), system_random) {
             Ok(exchange) => exchange,
@@ -77,13 +79,14 @@ async fn ask_local(
         let mut message = message.clone();
         message.id = exchange.id().to_owned();
         message.address = rendezvous_url(&hc.base_url, address, exchange.id());
-        let over_control = body.len() <= MAX_CONTROL_BODY
+        let over_control = whole.rest.is_none()
+            && whole.start.len() <= MAX_CONTROL_BODY
             && serde_json::to_string(&message).is_ok_and(|json| json.len() <= MAX_CONTROL_JSON);
         let notice = if over_control {
-            ToListener::Request(message, (!body.is_empty()).then(|| body.clone()))
+            ToListener::Request(message, (!whole.start.is_empty()).then(|| whole.start.clone()))
         } else {
             let notice = RequestMessage::rendezvous_only(&message.address, &message.id);
-            exchange.over_rendezvous((message, body.clone()));
+            exchange.over_rendezvous((message, body.take()?));
             ToListener::Request(notice, None)
         };
         match hc.notify.try_send(notice) {
@@ -92,7 +95,11 @@ async fn ask_local(
                 return Some(Err(refused_as(ErrorCode::Busy, "the listener has too many requests waiting")));
             }
             // It is leaving: the next one.
-            Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Closed(_)) => {
+                if let Some((_, lent)) = exchange.take_back() {
+                    *body = Some(lent);
+                }
+            }
         }
     }
 }
@@ -105,10 +112,11 @@ async fn ask_remote(
     node: NodeId,
     address: &str,
     message: &RequestMessage,
-    body: &Bytes,
+    body: &mut Option<RequestBody>,
 ) -> Option<Result<ListenerAnswer, Refused>> {
     // Listeners on other nodes reach this one over its wss endpoint only.
     let base = peers.wss_url.as_deref()?;
+    let Some(lent) = body.take() else { return Some(Err(body_gone())) };
     let mut exchange = match Exchange::register(&shared.exchanges, None, system_random) {
         Ok(exchange) => exchange,
         Err(e) => return Some(Err(no_randomness(&e))),
@@ -118,7 +126,7 @@ async fn ask_remote(
     message.address = rendezvous_url(base, address, exchange.id());
     let accept =
         Accept { address: message.address.clone(), id: message.id.clone(), connect_headers: Default::default() };
-    exchange.over_rendezvous((message, body.clone()));
+    exchange.over_rendezvous((message, lent));
     let open = OpenRequest {
         address: address.to_owned(),
         path: address.to_owned(),
@@ -130,7 +138,13 @@ async fn ask_remote(
         exclude: Vec::new(),
         http: true,
     };
-    match peers.request_open(node, &open).await {
+    let asked = peers.request_open(node, &open).await;
+    if !matches!(asked, Ok(OpenReply::Notified { .. }))
+        && let Some((_, lent)) = exchange.take_back()
+    {
+        *body = Some(lent);
+    }
+    match asked {
         Ok(OpenReply::Notified { listener, .. }) => {
             tracing::debug!(%node, listener, %address, "an http request sent to a listener on another node");
             Some(wait(shared, address, &mut exchange).await)
@@ -163,6 +177,11 @@ async fn wait(shared: &Shared, address: &str, exchange: &mut Exchange) -> Result
 /// The rendezvous address of request `id`, on the node whose wss endpoint is `base`.
 fn rendezvous_url(base: &str, address: &str, id: &str) -> String {
     format!("{base}/$hc/{address}?sb-hc-action=request&sb-hc-id={id}")
+}
+
+/// The answer when the body went to a rendezvous that never came back with it.
+fn body_gone() -> Refused {
+    refused(502, "the listener that took the request's body went before it answered")
 }
 
 fn no_randomness(e: &crate::rendezvous::NoRandomness) -> Refused {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, HOST,
@@ -17,16 +17,15 @@ use relay_proto::auth::unix_now;
 use relay_proto::cors;
 use relay_proto::hc::{address_prefixes, http_status, status_description};
 use relay_proto::hc_http::{
-    RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers, listener_target, reason_phrase,
-    sender_headers, sender_status, sender_token,
+    MAX_CONTROL_BODY, RemoteEndpoint, RequestMessage, TokenSource, error_body, listener_headers, listener_target,
+    reason_phrase, sender_headers, sender_status, sender_token,
 };
 use relay_proto::http_channel::RequestHead;
 use std::sync::Arc;
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Answer, Peer, ask, discovery, full, over_channel};
+use super::{Answer, Peer, PiecesBody, ask, discovery, full, over_channel};
 use crate::auth::Authorized;
-use crate::exchanges::ListenerAnswer;
+use crate::exchanges::{AnswerBody, ListenerAnswer, RequestBody};
 use crate::state::Shared;
 
 /// Serves one request.
@@ -172,7 +171,7 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
         let answer = over_channel::exchange(shared, (&address, peer.remote), head, body, Some(quota)).await?;
         return Ok(with_via(answer, &via));
     }
-    let (body, _held) = read_body(shared, body).await?;
+    let body = read_start(shared, body).await?;
     let message = RequestMessage {
         address: String::new(),
         id: String::new(),
@@ -186,32 +185,28 @@ async fn try_forward(shared: &Arc<Shared>, request: Request<Incoming>, peer: Pee
     Ok(listener_answer(answer, &via, parts.method == Method::HEAD))
 }
 
-/// Reads the whole request body within the handshake timeout (a body that stalls gets 408): at
-/// most `max_frame_bytes` (the largest message a listener takes; 413 beyond), each piece held in
-/// the relay's buffer budget as it arrives (while the budget is spent, the body waits, its sender
-/// slowed by TCP). The budget is held until the returned hold drops.
-async fn read_body(shared: &Shared, body: Incoming) -> Result<(Bytes, Option<OwnedSemaphorePermit>), Refused> {
-    let limit = shared.config.max_frame_bytes;
-    let too_large = || refused(413, format!("the request body is larger than {limit} bytes"));
+/// Reads the start of the request body within the handshake timeout (a body that stalls gets
+/// 408): all of it when it ends within what the control channel takes, else that much, and the
+/// rest streams over the rendezvous. What is read is held in the relay's buffer budget as it
+/// arrives (while the budget is spent, the body waits, its sender slowed by TCP; 413 when the
+/// whole budget could not hold it).
+async fn read_start(shared: &Shared, mut body: Incoming) -> Result<RequestBody, Refused> {
     let read = async {
-        let mut body = std::pin::pin!(Limited::new(body, limit));
         let (mut bytes, mut held) = (BytesMut::new(), None);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                if e.is::<LengthLimitError>() {
-                    too_large()
-                } else {
-                    refused(400, "the request body could not be read")
-                }
-            })?;
+        while bytes.len() <= MAX_CONTROL_BODY {
+            let Some(frame) = body.frame().await else {
+                return Ok(RequestBody { start: bytes.freeze(), rest: None, _held: held });
+            };
+            let frame = frame.map_err(|_| refused(400, "the request body could not be read"))?;
             if let Ok(data) = frame.into_data() {
                 if !shared.budget.hold_more(&mut held, data.len()).await {
-                    return Err(too_large());
+                    return Err(refused(413, "the request body is larger than the relay's buffer budget"));
                 }
                 bytes.extend_from_slice(&data);
             }
         }
-        Ok((bytes.freeze(), held))
+        let rest = (!hyper::body::Body::is_end_stream(&body)).then_some(body);
+        Ok(RequestBody { start: bytes.freeze(), rest, _held: held })
     };
     tokio::time::timeout(shared.config.handshake_timeout(), read)
         .await
@@ -234,7 +229,12 @@ fn listener_answer(answer: ListenerAnswer, via: &str, head_request: bool) -> Ans
     let ListenerAnswer { head, body } = answer;
     let status = StatusCode::from_u16(sender_status(head.status_code)).unwrap_or(StatusCode::BAD_GATEWAY);
     let no_body = head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
-    let mut response = Response::new(full(if no_body { Bytes::new() } else { body }));
+    let body = match body {
+        _ if no_body => full(Bytes::new()),
+        AnswerBody::Whole(bytes) => full(bytes),
+        AnswerBody::Streamed(pieces) => PiecesBody::new(pieces).boxed(),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     if let Some(reason) = reason_phrase(head.status_description.as_deref())
         && Some(reason.as_str()) != status.canonical_reason()

@@ -15,14 +15,18 @@ mod replay;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::{Frame as BodyFrame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use relay_proto::error::chain;
 use relay_proto::http::MAX_HEAD;
+use tokio::sync::mpsc;
 
 use crate::channel::Io;
 use crate::phase::Phase;
@@ -41,6 +45,46 @@ pub(crate) struct BodyCut;
 /// A whole body.
 pub(crate) fn full(bytes: impl Into<Bytes>) -> BoxBody<Bytes, BodyCut> {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// A body passed on as it arrives: pieces, then an empty one for the end. Pieces that stop
+/// without it (whoever sent them ended for any reason) are a cut body, never a whole one.
+pub(crate) struct PiecesBody {
+    pieces: mpsc::Receiver<Bytes>,
+    ended: bool,
+}
+
+impl PiecesBody {
+    pub(crate) fn new(pieces: mpsc::Receiver<Bytes>) -> Self {
+        Self { pieces, ended: false }
+    }
+}
+
+impl hyper::body::Body for PiecesBody {
+    type Data = Bytes;
+    type Error = BodyCut;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, BodyCut>>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        self.pieces.poll_recv(cx).map(|next| match next {
+            Some(piece) if piece.is_empty() => {
+                self.ended = true;
+                None
+            }
+            Some(piece) => Some(Ok(BodyFrame::data(piece))),
+            None => Some(Err(BodyCut)),
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
 }
 
 /// Where a connection came from and arrived, for the listener's `remoteEndpoint` and the

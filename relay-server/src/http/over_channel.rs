@@ -9,14 +9,11 @@
 //! away, or a host that stalls, ends the task and the channel.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
-use hyper::body::{Frame as BodyFrame, SizeHint};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
 use relay_proto::hc_http::{sender_headers, sender_status};
@@ -26,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 use super::forward::{Refused, refused, refused_as};
-use super::{Answer, BodyCut};
+use super::{Answer, PiecesBody};
 use crate::channel::{Frame, Next, Relayed, Side, Sink, Source, finish, halves};
 use crate::limits::ChannelQuota;
 use crate::router::{ChannelRequest, Opened, Refusal, channel_span, route};
@@ -59,7 +56,7 @@ pub(super) async fn exchange<B: RequestBody>(
     let span = channel_span(opened.channel_id, address, request.transport);
     tokio::spawn(moved.run(opened, head, body, quota).instrument(span));
     match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(Ok(head))) => Ok(response(head, ChannelBody { pieces: body_in, ended: false })),
+        Ok(Ok(Ok(head))) => Ok(response(head, PiecesBody::new(body_in))),
         Ok(Ok(Err(refused))) => Err(refused),
         Ok(Err(_)) => Err(refused(502, "the listener went before it answered")),
         Err(_) => Err(refused(
@@ -110,7 +107,7 @@ fn not_routed(address: &str, refusal: &Refusal) -> Refused {
 }
 
 /// The sender's answer: the host's status and headers (hop-by-hop ones dropped), and its body.
-fn response(head: ResponseHead, body: ChannelBody) -> Answer {
+fn response(head: ResponseHead, body: PiecesBody) -> Answer {
     let mut response = Response::new(http_body_util::BodyExt::boxed(body));
     *response.status_mut() = StatusCode::from_u16(sender_status(head.status)).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
@@ -120,41 +117,6 @@ fn response(head: ResponseHead, body: ChannelBody) -> Answer {
         }
     }
     response
-}
-
-/// The response body, as the exchange's task reads it from the channel: pieces, then an empty
-/// one for the end. Pieces that stop without it (the task ended for any reason) are a cut body,
-/// never a complete one.
-struct ChannelBody {
-    pieces: mpsc::Receiver<Bytes>,
-    ended: bool,
-}
-
-impl hyper::body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BodyCut;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<BodyFrame<Bytes>, BodyCut>>> {
-        if self.ended {
-            return Poll::Ready(None);
-        }
-        self.pieces.poll_recv(cx).map(|next| match next {
-            Some(piece) if piece.is_empty() => {
-                self.ended = true;
-                None
-            }
-            Some(piece) => Some(Ok(BodyFrame::data(piece))),
-            None => Some(Err(BodyCut)),
-        })
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.ended
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
 }
 
 /// What the task of one exchange tells the HTTP side.

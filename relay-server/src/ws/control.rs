@@ -20,7 +20,7 @@ use super::Request;
 use crate::channel::WsStream;
 use crate::channel::close::{close, frame};
 use crate::deadline::sleep_until;
-use crate::exchanges::ListenerAnswer;
+use crate::exchanges::{AnswerBody, ListenerAnswer};
 use crate::listeners::{HcListener, ListenerHandle, ToListener};
 use crate::phase::Phase;
 use crate::registry::ListenerId;
@@ -100,7 +100,7 @@ async fn send_to_listener(ws: &mut WsStream, message: ToListener) -> Result<(), 
 /// Hands a listener's answer on its control channel to the request waiting for it, if any.
 fn answered(shared: &Shared, listener: ListenerId, head: ResponseMessage, body: Bytes) {
     let id = head.request_id.clone();
-    if !shared.exchanges.complete(&id, Some(listener), ListenerAnswer { head, body }) {
+    if !shared.exchanges.complete(&id, Some(listener), ListenerAnswer { head, body: AnswerBody::Whole(body) }) {
         tracing::debug!(listener, request = %id, "a response for no request waiting (given up, or not this listener's)");
     }
 }

@@ -4,7 +4,7 @@
 
 use relay_proto::hc::CHANNEL_ID_HEADER;
 use relay_proto::http::{HeadError, MAX_HEAD, parse_request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -53,6 +53,22 @@ pub(crate) async fn upgrade(
     (protocol, channel_id): (Option<&str>, Option<u64>),
     max_message: usize,
 ) -> std::io::Result<WsStream> {
+    switch_protocols(&mut io, key, (protocol, channel_id)).await?;
+    // tungstenite zero-fills its whole read buffer per socket (128 KiB by default), and every
+    // channel holds two sockets here; a large message reserves its own length anyway.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    Ok(WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config)).await)
+}
+
+/// Answers `101 Switching Protocols` on `io`: the WebSocket begins after it.
+pub(crate) async fn switch_protocols<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    key: &str,
+    (protocol, channel_id): (Option<&str>, Option<u64>),
+) -> std::io::Result<()> {
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         derive_accept_key(key.as_bytes())
@@ -65,14 +81,7 @@ pub(crate) async fn upgrade(
     }
     response.push_str("\r\n");
     io.write_all(response.as_bytes()).await?;
-    io.flush().await?;
-    // tungstenite zero-fills its whole read buffer per socket (128 KiB by default), and every
-    // channel holds two sockets here; a large message reserves its own length anyway.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(WS_READ_BUFFER)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
-    Ok(WebSocketStream::from_partially_read(io, leftover, Role::Server, Some(config)).await)
+    io.flush().await
 }
 
 /// The read buffer of each WebSocket. It stays allocated for the socket's life, and every

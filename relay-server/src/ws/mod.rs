@@ -6,6 +6,7 @@ mod accept;
 mod connect;
 mod control;
 mod handshake;
+mod raw;
 mod request;
 
 use std::net::SocketAddr;
@@ -271,6 +272,13 @@ impl Request {
         let max = shared.config.max_frame_bytes;
         let io = Metered::new(self.io, Framing::Ws(WsFraming::new(max)), None);
         handshake::upgrade(io, self.leftover, &self.key, (None, None), max).await
+    }
+
+    /// Answers 101 and returns the connection as it is, and the bytes read past the handshake,
+    /// for a WebSocket read and written frame by frame ([`raw`]).
+    pub(crate) async fn upgrade_raw(mut self) -> std::io::Result<(Box<dyn Io>, Vec<u8>)> {
+        handshake::switch_protocols(&mut self.io, &self.key, (None, None)).await?;
+        Ok((self.io, self.leftover))
     }
 
     /// Answers with an error status.

@@ -23,6 +23,7 @@ mod forward_failover;
 mod go_away;
 mod hc_http;
 mod hc_raw;
+mod hc_streaming;
 mod hostile;
 mod http_channels;
 mod http_forward;

@@ -1,0 +1,527 @@
+//! WebSocket frames (RFC 6455, section 5), sans-IO: headers parsed and written, and a peer's
+//! masked frames read into messages whose binary payload is passed on piece by piece as it
+//! arrives, never held whole.
+//!
+//! The relay reads a WebSocket this way where a message may be larger than it should hold: the
+//! body of an HTTP-mode request or response on a Hybrid Connections rendezvous is one binary
+//! message of any length, fragmented as the listener writes it.
+//!
+//! ```
+//! use relay_proto::ws_frame::{FrameHeader, MessageReader, Opcode, WsEvent};
+//!
+//! // A client's masked binary frame, "hi", then a close.
+//! let mut bytes = Vec::new();
+//! let mask = [1, 2, 3, 4];
+//! FrameHeader { fin: true, opcode: Opcode::Binary, mask: Some(mask), len: 2 }.encode(&mut bytes);
+//! bytes.extend([b'h' ^ 1, b'i' ^ 2]);
+//! FrameHeader { fin: true, opcode: Opcode::Close, mask: Some(mask), len: 0 }.encode(&mut bytes);
+//!
+//! let mut reader = MessageReader::new(1024);
+//! let (used, event) = reader.read(&mut bytes).unwrap();
+//! let Some(WsEvent::Binary { range, last: true }) = event else { panic!("{event:?}") };
+//! assert_eq!(&bytes[range], b"hi");
+//! let (_, event) = reader.read(&mut bytes[used..]).unwrap();
+//! assert_eq!(event, Some(WsEvent::Close(None)));
+//! ```
+
+use std::ops::Range;
+
+/// A frame's opcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    /// The next fragment of a message.
+    Continuation,
+    /// The first (or only) frame of a text message.
+    Text,
+    /// The first (or only) frame of a binary message.
+    Binary,
+    /// A close frame.
+    Close,
+    /// A ping.
+    Ping,
+    /// A pong.
+    Pong,
+}
+
+impl Opcode {
+    fn from_bits(bits: u8) -> Option<Self> {
+        Some(match bits {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            _ => return None,
+        })
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0x0,
+            Opcode::Text => 0x1,
+            Opcode::Binary => 0x2,
+            Opcode::Close => 0x8,
+            Opcode::Ping => 0x9,
+            Opcode::Pong => 0xA,
+        }
+    }
+
+    /// Whether frames of this opcode are control frames (close, ping, pong).
+    pub fn is_control(self) -> bool {
+        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
+    }
+}
+
+/// The longest frame header: 2 bytes, an 8-byte length and a 4-byte mask.
+pub const MAX_HEADER_LEN: usize = 14;
+
+/// The longest payload of a control frame.
+pub const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// A frame's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Whether this frame ends its message.
+    pub fin: bool,
+    /// What the frame is.
+    pub opcode: Opcode,
+    /// The masking key (every frame a client sends has one; a server's have none).
+    pub mask: Option<[u8; 4]>,
+    /// The payload's length.
+    pub len: u64,
+}
+
+/// Why bytes are not a WebSocket frame stream this reader accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WsFrameError {
+    /// A reserved bit is set (no extension is negotiated).
+    #[error("a frame sets a reserved bit")]
+    Reserved,
+    /// The opcode is reserved.
+    #[error("a frame has the reserved opcode {0:#x}")]
+    UnknownOpcode(u8),
+    /// A control frame is fragmented or longer than 125 bytes.
+    #[error("a control frame is fragmented or longer than 125 bytes")]
+    BadControl,
+    /// A 64-bit length has its top bit set.
+    #[error("a frame's length has its top bit set")]
+    BadLength,
+    /// A frame from a client is not masked.
+    #[error("a client's frame is not masked")]
+    Unmasked,
+    /// A continuation frame arrived with no message to continue.
+    #[error("a continuation frame continues no message")]
+    StrayContinuation,
+    /// A new message began before the one in progress ended.
+    #[error("a message began inside another")]
+    Interleaved,
+    /// A text message is longer than the reader takes.
+    #[error("a text message is longer than {max} bytes")]
+    TextTooLong {
+        /// The longest text message taken.
+        max: usize,
+    },
+    /// A text message is not UTF-8.
+    #[error("a text message is not UTF-8")]
+    NotUtf8,
+}
+
+impl FrameHeader {
+    /// Parses the header at the start of `bytes`: the header and its length, or `None` when
+    /// more bytes are needed.
+    pub fn parse(bytes: &[u8]) -> Result<Option<(Self, usize)>, WsFrameError> {
+        let [b0, b1, ..] = *bytes else { return Ok(None) };
+        if b0 & 0x70 != 0 {
+            return Err(WsFrameError::Reserved);
+        }
+        let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(WsFrameError::UnknownOpcode(b0 & 0x0F))?;
+        let (len, at) = match b1 & 0x7F {
+            126 => match bytes.get(2..4) {
+                Some(&[hi, lo]) => (u64::from(u16::from_be_bytes([hi, lo])), 4),
+                _ => return Ok(None),
+            },
+            127 => match bytes.get(2..10) {
+                Some(len) => {
+                    let len = u64::from_be_bytes(len.try_into().expect("eight bytes"));
+                    if len >> 63 != 0 {
+                        return Err(WsFrameError::BadLength);
+                    }
+                    (len, 10)
+                }
+                None => return Ok(None),
+            },
+            len => (u64::from(len), 2),
+        };
+        let fin = b0 & 0x80 != 0;
+        if opcode.is_control() && (!fin || len > MAX_CONTROL_PAYLOAD) {
+            return Err(WsFrameError::BadControl);
+        }
+        let (mask, at) = if b1 & 0x80 != 0 {
+            match bytes.get(at..at + 4) {
+                Some(mask) => (Some(mask.try_into().expect("four bytes")), at + 4),
+                None => return Ok(None),
+            }
+        } else {
+            (None, at)
+        };
+        Ok(Some((FrameHeader { fin, opcode, mask, len }, at)))
+    }
+
+    /// Appends the header to `out`, its length in the fewest bytes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push((u8::from(self.fin) << 7) | self.opcode.bits());
+        let masked = if self.mask.is_some() { 0x80 } else { 0 };
+        match self.len {
+            len @ 0..=125 => out.push(masked | len as u8),
+            len @ 126..=0xFFFF => {
+                out.push(masked | 126);
+                out.extend((len as u16).to_be_bytes());
+            }
+            len => {
+                out.push(masked | 127);
+                out.extend(len.to_be_bytes());
+            }
+        }
+        if let Some(mask) = self.mask {
+            out.extend(mask);
+        }
+    }
+}
+
+/// XORs `payload`, which starts `offset` bytes into its frame's payload, with `mask`.
+pub fn apply_mask(payload: &mut [u8], mask: [u8; 4], offset: u64) {
+    let start = (offset % 4) as usize;
+    for (i, byte) in payload.iter_mut().enumerate() {
+        *byte ^= mask[(start + i) % 4];
+    }
+}
+
+/// What a [`MessageReader`] read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsEvent {
+    /// A whole text message.
+    Text(String),
+    /// A piece of a binary message: the bytes at `range` of the input just read, unmasked in
+    /// place. `last` ends the message (its piece may then be empty).
+    Binary {
+        /// Where the piece is in the input.
+        range: Range<usize>,
+        /// Whether the message ends with it.
+        last: bool,
+    },
+    /// A ping, with its payload.
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong,
+    /// A close frame, with its status code if it has one.
+    Close(Option<u16>),
+}
+
+/// The kind of the data message in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Binary,
+}
+
+/// The frame being read, once its header is whole.
+#[derive(Debug)]
+struct Frame {
+    header: FrameHeader,
+    /// Payload bytes still to come.
+    left: u64,
+    /// Payload bytes read so far.
+    read: u64,
+}
+
+/// Reads a client's frames (masked) into [`WsEvent`]s, from bytes fed in any chunking.
+///
+/// Text messages are gathered up to a limit; binary messages are passed on as the pieces of
+/// payload in each input, so the reader holds no more than a frame header, a control frame's
+/// payload and the text message in progress.
+#[derive(Debug)]
+pub struct MessageReader {
+    header: [u8; MAX_HEADER_LEN],
+    have: usize,
+    frame: Option<Frame>,
+    message: Option<Kind>,
+    text: Vec<u8>,
+    max_text: usize,
+    control: Vec<u8>,
+}
+
+impl MessageReader {
+    /// A reader of a client's frames that takes text messages of up to `max_text` bytes.
+    pub fn new(max_text: usize) -> Self {
+        Self {
+            header: [0; MAX_HEADER_LEN],
+            have: 0,
+            frame: None,
+            message: None,
+            text: Vec::new(),
+            max_text,
+            control: Vec::new(),
+        }
+    }
+
+    /// Reads from the start of `input`: how many bytes it used, and the event they complete, if
+    /// any. Without an event, it used all of `input`; with one, the caller passes the rest next.
+    /// A binary piece is unmasked in place, at the event's range of `input`.
+    pub fn read(&mut self, input: &mut [u8]) -> Result<(usize, Option<WsEvent>), WsFrameError> {
+        let mut used = 0;
+        loop {
+            if self.frame.is_none() {
+                let take = (MAX_HEADER_LEN - self.have).min(input.len() - used);
+                self.header[self.have..self.have + take].copy_from_slice(&input[used..used + take]);
+                match FrameHeader::parse(&self.header[..self.have + take])? {
+                    None => {
+                        self.have += take;
+                        return Ok((used + take, None));
+                    }
+                    Some((header, len)) => {
+                        used += len - self.have;
+                        self.have = 0;
+                        self.begin(header)?;
+                    }
+                }
+            }
+            let frame = self.frame.as_mut().expect("a frame is in progress");
+            let n = usize::try_from(frame.left).unwrap_or(usize::MAX).min(input.len() - used);
+            let range = used..used + n;
+            if let Some(mask) = frame.header.mask {
+                apply_mask(&mut input[range.clone()], mask, frame.read);
+            }
+            used += n;
+            frame.left -= n as u64;
+            frame.read += n as u64;
+            let (header, done) = (frame.header, frame.left == 0);
+            if done {
+                self.frame = None;
+            }
+            let event = self.payload(header, &input[range.clone()], done)?;
+            let event = match event {
+                Some(Kind::Binary) => Some(WsEvent::Binary { range, last: done && header.fin }),
+                Some(Kind::Text) => self.end_text()?,
+                None if done && header.opcode.is_control() => Some(self.end_control(header.opcode)),
+                None => None,
+            };
+            if event.is_some() {
+                return Ok((used, event));
+            }
+            if !done {
+                return Ok((used, None));
+            }
+        }
+    }
+
+    /// Starts reading a frame whose header is whole.
+    fn begin(&mut self, header: FrameHeader) -> Result<(), WsFrameError> {
+        if header.mask.is_none() {
+            return Err(WsFrameError::Unmasked);
+        }
+        match (header.opcode, self.message) {
+            (Opcode::Text | Opcode::Binary, Some(_)) => return Err(WsFrameError::Interleaved),
+            (Opcode::Text, None) => {
+                self.text.clear();
+                self.message = Some(Kind::Text);
+            }
+            (Opcode::Binary, None) => self.message = Some(Kind::Binary),
+            (Opcode::Continuation, None) => return Err(WsFrameError::StrayContinuation),
+            _ => {}
+        }
+        if header.opcode.is_control() {
+            self.control.clear();
+        }
+        self.frame = Some(Frame { header, left: header.len, read: 0 });
+        Ok(())
+    }
+
+    /// Takes a piece of a frame's payload; the kind of data message it completes an event of:
+    /// binary, a piece (or its end) to pass on; text, once the message is whole.
+    fn payload(&mut self, header: FrameHeader, piece: &[u8], done: bool) -> Result<Option<Kind>, WsFrameError> {
+        if header.opcode.is_control() {
+            self.control.extend_from_slice(piece);
+            return Ok(None);
+        }
+        let ends_message = done && header.fin;
+        match self.message {
+            Some(Kind::Text) => {
+                if self.text.len() + piece.len() > self.max_text {
+                    return Err(WsFrameError::TextTooLong { max: self.max_text });
+                }
+                self.text.extend_from_slice(piece);
+                Ok(ends_message.then_some(Kind::Text))
+            }
+            Some(Kind::Binary) => {
+                if ends_message {
+                    self.message = None;
+                }
+                Ok((!piece.is_empty() || ends_message).then_some(Kind::Binary))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The whole text message just ended.
+    fn end_text(&mut self) -> Result<Option<WsEvent>, WsFrameError> {
+        self.message = None;
+        let text = String::from_utf8(std::mem::take(&mut self.text)).map_err(|_| WsFrameError::NotUtf8)?;
+        Ok(Some(WsEvent::Text(text)))
+    }
+
+    /// The control frame just read whole.
+    fn end_control(&mut self, opcode: Opcode) -> WsEvent {
+        match opcode {
+            Opcode::Ping => WsEvent::Ping(std::mem::take(&mut self.control)),
+            Opcode::Pong => WsEvent::Pong,
+            _ => WsEvent::Close(match self.control[..] {
+                [hi, lo, ..] => Some(u16::from_be_bytes([hi, lo])),
+                _ => None,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+    /// A client's frame.
+    fn frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        FrameHeader { fin, opcode, mask: Some(MASK), len: payload.len() as u64 }.encode(&mut out);
+        let mut payload = payload.to_vec();
+        apply_mask(&mut payload, MASK, 0);
+        out.extend(payload);
+        out
+    }
+
+    /// What `reader` reads from `input` fed `chunk` bytes at a time: binary pieces gathered per
+    /// message as `Bin(bytes)`, other events as they come.
+    fn read_all(reader: &mut MessageReader, input: &[u8], chunk: usize) -> Result<Vec<Seen>, WsFrameError> {
+        let mut seen = Vec::new();
+        let mut binary = Vec::new();
+        for piece in input.chunks(chunk) {
+            let mut piece = piece.to_vec();
+            let mut at = 0;
+            while at < piece.len() {
+                let (used, event) = reader.read(&mut piece[at..])?;
+                match event {
+                    Some(WsEvent::Binary { range, last }) => {
+                        binary.extend_from_slice(&piece[at..][range]);
+                        if last {
+                            seen.push(Seen::Bin(std::mem::take(&mut binary)));
+                        }
+                    }
+                    Some(other) => seen.push(Seen::Other(other)),
+                    None => assert_eq!(at + used, piece.len(), "used all the input without an event"),
+                }
+                at += used;
+            }
+        }
+        Ok(seen)
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Seen {
+        Bin(Vec<u8>),
+        Other(WsEvent),
+    }
+
+    #[test]
+    fn headers_round_trip_at_every_length_form() {
+        for len in [0, 1, 125, 126, 65_535, 65_536, 1 << 40] {
+            for mask in [None, Some(MASK)] {
+                let header = FrameHeader { fin: len % 2 == 0, opcode: Opcode::Binary, mask, len };
+                let mut bytes = Vec::new();
+                header.encode(&mut bytes);
+                assert_eq!(FrameHeader::parse(&bytes), Ok(Some((header, bytes.len()))));
+                for short in 0..bytes.len() {
+                    assert_eq!(FrameHeader::parse(&bytes[..short]), Ok(None), "{len} cut at {short}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_headers_are_refused() {
+        assert_eq!(FrameHeader::parse(&[0xC2, 0x80]), Err(WsFrameError::Reserved));
+        assert_eq!(FrameHeader::parse(&[0x83, 0x80]), Err(WsFrameError::UnknownOpcode(3)));
+        assert_eq!(FrameHeader::parse(&[0x09, 0x80]), Err(WsFrameError::BadControl), "a fragmented ping");
+        assert_eq!(FrameHeader::parse(&[0x89, 0xFE, 0, 126]), Err(WsFrameError::BadControl), "a long ping");
+        let mut long = vec![0x82, 0xFF];
+        long.extend(u64::MAX.to_be_bytes());
+        assert_eq!(FrameHeader::parse(&long), Err(WsFrameError::BadLength));
+    }
+
+    #[test]
+    fn a_fragmented_binary_message_with_a_ping_inside_reads_the_same_in_any_chunking() {
+        let body: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut input = frame(true, Opcode::Text, br#"{"response":{}}"#);
+        input.extend(frame(false, Opcode::Binary, &body[..1000]));
+        input.extend(frame(true, Opcode::Ping, b"are you there"));
+        input.extend(frame(false, Opcode::Continuation, &body[1000..66_000]));
+        input.extend(frame(false, Opcode::Continuation, b""));
+        input.extend(frame(true, Opcode::Continuation, &body[66_000..]));
+        input.extend(frame(true, Opcode::Binary, b""));
+        input.extend(frame(true, Opcode::Close, &[0x03, 0xE8, b'b', b'y', b'e']));
+        let expected = vec![
+            Seen::Other(WsEvent::Text(r#"{"response":{}}"#.into())),
+            Seen::Other(WsEvent::Ping(b"are you there".to_vec())),
+            Seen::Bin(body.clone()),
+            Seen::Bin(Vec::new()),
+            Seen::Other(WsEvent::Close(Some(1000))),
+        ];
+        for chunk in [1, 2, 3, 7, 13, 1000, 4096, input.len()] {
+            let mut reader = MessageReader::new(100);
+            assert_eq!(read_all(&mut reader, &input, chunk).unwrap(), expected, "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_binary_piece_is_passed_on_before_its_frame_ends() {
+        let body = vec![9u8; 10_000];
+        let mut input = frame(true, Opcode::Binary, &body);
+        let mut reader = MessageReader::new(100);
+        let (used, event) = reader.read(&mut input[..100]).unwrap();
+        assert_eq!(used, 100);
+        let Some(WsEvent::Binary { range, last: false }) = event else { panic!("{event:?}") };
+        assert_eq!(range, 8..100, "after the header (2 bytes, a 2-byte length, the mask)");
+        assert!(input[range].iter().all(|&b| b == 9), "unmasked in place");
+    }
+
+    #[test]
+    fn broken_message_sequences_are_refused() {
+        let refused = |input: Vec<u8>| read_all(&mut MessageReader::new(10), &input, input.len()).unwrap_err();
+        assert_eq!(refused(frame(true, Opcode::Continuation, b"x")), WsFrameError::StrayContinuation);
+        let mut interleaved = frame(false, Opcode::Binary, b"x");
+        interleaved.extend(frame(true, Opcode::Text, b"y"));
+        assert_eq!(refused(interleaved), WsFrameError::Interleaved);
+        assert_eq!(refused(frame(true, Opcode::Text, b"eleven char")), WsFrameError::TextTooLong { max: 10 });
+        assert_eq!(refused(frame(true, Opcode::Text, &[0xFF])), WsFrameError::NotUtf8);
+        let mut unmasked = Vec::new();
+        FrameHeader { fin: true, opcode: Opcode::Binary, mask: None, len: 0 }.encode(&mut unmasked);
+        assert_eq!(refused(unmasked), WsFrameError::Unmasked);
+    }
+
+    #[test]
+    fn a_text_message_may_be_fragmented_and_a_close_may_be_bare() {
+        let mut input = frame(false, Opcode::Text, b"hel");
+        input.extend(frame(true, Opcode::Pong, b""));
+        input.extend(frame(true, Opcode::Continuation, b"lo"));
+        input.extend(frame(true, Opcode::Close, b""));
+        let seen = read_all(&mut MessageReader::new(10), &input, 1).unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                Seen::Other(WsEvent::Pong),
+                Seen::Other(WsEvent::Text("hello".into())),
+                Seen::Other(WsEvent::Close(None))
+            ]
+        );
+    }
+}
