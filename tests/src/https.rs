@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
+use std::convert::Infallible;
+
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::{Bytes, Frame};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use relay_rpc::auth::{sas_token, unix_now};
@@ -102,11 +105,14 @@ pub async fn tls(relay: &TestRelay) -> tokio_rustls::client::TlsStream<TcpStream
     step("TLS handshake with the relay", connector.connect(name, tcp)).await
 }
 
+/// A request body: whole, or a stream of pieces.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
 /// One HTTP/1.1 connection to the relay's TLS port; requests on it are sent one after the
 /// other (keep-alive).
 #[derive(Debug)]
 pub struct Connection {
-    sender: SendRequest<Full<Bytes>>,
+    sender: SendRequest<Body>,
     driver: JoinHandle<()>,
     authority: String,
 }
@@ -138,6 +144,25 @@ impl Connection {
     /// and reads the whole response. `target` is the request-target as sent: `/web/hello?x=1`,
     /// or an authority for `CONNECT`.
     pub async fn send(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: Vec<u8>) -> Response {
+        self.send_body(method, target, headers, Full::new(Bytes::from(body)).boxed_unsync()).await
+    }
+
+    /// Sends `method target` with `headers` and a body of `chunks`, each its own chunk of a
+    /// `Transfer-Encoding: chunked` body (no `Content-Length`), and reads the whole response.
+    pub async fn send_chunked(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        chunks: Vec<Vec<u8>>,
+    ) -> Response {
+        let frames = chunks.into_iter().map(|chunk| Ok(Frame::data(Bytes::from(chunk))));
+        let body = StreamBody::new(futures::stream::iter(frames)).boxed_unsync();
+        let headers: Vec<(&str, &str)> = headers.iter().copied().chain([("Transfer-Encoding", "chunked")]).collect();
+        self.send_body(method, target, &headers, body).await
+    }
+
+    async fn send_body(&mut self, method: &str, target: &str, headers: &[(&str, &str)], body: Body) -> Response {
         let what = format!("{method} https://{}{target}", self.authority);
         step(&format!("{what}: connection ready"), self.sender.ready()).await;
         let mut request =
@@ -145,7 +170,7 @@ impl Connection {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request.body(Full::new(Bytes::from(body))).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let request = request.body(body).unwrap_or_else(|e| panic!("{what}: {e}"));
         let response = step(&what, self.sender.send_request(request)).await;
         let status = response.status();
         let reason = response

@@ -1,6 +1,7 @@
 //! The admin endpoint (`admin_listen`): `/healthz` and `/readyz` over plain HTTP, open on
-//! loopback, behind a `manage` token when bound beyond. (Readiness through a drain: `shutdown`;
-//! in a cluster cut off from NATS: `cluster`.)
+//! loopback, behind a `manage` token when bound beyond; `/metrics` counting exactly what was done
+//! (channel opens by transport and result, HTTP-mode answers by status, multicast cuts).
+//! (Readiness through a drain: `shutdown`; in a cluster cut off from NATS: `cluster`.)
 
 use relay_proto::auth::{Right, sas_token, unix_now};
 use relay_server::{KeyConfig, Secret};
@@ -174,4 +175,174 @@ async fn relayed_bytes_are_counted_by_the_side_they_went_to() {
     let after = http::scrape(relay.admin_addr).await;
     assert_eq!(delta(&before, &after, r#"relay_relayed_bytes_total{direction="to_host"}"#), 100_000.0);
     assert_eq!(delta(&before, &after, r#"relay_relayed_bytes_total{direction="to_caller"}"#), 30_000.0);
+}
+
+/// Tries `attempt` until it fails, at most 10 times: what passed before, and the failure.
+async fn until_refused<T, E>(mut attempt: impl AsyncFnMut() -> Result<T, E>) -> (Vec<T>, E) {
+    let mut passed = Vec::new();
+    while passed.len() < 10 {
+        match attempt().await {
+            Ok(value) => passed.push(value),
+            Err(e) => return (passed, e),
+        }
+    }
+    panic!("10 attempts in a row passed a rate of 1 a second");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_the_opens_and_http_requests_refused_over_the_open_rate() {
+    use relay_rpc::{ErrorCode, OpenError};
+    use relay_server::AddressConfig;
+    use relay_tests::https;
+    use relay_tests::lab::LabClient;
+
+    // One open a second, no burst beyond it: per QUIC connection, and per source for wss
+    // senders and HTTP-mode requests together.
+    let relay = TestRelay::start_with(|c| {
+        c.channel_opens_per_sec = 1;
+        c.channel_open_burst = 1;
+        c.addresses = vec![AddressConfig { path: "web".into(), http: true, ..Default::default() }];
+    })
+    .await;
+    let (_host, _events) = relay.serve_lab(&relay.url, "lab", "a").await;
+    let rate_limited = |e: OpenError| match e {
+        OpenError::Refused { code: ErrorCode::RateLimited, .. } => (),
+        other => panic!("expected a refusal over the rate, got {other:?}"),
+    };
+    let before = http::scrape(relay.admin_addr).await;
+
+    // Each is tried until refused: what passes before depends on the seconds gone by, so the
+    // counts are checked against what the clients saw.
+    let quic = relay.caller().await;
+    let (quic_opened, refusal) = until_refused(async || LabClient::connect(&quic, "lab").await).await;
+    rate_limited(refusal);
+    let wss = relay.caller_on(&relay.ws_url).await;
+    let (wss_opened, refusal) = until_refused(async || LabClient::connect(&wss, "lab").await).await;
+    rate_limited(refusal);
+    // No listener on `web`: a request that passes the rate is the relay's 502.
+    let token = https::token(&relay, "web");
+    let (http_passed, refusal) = until_refused(async || {
+        let answer = https::get(&relay, "/web/x", &[("ServiceBusAuthorization", &token)]).await;
+        if answer.status == 429 { Err(answer) } else { Ok(answer) }
+    })
+    .await;
+    assert!(http_passed.iter().all(|answer| answer.status == 502), "{http_passed:?}");
+    assert_eq!(refusal.status, 429, "{refusal:?}");
+
+    let after = http::scrape(relay.admin_addr).await;
+    let (quic_ok, wss_ok, http_ok) = (quic_opened.len() as f64, wss_opened.len() as f64, http_passed.len() as f64);
+    for (sample, grew) in [
+        (r#"relay_channels_opened_total{transport="quic",result="ok"}"#, quic_ok),
+        (r#"relay_channels_opened_total{transport="quic",result="rate_limited"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="websocket",result="ok"}"#, wss_ok),
+        (r#"relay_channels_opened_total{transport="websocket",result="rate_limited"}"#, 1.0),
+        (r#"relay_http_requests_total{status="502"}"#, http_ok),
+        (r#"relay_http_requests_total{status="429"}"#, 1.0),
+        ("relay_channel_open_seconds_count", quic_ok + wss_ok),
+    ] {
+        assert_eq!(delta(&before, &after, sample), grew, "{sample}");
+    }
+    drop((quic_opened, wss_opened));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_exactly_the_opens_refused_as_busy_or_by_the_host_and_the_relays_http_answers() {
+    use relay_rpc::{ErrorCode, OpenError};
+    use relay_server::AddressConfig;
+    use relay_tests::https;
+    use relay_tests::lab::LabClient;
+
+    // A listener takes one channel at a time; `web` takes HTTP requests and has no listener.
+    let relay = TestRelay::start_with(|c| {
+        c.max_channels_per_listener = 1;
+        c.addresses = vec![AddressConfig { path: "web".into(), http: true, ..Default::default() }];
+    })
+    .await;
+    let (host, _events) = relay.serve_lab(&relay.url, "full", "a").await;
+    // A host that refuses every channel on `picky`.
+    let mut picky = host.listen("picky").await.unwrap();
+    tokio::spawn(async move {
+        while let Ok(incoming) = picky.accept().await {
+            let _ = incoming.reject(ErrorCode::Rejected, "not today").await;
+        }
+    });
+    let quic = relay.caller().await;
+    let wss = relay.caller_on(&relay.ws_url).await;
+    let before = http::scrape(relay.admin_addr).await;
+
+    let _held = LabClient::connect(&quic, "full").await.expect("the listener's one channel");
+    for caller in [&quic, &wss] {
+        match LabClient::connect(caller, "full").await {
+            Err(OpenError::Refused { code: ErrorCode::Busy, .. }) => {}
+            other => panic!("expected a refusal as busy, got {:?}", other.map(drop)),
+        }
+        match caller.open_channel("picky", None).await {
+            Err(OpenError::Refused { code: ErrorCode::Rejected, detail }) => assert_eq!(detail, "not today"),
+            other => panic!("expected the host's refusal, got {:?}", other.map(drop)),
+        }
+    }
+    // HTTP mode: no token, a token for another address, no listener.
+    let no_token = https::get(&relay, "/web/x", &[]).await;
+    assert_eq!(no_token.status, 401, "{no_token:?}");
+    let elsewhere = https::get(&relay, "/web/x", &[("ServiceBusAuthorization", &https::token(&relay, "other"))]).await;
+    assert_eq!(elsewhere.status, 403, "{elsewhere:?}");
+    let nobody = https::get(&relay, "/web/x", &[("ServiceBusAuthorization", &https::token(&relay, "web"))]).await;
+    assert_eq!(nobody.status, 502, "{nobody:?}");
+
+    let after = http::scrape(relay.admin_addr).await;
+    for (sample, grew) in [
+        (r#"relay_channels_opened_total{transport="quic",result="ok"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="quic",result="busy"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="quic",result="refused"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="websocket",result="ok"}"#, 0.0),
+        (r#"relay_channels_opened_total{transport="websocket",result="busy"}"#, 1.0),
+        (r#"relay_channels_opened_total{transport="websocket",result="refused"}"#, 1.0),
+        (r#"relay_http_requests_total{status="401"}"#, 1.0),
+        (r#"relay_http_requests_total{status="403"}"#, 1.0),
+        (r#"relay_http_requests_total{status="502"}"#, 1.0),
+        (r#"relay_auth_failures_total{reason="missing_token"}"#, 1.0),
+        ("relay_channel_open_seconds_count", 1.0),
+    ] {
+        assert_eq!(delta(&before, &after, sample), grew, "{sample}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_multicast_subscriber_cut_for_falling_behind() {
+    use crate::multicast::{ADDRESS, FeedClient, ServeFeed, Subscriber, ctx};
+    use relay_server::{AddressConfig, AddressMode};
+
+    // Two frames may wait for a subscriber: once its flow-control window is full, the third cuts it.
+    let relay = TestRelay::start_with(|c| {
+        c.multicast_queue_frames = 2;
+        c.addresses = vec![AddressConfig { path: ADDRESS.into(), mode: AddressMode::Multicast, ..Default::default() }];
+    })
+    .await;
+    let host = relay.host().await;
+    let stalled = Subscriber { seen: Default::default(), stall: true };
+    let seen = stalled.seen.clone();
+    tokio::spawn(host.listen(ADDRESS).await.unwrap().serve(ServeFeed::new(stalled)));
+    let caller = relay.caller().await;
+    let publisher = FeedClient::connect(&caller, ADDRESS).await.unwrap();
+    let before = http::scrape(relay.admin_addr).await;
+
+    // 16 KiB events until the subscriber is cut: its first blocks it, then its stream's window
+    // (quinn's default, about 1.25 MB) fills, then the two frames of its queue. At most 16 MB.
+    let padding = vec![7u8; 16 * 1024];
+    let mut seq = 0;
+    while relay.stats.multicast_overflows() == 0 && seq < 1_000 {
+        for _ in 0..50 {
+            publisher.bulk(ctx(), seq, padding.clone()).await.unwrap();
+            seq += 1;
+        }
+        relay_tests::eventually(std::time::Duration::from_millis(200), || relay.stats.multicast_overflows() > 0).await;
+    }
+    let cut = relay_tests::eventually(relay_tests::SLACK, || relay.stats.multicast_overflows() > 0).await;
+    assert!(cut, "the stalled subscriber is still served after {seq} events of 16 KiB");
+    assert_eq!(relay.stats.multicast_overflows(), 1, "one subscriber, cut once");
+    assert_eq!(*seen.lock().unwrap(), [0], "the subscriber got its first event and blocked");
+
+    let after = http::scrape(relay.admin_addr).await;
+    assert_eq!(delta(&before, &after, "relay_multicast_subscribers_cut_total"), 1.0);
+    drop((publisher, caller, host));
 }

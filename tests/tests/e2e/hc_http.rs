@@ -12,7 +12,8 @@
 //! requests on one keep-alive connection. CORS on an address with `allowed_origins`: the relay
 //! answers preflights itself, marks answers to allowed origins, and refuses other origins; an
 //! address without them passes `OPTIONS` and `Origin` to the listener untouched. (The same seen
-//! from a real browser's pages: `browser.rs`.)
+//! from a real browser's pages: `browser.rs`; the open rate, chunked bodies, `Expect:
+//! 100-continue` and anonymous senders: `hc_http_edges.rs`.)
 
 use std::time::{Duration, Instant};
 
@@ -27,13 +28,13 @@ use relay_tests::{SLACK, TestRelay, ms};
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long the Node listener may take to report a request.
-const WAIT: Duration = Duration::from_secs(30);
+pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 /// The HTTP-enabled address the tests use.
-const WEB: &str = "web";
+pub(crate) const WEB: &str = "web";
 
 /// A relay whose address `web` takes HTTP requests, after `configure`.
-async fn relay_with(configure: impl FnOnce(&mut Config)) -> TestRelay {
+pub(crate) async fn relay_with(configure: impl FnOnce(&mut Config)) -> TestRelay {
     TestRelay::start_with(|c| {
         c.addresses = vec![AddressConfig { path: WEB.into(), http: true, ..Default::default() }];
         configure(c);
@@ -41,28 +42,28 @@ async fn relay_with(configure: impl FnOnce(&mut Config)) -> TestRelay {
     .await
 }
 
-async fn relay() -> TestRelay {
+pub(crate) async fn relay() -> TestRelay {
     relay_with(|_| {}).await
 }
 
 /// A `(ServiceBusAuthorization, send token)` header for `address`.
-fn auth(relay: &TestRelay, address: &str) -> (&'static str, String) {
+pub(crate) fn auth(relay: &TestRelay, address: &str) -> (&'static str, String) {
     ("ServiceBusAuthorization", https::token(relay, address))
 }
 
 /// A body of `n` bytes that is not a repeating pattern of any short period.
-fn body(n: usize) -> Vec<u8> {
+pub(crate) fn body(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i.wrapping_mul(7) ^ (i / 251)) as u8).collect()
 }
 
 /// A listener's answer, relayed: it carries the relay's `Via`.
-fn assert_relayed(response: &Response) {
+pub(crate) fn assert_relayed(response: &Response) {
     let via = response.header("via").unwrap_or_else(|| panic!("a listener's answer carries Via: {response:?}"));
     assert!(via.contains("1.1 "), "Via names the protocol version: {via:?}");
 }
 
 /// The relay's own answer: `status`, and no `Via` (that is how a sender tells it from a listener's).
-fn assert_relay_answer(response: &Response, status: u16) {
+pub(crate) fn assert_relay_answer(response: &Response, status: u16) {
     assert_eq!(response.status, status, "{response:?} (body {:?})", response.text());
     assert_eq!(response.header("via"), None, "the relay's own answers carry no Via: {response:?}");
 }

@@ -22,6 +22,7 @@ mod forward;
 mod forward_failover;
 mod go_away;
 mod hc_http;
+mod hc_http_edges;
 mod hc_raw;
 mod hc_streaming;
 mod hostile;
