@@ -160,10 +160,12 @@ async fn serve_connection(
     let mut io: Box<dyn Io> = match &listener.tls {
         // The handshake's state is boxed, here and below, so that the connection's future (which
         // lives as long as the connection, a channel's end) is not sized for it.
-        Some(tls) => match tokio::time::timeout_at(deadline, Box::pin(tls.accept(tcp))).await {
+        Some(tls) => match tokio::time::timeout_at(deadline, Box::pin(tls.accept(tcp).into_fallible())).await {
             Ok(Ok(stream)) => Box::new(stream),
-            Ok(Err(e)) => {
+            Ok(Err((e, tcp))) => {
+                // Counted before the connection closes, so whoever sees it closed sees it counted.
                 handshake(HandshakeResult::failed);
+                drop(tcp);
                 return tracing::debug!(%remote, error = %e, "tls handshake failed");
             }
             Err(_) => {

@@ -69,7 +69,20 @@ async fn metrics_count_exactly_the_opens_refusals_and_requests_made() {
     let (lab, _events) = LabHost::new("a");
     tokio::spawn(host.listen("lab").await.unwrap().serve(ServeLab::new(lab)));
     let caller = relay.caller().await;
-    let before = http::scrape(relay.admin_addr).await;
+    // A QUIC client is connected once it has sent its last handshake message; the relay counts
+    // the handshake when that message arrives. The baseline waits for the host's and the caller's.
+    let quic_ok = r#"relay_handshakes_total{transport="quic",result="ok"}"#;
+    let before = tokio::time::timeout(relay_tests::SLACK, async {
+        loop {
+            let scraped = http::scrape(relay.admin_addr).await;
+            if scraped.get(quic_ok) == Some(&2.0) {
+                break scraped;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the host's and the caller's handshakes counted");
 
     // Over QUIC: 3 channels opened, 2 to an address without listener, 1 with a forged key, 1 to
     // a listener that does not answer.
@@ -340,7 +353,8 @@ async fn metrics_count_a_multicast_subscriber_cut_for_falling_behind() {
     let cut = relay_tests::eventually(relay_tests::SLACK, || relay.stats.multicast_overflows() > 0).await;
     assert!(cut, "the stalled subscriber is still served after {seq} events of 16 KiB");
     assert_eq!(relay.stats.multicast_overflows(), 1, "one subscriber, cut once");
-    assert_eq!(*seen.lock().unwrap(), [0], "the subscriber got its first event and blocked");
+    // It blocks on its first event, which it may not have begun when it is cut.
+    assert!(seen.lock().unwrap().len() <= 1, "the subscriber blocked: {:?}", seen.lock().unwrap());
 
     let after = http::scrape(relay.admin_addr).await;
     assert_eq!(delta(&before, &after, "relay_multicast_subscribers_cut_total"), 1.0);
