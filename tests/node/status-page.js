@@ -3,8 +3,9 @@
 //   Loads PAGE_URL, waits until the page lists ADDRESS with its listener count and prints
 //   {"event":"shown","listeners":N}; then reads one line on stdin (the test has changed something)
 //   and waits until the count the page shows for ADDRESS changes by itself (it refreshes on its
-//   own), prints {"event":"updated","listeners":M}, saves a screenshot at SCREENSHOT (a phone's
-//   width) and prints {"event":"done"}. Errors print {"event":"error","message"} and exit 1.
+//   own), prints {"event":"updated","listeners":M,"details":[...]} (the listener lines shown under
+//   ADDRESS at this phone's width, as a person sees them), saves a screenshot at SCREENSHOT and
+//   prints {"event":"done"}. Errors print {"event":"error","message"} and exit 1.
 'use strict';
 const readline = require('readline');
 const launchBrowser = require('./launch-browser');
@@ -16,6 +17,16 @@ async function listenersShown(page) {
   return page.evaluate((address) => {
     const row = [...document.querySelectorAll('#addresses tr')].find((tr) => tr.dataset.address === address);
     return row ? Number(row.querySelector('td.listeners').textContent) : 0;
+  }, address);
+}
+
+// The listener lines visible on the row under ADDRESS's.
+async function detailsShown(page) {
+  return page.evaluate((address) => {
+    const row = [...document.querySelectorAll('#addresses tr')].find((tr) => tr.dataset.address === address);
+    const detail = row && row.nextElementSibling;
+    if (!detail || !detail.classList.contains('detail') || getComputedStyle(detail).display === 'none') return [];
+    return [...detail.querySelectorAll('.listener')].map((div) => div.innerText);
   }, address);
 }
 
@@ -39,7 +50,7 @@ async function main() {
     say({ event: 'shown', listeners: shown });
     await new Promise((resolve) => readline.createInterface({ input: process.stdin }).once('line', resolve));
     const updated = await until(page, (n) => n !== shown, `${address} updated`);
-    say({ event: 'updated', listeners: updated });
+    say({ event: 'updated', listeners: updated, details: await detailsShown(page) });
     await page.screenshot({ path: screenshot, fullPage: true });
     say({ event: 'done' });
   } finally {

@@ -301,6 +301,11 @@ async fn the_status_page_lists_addresses_and_follows_a_host_leaving() {
     page.send_line("go");
     let updated = page.expect("updated", Duration::from_secs(30));
     assert_eq!(updated["listeners"], 1, "the page follows a host leaving by itself: {updated}");
+    // At a phone's width the listener's line (transport, peer, since, channels) is on a row of
+    // its own under the address.
+    let details = updated["details"].as_array().cloned().unwrap_or_default();
+    assert_eq!(details.len(), 1, "one listener line shown on a phone: {updated}");
+    assert!(details[0].as_str().is_some_and(|line| line.starts_with("quic · 127.0.0.1:")), "{updated}");
     page.expect("done", Duration::from_secs(30));
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 1000, "a screenshot at {} ({size} bytes)", shot.display());
