@@ -4,8 +4,9 @@
 //! the other to see the first part of a body before sending the rest: a relay that held a body
 //! whole would leave both waiting. Also: a rendezvous closed mid-answer cuts the sender's body; a
 //! sender that leaves mid-answer ends the rendezvous; a rendezvous closed before any answer is a
-//! prompt 502, not a 504 at the timeout; bodies far over `max_frame_bytes` and the whole buffer
-//! budget go through.
+//! prompt 502, not a 504 at the timeout; a sender that stalls is 408 before any listener hears of
+//! it, or, once its body streams, cut from the rendezvous; bodies far over `max_frame_bytes` and
+//! the whole buffer budget go through.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -326,4 +327,49 @@ async fn a_rendezvous_closed_before_any_answer_is_a_prompt_502() {
     assert_eq!(response.status, 502, "{response:?}");
     assert!(response.header("via").is_none(), "the relay's own answer: {response:?}");
     assert!(started.elapsed() < SLACK * 2, "at once, not at the 60 s timeout: {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_stalls_is_408_before_any_listener_hears_of_it_or_cut_from_its_rendezvous() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let relay = TestRelay::start_with(|c| {
+        c.addresses = vec![AddressConfig { path: WEB.into(), http: true, ..Default::default() }];
+        c.handshake_timeout_ms = 800;
+    })
+    .await;
+    let mut control = listener(&relay).await;
+    let token = https::token(&relay, WEB);
+    let head = format!(
+        "PUT /web/file HTTP/1.1\r\nhost: 127.0.0.1\r\nServiceBusAuthorization: {token}\r\ncontent-length: 1000000\r\n\r\n"
+    );
+    let answer_to = |mut sender: tokio_rustls::client::TlsStream<tokio::net::TcpStream>| async move {
+        let mut answer = vec![0; 4096];
+        let read = within("the relay's answer", sender.read(&mut answer)).await.expect("read");
+        String::from_utf8_lossy(&answer[..read]).into_owned()
+    };
+
+    // Stalls within the first 64 KiB, which the relay reads before it asks a listener: 408, and
+    // no listener is asked.
+    let mut stalled = https::tls(&relay).await;
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&[7; 10_000]).await.unwrap();
+    let answer = answer_to(stalled).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("\r\nvia:"), "the relay's own answer: {answer}");
+    let asked = tokio::time::timeout(Duration::from_millis(300), control.next()).await;
+    assert!(asked.is_err(), "no listener hears of a request the relay refused: {asked:?}");
+
+    // Stalls after 100 KB, its body already streaming to the listener: the relay cuts the
+    // rendezvous (the listener never gets a whole body) and answers the sender.
+    let mut stalled = https::tls(&relay).await;
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&[7; 100_000]).await.unwrap();
+    let notice = next_request(&mut control).await;
+    let mut ws = rendezvous(&relay, &notice).await;
+    let ControlMessage::Request(_) = next_control(&mut ws).await else { panic!("no request") };
+    let ended = within("the rendezvous cut", ws.next()).await;
+    assert!(!matches!(ended, Some(Ok(Message::Binary(_)))), "no whole body: {ended:?}");
+    let answer = answer_to(stalled).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
 }
