@@ -122,6 +122,46 @@ async fn sighup_changes_keys_and_address_options_without_dropping_anything() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_lowers_and_raises_a_limit_for_new_opens_and_cuts_nothing_open() {
+    let keys = key("a", "a-primary", None);
+    let relay = RelayProcess::start("reload-limit", Some(&format!("{keys}{CALC}")));
+    let (_host, listener) = serve_calc(&relay, SharedAccessKey::new("a", "a-primary"), Duration::from_secs(600)).await;
+    let caller = connect(&relay, "a", "a-primary").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        open.push(LabClient::connect(&caller, "calc").await.expect("opens under the default limit"));
+    }
+
+    // Lowered below what is open: new opens are refused as busy, the open channels call on.
+    relay.write_config(&format!("max_channels_per_listener = 1\n{keys}{CALC}"));
+    reload(&relay, "config reloaded").await;
+    match LabClient::connect(&caller, "calc").await {
+        Err(OpenError::Refused { code: relay_rpc::ErrorCode::Busy, .. }) => {}
+        other => panic!("expected a refusal as busy, got {:?}", other.map(drop)),
+    }
+    for client in &open {
+        assert_eq!(client.whoami(CallContext::default()).await.unwrap(), "calc", "nothing open is cut");
+    }
+    // One closed (whether or not the relay has seen it yet): still at the lowered limit, busy.
+    drop(open.pop());
+    match LabClient::connect(&caller, "calc").await {
+        Err(OpenError::Refused { code: relay_rpc::ErrorCode::Busy, .. }) => {}
+        other => panic!("expected a refusal as busy at the limit, got {:?}", other.map(drop)),
+    }
+
+    // Raised: a new open goes through at once.
+    relay.write_config(&format!("max_channels_per_listener = 3\n{keys}{CALC}"));
+    reload(&relay, "config reloaded").await;
+    open.push(LabClient::connect(&caller, "calc").await.expect("opens under the raised limit"));
+    open.push(LabClient::connect(&caller, "calc").await.expect("and another"));
+    match LabClient::connect(&caller, "calc").await {
+        Err(OpenError::Refused { code: relay_rpc::ErrorCode::Busy, .. }) => {}
+        other => panic!("expected a refusal as busy at 3, got {:?}", other.map(drop)),
+    }
+    assert!(!listener.is_finished(), "the host's registration survives every reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_whose_key_was_removed_loses_its_registration_at_its_next_renewal() {
     let config =
         format!("clock_skew_secs = 0\n{}{}{CALC}", key("gone", "gone-primary", None), key("c", "c-primary", None));
