@@ -43,6 +43,63 @@ pub(crate) fn quic_server_config(identity: &Identity, alpn: &[u8]) -> Result<rus
 const QUIC_SESSIONS: usize = 4096;
 
 /// The acceptor for `wss://`: HTTP/1.1 over TLS 1.2 or 1.3.
+///
+/// Sessions resume from stateless tickets (encrypted under keys the relay rotates and keeps in
+/// memory only): a client's next WebSocket, a channel of its own, skips the certificate, and the
+/// relay keeps nothing per session. A session cache would keep a few hundred bytes for each of
+/// the last sessions, scattered over the heap pages of their connections, and pin those pages
+/// after the connections close. No early data is taken, so stateless tickets need no replay
+/// protection here.
 pub(crate) fn wss_acceptor(identity: &Identity) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(server_config(identity, b"http/1.1", false)?)))
+    let mut tls = server_config(identity, b"http/1.1", false)?;
+    tls.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A wss client's second connection resumes the first's session, from a ticket the relay
+    /// keeps no copy of.
+    #[tokio::test]
+    async fn a_wss_clients_next_connection_resumes_from_a_stateless_ticket() {
+        let dir = std::env::temp_dir().join(format!("relay-tls-resume-{}", std::process::id()));
+        let identity = crate::certs::load_or_generate(&dir, None, None).expect("a development identity");
+        let acceptor = wss_acceptor(&identity).expect("acceptor");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.chain[0].clone()).expect("trusted");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            let (near, far) = tokio::io::duplex(64 * 1024);
+            let server = async {
+                let mut tls = acceptor.accept(far).await.expect("server handshake");
+                // Data after the handshake carries the tickets to the client.
+                tls.write_all(b"hi").await.expect("written");
+                tls.flush().await.expect("flushed");
+                tls
+            };
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+            let client = async {
+                let mut tls = connector.connect(name, near).await.expect("client handshake");
+                let mut hi = [0; 2];
+                tls.read_exact(&mut hi).await.expect("read");
+                tls
+            };
+            let (_server, client) = tokio::join!(server, client);
+            kinds.push(client.get_ref().1.handshake_kind());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(rustls::HandshakeKind::Resumed)]);
+        assert!(acceptor.config().ticketer.enabled(), "the tickets carry the session, not the relay");
+    }
 }
