@@ -7,7 +7,7 @@
 //! `Expect: 100-continue` gets `100 Continue` before the body is sent, then the listener's answer,
 //! while a request the relay refuses gets its refusal at once, with no `100` to send a body for;
 //! an `anonymous_senders` address passes the sender's `Authorization` through to the listener,
-//! whatever it holds.
+//! whatever it holds; malformed request heads are the relay's 400, and the connection closes.
 
 use std::time::{Duration, Instant};
 
@@ -200,5 +200,24 @@ async fn an_anonymous_senders_address_passes_the_senders_authorization_through_t
         assert_relayed(&response);
         let seen = response.json();
         assert_eq!(seen["authorization"].as_str(), Some(authorization), "the headers the listener saw: {seen}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_request_heads_are_400_from_the_relay_and_close_the_connection() {
+    let relay = relay().await;
+    for head in [
+        "GET /web/hello HTTP/1.1\r\nhost: 127.0.0.1\r\nthis is no header\r\n\r\n",
+        "GET /web/hello HTTP/9.9\r\nhost: 127.0.0.1\r\n\r\n",
+        "GET\u{1}/web HTTP/1.1\r\n\r\n",
+    ] {
+        let mut tls = https::tls(&relay).await;
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(SLACK, tls.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "{head:?}: the connection is closed after the answer");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{head:?}: {answer}");
+        assert!(!answer.to_ascii_lowercase().contains("\r\nvia:"), "{head:?}: the relay's own answer: {answer}");
     }
 }
