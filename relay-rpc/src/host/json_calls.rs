@@ -13,7 +13,9 @@ use crate::transport::IncomingChannel;
 /// The largest JSON call body a host reads; beyond, the call is answered 413.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
-/// Answers one HTTP request to the contract `dispatcher` serves.
+/// Answers one HTTP request to the contract `dispatcher` serves. A call whose sender goes away
+/// before it is answered is cancelled, as a bincode call is when its channel ends: nobody could
+/// receive its answer.
 pub(crate) async fn answer_http<D: Dispatch>(incoming: IncomingChannel, dispatcher: D) {
     let address = incoming.address().to_owned();
     let (mut request, response) = match HttpRequest::accept(incoming).await {
@@ -22,16 +24,21 @@ pub(crate) async fn answer_http<D: Dispatch>(incoming: IncomingChannel, dispatch
     };
     let (status, content_type, body) = match request.read_to_end(MAX_JSON_BODY).await {
         Ok(body) => {
-            let path = request.head.target.split('?').next().unwrap_or_default();
-            let procedure = procedure(path, &address);
+            // The call borrows the head while `closed` borrows the request.
+            let head = request.head.clone();
+            let path = head.target.split('?').next().unwrap_or_default();
             let json = JsonRequest {
-                method: &request.head.method,
+                method: &head.method,
                 address: &address,
-                procedure,
-                headers: &request.head.headers,
+                procedure: procedure(path, &address),
+                headers: &head.headers,
                 body: &body,
             };
-            let reply = answer(&dispatcher, json).await;
+            // Dropping `answer` cancels the call (a one-way call, already answered, runs on).
+            let reply = tokio::select! {
+                reply = answer(&dispatcher, json) => reply,
+                () = request.closed() => return tracing::debug!(%address, "the sender went away: call cancelled"),
+            };
             (reply.status, reply.content_type, reply.body)
         }
         Err(HttpError::BodyTooLarge { max }) => {
