@@ -1,8 +1,8 @@
 //! Typed contracts called as JSON over plain HTTPS: `POST https://{relay}/{address}/{Contract}/{method}`
 //! reaches a Rust host registered with `Host::listen_http`, over QUIC or wss, as a channel; the
 //! host answers through the same dispatch as bincode calls, on this node or on another node of a
-//! cluster. A call whose sender goes away is cancelled. (What carries them, the raw
-//! `relay_rpc::http` API: `http_channels.rs`.)
+//! cluster. A call whose sender goes away is cancelled; a `#[oneway]` call is answered 202 and
+//! runs on the host. (What carries them, the raw `relay_rpc::http` API: `http_channels.rs`.)
 
 use std::time::{Duration, Instant};
 
@@ -134,6 +134,33 @@ async fn a_json_call_is_cancelled_on_the_host_when_its_sender_goes_away() {
         let left = Instant::now();
         assert_eq!(next_event(&mut events).await, LabEvent::Cancelled(tag), "{address}");
         assert!(left.elapsed() < SLACK, "{address}: cancelled {:?} after the sender left", left.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_call_to_a_one_way_method_is_answered_202_through_the_relay_and_runs_on_the_host() {
+    let relay = TestRelay::start().await;
+    for (url, address, tag) in [(&relay.url, "note-quic", 1), (&relay.ws_url, "note-wss", 2)] {
+        let (_host, mut events) = serve_lab_http(&relay, url, address, "noting").await;
+        let taken = post(&relay, address, &format!("/{address}/Lab/note"), &format!(r#"{{"tag":{tag}}}"#), &[]).await;
+        assert_eq!(taken.status, 202, "{address}: {taken:?}");
+        assert!(taken.header("via").is_some(), "{address}: the host's answer: {taken:?}");
+        assert!(taken.body.is_empty(), "{address}: {taken:?}");
+        assert_eq!(next_event(&mut events).await, LabEvent::Noted(tag), "{address}: the host ran it");
+
+        // Its arguments are checked before it is taken: a bad one is a 400, and never runs.
+        let bad = post(&relay, address, &format!("/{address}/Lab/note"), r#"{"tag":"x"}"#, &[]).await;
+        assert_eq!(assert_json(&bad, 400)["code"], "invalid_argument", "{address}");
+        let again =
+            post(&relay, address, &format!("/{address}/note"), &format!(r#"{{"tag":{}}}"#, tag + 10), &[]).await;
+        assert_eq!(again.status, 202, "{address}: the short path: {again:?}");
+        assert_eq!(next_event(&mut events).await, LabEvent::Noted(tag + 10), "{address}: the bad call did not run");
+
+        let token = https::token(&relay, address);
+        let described = https::get(&relay, &format!("/{address}/"), &[("ServiceBusAuthorization", &token)]).await;
+        let description = assert_json(&described, 200);
+        let note = description["methods"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "note"));
+        assert_eq!(note.map(|m| m["oneway"].clone()), Some(serde_json::json!(true)), "{description}");
     }
 }
 
