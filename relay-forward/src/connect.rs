@@ -88,7 +88,9 @@ impl Connector {
                 accepted = accept(&self.tcp, &slots) => accepted,
                 Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             };
-            let span = tracing::info_span!("connection", %peer, address = %self.address);
+            // The channel's id is known once its stream opens.
+            let span =
+                tracing::info_span!("connection", %peer, address = %self.address, channel = tracing::field::Empty);
             connections.spawn(carry(tcp, self.relays.clone(), self.address.clone(), slot).instrument(span));
         }
     }
@@ -123,6 +125,7 @@ async fn carry(tcp: TcpStream, relays: FailoverConnection, address: Arc<str>, _s
             return;
         }
     };
+    tracing::Span::current().record("channel", stream.id());
     tracing::info!("connected");
     match pipe(tcp, stream).await {
         Ok((to_relay, from_relay)) => tracing::info!(bytes_sent = to_relay, bytes_received = from_relay, "closed"),

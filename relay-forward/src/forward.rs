@@ -167,7 +167,11 @@ impl Forwarder {
             match accepted {
                 Ok(incoming) => {
                     let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        tracing::warn!(max_connections, "too many forwarded connections; refusing a stream");
+                        tracing::warn!(
+                            channel = incoming.id(),
+                            max_connections,
+                            "too many forwarded connections; refusing a stream"
+                        );
                         incoming.reject_in_background(ErrorCode::Busy, "too many forwarded connections");
                         continue;
                     };

@@ -50,6 +50,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use relay_process::LogFormat;
 use relay_rpc::TlsError;
 use relay_rpc::auth::{KeyFileError, SharedAccessKey};
 use relay_rpc::{ConnectError, ListenError};
@@ -77,6 +78,10 @@ pub struct Cli {
     /// cores (each WebSocket stream is a connection of its own; QUIC streams share one).
     #[arg(long, global = true, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
+    /// How the log (on stderr) is written: `text` for people, `json` for log collectors (one
+    /// object per line).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
 }
 
 /// The runtime the tool runs on with `threads` threads (see [`Cli::threads`]): tokio's

@@ -11,11 +11,8 @@ use clap::Parser;
 use relay_forward::Cli;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
     let cli = Cli::parse();
+    relay_process::init_logs(cli.log_format, "info");
     let runtime = match relay_forward::runtime(cli.threads) {
         Ok(runtime) => runtime,
         Err(e) => {

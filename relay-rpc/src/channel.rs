@@ -137,6 +137,18 @@ impl Channel {
     pub fn transport(&self) -> &'static str {
         self.transport
     }
+
+    /// The span of what is logged about this channel: [`channel_span`].
+    pub(crate) fn span(&self) -> tracing::Span {
+        channel_span(self.id, &self.address, self.transport)
+    }
+}
+
+/// The span of everything logged about channel `id` to `address` over `transport`, on the host
+/// and the caller as on the relay (whose span of the same name carries the same id, so that one
+/// channel's lines can be found on all three): `channel{id, address, transport}`.
+pub(crate) fn channel_span(id: u64, address: &str, transport: &str) -> tracing::Span {
+    tracing::debug_span!("channel", id, address, transport)
 }
 
 impl fmt::Debug for Channel {

@@ -73,6 +73,8 @@ pub struct HttpRequest {
     frames: SplitStream<Channel>,
     /// The body's end has been read.
     ended: bool,
+    /// The channel has ended (seen by [`closed`](Self::closed)): nothing more comes.
+    gone: bool,
 }
 
 /// Where an HTTP request's answer goes: a head, then the body.
@@ -93,7 +95,7 @@ impl HttpRequest {
             Ok(Some(Err(e))) => return Err(e.into()),
             Ok(None) | Err(_) => return Err(HttpError::BadHead(None)),
         };
-        Ok((HttpRequest { head, frames: received, ended: false }, HttpResponse { frames }))
+        Ok((HttpRequest { head, frames: received, ended: false, gone: false }, HttpResponse { frames }))
     }
 
     /// The value of header `name` (case-insensitive), if it came.
@@ -105,6 +107,9 @@ impl HttpRequest {
     pub async fn piece(&mut self) -> Result<Option<Bytes>, HttpError> {
         if self.ended {
             return Ok(None);
+        }
+        if self.gone {
+            return Err(HttpError::EndedEarly);
         }
         match self.frames.next().await {
             Some(Ok(piece)) if piece.is_empty() => {
@@ -127,6 +132,33 @@ impl HttpRequest {
             body.extend_from_slice(&piece);
         }
         Ok(body.freeze())
+    }
+
+    /// Waits until the request's channel ends: the sender went away (the relay cuts the channel
+    /// when the sender's connection closes, or when it stops waiting for the answer), or the
+    /// relay or the host's connection to it did. For a host still working on its answer after
+    /// reading the body, to stop once nobody can receive it. Whatever of the body was not read
+    /// yet is read and dropped; nothing else comes on a request's channel.
+    ///
+    /// ```no_run
+    /// # use relay_rpc::http::{HttpRequest, ResponseHead};
+    /// # async fn slow_work() -> bytes::Bytes { bytes::Bytes::new() }
+    /// # async fn run(incoming: relay_rpc::IncomingChannel) -> Result<(), relay_rpc::http::HttpError> {
+    /// let (mut request, response) = HttpRequest::accept(incoming).await?;
+    /// let _body = request.read_to_end(1 << 20).await?;
+    /// tokio::select! {
+    ///     answer = slow_work() => response.send_whole(ResponseHead { status: 200, headers: vec![] }, answer).await?,
+    ///     () = request.closed() => {} // the sender went away: the work is dropped
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn closed(&mut self) {
+        while !self.gone {
+            if let Some(Ok(_)) = self.frames.next().await {
+                continue;
+            }
+            self.gone = true;
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use relay_process::LogFormat;
 use relay_proto::auth::{SharedAccessKey, sas_token, unix_now};
 use relay_server::root_key::{ROOT_KEY_NAME, root_key_path};
 use relay_server::{Config, Relay, Reloader};
@@ -23,13 +24,6 @@ struct Cli {
     /// object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
-}
-
-/// How the log is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,18 +126,9 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // The NATS client logs each reconnection attempt at `info`; the relay says once, itself,
-        // that NATS is away and when it is back.
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,async_nats=warn".into()),
-        );
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        // One JSON object per line, the event's fields at its top level, its spans' beside.
-        LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
-    }
+    // The NATS client logs each reconnection attempt at `info`; the relay says once, itself, that
+    // NATS is away and when it is back.
+    relay_process::init_logs(cli.log_format, "info,async_nats=warn");
     let config = match &cli.run.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),

@@ -1,4 +1,5 @@
-//! A test contract with assorted types, slow and cancellable methods, and a host name.
+//! A test contract with assorted types, slow and cancellable methods, a one-way method, and a host
+//! name.
 
 use std::time::Duration;
 
@@ -55,6 +56,9 @@ pub trait Lab {
     async fn whoami() -> String;
     /// Sleeps `ms` and returns it; reports start and cancellation under `tag`.
     async fn sleep(ms: u64, tag: u64) -> u64;
+    /// One-way: reports `tag` as noted, answering nothing.
+    #[oneway]
+    async fn note(tag: u64);
 }
 
 /// What a lab host reports to the test.
@@ -64,6 +68,8 @@ pub enum LabEvent {
     Started(u64),
     /// A `sleep` call was dropped before it finished.
     Cancelled(u64),
+    /// A `note` call ran.
+    Noted(u64),
 }
 
 impl LabEvent {
@@ -74,6 +80,7 @@ impl LabEvent {
         match kind {
             "started" => Some(Self::Started(tag)),
             "cancelled" => Some(Self::Cancelled(tag)),
+            "noted" => Some(Self::Noted(tag)),
             _ => None,
         }
     }
@@ -84,6 +91,7 @@ impl std::fmt::Display for LabEvent {
         match self {
             Self::Started(tag) => write!(f, "started {tag}"),
             Self::Cancelled(tag) => write!(f, "cancelled {tag}"),
+            Self::Noted(tag) => write!(f, "noted {tag}"),
         }
     }
 }
@@ -145,5 +153,9 @@ impl Lab for LabHost {
         tokio::time::sleep(Duration::from_millis(ms)).await;
         guard.finished = true;
         ms
+    }
+
+    async fn note(&self, tag: u64) {
+        let _ = self.events.send(LabEvent::Noted(tag));
     }
 }

@@ -141,7 +141,8 @@ where
                         return Err(CallError::Disconnected(e));
                     }
                     let contract = self.shared.contract.name;
-                    tracing::debug!(contract, method, error = %chain(&e), "retrying idempotent call");
+                    let channel = stub.id();
+                    tracing::debug!(channel, contract, method, error = %chain(&e), "retrying idempotent call");
                 }
                 result => return result,
             }

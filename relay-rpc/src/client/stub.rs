@@ -18,6 +18,7 @@ use futures::{Sink, Stream};
 use serde::{Serialize, de::DeserializeOwned};
 use tarpc::client::RpcError;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::call::CallContext;
 use crate::channel::{Channel, ChannelEnd, ChannelError};
@@ -39,6 +40,8 @@ pub(crate) struct ChannelStub<Req, Resp> {
     inner: tarpc::client::Channel<Req, Resp>,
     end: ChannelEnd,
     contract: &'static ContractDescriptor,
+    /// The relay's id of the channel, for logs.
+    id: u64,
 }
 
 impl<Req, Resp> ChannelStub<Req, Resp>
@@ -49,11 +52,26 @@ where
     /// Runs a client of `contract` over `channel`. Must be called within a tokio runtime.
     pub(crate) fn new(channel: Channel, contract: &'static ContractDescriptor) -> Self {
         let end = channel.end();
+        let (id, span) = (channel.id(), channel.span());
         let (oneway, injected) = mpsc::channel(ONEWAY_QUEUE);
         let framed: Framed<Req, Resp> = typed(channel);
         let transport = Injecting { inner: Box::pin(framed), injected, pending: None };
-        let inner = tarpc::client::new(tarpc::client::Config::default(), transport).spawn();
-        Self { oneway, next_oneway: Arc::new(AtomicU64::new(0)), inner, end, contract }
+        let tarpc::client::NewClient { client: inner, dispatch } =
+            tarpc::client::new(tarpc::client::Config::default(), transport);
+        // Spawned here rather than by tarpc's `spawn`, so that what the channel's task logs (the
+        // codec's, tarpc's, its end) is in the channel's span.
+        let dispatch = async move {
+            if let Err(e) = dispatch.await {
+                tracing::warn!(error = %chain(&e), "channel broken");
+            }
+        };
+        tokio::spawn(dispatch.instrument(span));
+        Self { oneway, next_oneway: Arc::new(AtomicU64::new(0)), inner, end, contract, id }
+    }
+
+    /// The relay's id of the channel.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Why the channel ended, if it has: then every call on it fails.

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use relay_proto::error::chain;
 use relay_proto::hc_http::error_body;
+use tracing::Instrument;
 
 use crate::contract::Dispatch;
 use crate::http::{HttpError, HttpRequest, ResponseHead};
@@ -13,36 +14,48 @@ use crate::transport::IncomingChannel;
 /// The largest JSON call body a host reads; beyond, the call is answered 413.
 pub(crate) const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 
-/// Answers one HTTP request to the contract `dispatcher` serves.
+/// Answers one HTTP request to the contract `dispatcher` serves, in the span of its channel. A
+/// call whose sender goes away before it is answered is cancelled, as a bincode call is when its
+/// channel ends: nobody could receive its answer.
 pub(crate) async fn answer_http<D: Dispatch>(incoming: IncomingChannel, dispatcher: D) {
+    let span = incoming.span();
+    answer_in_span(incoming, dispatcher).instrument(span).await;
+}
+
+async fn answer_in_span<D: Dispatch>(incoming: IncomingChannel, dispatcher: D) {
     let address = incoming.address().to_owned();
     let (mut request, response) = match HttpRequest::accept(incoming).await {
         Ok(accepted) => accepted,
-        Err(e) => return tracing::debug!(%address, error = %chain(&e), "http request lost before it was read"),
+        Err(e) => return tracing::debug!(error = %chain(&e), "http request lost before it was read"),
     };
     let (status, content_type, body) = match request.read_to_end(MAX_JSON_BODY).await {
         Ok(body) => {
-            let path = request.head.target.split('?').next().unwrap_or_default();
-            let procedure = procedure(path, &address);
+            // The call borrows the head while `closed` borrows the request.
+            let head = request.head.clone();
+            let path = head.target.split('?').next().unwrap_or_default();
             let json = JsonRequest {
-                method: &request.head.method,
+                method: &head.method,
                 address: &address,
-                procedure,
-                headers: &request.head.headers,
+                procedure: procedure(path, &address),
+                headers: &head.headers,
                 body: &body,
             };
-            let reply = answer(&dispatcher, json).await;
+            // Dropping `answer` cancels the call (a one-way call, already answered, runs on).
+            let reply = tokio::select! {
+                reply = answer(&dispatcher, json) => reply,
+                () = request.closed() => return tracing::debug!("the sender went away: call cancelled"),
+            };
             (reply.status, reply.content_type, reply.body)
         }
         Err(HttpError::BodyTooLarge { max }) => {
             let message = format!("a JSON call's body is at most {max} bytes");
             (413, Some("application/json"), Bytes::from(error_body(413, &message)))
         }
-        Err(e) => return tracing::debug!(%address, error = %chain(&e), "http request lost while it was read"),
+        Err(e) => return tracing::debug!(error = %chain(&e), "http request lost while it was read"),
     };
     let headers = content_type.map(|ct| ("content-type".to_owned(), ct.to_owned())).into_iter().collect();
     if let Err(e) = response.send_whole(ResponseHead { status, headers }, body).await {
-        tracing::debug!(%address, error = %chain(&e), "http answer lost");
+        tracing::debug!(error = %chain(&e), "http answer lost");
     }
 }
 

@@ -12,4 +12,5 @@ pub use connection::Host;
 pub use listener::Listener;
 pub use online::{HostStatus, OnlineError, Services};
 #[cfg(test)]
+#[cfg(test)]
 pub(crate) use serve::serve_channel;

@@ -83,18 +83,20 @@ impl Listener {
                         channels.spawn(super::json_calls::answer_http(incoming, dispatcher.clone()));
                         continue;
                     }
+                    // The span the channel's lines go in, from before it is accepted or refused.
+                    let span = incoming.span();
                     if let Err(detail) = check_compatible(D::CONTRACT, incoming.contract()) {
-                        tracing::debug!(address = %incoming.address(), %detail, "refusing channel");
-                        channels.spawn(async move { let _ = incoming.reject(ErrorCode::ContractMismatch, &detail).await; });
+                        span.in_scope(|| tracing::debug!(%detail, "refusing channel"));
+                        channels.spawn(async move { let _ = incoming.reject(ErrorCode::ContractMismatch, &detail).await; }.instrument(span));
                         continue;
                     }
                     let dispatcher = dispatcher.clone();
                     channels.spawn(async move {
                         match incoming.accept().await {
-                            Ok(channel) => serve_channel(channel, dispatcher).await,
+                            Ok(channel) => run_channel(channel, dispatcher).await,
                             Err(e) => tracing::debug!(error = %chain(&e), "channel lost before it opened"),
                         }
-                    });
+                    }.instrument(span));
                 }
                 Some(_) = channels.join_next(), if !channels.is_empty() => {}
                 () = &mut stop => break None,
@@ -119,14 +121,17 @@ impl OpenChannels {
     }
 }
 
-/// Runs one channel: decodes requests, runs each two-way request in its own task and the one-way
-/// requests in order, writes responses. When the channel ends, two-way handlers still running
-/// are aborted (nobody can receive their answer) and the one-way requests already received run.
+/// [`run_channel`] in the channel's span, for tests that serve a channel without a listener.
+#[cfg(test)]
 pub(crate) async fn serve_channel<D: Dispatch>(channel: Channel, dispatcher: D) {
-    let span = tracing::debug_span!("channel", id = channel.id(), address = %channel.address(), transport = channel.transport());
+    let span = channel.span();
     run_channel(channel, dispatcher).instrument(span).await;
 }
 
+/// Runs one channel (in its span, which the serve loop enters from before the channel is
+/// accepted): decodes requests, runs each two-way request in its own task and the one-way
+/// requests in order, writes responses. When the channel ends, two-way handlers still running
+/// are aborted (nobody can receive their answer) and the one-way requests already received run.
 async fn run_channel<D: Dispatch>(channel: Channel, dispatcher: D) {
     let (queue_tx, queue_rx) = mpsc::channel(ONEWAY_QUEUE);
     let finished = Arc::new(AtomicU64::new(0));

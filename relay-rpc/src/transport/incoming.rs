@@ -34,6 +34,16 @@ impl IncomingChannel {
         self.incoming.channel_id
     }
 
+    /// The transport that carries it to this host: `quic`, `wss` or `ws`.
+    pub fn transport(&self) -> &'static str {
+        self.pending.transport()
+    }
+
+    /// The span of what is logged about this channel, the one it keeps once accepted.
+    pub(crate) fn span(&self) -> tracing::Span {
+        crate::channel::channel_span(self.incoming.channel_id, &self.incoming.address, self.transport())
+    }
+
     /// The contract the caller speaks (empty name for an untyped channel).
     pub fn contract(&self) -> &ContractInfo {
         &self.incoming.contract

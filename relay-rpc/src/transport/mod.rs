@@ -152,6 +152,14 @@ pub(crate) enum PendingChannel {
 }
 
 impl PendingChannel {
+    /// The transport it arrived over, as its [`Channel::transport`] will say.
+    pub(crate) fn transport(&self) -> &'static str {
+        match self {
+            Self::Quic(_) => "quic",
+            Self::Ws(pending) => pending.transport(),
+        }
+    }
+
     /// Accepts: the caller's open succeeds and the channel carries frames.
     pub(crate) async fn accept(self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
         match self {

@@ -470,3 +470,67 @@ async fn the_relay_binary_forwards_a_port() {
         forward.interrupt().await;
     }
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_binary_with_log_format_json_writes_every_log_line_as_one_json_object() {
+    use std::io::Read as _;
+
+    let bin = relay_tests::binary("relay-forward", "relay", &[]);
+    let relay = TestRelay::start().await;
+    let (echo, mut echoed) = echo_server().await;
+    let (data_dir, echo) = (relay.dir().to_str().unwrap().to_owned(), echo.to_string());
+    let common = ["--relay", relay.url.as_str(), "--address", "json-log", "--data-dir", &data_dir];
+    let spawn = |args: &[&str]| {
+        let mut child = std::process::Command::new(&bin)
+            .args(args)
+            .args(["--log-format", "json"])
+            .env_remove("RELAY_TOKEN")
+            .env_remove("RELAY_URL")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("relay starts");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        RelayProcess { child, stdout }
+    };
+    let mut forward = spawn(&[&["forward", "--to", &echo][..], &common].concat());
+    assert!(forward.line().await.starts_with("forwarding streams on"));
+    let mut connect = spawn(&[&["connect", "--listen", "127.0.0.1:0"][..], &common].concat());
+    let listening = connect.line().await;
+    let local = listening.strip_prefix("listening on ").and_then(|rest| rest.split(": ").next());
+    let local: SocketAddr = local.and_then(|l| l.parse().ok()).unwrap_or_else(|| panic!("{listening:?}"));
+    send_and_check_echo(local, 3).await;
+    assert_eq!(tokio::time::timeout(PROMPTLY, echoed.recv()).await.unwrap(), Some(PER_CONNECTION as u64));
+    // The connection's end, logged as its last bytes pass, before the tool is asked to stop.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Each side's log, once it has stopped: one JSON object a line, the events' fields and their
+    // span's as keys of their own.
+    let mut logs = Vec::new();
+    for mut process in [connect, forward] {
+        let mut stderr = process.child.stderr.take().unwrap();
+        process.interrupt().await;
+        let mut log = String::new();
+        stderr.read_to_string(&mut log).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}")))
+            .collect();
+        assert!(lines.iter().all(|line| line["level"].is_string() && line["message"].is_string()), "{log}");
+        logs.push((lines, log));
+    }
+    let [(connect, connect_log), (forward, forward_log)] = &logs[..] else { unreachable!() };
+    let closed = connect.iter().find(|line| line["message"] == "closed");
+    let closed = closed.unwrap_or_else(|| panic!("the connection's end is logged: {connect_log}"));
+    assert_eq!(closed["bytes_sent"], PER_CONNECTION as u64, "{closed}");
+    assert_eq!(closed["span"]["name"], "connection", "{closed}");
+    assert_eq!(closed["span"]["address"], "json-log", "{closed}");
+    let channel = closed["span"]["channel"].as_u64().unwrap_or_else(|| panic!("the channel's id: {closed}"));
+    let forwarding = forward.iter().find(|line| line["message"] == "forwarding");
+    let forwarding = forwarding.unwrap_or_else(|| panic!("the stream is logged: {forward_log}"));
+    assert_eq!(forwarding["to"], echo, "{forwarding}");
+    assert_eq!(forwarding["span"]["channel"], channel, "one id on both sides: {forwarding}");
+}

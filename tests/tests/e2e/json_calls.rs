@@ -1,14 +1,16 @@
 //! Typed contracts called as JSON over plain HTTPS: `POST https://{relay}/{address}/{Contract}/{method}`
 //! reaches a Rust host registered with `Host::listen_http`, over QUIC or wss, as a channel; the
 //! host answers through the same dispatch as bincode calls, on this node or on another node of a
-//! cluster. (What carries them, the raw `relay_rpc::http` API: `http_channels.rs`.)
+//! cluster. A call whose sender goes away is cancelled; a `#[oneway]` call is answered 202 and
+//! runs on the host. (What carries them, the raw `relay_rpc::http` API: `http_channels.rs`.)
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use relay_rpc::Host;
 use relay_tests::https::{self, Response};
 use relay_tests::lab::{LabEvent, LabHost, ServeLab};
-use relay_tests::{TestRelay, next_event};
+use relay_tests::{SLACK, TestRelay, next_event};
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Serves the lab named `name` on `address`, taking HTTP, from a new host on `url`.
@@ -107,6 +109,59 @@ async fn json_call_errors_follow_connect_and_keep_service_errors_apart() {
     let methods = description["methods"].as_array().expect("a method list");
     let add = methods.iter().find(|m| m["name"] == "first_even").expect("first_even described");
     assert_eq!(add["path"], "/lab/Lab/first_even", "{description}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_call_is_cancelled_on_the_host_when_its_sender_goes_away() {
+    let relay = TestRelay::start().await;
+    for (url, address, tag) in [(&relay.url, "gone-quic", 1), (&relay.ws_url, "gone-wss", 2)] {
+        let (_host, mut events) = serve_lab_http(&relay, url, address, "left").await;
+        // A call that would run for a minute, with a deadline and a relay timeout as far away.
+        let token = https::token(&relay, address);
+        let body = format!(r#"{{"ms":60000,"tag":{tag}}}"#);
+        let request = format!(
+            "POST /{address}/Lab/sleep HTTP/1.1\r\nhost: 127.0.0.1\r\nServiceBusAuthorization: {token}\r\n\
+             content-type: application/json\r\nconnect-timeout-ms: 60000\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut sender = https::tls(&relay).await;
+        sender.write_all(request.as_bytes()).await.expect("request written");
+        assert_eq!(next_event(&mut events).await, LabEvent::Started(tag), "{address}");
+
+        // The sender drops its connection mid-call: the handler is dropped at once, not at the
+        // deadline.
+        drop(sender);
+        let left = Instant::now();
+        assert_eq!(next_event(&mut events).await, LabEvent::Cancelled(tag), "{address}");
+        assert!(left.elapsed() < SLACK, "{address}: cancelled {:?} after the sender left", left.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_call_to_a_one_way_method_is_answered_202_through_the_relay_and_runs_on_the_host() {
+    let relay = TestRelay::start().await;
+    for (url, address, tag) in [(&relay.url, "note-quic", 1), (&relay.ws_url, "note-wss", 2)] {
+        let (_host, mut events) = serve_lab_http(&relay, url, address, "noting").await;
+        let taken = post(&relay, address, &format!("/{address}/Lab/note"), &format!(r#"{{"tag":{tag}}}"#), &[]).await;
+        assert_eq!(taken.status, 202, "{address}: {taken:?}");
+        assert!(taken.header("via").is_some(), "{address}: the host's answer: {taken:?}");
+        assert!(taken.body.is_empty(), "{address}: {taken:?}");
+        assert_eq!(next_event(&mut events).await, LabEvent::Noted(tag), "{address}: the host ran it");
+
+        // Its arguments are checked before it is taken: a bad one is a 400, and never runs.
+        let bad = post(&relay, address, &format!("/{address}/Lab/note"), r#"{"tag":"x"}"#, &[]).await;
+        assert_eq!(assert_json(&bad, 400)["code"], "invalid_argument", "{address}");
+        let again =
+            post(&relay, address, &format!("/{address}/note"), &format!(r#"{{"tag":{}}}"#, tag + 10), &[]).await;
+        assert_eq!(again.status, 202, "{address}: the short path: {again:?}");
+        assert_eq!(next_event(&mut events).await, LabEvent::Noted(tag + 10), "{address}: the bad call did not run");
+
+        let token = https::token(&relay, address);
+        let described = https::get(&relay, &format!("/{address}/"), &[("ServiceBusAuthorization", &token)]).await;
+        let description = assert_json(&described, 200);
+        let note = description["methods"].as_array().and_then(|m| m.iter().find(|m| m["name"] == "note"));
+        assert_eq!(note.map(|m| m["oneway"].clone()), Some(serde_json::json!(true)), "{description}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -297,11 +297,16 @@ impl fmt::Debug for WsPending {
 }
 
 impl WsPending {
+    /// `wss` or `ws`, as the channel will say.
+    pub(crate) fn transport(&self) -> &'static str {
+        self.link.inner.relay.scheme().as_str()
+    }
+
     /// Opens the rendezvous WebSocket: the relay joins it to the sender's.
     pub(crate) async fn accept(self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
         match self.link.upgrade(&self.endpoint, &[], self.link.options().max_frame).await {
             Ok(Upgrade::Accepted(ws, _)) => {
-                let scheme = self.link.inner.relay.scheme().as_str();
+                let scheme = self.transport();
                 Ok(Channel::new(self.link.frames(*ws, Role::Host, self.permit), address, id, scheme))
             }
             Ok(Upgrade::Refused { status, description }) => Err(codes::rendezvous_refused(status, &description)),
