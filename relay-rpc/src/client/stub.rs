@@ -62,7 +62,8 @@ where
         // codec's, tarpc's, its end) is in the channel's span.
         let dispatch = async move {
             if let Err(e) = dispatch.await {
-                tracing::warn!(error = %chain(&e), "channel broken");
+                // Named here too: the channel's span is at `debug`, off under the usual filter.
+                tracing::warn!(channel = id, error = %chain(&e), "channel broken");
             }
         };
         tokio::spawn(dispatch.instrument(span));

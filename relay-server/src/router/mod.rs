@@ -330,7 +330,7 @@ async fn open_hc(
     channel_id: u64,
 ) -> Result<Accepted, Failed> {
     let pending = Rendezvous::register(&shared.rendezvous, system_random).map_err(|e| {
-        tracing::error!(error = %e, "refusing a channel");
+        tracing::error!(channel = channel_id, address = %request.address, error = %e, "refusing a channel");
         Failed::Refused(Refusal::new(ErrorCode::Internal, e.to_string()))
     })?;
     let accept = hc_accept(request, channel_id, &hc.base_url, pending.secret());

@@ -60,7 +60,7 @@ pub(crate) async fn ask(
     exclude: Vec<u64>,
 ) -> Result<Dialling, RemoteFailed> {
     let pending = Rendezvous::register(&shared.rendezvous, system_random).map_err(|e| {
-        tracing::error!(error = %e, "refusing a channel");
+        tracing::error!(channel = channel_id, address = %request.address, error = %e, "refusing a channel");
         RemoteFailed::Refused(Refusal::new(ErrorCode::Internal, e.to_string()))
     })?;
     let open = OpenRequest {
@@ -86,7 +86,8 @@ pub(crate) async fn ask(
             })
         }
         Err(e) => {
-            tracing::info!(%node, error = %chain(&e), "node did not answer an open; skipping it");
+            let address = &request.address;
+            tracing::info!(%node, channel = channel_id, %address, error = %chain(&e), "node did not answer an open; skipping it");
             if !matches!(e, OpenRequestError::Disconnected) {
                 peers.suspect(node);
             }
