@@ -79,6 +79,7 @@
 
 use std::any::TypeId;
 use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -448,7 +449,9 @@ pub fn decode_arguments<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonCallE
 /// Answers one request by running it through `dispatcher` (the same `Dispatch::dispatch` that
 /// bincode calls use). Never fails: every problem is an error reply (see the
 /// [module documentation](self) for which). Runs the method in a task of its own, so it must be
-/// called within a Tokio runtime; dropping the returned future cancels a two-way call.
+/// called within a Tokio runtime; dropping the returned future cancels a two-way call. A one-way
+/// call is answered `202` at once and runs on in a task nothing waits for: a host that keeps
+/// track of its tasks (to drain them) uses [`answer_deferring`].
 ///
 /// ```
 /// # async fn run<D: relay_rpc::contract::Dispatch>(dispatcher: D) {
@@ -460,16 +463,49 @@ pub fn decode_arguments<T: DeserializeOwned>(body: &[u8]) -> Result<T, JsonCallE
 /// # }
 /// ```
 pub async fn answer<D: Dispatch>(dispatcher: &D, request: JsonRequest<'_>) -> JsonReply {
+    let (reply, one_way) = answer_deferring(dispatcher, request).await;
+    if let Some(call) = one_way {
+        tokio::spawn(call);
+    }
+    reply
+}
+
+/// A one-way call answered `202`, to be run by whoever sent the answer.
+pub type OneWayCall = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// As [`answer`], but a one-way call is given back, to run once its `202` is sent, instead of
+/// being spawned: the Rust host runs it in the request's own task, which it waits for when it
+/// drains.
+///
+/// ```
+/// # async fn run<D: relay_rpc::contract::Dispatch>(dispatcher: D) {
+/// use relay_rpc::json::{JsonRequest, answer_deferring};
+///
+/// let request = JsonRequest { method: "GET", address: "calc", procedure: "", headers: &[], body: b"" };
+/// let (description, one_way) = answer_deferring(&dispatcher, request).await;
+/// assert!(one_way.is_none(), "a description runs nothing after it");
+/// assert_eq!(description.status, 200);
+/// # }
+/// ```
+pub async fn answer_deferring<D: Dispatch>(
+    dispatcher: &D,
+    request: JsonRequest<'_>,
+) -> (JsonReply, Option<OneWayCall>) {
     if request.procedure.is_empty() {
-        return describe(D::CONTRACT, &request);
+        return (describe(D::CONTRACT, &request), None);
     }
     match prepare::<D>(&request) {
         Ok(Call { request, oneway: true, .. }) => {
-            tokio::spawn(dispatcher.dispatch(request));
-            JsonReply::accepted()
+            let call = dispatcher.dispatch(request);
+            (
+                JsonReply::accepted(),
+                Some(Box::pin(async move {
+                    let _ = call.await;
+                })),
+            )
         }
-        Ok(Call { request, timeout, .. }) => run(dispatcher, request, timeout).await,
-        Err(reply) => reply,
+        Ok(Call { request, timeout, .. }) => (run(dispatcher, request, timeout).await, None),
+        Err(reply) => (reply, None),
     }
 }
 

@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use crate::contract::Dispatch;
 use crate::http::{HttpError, HttpRequest, ResponseHead};
-use crate::json::{JsonRequest, answer};
+use crate::json::{JsonRequest, answer_deferring};
 use crate::transport::IncomingChannel;
 
 /// The largest JSON call body a host reads; beyond, the call is answered 413.
@@ -28,7 +28,7 @@ async fn answer_in_span<D: Dispatch>(incoming: IncomingChannel, dispatcher: D) {
         Ok(accepted) => accepted,
         Err(e) => return tracing::debug!(error = %chain(&e), "http request lost before it was read"),
     };
-    let (status, content_type, body) = match request.read_to_end(MAX_JSON_BODY).await {
+    let (status, content_type, body, one_way) = match request.read_to_end(MAX_JSON_BODY).await {
         Ok(body) => {
             // The call borrows the head while `closed` borrows the request.
             let head = request.head.clone();
@@ -40,22 +40,26 @@ async fn answer_in_span<D: Dispatch>(incoming: IncomingChannel, dispatcher: D) {
                 headers: &head.headers,
                 body: &body,
             };
-            // Dropping `answer` cancels the call (a one-way call, already answered, runs on).
-            let reply = tokio::select! {
-                reply = answer(&dispatcher, json) => reply,
+            // Dropping the answer's future cancels a two-way call; a one-way call comes back,
+            // to run in this task (which the host waits for when it drains) once answered.
+            let (reply, one_way) = tokio::select! {
+                answered = answer_deferring(&dispatcher, json) => answered,
                 () = request.closed() => return tracing::debug!("the sender went away: call cancelled"),
             };
-            (reply.status, reply.content_type, reply.body)
+            (reply.status, reply.content_type, reply.body, one_way)
         }
         Err(HttpError::BodyTooLarge { max }) => {
             let message = format!("a JSON call's body is at most {max} bytes");
-            (413, Some("application/json"), Bytes::from(error_body(413, &message)))
+            (413, Some("application/json"), Bytes::from(error_body(413, &message)), None)
         }
         Err(e) => return tracing::debug!(error = %chain(&e), "http request lost while it was read"),
     };
     let headers = content_type.map(|ct| ("content-type".to_owned(), ct.to_owned())).into_iter().collect();
     if let Err(e) = response.send_whole(ResponseHead { status, headers }, body).await {
         tracing::debug!(error = %chain(&e), "http answer lost");
+    }
+    if let Some(call) = one_way {
+        call.await;
     }
 }
 

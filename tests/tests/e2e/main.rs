@@ -11,7 +11,6 @@ mod backpressure;
 mod browser;
 mod calls;
 mod channel_limit_cycles;
-mod channel_logs;
 mod cluster;
 mod cluster_faults;
 mod contract_shapes;

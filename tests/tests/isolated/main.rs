@@ -2,6 +2,7 @@
 //! restart relays under load: each takes [`ALONE`] first, so no other test's sockets or tasks
 //! come and go while it counts.
 
+mod channel_logs;
 mod faults;
 mod leaks;
 mod soak;

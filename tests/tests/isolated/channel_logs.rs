@@ -2,8 +2,10 @@
 //! request it answers as a JSON call) and on the caller (a frame its typed channel drops, an
 //! idempotent call it retries), the id the relay logs the channel under.
 //!
-//! The test runs on one thread under a tracing subscriber of its own (the thread's default, so
-//! other tests' lines stay out), which captures the relay's, the host's and the caller's lines.
+//! The test runs on one thread under a tracing subscriber of its own (the thread's default), which
+//! captures the relay's, the host's and the caller's lines. It runs alone ([`crate::ALONE`]): with
+//! other tests' threads logging beside it, tracing could cache a callsite's interest without this
+//! thread's subscriber, and lines came without their spans.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,6 +109,7 @@ async fn accept(listener: &mut relay_rpc::Listener) -> (u64, relay_rpc::Channel)
 async fn every_log_line_about_a_channel_carries_its_id_on_the_host_and_the_caller() {
     let captured = Captured::default();
     let writer = captured.clone();
+    let _alone = crate::ALONE.lock().await;
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_current_span(false)
