@@ -1,7 +1,6 @@
 //! Authorization through a real relay: every attack is refused with its own typed reason and
 //! the relay keeps serving others; tokens renew; expired listeners end; secrets never leak.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use relay_rpc::auth::{AuthFailure, Right, SasKeyProvider, SharedAccessKey, sas_token, unix_now};
@@ -161,24 +160,9 @@ async fn hosts_renew_tokens_and_unrenewed_listeners_end_as_expired() {
     assert_eq!(client.whoami(CallContext::default()).await.unwrap(), "renewing", "still registered after 2 lifetimes");
 }
 
-/// Collects everything tracing writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secrets_never_reach_logs_or_debug_output() {
-    let captured = Captured::default();
+    let captured = relay_tests::CapturedLogs::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter("trace")
@@ -199,7 +183,7 @@ async fn secrets_never_reach_logs_or_debug_output() {
 
     let signature = |t: &str| t[t.find("sig=").unwrap() + 4..t.find("&se=").unwrap()].to_owned();
     let secrets = [root.secret().to_owned(), "senders-secret".to_owned(), signature(&token), signature(&forged)];
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("listener registered"), "the capture works");
     let options = ConnectOptions::new().with_token(token.clone()).with_shared_access_key(root.clone());
     let debug = [

@@ -7,7 +7,6 @@
 //! other tests' threads logging beside it, tracing could cache a callsite's interest without this
 //! thread's subscriber, and lines came without their spans.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,7 +14,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use relay_rpc::CallContext;
 use relay_tests::https;
 use relay_tests::lab::{LabClient, LabEvent, LabHost, ServeLab};
-use relay_tests::{TestRelay, next_event};
+use relay_tests::{CapturedLogs, TestRelay, next_event};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 
@@ -33,29 +32,6 @@ struct Named(&'static str);
 impl Again for Named {
     async fn name(&self) -> String {
         self.0.to_owned()
-    }
-}
-
-/// Everything the subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// The lines so far, each one JSON object.
-    fn lines(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).expect("utf-8 logs");
-        text.lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
     }
 }
 
@@ -107,7 +83,7 @@ async fn accept(listener: &mut relay_rpc::Listener) -> (u64, relay_rpc::Channel)
 
 #[tokio::test]
 async fn every_log_line_about_a_channel_carries_its_id_on_the_host_and_the_caller() {
-    let captured = Captured::default();
+    let captured = CapturedLogs::default();
     let writer = captured.clone();
     let _alone = crate::ALONE.lock().await;
     let subscriber = tracing_subscriber::fmt()
@@ -172,7 +148,7 @@ async fn every_log_line_about_a_channel_carries_its_id_on_the_host_and_the_calle
         assert_eq!(call.await.unwrap().expect("retried on the staying host"), "staying", "{transport}");
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let lines = captured.lines();
+        let lines = captured.json_lines();
         let dump = || lines.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
         let refusing = on_address(lines_of(&lines, "relay_rpc::host", "refusing channel"), &refused);
         let [refusing] = refusing[..] else { panic!("{transport}: one refusal of {refused}:\n{}", dump()) };
