@@ -137,35 +137,19 @@ impl FrameHeader {
             return Err(WsFrameError::Reserved);
         }
         let opcode = Opcode::from_bits(b0 & 0x0F).ok_or(WsFrameError::UnknownOpcode(b0 & 0x0F))?;
-        let (len, at) = match b1 & 0x7F {
-            126 => match bytes.get(2..4) {
-                Some(&[hi, lo]) => (u64::from(u16::from_be_bytes([hi, lo])), 4),
-                _ => return Ok(None),
-            },
-            127 => match bytes.get(2..10) {
-                Some(len) => {
-                    let len = u64::from_be_bytes(len.try_into().expect("eight bytes"));
-                    if len >> 63 != 0 {
-                        return Err(WsFrameError::BadLength);
-                    }
-                    (len, 10)
-                }
-                None => return Ok(None),
-            },
-            len => (u64::from(len), 2),
-        };
+        // The length's rules are checked as soon as it is whole, before the mask has come.
+        let Some(lengths) = bytes.get(..2 + length_bytes(b1)) else { return Ok(None) };
+        let len = declared_len(lengths);
+        if len >> 63 != 0 {
+            return Err(WsFrameError::BadLength);
+        }
         let fin = b0 & 0x80 != 0;
         if opcode.is_control() && (!fin || len > MAX_CONTROL_PAYLOAD) {
             return Err(WsFrameError::BadControl);
         }
-        let (mask, at) = if b1 & 0x80 != 0 {
-            match bytes.get(at..at + 4) {
-                Some(mask) => (Some(mask.try_into().expect("four bytes")), at + 4),
-                None => return Ok(None),
-            }
-        } else {
-            (None, at)
-        };
+        let at = header_len(b1);
+        let Some(header) = bytes.get(..at) else { return Ok(None) };
+        let mask = (b1 & 0x80 != 0).then(|| header[at - 4..].try_into().expect("four bytes"));
         Ok(Some((FrameHeader { fin, opcode, mask, len }, at)))
     }
 
@@ -187,6 +171,30 @@ impl FrameHeader {
         if let Some(mask) = self.mask {
             out.extend(mask);
         }
+    }
+}
+
+/// How many bytes follow a header's first two for its length, by its second byte.
+fn length_bytes(b1: u8) -> usize {
+    match b1 & 0x7F {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    }
+}
+
+/// A header's whole length, by its second byte (the mask bit and the length's form).
+pub fn header_len(b1: u8) -> usize {
+    2 + length_bytes(b1) + if b1 & 0x80 != 0 { 4 } else { 0 }
+}
+
+/// The payload length a header declares, from its first bytes (at least its length's); no other
+/// part of it is checked. For readers that only follow the framing.
+pub fn declared_len(header: &[u8]) -> u64 {
+    match header[1] & 0x7F {
+        126 => u64::from(u16::from_be_bytes([header[2], header[3]])),
+        127 => u64::from_be_bytes(header[2..10].try_into().expect("eight bytes")),
+        len => u64::from(len),
     }
 }
 

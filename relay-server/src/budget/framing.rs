@@ -9,6 +9,8 @@
 
 use std::collections::VecDeque;
 
+use relay_proto::ws_frame;
+
 /// The framing of one end.
 #[derive(Debug)]
 pub(crate) enum Framing {
@@ -72,28 +74,7 @@ impl WsFraming {
 
     /// The header's full length, once its first two bytes are known.
     fn header_len(&self) -> usize {
-        if self.have < 2 {
-            return 2;
-        }
-        let mask = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
-        let ext = match self.header[1] & 0x7F {
-            126 => 2,
-            127 => 8,
-            _ => 0,
-        };
-        2 + ext + mask
-    }
-
-    fn payload_len(&self) -> u64 {
-        match self.header[1] & 0x7F {
-            126 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
-            127 => {
-                let mut len = [0; 8];
-                len.copy_from_slice(&self.header[2..10]);
-                u64::from_be_bytes(len)
-            }
-            len => u64::from(len),
-        }
+        if self.have < 2 { 2 } else { ws_frame::header_len(self.header[1]) }
     }
 
     fn observe(&mut self, mut bytes: &[u8], mut pos: u64, ends: &mut VecDeque<u64>) {
@@ -131,7 +112,7 @@ impl WsFraming {
         let fin = self.header[0] & 0x80 != 0;
         let opcode = self.header[0] & 0x0F;
         let control = opcode & 0x08 != 0;
-        self.left = Some(self.payload_len());
+        self.left = Some(ws_frame::declared_len(&self.header[..self.have]));
         self.ends_unit = control || fin;
         if !control && !fin && self.fragmented.is_none() {
             self.fragmented = Some(self.max_message.saturating_add(FRAGMENT_SLACK));

@@ -18,17 +18,15 @@ use hyper::body::{Frame as BodyFrame, Incoming};
 use hyper_util::rt::TokioIo;
 use relay_proto::hc::ControlMessage;
 use relay_proto::hc_http::{RequestMessage, ResponseMessage};
-use relay_server::AddressConfig;
 use relay_tests::https::{self, sha256_hex};
 use relay_tests::raw_ws::{self, Scheme, Ws};
 use relay_tests::{SLACK, TestRelay};
+
+use crate::hc_http::{WEB, relay_with};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-
-/// The HTTP-enabled address.
-const WEB: &str = "web";
 
 /// How long any one step may take.
 const STEP: Duration = Duration::from_secs(20);
@@ -36,8 +34,7 @@ const STEP: Duration = Duration::from_secs(20);
 /// A relay whose `web` takes HTTP requests, and whose limits are far below the bodies sent: 64
 /// KiB per message, 512 KiB buffered at once.
 async fn relay() -> TestRelay {
-    TestRelay::start_with(|c| {
-        c.addresses = vec![AddressConfig { path: WEB.into(), http: true, ..Default::default() }];
+    relay_with(|c| {
         c.max_frame_bytes = 64 * 1024;
         c.max_buffered_bytes = 512 * 1024;
     })
@@ -308,11 +305,7 @@ async fn a_sender_that_leaves_mid_answer_ends_the_rendezvous() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rendezvous_closed_before_any_answer_is_a_prompt_502() {
-    let relay = TestRelay::start_with(|c| {
-        c.addresses = vec![AddressConfig { path: WEB.into(), http: true, ..Default::default() }];
-        c.http_response_timeout_ms = 60_000;
-    })
-    .await;
+    let relay = relay_with(|c| c.http_response_timeout_ms = 60_000).await;
     let mut control = listener(&relay).await;
     let started = tokio::time::Instant::now();
     let token = https::token(&relay, WEB);
@@ -333,11 +326,7 @@ async fn a_rendezvous_closed_before_any_answer_is_a_prompt_502() {
 async fn a_sender_that_stalls_is_408_before_any_listener_hears_of_it_or_cut_from_its_rendezvous() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-    let relay = TestRelay::start_with(|c| {
-        c.addresses = vec![AddressConfig { path: WEB.into(), http: true, ..Default::default() }];
-        c.handshake_timeout_ms = 800;
-    })
-    .await;
+    let relay = relay_with(|c| c.handshake_timeout_ms = 800).await;
     let mut control = listener(&relay).await;
     let token = https::token(&relay, WEB);
     let head = format!(
