@@ -100,13 +100,16 @@ pub const KIB_64: usize = 64 * 1024;
 pub const MIB_1: usize = 1024 * 1024;
 
 /// One subject to measure: its name, where its caller connects, and the processes whose CPU
-/// time counts: the relay's (none for the baselines) and, with `--forward`, the tools'.
+/// time counts: the host's, the relay's (none for the baselines) and, with `--forward`, the
+/// tools'. The caller is this process, whose CPU time counts too.
 #[derive(Debug, Clone)]
 pub struct Subject {
     /// `tcp`, `tls`, `quic` or `wss`; with `--forward`, `tcp`, `one-hop`, `quic` or `wss`.
     pub name: &'static str,
     /// Where the caller connects.
     pub target: Target,
+    /// The host's process id.
+    pub host_pid: u32,
     /// The relay's process id.
     pub relay_pid: Option<u32>,
     /// The forwarding tools' process ids, whose CPU time is summed.
@@ -198,12 +201,15 @@ impl Rate {
 struct Run {
     name: &'static str,
     caller: Caller,
+    host_pid: u32,
     relay_pid: Option<u32>,
     tool_pids: Vec<u32>,
     latencies: Vec<Duration>,
     calls: Rate,
     relay_cpu_us: u64,
     tool_cpu_us: u64,
+    /// The caller's (this process's) and the host's CPU time over the calls/s runs, µs.
+    ends_cpu_us: [u64; 2],
     bulk_64k: Rate,
     bulk_1m: Rate,
     bulk_1m_vec: Rate,
@@ -214,12 +220,14 @@ impl Run {
         Self {
             name: subject.name,
             caller,
+            host_pid: subject.host_pid,
             relay_pid: subject.relay_pid,
             tool_pids: subject.tool_pids.clone(),
             latencies: Vec::new(),
             calls: Rate::default(),
             relay_cpu_us: 0,
             tool_cpu_us: 0,
+            ends_cpu_us: [0; 2],
             bulk_64k: Rate::default(),
             bulk_1m: Rate::default(),
             bulk_1m_vec: Rate::default(),
@@ -231,12 +239,14 @@ impl Run {
         time_calls(&self.caller, calls, &mut self.latencies).await
     }
 
-    /// Counts 64-byte calls with `in_flight` at once on one channel for `duration`, and the
-    /// relay's and the tools' CPU time meanwhile.
+    /// Counts 64-byte calls with `in_flight` at once on one channel for `duration`, and the CPU
+    /// time of every process on the path meanwhile.
     async fn concurrent(&mut self, in_flight: usize, duration: Duration) -> anyhow::Result<()> {
         let small = payload(SMALL);
         let cpu_before = self.relay_pid.map(procfs::cpu_us).transpose()?;
         let tools_before = tools_cpu_us(&self.tool_pids)?;
+        let ends = [std::process::id(), self.host_pid];
+        let ends_before = ends.map(procfs::cpu_us);
         let start = Instant::now();
         let deadline = start + duration;
         let caller = &self.caller;
@@ -258,6 +268,9 @@ impl Run {
             self.relay_cpu_us += procfs::cpu_us(pid)?.saturating_sub(before);
         }
         self.tool_cpu_us += tools_cpu_us(&self.tool_pids)?.saturating_sub(tools_before);
+        for ((sum, pid), before) in self.ends_cpu_us.iter_mut().zip(ends).zip(ends_before) {
+            *sum += procfs::cpu_us(pid)?.saturating_sub(before?);
+        }
         self.calls.add(Rate { amount: counts.iter().sum::<u64>() as f64, secs });
         Ok(())
     }
@@ -267,6 +280,8 @@ impl Run {
         let calls = self.calls.amount;
         let cpu_us_per_call = self.relay_pid.filter(|_| calls > 0.0).map(|_| self.relay_cpu_us as f64 / calls);
         let tool_cpu_us_per_call = (!self.tool_pids.is_empty() && calls > 0.0).then(|| self.tool_cpu_us as f64 / calls);
+        let [caller_cpu_us_per_call, host_cpu_us_per_call] =
+            self.ends_cpu_us.map(|us| (calls > 0.0).then(|| us as f64 / calls));
         TransportFigures {
             p50_us: percentile_us(&self.latencies, 0.50),
             p90_us: percentile_us(&self.latencies, 0.90),
@@ -279,6 +294,8 @@ impl Run {
             connect_ms,
             cpu_us_per_call,
             tool_cpu_us_per_call,
+            caller_cpu_us_per_call,
+            host_cpu_us_per_call,
         }
     }
 }

@@ -205,6 +205,11 @@ pub struct HostProc {
 }
 
 impl HostProc {
+    /// The host's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// The `tcp` and `tls` baselines' targets, when it serves them.
     pub fn baselines(&self) -> Option<(Target, Target)> {
         Some((self.tcp.clone()?, self.tls.as_ref()?.0.clone()))

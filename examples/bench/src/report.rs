@@ -48,6 +48,13 @@ pub struct TransportFigures {
     /// where no tool is on the path, and in the main figures).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_cpu_us_per_call: Option<f64>,
+    /// The caller's process's CPU time per call over the calls/s run, µs: tarpc's client and
+    /// the transport's end (the bench's own counting included, alike for every subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_cpu_us_per_call: Option<f64>,
+    /// The host's process's CPU time per call over the same run, µs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_cpu_us_per_call: Option<f64>,
 }
 
 impl TransportFigures {
@@ -64,6 +71,8 @@ impl TransportFigures {
             connect_ms: round(self.connect_ms, 2),
             cpu_us_per_call: self.cpu_us_per_call.map(|c| round(c, 2)),
             tool_cpu_us_per_call: self.tool_cpu_us_per_call.map(|c| round(c, 2)),
+            caller_cpu_us_per_call: self.caller_cpu_us_per_call.map(|c| round(c, 2)),
+            host_cpu_us_per_call: self.host_cpu_us_per_call.map(|c| round(c, 2)),
         }
     }
 }
@@ -169,7 +178,7 @@ pub struct Metric {
     pub digits: usize,
 }
 
-const METRICS: [Metric; 10] = [
+const METRICS: [Metric; 12] = [
     Metric { key: "p50_us", label: "latency p50 (us)", get: |t| Some(t.p50_us), digits: 1 },
     Metric { key: "p90_us", label: "latency p90 (us)", get: |t| Some(t.p90_us), digits: 1 },
     Metric { key: "p99_us", label: "latency p99 (us)", get: |t| Some(t.p99_us), digits: 1 },
@@ -185,6 +194,13 @@ const METRICS: [Metric; 10] = [
     Metric { key: "mbps_1m_vec", label: "MB/s 1 MiB echo as Vec<u8>", get: |t| Some(t.mbps_1m_vec), digits: 1 },
     Metric { key: "connect_ms", label: "connect to first answer (ms)", get: |t| Some(t.connect_ms), digits: 2 },
     Metric { key: "cpu_us_per_call", label: "relay CPU per call (us)", get: |t| t.cpu_us_per_call, digits: 2 },
+    Metric {
+        key: "caller_cpu_us_per_call",
+        label: "caller CPU per call (us)",
+        get: |t| t.caller_cpu_us_per_call,
+        digits: 2,
+    },
+    Metric { key: "host_cpu_us_per_call", label: "host CPU per call (us)", get: |t| t.host_cpu_us_per_call, digits: 2 },
 ];
 
 /// One ratio over the runs: the median of the runs' ratios, and their range.

@@ -52,9 +52,14 @@ pub async fn run(plan: &Plan, threads: u16) -> anyhow::Result<ForwardFigures> {
     let wss_forward = ToolProc::forward(&relay, &relay.wss_url, WSS_ADDRESS, service, threads).await?;
     let wss_connect = ToolProc::connect(&relay, &relay.wss_url, WSS_ADDRESS, threads).await?;
 
-    let figures =
-        measure_paths(plan, &relay, service, &one_hop, [(&quic_forward, &quic_connect), (&wss_forward, &wss_connect)])
-            .await;
+    let figures = measure_paths(
+        plan,
+        &relay,
+        (host.pid(), service),
+        &one_hop,
+        [(&quic_forward, &quic_connect), (&wss_forward, &wss_connect)],
+    )
+    .await;
 
     progress("forward", "stopping the tools, the host and the relay");
     for tool in [one_hop, quic_forward, quic_connect, wss_forward, wss_connect] {
@@ -69,23 +74,31 @@ pub async fn run(plan: &Plan, threads: u16) -> anyhow::Result<ForwardFigures> {
 async fn measure_paths(
     plan: &Plan,
     relay: &RelayProc,
-    service: SocketAddr,
+    (host_pid, service): (u32, SocketAddr),
     one_hop: &ToolProc,
     [(quic_forward, quic_connect), (wss_forward, wss_connect)]: [(&ToolProc, &ToolProc); 2],
 ) -> anyhow::Result<ForwardFigures> {
     let through = |connect: &ToolProc| connect.local_addr().map(Target::Tcp);
     let subjects = [
-        Subject { name: "tcp", target: Target::Tcp(service), relay_pid: None, tool_pids: Vec::new() },
-        Subject { name: "one-hop", target: through(one_hop)?, relay_pid: None, tool_pids: vec![one_hop.pid()] },
+        Subject { name: "tcp", target: Target::Tcp(service), host_pid, relay_pid: None, tool_pids: Vec::new() },
+        Subject {
+            name: "one-hop",
+            target: through(one_hop)?,
+            host_pid,
+            relay_pid: None,
+            tool_pids: vec![one_hop.pid()],
+        },
         Subject {
             name: "quic",
             target: through(quic_connect)?,
+            host_pid,
             relay_pid: Some(relay.pid()),
             tool_pids: vec![quic_forward.pid(), quic_connect.pid()],
         },
         Subject {
             name: "wss",
             target: through(wss_connect)?,
+            host_pid,
             relay_pid: Some(relay.pid()),
             tool_pids: vec![wss_forward.pid(), wss_connect.pid()],
         },

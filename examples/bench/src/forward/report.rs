@@ -296,6 +296,8 @@ mod tests {
             connect_ms: 1.0,
             cpu_us_per_call: None,
             tool_cpu_us_per_call: None,
+            caller_cpu_us_per_call: None,
+            host_cpu_us_per_call: None,
         }
     }
 
