@@ -133,8 +133,8 @@ impl Relay {
         let mut ws_listeners = Vec::new();
         let mut ws_addr = None;
         if let Some(addr) = config.ws_listen {
-            let acceptor = tls::wss_acceptor(&identity).map_err(EndpointError::Tls)?;
-            let listener = ws::bind(addr, Some(acceptor))?;
+            let tls = tls::wss_config(&identity).map_err(EndpointError::Tls)?;
+            let listener = ws::bind(addr, Some(tls))?;
             ws_addr = listener.tcp.local_addr().ok();
             ws_listeners.push(listener);
         }

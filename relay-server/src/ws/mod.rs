@@ -17,7 +17,6 @@ use relay_proto::ErrorCode;
 use relay_proto::hc::{Action, TOKEN_HEADER, Target, TargetError, http_status, status_description};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 use tracing::Instrument as _;
 
 use crate::budget::{Framing, Metered, WsFraming};
@@ -33,7 +32,8 @@ use relay_proto::http::HeadError;
 /// A bound WebSocket listener: TLS (`wss`) or plain (`ws`).
 pub(crate) struct WsListener {
     pub(crate) tcp: TcpListener,
-    pub(crate) tls: Option<TlsAcceptor>,
+    /// TLS, for `wss`.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for WsListener {
@@ -59,7 +59,7 @@ pub struct WsBindError {
 
 /// Binds a TCP listener with `SO_REUSEADDR`, so that a restarted relay gets its port back while
 /// connections of the previous one linger in `TIME_WAIT`.
-pub(crate) fn bind(addr: SocketAddr, tls: Option<TlsAcceptor>) -> Result<WsListener, WsBindError> {
+pub(crate) fn bind(addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Result<WsListener, WsBindError> {
     let error = |source| WsBindError { addr, source };
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
         .map_err(error)?;
@@ -160,7 +160,7 @@ async fn serve_connection(
     let mut io: Box<dyn Io> = match &listener.tls {
         // The handshake's state is boxed, here and below, so that the connection's future (which
         // lives as long as the connection, a channel's end) is not sized for it.
-        Some(tls) => match tokio::time::timeout_at(deadline, Box::pin(tls.accept(tcp).into_fallible())).await {
+        Some(tls) => match tokio::time::timeout_at(deadline, Box::pin(crate::tls::accept(tls.clone(), tcp))).await {
             Ok(Ok(stream)) => Box::new(stream),
             Ok(Err((e, tcp))) => {
                 // Counted before the connection closes, so whoever sees it closed sees it counted.

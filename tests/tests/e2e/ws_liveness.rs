@@ -120,6 +120,10 @@ async fn accepted_tcp_connections_have_keepalive_on() {
     assert!(found, "the relay's end has its keepalive timer running: timer {:?}", tcp_timer(relay.ws_addr, local));
 }
 
+/// Checks in a row (`eventually` checks every 10 ms) that a flooding channel holds the whole
+/// budget: 300 ms.
+const STALLED_CHECKS: u32 = 30;
+
 /// A relay with a 1 MiB buffer budget (messages may be up to 16 MiB).
 async fn budget_relay() -> TestRelay {
     TestRelay::start_with(|c| c.max_buffered_bytes = 1024 * 1024).await
@@ -154,8 +158,16 @@ async fn a_spent_budget_holds_other_channels_back_until_messages_are_written_on(
         }
         sender_a
     });
-    let held = eventually(WAIT, || relay.stats.buffered_bytes() >= 512 * 1024).await;
-    assert!(held, "A's listener's socket is full and a message is held: {}", relay.stats.buffered_bytes());
+    // Stalled: A holds the whole budget (a message unwritten, the next read and reserved whole),
+    // and keeps holding it, its listener's socket full. Until then A's messages move on, and a
+    // message of B's waiting for budget may get it between two of A's.
+    let mut steady = 0;
+    let stalled = eventually(WAIT, || {
+        steady = if relay.stats.buffered_bytes() >= 1024 * 1024 { steady + 1 } else { 0 };
+        steady >= STALLED_CHECKS
+    })
+    .await;
+    assert!(stalled, "A's listener's socket is full and A holds the whole budget: {}", relay.stats.buffered_bytes());
 
     // Channel B: a message that does not fit in what is left waits, with B's sender held back.
     let (control_b, mut sender_b, rendezvous_b) = raw_ws::channel(&relay, Scheme::Wss, "b").await;

@@ -1,6 +1,11 @@
-//! TLS configurations for the relay's endpoints, from one identity.
+//! TLS for the relay's endpoints: their configurations, from one identity, and the `wss://`
+//! listener's stream ([`stream`]).
+
+mod stream;
 
 use std::sync::Arc;
+
+pub(crate) use stream::accept;
 
 use crate::certs::Identity;
 
@@ -42,7 +47,8 @@ pub(crate) fn quic_server_config(identity: &Identity, alpn: &[u8]) -> Result<rus
 /// ones are dropped and their clients make a full handshake.
 const QUIC_SESSIONS: usize = 4096;
 
-/// The acceptor for `wss://`: HTTP/1.1 over TLS 1.2 or 1.3.
+/// The configuration of `wss://` ([`accept`] takes connections with it): HTTP/1.1 over TLS 1.2
+/// or 1.3.
 ///
 /// Sessions resume from stateless tickets (encrypted under keys the relay rotates and keeps in
 /// memory only): a client's next WebSocket, a channel of its own, skips the certificate, and the
@@ -50,11 +56,11 @@ const QUIC_SESSIONS: usize = 4096;
 /// the last sessions, scattered over the heap pages of their connections, and pin those pages
 /// after the connections close. No early data is taken, so stateless tickets need no replay
 /// protection here.
-pub(crate) fn wss_acceptor(identity: &Identity) -> Result<tokio_rustls::TlsAcceptor, rustls::Error> {
+pub(crate) fn wss_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let mut tls = server_config(identity, b"http/1.1", false)?;
     tls.ticketer = rustls::crypto::ring::Ticketer::new()?;
     tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))
+    Ok(Arc::new(tls))
 }
 
 #[cfg(test)]
@@ -68,7 +74,7 @@ mod tests {
     async fn a_wss_clients_next_connection_resumes_from_a_stateless_ticket() {
         let dir = std::env::temp_dir().join(format!("relay-tls-resume-{}", std::process::id()));
         let identity = crate::certs::load_or_generate(&dir, None, None).expect("a development identity");
-        let acceptor = wss_acceptor(&identity).expect("acceptor");
+        let config = wss_config(&identity).expect("configuration");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(identity.chain[0].clone()).expect("trusted");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -82,7 +88,7 @@ mod tests {
         for _ in 0..2 {
             let (near, far) = tokio::io::duplex(64 * 1024);
             let server = async {
-                let mut tls = acceptor.accept(far).await.expect("server handshake");
+                let mut tls = accept(config.clone(), far).await.map_err(|(e, _)| e).expect("server handshake");
                 // Data after the handshake carries the tickets to the client.
                 tls.write_all(b"hi").await.expect("written");
                 tls.flush().await.expect("flushed");
@@ -100,6 +106,6 @@ mod tests {
         }
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(kinds, [Some(rustls::HandshakeKind::Full), Some(rustls::HandshakeKind::Resumed)]);
-        assert!(acceptor.config().ticketer.enabled(), "the tickets carry the session, not the relay");
+        assert!(config.ticketer.enabled(), "the tickets carry the session, not the relay");
     }
 }
