@@ -332,12 +332,16 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
             ready!(this.poll_send(cx))?;
         }
         loop {
-            if let Step::Done(n) = this.step(Intent::Write(bytes))? {
-                // Out now if the socket takes it; else with the flush.
-                if let Poll::Ready(Err(e)) = this.poll_send(cx) {
-                    return Poll::Ready(Err(e));
+            match this.step(Intent::Write(bytes))? {
+                Step::Progress => {}
+                Step::Done(n) => {
+                    // Out now if the socket takes it; else with the flush.
+                    if let Poll::Ready(Err(e)) = this.poll_send(cx) {
+                        return Poll::Ready(Err(e));
+                    }
+                    return Poll::Ready(Ok(n));
                 }
-                return Poll::Ready(Ok(n));
+                Step::NeedsData => return Poll::Ready(Err(handshaking_again())),
             }
         }
     }
@@ -350,8 +354,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.close_notify_sent {
-            while !matches!(this.step(Intent::Close)?, Step::Done(_)) {}
+        while !this.close_notify_sent {
+            match this.step(Intent::Close)? {
+                Step::Progress | Step::Done(_) => {}
+                Step::NeedsData => return Poll::Ready(Err(handshaking_again())),
+            }
         }
         ready!(this.poll_send(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
@@ -425,6 +432,12 @@ fn queue(
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// rustls neither renegotiates (TLS 1.2) nor has a handshake after the first (TLS 1.3): a
+/// connection that wants one again cannot be written to.
+fn handshaking_again() -> io::Error {
+    io::Error::other("the TLS connection is in a handshake again")
 }
 
 fn eof_in_handshake() -> io::Error {
