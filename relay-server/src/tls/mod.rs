@@ -72,18 +72,10 @@ mod tests {
     /// keeps no copy of.
     #[tokio::test]
     async fn a_wss_clients_next_connection_resumes_from_a_stateless_ticket() {
-        let dir = std::env::temp_dir().join(format!("relay-tls-resume-{}", std::process::id()));
-        let identity = crate::certs::load_or_generate(&dir, None, None).expect("a development identity");
+        let (identity, dir) = stream::tests::development_identity();
         let config = wss_config(&identity).expect("configuration");
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(identity.chain[0].clone()).expect("trusted");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let client = stream::tests::client_config(&identity, rustls::DEFAULT_VERSIONS);
+        let connector = tokio_rustls::TlsConnector::from(client);
         let mut kinds = Vec::new();
         for _ in 0..2 {
             let (near, far) = tokio::io::duplex(64 * 1024);

@@ -39,9 +39,11 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An empty buffer, from this thread's pool when it has one.
-fn take_buffer() -> Vec<u8> {
-    POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_default()
+/// Gives `buffer`, if it holds no memory, an empty one from this thread's pool (when it has one).
+fn from_pool(buffer: &mut Vec<u8>) {
+    if buffer.capacity() == 0 {
+        *buffer = POOL.with(|pool| pool.borrow_mut().pop()).unwrap_or_default();
+    }
 }
 
 /// Gives `buffer` back to this thread's pool (or to the allocator), leaving an empty one that
@@ -155,9 +157,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         let step = match status.state.map_err(invalid)? {
             ConnectionState::ReadTraffic(mut traffic) => {
                 while let Some(record) = traffic.next_record() {
-                    if plain.capacity() == 0 {
-                        *plain = take_buffer();
-                    }
+                    from_pool(plain);
                     plain.extend_from_slice(record.map_err(invalid)?.payload);
                 }
                 Step::Progress
@@ -221,9 +221,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     /// nothing kept gives the buffer back: an idle connection holds none.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.incoming.len() - self.filled < READ_CHUNK {
-            if self.incoming.capacity() == 0 {
-                self.incoming = take_buffer();
-            }
+            from_pool(&mut self.incoming);
             // Room for the rest of the record being read, if longer.
             let record = match self.incoming[..self.filled] {
                 [_, _, _, high, low, ..] => 5 + usize::from(u16::from_be_bytes([high, low])),
@@ -409,9 +407,7 @@ fn queue(
     mut room: usize,
     mut write: impl FnMut(&mut [u8]) -> Result<usize, Unwritten>,
 ) -> io::Result<usize> {
-    if outgoing.capacity() == 0 {
-        *outgoing = take_buffer();
-    }
+    from_pool(outgoing);
     let start = outgoing.len();
     loop {
         outgoing.resize(start + room, 0);
@@ -445,7 +441,7 @@ fn eof_in_handshake() -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::time::Duration;
 
@@ -456,7 +452,8 @@ mod tests {
         client: tokio_rustls::client::TlsStream<DuplexStream>,
     }
 
-    fn development_identity() -> (crate::certs::Identity, std::path::PathBuf) {
+    /// A development identity, in a directory of this process and thread (remove it once used).
+    pub(in crate::tls) fn development_identity() -> (crate::certs::Identity, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "relay-tls-stream-{}-{:?}",
             std::process::id(),
@@ -465,7 +462,8 @@ mod tests {
         (crate::certs::load_or_generate(&dir, None, None).expect("a development identity"), dir)
     }
 
-    fn client_config(
+    /// A client that trusts `identity`, speaking `versions`.
+    pub(in crate::tls) fn client_config(
         identity: &crate::certs::Identity,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<rustls::ClientConfig> {
