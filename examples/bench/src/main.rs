@@ -22,10 +22,11 @@
 //!
 //! it measures the p50/p90/p99/p99.9 latency of sequential 64-byte echo calls; calls per second
 //! with 64 calls in flight on one channel, and the CPU time per call over that run of the relay
-//! process and of each end, the caller (this process) and the host (`/proc/<pid>/stat`); MB/s of 64 KiB and 1 MiB echoes one at a time (the payload counted
-//! once per call), and of 1 MiB `Vec<u8>` echoes; and the time a freshly started process takes
-//! from the start of connecting to its first answer (median of several). The subjects take
-//! turns, in rounds, so that other load on the machine falls on all four alike.
+//! process and of each end, the caller (this process) and the host (`/proc/<pid>/stat`); MB/s
+//! of 64 KiB and 1 MiB echoes one at a time (the payload counted once per call), and of 1 MiB
+//! `Vec<u8>` echoes; and the time a freshly started process takes from the start of connecting
+//! to its first answer (median of several). The subjects take turns, in rounds, so that other
+//! load on the machine falls on all four alike.
 //!
 //! A relayed call crosses two encrypted hops (caller to relay, relay to host), so the relay's
 //! figures over the `tls` baseline's say what the relay itself costs; over the `tcp` baseline's
@@ -296,26 +297,13 @@ async fn run(plan: &Plan) -> anyhow::Result<Figures> {
     let relay = RelayProc::start("transports", None).await?;
     let host = relay.start_host(true, true, true).await?;
     let (tcp, tls) = host.baselines().context("the host serves no baselines")?;
-    let host_pid = host.pid();
     let subjects = [
-        Subject { name: "tcp", target: tcp, host_pid, relay_pid: None, tool_pids: Vec::new() },
-        Subject { name: "tls", target: tls, host_pid, relay_pid: None, tool_pids: Vec::new() },
-        Subject {
-            name: "quic",
-            target: relay.quic_target(),
-            host_pid,
-            relay_pid: Some(relay.pid()),
-            tool_pids: Vec::new(),
-        },
-        Subject {
-            name: "wss",
-            target: relay.wss_target(),
-            host_pid,
-            relay_pid: Some(relay.pid()),
-            tool_pids: Vec::new(),
-        },
+        Subject { name: "tcp", target: tcp, relay_pid: None, tool_pids: Vec::new() },
+        Subject { name: "tls", target: tls, relay_pid: None, tool_pids: Vec::new() },
+        Subject { name: "quic", target: relay.quic_target(), relay_pid: Some(relay.pid()), tool_pids: Vec::new() },
+        Subject { name: "wss", target: relay.wss_target(), relay_pid: Some(relay.pid()), tool_pids: Vec::new() },
     ];
-    let [tcp, tls, quic, wss]: [TransportFigures; 4] = measure::transports(plan, &subjects)
+    let [tcp, tls, quic, wss]: [TransportFigures; 4] = measure::transports(plan, host.pid(), &subjects)
         .await?
         .try_into()
         .map_err(|_| anyhow::anyhow!("expected the figures of four subjects"))?;

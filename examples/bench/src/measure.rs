@@ -100,28 +100,27 @@ pub const KIB_64: usize = 64 * 1024;
 pub const MIB_1: usize = 1024 * 1024;
 
 /// One subject to measure: its name, where its caller connects, and the processes whose CPU
-/// time counts: the host's, the relay's (none for the baselines) and, with `--forward`, the
-/// tools'. The caller is this process, whose CPU time counts too.
+/// time counts besides the ends' (the caller, this process, and the host): the relay's (none for
+/// the baselines) and, with `--forward`, the tools'.
 #[derive(Debug, Clone)]
 pub struct Subject {
     /// `tcp`, `tls`, `quic` or `wss`; with `--forward`, `tcp`, `one-hop`, `quic` or `wss`.
     pub name: &'static str,
     /// Where the caller connects.
     pub target: Target,
-    /// The host's process id.
-    pub host_pid: u32,
     /// The relay's process id.
     pub relay_pid: Option<u32>,
     /// The forwarding tools' process ids, whose CPU time is summed.
     pub tool_pids: Vec<u32>,
 }
 
-/// Measures every subject, with a caller in this process for each.
+/// Measures every subject, with a caller in this process for each, all served by the host whose
+/// process id is `host_pid`.
 ///
 /// The subjects take turns: each measurement is split into [`Plan::rounds`] slices, and every
 /// round runs one slice of each subject, one subject at a time. Whatever else loads the machine
 /// then falls on all of them alike, and the ratios to the baselines stay meaningful.
-pub async fn transports(plan: &Plan, subjects: &[Subject]) -> anyhow::Result<Vec<TransportFigures>> {
+pub async fn transports(plan: &Plan, host_pid: u32, subjects: &[Subject]) -> anyhow::Result<Vec<TransportFigures>> {
     let rounds = plan.rounds.max(1);
     let mut runs = Vec::with_capacity(subjects.len());
     for subject in subjects {
@@ -132,7 +131,7 @@ pub async fn transports(plan: &Plan, subjects: &[Subject]) -> anyhow::Result<Vec
         for _ in 0..plan.warmup {
             ensure!(caller.echo(small.clone()).await? == small, "{name}: the echo came back different");
         }
-        runs.push(Run::new(subject, caller));
+        runs.push(Run::new(subject, host_pid, caller));
     }
 
     progress("all", &format!("latency, {} calls each, in {rounds} rounds", plan.latency_calls));
@@ -216,11 +215,11 @@ struct Run {
 }
 
 impl Run {
-    fn new(subject: &Subject, caller: Caller) -> Self {
+    fn new(subject: &Subject, host_pid: u32, caller: Caller) -> Self {
         Self {
             name: subject.name,
             caller,
-            host_pid: subject.host_pid,
+            host_pid,
             relay_pid: subject.relay_pid,
             tool_pids: subject.tool_pids.clone(),
             latencies: Vec::new(),

@@ -25,7 +25,7 @@ use crate::caller::{Caller, Target};
 use crate::contract::payload;
 use crate::measure::{self, Plan, SMALL, Subject, progress};
 use crate::procfs;
-use crate::procs::RelayProc;
+use crate::procs::{HostProc, RelayProc};
 use crate::report::TransportFigures;
 use report::{ForwardFigures, ForwardMemory, ToolsMemory};
 use tools::ToolProc;
@@ -55,7 +55,8 @@ pub async fn run(plan: &Plan, threads: u16) -> anyhow::Result<ForwardFigures> {
     let figures = measure_paths(
         plan,
         &relay,
-        (host.pid(), service),
+        &host,
+        service,
         &one_hop,
         [(&quic_forward, &quic_connect), (&wss_forward, &wss_connect)],
     )
@@ -74,36 +75,29 @@ pub async fn run(plan: &Plan, threads: u16) -> anyhow::Result<ForwardFigures> {
 async fn measure_paths(
     plan: &Plan,
     relay: &RelayProc,
-    (host_pid, service): (u32, SocketAddr),
+    host: &HostProc,
+    service: SocketAddr,
     one_hop: &ToolProc,
     [(quic_forward, quic_connect), (wss_forward, wss_connect)]: [(&ToolProc, &ToolProc); 2],
 ) -> anyhow::Result<ForwardFigures> {
     let through = |connect: &ToolProc| connect.local_addr().map(Target::Tcp);
     let subjects = [
-        Subject { name: "tcp", target: Target::Tcp(service), host_pid, relay_pid: None, tool_pids: Vec::new() },
-        Subject {
-            name: "one-hop",
-            target: through(one_hop)?,
-            host_pid,
-            relay_pid: None,
-            tool_pids: vec![one_hop.pid()],
-        },
+        Subject { name: "tcp", target: Target::Tcp(service), relay_pid: None, tool_pids: Vec::new() },
+        Subject { name: "one-hop", target: through(one_hop)?, relay_pid: None, tool_pids: vec![one_hop.pid()] },
         Subject {
             name: "quic",
             target: through(quic_connect)?,
-            host_pid,
             relay_pid: Some(relay.pid()),
             tool_pids: vec![quic_forward.pid(), quic_connect.pid()],
         },
         Subject {
             name: "wss",
             target: through(wss_connect)?,
-            host_pid,
             relay_pid: Some(relay.pid()),
             tool_pids: vec![wss_forward.pid(), wss_connect.pid()],
         },
     ];
-    let [tcp, one_hop_figures, quic, wss]: [TransportFigures; 4] = measure::transports(plan, &subjects)
+    let [tcp, one_hop_figures, quic, wss]: [TransportFigures; 4] = measure::transports(plan, host.pid(), &subjects)
         .await?
         .try_into()
         .map_err(|_| anyhow::anyhow!("expected the figures of four subjects"))?;
