@@ -400,14 +400,19 @@ pub(super) struct RelayProcess {
 
 impl RelayProcess {
     pub(super) fn spawn(bin: &PathBuf, args: &[&str]) -> Self {
+        Self::spawn_logging(bin, args, "warn", Stdio::null())
+    }
+
+    /// As [`Self::spawn`], logging under `RUST_LOG=filter` to `stderr`.
+    fn spawn_logging(bin: &PathBuf, args: &[&str], filter: &str, stderr: Stdio) -> Self {
         let mut child = std::process::Command::new(bin)
             .args(args)
             .env_remove("RELAY_TOKEN")
             .env_remove("RELAY_URL")
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("relay starts");
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -482,19 +487,8 @@ async fn the_relay_binary_with_log_format_json_writes_every_log_line_as_one_json
     let (data_dir, echo) = (relay.dir().to_str().unwrap().to_owned(), echo.to_string());
     let common = ["--relay", relay.url.as_str(), "--address", "json-log", "--data-dir", &data_dir];
     let spawn = |args: &[&str]| {
-        let mut child = std::process::Command::new(&bin)
-            .args(args)
-            .args(["--log-format", "json"])
-            .env_remove("RELAY_TOKEN")
-            .env_remove("RELAY_URL")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("relay starts");
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        RelayProcess { child, stdout }
+        let args = [args, &["--log-format", "json"]].concat();
+        RelayProcess::spawn_logging(&bin, &args, "info", Stdio::piped())
     };
     let mut forward = spawn(&[&["forward", "--to", &echo][..], &common].concat());
     assert!(forward.line().await.starts_with("forwarding streams on"));
