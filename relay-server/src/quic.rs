@@ -73,6 +73,7 @@ fn transport_config(config: &Config) -> TransportConfig {
     // What a connection may make the relay buffer before it has shown a token; raised to
     // `connection_window_bytes` by its first authorized hello.
     transport.receive_window(VarInt::from_u32(UNAUTHORIZED_WINDOW.min(config.connection_window_bytes)));
+    transport.mtu_discovery_config(Some(relay_proto::io::mtu_discovery()));
     transport
 }
 
@@ -572,5 +573,55 @@ async fn serve_caller(
             served.instrument(span).await
         }
         Err(refusal) => refuse(send, recv, refusal.code, &refusal.detail).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A path that carries large datagrams (loopback) is found to, at both ends: bulk data then
+    /// moves in a fraction of the packets. A client is made as hosts and callers make theirs.
+    #[tokio::test]
+    async fn connections_find_large_datagrams_on_loopback() {
+        let dir = std::env::temp_dir().join(format!("relay-quic-mtu-{}", std::process::id()));
+        let identity = crate::certs::load_or_generate(&dir, None, None).expect("a development identity");
+        let config = Config { quic_listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..Config::default() };
+        let server = bind(&config, &identity).expect("the relay's endpoint");
+        let addr = server.local_addr().expect("bound");
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.chain[0].clone()).expect("trusted");
+        let _ = std::fs::remove_dir_all(&dir);
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![relay_proto::ALPN.to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+        let mut transport = TransportConfig::default();
+        transport.mtu_discovery_config(Some(relay_proto::io::mtu_discovery()));
+        let mut client_config = quinn::ClientConfig::new(Arc::new(crypto));
+        client_config.transport_config(Arc::new(transport));
+        let client = relay_proto::io::bind_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), None).expect("client");
+
+        let connecting = client.connect_with(client_config, addr, "127.0.0.1").expect("connect");
+        let (near, far) = tokio::join!(connecting, async { server.accept().await.expect("incoming").await });
+        let (near, far) = (near.expect("client handshake"), far.expect("server handshake"));
+        let wanted = relay_proto::io::MAX_UDP_PAYLOAD;
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while near.stats().path.current_mtu < wanted || far.stats().path.current_mtu < wanted {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(
+            found.is_ok(),
+            "MTUs after 10 s: client {}, relay {} (wanted {wanted})",
+            near.stats().path.current_mtu,
+            far.stats().path.current_mtu
+        );
     }
 }

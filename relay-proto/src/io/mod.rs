@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use quinn::{ConnectionError, ReadError, RecvStream, SendStream, WriteError};
 
-pub use udp::{UDP_BUFFER_BYTES, bind_endpoint, bind_udp, endpoint};
+pub use udp::{MAX_UDP_PAYLOAD, UDP_BUFFER_BYTES, bind_endpoint, bind_udp, endpoint, mtu_discovery};
 
 use crate::{FrameAssembler, ProtoError, StreamCode, encode_frame};
 

@@ -6,7 +6,9 @@
 //!   independently with a seeded xorshift generator). Each client source address gets an
 //!   upstream socket of its own, so the server sees one peer per client, as through a NAT.
 //!   Datagrams beyond [`UDP_QUEUE`] waiting in one direction are dropped (a tail-drop queue:
-//!   memory stays bounded).
+//!   memory stays bounded), and so are datagrams larger than [`PATH_MTU_PAYLOAD`], as a real
+//!   path's routers would: loopback carries 64 KiB datagrams, which QUIC's path MTU discovery
+//!   would find and use, and no wide-area path does.
 //! - [`TcpProxy`]: each accepted connection gets one upstream connection; every chunk read, each
 //!   way, is written the one-way delay later, in order, with at most [`TCP_BUDGET`] bytes
 //!   waiting per direction (the reader waits past that: memory stays bounded). An end of stream
@@ -40,6 +42,9 @@ use tokio::time::Instant;
 
 /// Datagrams that may wait in one direction of one UDP session before more are dropped.
 pub const UDP_QUEUE: usize = 16_384;
+/// The largest UDP payload the proxy passes on: an Ethernet path's 1,500-byte MTU less the IPv4
+/// and UDP headers (28 bytes), what most internet paths carry.
+pub const PATH_MTU_PAYLOAD: usize = 1_500 - 28;
 /// Bytes that may wait in one direction of one TCP connection before the proxy stops reading.
 pub const TCP_BUDGET: usize = 8 << 20;
 /// The most one read of a TCP connection takes.
@@ -146,6 +151,9 @@ pub struct UdpCounts {
     pub lost: AtomicU64,
     /// Datagrams dropped because [`UDP_QUEUE`] were already waiting.
     pub overflowed: AtomicU64,
+    /// Datagrams dropped for being larger than [`PATH_MTU_PAYLOAD`]: QUIC's path MTU probes,
+    /// which a real path drops too (not counted as loss).
+    pub too_large: AtomicU64,
     /// How late the datagrams passed on were.
     pub late: Lateness,
 }
@@ -236,7 +244,9 @@ impl Session {
     /// Counts a datagram, and drops it or queues it for delivery `delay` from now.
     fn forward(&self, rng: &mut XorShift, queue: &mpsc::Sender<(Instant, Bytes)>, datagram: &[u8]) {
         self.counts.received.fetch_add(1, Ordering::Relaxed);
-        if rng.drops(self.loss.get()) {
+        if datagram.len() > PATH_MTU_PAYLOAD {
+            self.counts.too_large.fetch_add(1, Ordering::Relaxed);
+        } else if rng.drops(self.loss.get()) {
             self.counts.lost.fetch_add(1, Ordering::Relaxed);
         } else if queue.try_send((Instant::now() + self.delay, Bytes::copy_from_slice(datagram))).is_err() {
             self.counts.overflowed.fetch_add(1, Ordering::Relaxed);
@@ -534,7 +544,7 @@ mod tests {
         let client = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
         client.connect(proxy.addr()).await.unwrap();
         let echo = tokio::spawn(async move {
-            let mut buf = [0u8; 64];
+            let mut buf = vec![0u8; 64 << 10];
             loop {
                 let (n, from) = server.recv_from(&mut buf).await.unwrap();
                 server.send_to(&buf[..n], from).await.unwrap();
@@ -557,6 +567,15 @@ mod tests {
         let (received, lost, overflowed) = proxy.counts().snapshot();
         assert_eq!((received, lost, overflowed), (12, 10, 0));
         assert_eq!(proxy.counts().late.snapshot().1, 2, "two datagrams passed on");
+
+        // A datagram larger than the path's MTU never arrives; one of exactly its size does.
+        loss.set(0.0);
+        client.send(&[1u8; PATH_MTU_PAYLOAD + 1]).await.unwrap();
+        client.send(&[2u8; PATH_MTU_PAYLOAD]).await.unwrap();
+        let mut big = vec![0u8; 64 << 10];
+        let n = client.recv(&mut big).await.unwrap();
+        assert_eq!((n, big[0]), (PATH_MTU_PAYLOAD, 2), "the datagram of the path's MTU came back first");
+        assert_eq!(proxy.counts().too_large.load(Ordering::Relaxed), 1);
         echo.abort();
     }
 }

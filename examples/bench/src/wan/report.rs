@@ -414,13 +414,15 @@ impl WanSummary {
         };
         let _ = writeln!(
             out,
-            "\nquic: UDP proxies on both legs; wss: TCP proxies on both legs, no loss (TCP retransmits below the \
-             socket API: no loss\ncan be made in userspace); tcp: tarpc straight to the host through one TCP proxy \
+            "\nquic: UDP proxies on both legs, passing datagrams of up to {mtu} bytes (an Ethernet path's MTU);\nwss: \
+             TCP proxies on both legs, no loss (TCP retransmits below the socket API: no loss\ncan be made in \
+             userspace); tcp: tarpc straight to the host through one TCP proxy \
              with twice the delay, no loss.\nMinimum for an open: one path RTT (the relay asks the host). Lateness: \
              how far past the delay the proxies' timers\ndelivered (tokio's granularity: 1 ms); \"as made\" counts \
              it into the RTT. Bulk: 1 MiB echoes, several in flight on a\nsecond channel of the same caller \
              connection (a second connection for tcp), the calls beside it on the first.\nMB = 10^6 bytes of \
-             payload, counted one way.{medians}"
+             payload, counted one way.{medians}",
+            mtu = super::proxy::PATH_MTU_PAYLOAD,
         );
         out
     }

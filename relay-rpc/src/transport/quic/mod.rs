@@ -120,6 +120,7 @@ fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
     };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(incoming));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport.mtu_discovery_config(Some(io::mtu_discovery()));
     transport
 }
 
