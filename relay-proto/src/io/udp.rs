@@ -28,7 +28,12 @@ pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 pub const MAX_UDP_PAYLOAD: u16 = 6_500;
 
 /// Path MTU discovery up to [`MAX_UDP_PAYLOAD`]: what hosts, callers and the relay give their
-/// QUIC connections, so that a path carrying large datagrams is found to.
+/// QUIC connections, so that each finds out whether its path carries large datagrams.
+///
+/// ```
+/// let mut transport = quinn::TransportConfig::default();
+/// transport.mtu_discovery_config(Some(relay_proto::io::mtu_discovery()));
+/// ```
 pub fn mtu_discovery() -> quinn::MtuDiscoveryConfig {
     let mut discovery = quinn::MtuDiscoveryConfig::default();
     discovery.upper_bound(MAX_UDP_PAYLOAD);
