@@ -580,8 +580,8 @@ async fn serve_caller(
 mod tests {
     use super::*;
 
-    /// A path that carries large datagrams (loopback) is found to, at both ends: bulk data then
-    /// moves in a fraction of the packets. A client is made as hosts and callers make theirs.
+    /// Both ends of a connection find that loopback carries large datagrams: bulk data then moves
+    /// in a fraction of the packets. The client is configured as hosts and callers are.
     #[tokio::test]
     async fn connections_find_large_datagrams_on_loopback() {
         let dir = std::env::temp_dir().join(format!("relay-quic-mtu-{}", std::process::id()));
