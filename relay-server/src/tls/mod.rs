@@ -32,7 +32,7 @@ pub(crate) fn server_config(
 /// Sessions are kept here (rustls' stateful resumption, which 0-RTT requires) and each ticket
 /// is taken on use: early data recorded and played again finds its ticket gone and is refused,
 /// and no other relay can read it. What a client may send as early data is the QUIC module's
-/// business (`quic.rs` holds `Listen` and `Rendezvous` hellos until the handshake is done).
+/// business (`quic/mod.rs` holds `Listen` and `Rendezvous` hellos until the handshake is done).
 pub(crate) fn quic_server_config(identity: &Identity, alpn: &[u8]) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut tls = server_config(identity, alpn, true)?;
     // QUIC allows no other value than "any": the stream limits bound early data instead.
@@ -63,8 +63,42 @@ pub(crate) fn wss_config(identity: &Identity) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(tls))
 }
 
+/// What the crate's tests need to speak TLS to the relay: its development identity, and clients
+/// that trust it.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+
+    /// A development identity, in a directory of this process and thread (remove it once used).
+    pub(crate) fn development_identity() -> (crate::certs::Identity, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "relay-tls-identity-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        (crate::certs::load_or_generate(&dir, None, None).expect("a development identity"), dir)
+    }
+
+    /// A client that trusts `identity`, speaking `versions`.
+    pub(crate) fn client_config(
+        identity: &crate::certs::Identity,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(identity.chain[0].clone()).expect("trusted");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(client)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::{client_config, development_identity};
     use super::*;
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -72,9 +106,9 @@ mod tests {
     /// keeps no copy of.
     #[tokio::test]
     async fn a_wss_clients_next_connection_resumes_from_a_stateless_ticket() {
-        let (identity, dir) = stream::tests::development_identity();
+        let (identity, dir) = development_identity();
         let config = wss_config(&identity).expect("configuration");
-        let client = stream::tests::client_config(&identity, rustls::DEFAULT_VERSIONS);
+        let client = client_config(&identity, rustls::DEFAULT_VERSIONS);
         let connector = tokio_rustls::TlsConnector::from(client);
         let mut kinds = Vec::new();
         for _ in 0..2 {

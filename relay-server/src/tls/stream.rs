@@ -441,8 +441,9 @@ fn eof_in_handshake() -> io::Error {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
+    use crate::tls::test_support::{client_config, development_identity};
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
@@ -450,32 +451,6 @@ pub(super) mod tests {
     struct Pair {
         server: TlsStream<DuplexStream>,
         client: tokio_rustls::client::TlsStream<DuplexStream>,
-    }
-
-    /// A development identity, in a directory of this process and thread (remove it once used).
-    pub(in crate::tls) fn development_identity() -> (crate::certs::Identity, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!(
-            "relay-tls-stream-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        (crate::certs::load_or_generate(&dir, None, None).expect("a development identity"), dir)
-    }
-
-    /// A client that trusts `identity`, speaking `versions`.
-    pub(in crate::tls) fn client_config(
-        identity: &crate::certs::Identity,
-        versions: &[&'static rustls::SupportedProtocolVersion],
-    ) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(identity.chain[0].clone()).expect("trusted");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(versions)
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(client)
     }
 
     /// A server and a client over a pipe of `pipe` bytes (small pipes make partial records).
