@@ -23,6 +23,18 @@
 //! let (_, event) = reader.read(&mut bytes[used..]).unwrap();
 //! assert_eq!(event, Some(WsEvent::Close(None)));
 //! ```
+//!
+//! A reader may bound binary messages too, and refuses one at the header that would take it past
+//! the bound:
+//!
+//! ```
+//! use relay_proto::ws_frame::{FrameHeader, MessageReader, Opcode, WsFrameError};
+//!
+//! let mut bytes = Vec::new();
+//! FrameHeader { fin: true, opcode: Opcode::Binary, mask: Some([0; 4]), len: 2000 }.encode(&mut bytes);
+//! let mut reader = MessageReader::new(1024).max_binary(1024);
+//! assert_eq!(reader.read(&mut bytes), Err(WsFrameError::BinaryTooLong { max: 1024 }));
+//! ```
 
 use std::ops::Range;
 
@@ -123,9 +135,18 @@ pub enum WsFrameError {
         /// The longest text message taken.
         max: usize,
     },
+    /// A binary message is longer than the reader takes.
+    #[error("a binary message is longer than {max} bytes")]
+    BinaryTooLong {
+        /// The longest binary message taken.
+        max: u64,
+    },
     /// A text message is not UTF-8.
     #[error("a text message is not UTF-8")]
     NotUtf8,
+    /// A close frame's payload is one byte, its code may not be sent, or its reason is not UTF-8.
+    #[error("a close frame is malformed")]
+    BadClose,
 }
 
 impl FrameHeader {
@@ -153,18 +174,18 @@ impl FrameHeader {
         Ok(Some((FrameHeader { fin, opcode, mask, len }, at)))
     }
 
-    /// Appends the header to `out`, its length in the fewest bytes.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push((u8::from(self.fin) << 7) | self.opcode.bits());
+    /// Appends the header to `out` (a `Vec<u8>`, a `BytesMut`), its length in the fewest bytes.
+    pub fn encode(&self, out: &mut impl Extend<u8>) {
         let masked = if self.mask.is_some() { 0x80 } else { 0 };
+        out.extend([(u8::from(self.fin) << 7) | self.opcode.bits()]);
         match self.len {
-            len @ 0..=125 => out.push(masked | len as u8),
+            len @ 0..=125 => out.extend([masked | len as u8]),
             len @ 126..=0xFFFF => {
-                out.push(masked | 126);
+                out.extend([masked | 126]);
                 out.extend((len as u16).to_be_bytes());
             }
             len => {
-                out.push(masked | 127);
+                out.extend([masked | 127]);
                 out.extend(len.to_be_bytes());
             }
         }
@@ -206,6 +227,29 @@ pub fn apply_mask(payload: &mut [u8], mask: [u8; 4], offset: u64) {
     }
 }
 
+/// Whether a peer may send `code` in a close frame (RFC 6455, section 7.4): the defined codes
+/// but those that only say why no close frame came (1005, 1006, 1015), and the ranges left to
+/// libraries and applications.
+pub fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// A close frame's payload: nothing, or a code that may be sent and a UTF-8 reason.
+fn parse_close(payload: &[u8]) -> Result<Option<(u16, String)>, WsFrameError> {
+    match payload {
+        [] => Ok(None),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let reason = std::str::from_utf8(reason).map_err(|_| WsFrameError::BadClose)?;
+            if !is_sendable_close_code(code) {
+                return Err(WsFrameError::BadClose);
+            }
+            Ok(Some((code, reason.to_owned())))
+        }
+        [_] => Err(WsFrameError::BadClose),
+    }
+}
+
 /// What a [`MessageReader`] read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsEvent {
@@ -223,8 +267,8 @@ pub enum WsEvent {
     Ping(Vec<u8>),
     /// A pong.
     Pong,
-    /// A close frame, with its status code if it has one.
-    Close(Option<u16>),
+    /// A close frame, with its status code and reason if it has a code.
+    Close(Option<(u16, String)>),
 }
 
 /// The kind of the data message in progress.
@@ -257,6 +301,9 @@ pub struct MessageReader {
     message: Option<Kind>,
     text: Vec<u8>,
     max_text: usize,
+    /// The longest binary message taken, and how much of the one in progress has been read.
+    max_binary: u64,
+    binary_read: u64,
     control: Vec<u8>,
 }
 
@@ -270,8 +317,25 @@ impl MessageReader {
             message: None,
             text: Vec::new(),
             max_text,
+            max_binary: u64::MAX,
+            binary_read: 0,
             control: Vec::new(),
         }
+    }
+
+    /// Refuses binary messages longer than `max` bytes, at the header of the frame that would
+    /// take one past it (unbounded by default: pieces are passed on, not held).
+    pub fn max_binary(mut self, max: u64) -> Self {
+        self.max_binary = max;
+        self
+    }
+
+    /// The payload bytes still to come of the binary frame in progress, once its header has been
+    /// read; `None` between frames and in other frames. A reader may read that many bytes into
+    /// the buffer where it gathers the message and pass them to [`read`](Self::read) there.
+    pub fn binary_left(&self) -> Option<u64> {
+        let frame = self.frame.as_ref()?;
+        (self.message == Some(Kind::Binary) && !frame.header.opcode.is_control()).then_some(frame.left)
     }
 
     /// Reads from the start of `input`: how many bytes it used, and the event they complete, if
@@ -312,7 +376,7 @@ impl MessageReader {
             let event = match event {
                 Some(Kind::Binary) => Some(WsEvent::Binary { range, last: done && header.fin }),
                 Some(Kind::Text) => self.end_text()?,
-                None if done && header.opcode.is_control() => Some(self.end_control(header.opcode)),
+                None if done && header.opcode.is_control() => Some(self.end_control(header.opcode)?),
                 None => None,
             };
             if event.is_some() {
@@ -335,12 +399,20 @@ impl MessageReader {
                 self.text.clear();
                 self.message = Some(Kind::Text);
             }
-            (Opcode::Binary, None) => self.message = Some(Kind::Binary),
+            (Opcode::Binary, None) => {
+                self.binary_read = 0;
+                self.message = Some(Kind::Binary);
+            }
             (Opcode::Continuation, None) => return Err(WsFrameError::StrayContinuation),
             _ => {}
         }
         if header.opcode.is_control() {
             self.control.clear();
+        } else if self.message == Some(Kind::Binary) {
+            if self.binary_read.saturating_add(header.len) > self.max_binary {
+                return Err(WsFrameError::BinaryTooLong { max: self.max_binary });
+            }
+            self.binary_read += header.len;
         }
         self.frame = Some(Frame { header, left: header.len, read: 0 });
         Ok(())
@@ -380,15 +452,12 @@ impl MessageReader {
     }
 
     /// The control frame just read whole.
-    fn end_control(&mut self, opcode: Opcode) -> WsEvent {
-        match opcode {
+    fn end_control(&mut self, opcode: Opcode) -> Result<WsEvent, WsFrameError> {
+        Ok(match opcode {
             Opcode::Ping => WsEvent::Ping(std::mem::take(&mut self.control)),
             Opcode::Pong => WsEvent::Pong,
-            _ => WsEvent::Close(match self.control[..] {
-                [hi, lo, ..] => Some(u16::from_be_bytes([hi, lo])),
-                _ => None,
-            }),
-        }
+            _ => WsEvent::Close(parse_close(&self.control)?),
+        })
     }
 }
 
@@ -482,7 +551,7 @@ mod tests {
             Seen::Other(WsEvent::Ping(b"are you there".to_vec())),
             Seen::Bin(body.clone()),
             Seen::Bin(Vec::new()),
-            Seen::Other(WsEvent::Close(Some(1000))),
+            Seen::Other(WsEvent::Close(Some((1000, "bye".into())))),
         ];
         for chunk in [1, 2, 3, 7, 13, 1000, 4096, input.len()] {
             let mut reader = MessageReader::new(100);
@@ -531,5 +600,51 @@ mod tests {
                 Seen::Other(WsEvent::Close(None))
             ]
         );
+    }
+
+    #[test]
+    fn a_bound_on_binary_messages_counts_every_fragment_and_refuses_at_the_header() {
+        let mut input = frame(false, Opcode::Binary, &[1; 600]);
+        input.extend(frame(true, Opcode::Continuation, &[2; 400]));
+        let seen = read_all(&mut MessageReader::new(10).max_binary(1000), &input, 7).unwrap();
+        assert_eq!(seen, vec![Seen::Bin([vec![1; 600], vec![2; 400]].concat())], "exactly the bound is taken");
+
+        let mut over = frame(false, Opcode::Binary, &[1; 600]);
+        let second = frame(true, Opcode::Continuation, &[2; 401]);
+        let header_end = over.len() + 4 + 4;
+        over.extend(&second);
+        let mut reader = MessageReader::new(10).max_binary(1000);
+        let (used, _) = reader.read(&mut over[..header_end - 1]).unwrap();
+        let (rest, event) = reader.read(&mut over[used..header_end - 1]).unwrap();
+        assert_eq!((used + rest, event), (header_end - 1, None), "a header short of a byte");
+        let error = reader.read(&mut over[header_end - 1..header_end]).unwrap_err();
+        assert_eq!(error, WsFrameError::BinaryTooLong { max: 1000 }, "refused once the header is whole");
+    }
+
+    #[test]
+    fn binary_left_says_what_the_binary_frame_in_progress_still_holds() {
+        let mut input = frame(true, Opcode::Binary, &[5; 300]);
+        let mut reader = MessageReader::new(10);
+        assert_eq!(reader.binary_left(), None);
+        reader.read(&mut input[..8 + 100]).unwrap();
+        assert_eq!(reader.binary_left(), Some(200));
+        let mut ping = frame(true, Opcode::Ping, b"p");
+        let mut reader = MessageReader::new(10);
+        reader.read(&mut ping[..6]).unwrap();
+        assert_eq!(reader.binary_left(), None, "not in a control frame");
+    }
+
+    #[test]
+    fn close_frames_carry_a_sendable_code_and_a_utf8_reason() {
+        let close = |payload: &[u8]| read_all(&mut MessageReader::new(10), &frame(true, Opcode::Close, payload), 3);
+        assert_eq!(
+            close(&[0x0F, 0xA0, b'o', b'k']).unwrap(),
+            vec![Seen::Other(WsEvent::Close(Some((4000, "ok".into()))))]
+        );
+        assert_eq!(close(&[0x03]), Err(WsFrameError::BadClose), "one byte");
+        assert_eq!(close(&1005u16.to_be_bytes()), Err(WsFrameError::BadClose), "1005 is never sent");
+        assert_eq!(close(&999u16.to_be_bytes()), Err(WsFrameError::BadClose));
+        assert_eq!(close(&[0x03, 0xE8, 0xFF]), Err(WsFrameError::BadClose), "a reason that is not UTF-8");
+        assert!(is_sendable_close_code(1011) && is_sendable_close_code(3000) && !is_sendable_close_code(1015));
     }
 }

@@ -11,20 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::{SplitSink, SplitStream};
 use futures::{FutureExt, SinkExt, StreamExt};
 use quinn::{RecvStream, SendStream, VarInt};
 use relay_proto::StreamCode;
 use relay_proto::hc::{
     CLOSE_GOING_AWAY, CLOSE_NORMAL, CLOSE_TOO_BIG, ChannelEnd, close_to_stream_code, stream_code_to_close,
 };
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::error::Error as WsError;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::close::{CLOSE_GRACE, close, frame};
-use super::{End, Side, SpliceContext, WsStream};
+use super::close::CLOSE_GRACE;
+use super::ws_end::{Received, WsEnd};
+use super::{End, Side, SpliceContext};
 use crate::budget::{Budget, Framing, Meter, Metered, Prefixed};
 use crate::phase::Phase;
 
@@ -32,7 +30,8 @@ use crate::phase::Phase;
 #[derive(Clone)]
 pub(crate) enum Frame {
     Binary(Bytes),
-    Text(tokio_tungstenite::tungstenite::Utf8Bytes),
+    /// A WebSocket text message: UTF-8.
+    Text(Bytes),
 }
 
 impl Frame {
@@ -80,13 +79,13 @@ pub(crate) enum Next {
 /// The receiving half of an end, frame by frame.
 pub(crate) enum Source {
     Quic(FramedRead<Metered<RecvStream>, LengthDelimitedCodec>, Arc<Meter>),
-    Ws(SplitStream<WsStream>, Arc<Meter>),
+    Ws(WsEnd, Arc<Meter>),
 }
 
 /// The sending half of an end, frame by frame.
 pub(crate) enum Sink {
     Quic(FramedWrite<SendStream, LengthDelimitedCodec>),
-    Ws(SplitSink<WsStream, Message>, Arc<Meter>),
+    Ws(WsEnd, Arc<Meter>),
 }
 
 /// Splits an end into frame source and sink; QUIC frames longer than `max_frame` are refused.
@@ -101,9 +100,8 @@ pub(crate) fn halves(end: End, max_frame: usize, budget: &Budget) -> (Source, Si
             (Source::Quic(FramedRead::new(recv, codec()), meter), Sink::Quic(FramedWrite::new(pipe.send, codec())))
         }
         End::Ws(ws) => {
-            let meter = ws.get_ref().meter().clone();
-            let (sink, source) = (*ws).split();
-            (Source::Ws(source, meter.clone()), Sink::Ws(sink, meter))
+            let meter = ws.meter().clone();
+            (Source::Ws(ws.clone(), meter.clone()), Sink::Ws(ws, meter))
         }
     }
 }
@@ -126,22 +124,21 @@ impl Source {
                 Some(Err(_)) => Next::Failed(Fault::Lost),
             },
             Source::Ws(read, meter) => loop {
-                let message = match read.next().await {
-                    Some(Ok(message)) => message,
-                    Some(Err(_)) if meter.refused() => return Next::Failed(Fault::TooLarge),
-                    Some(Err(WsError::Capacity(_))) => return Next::Failed(Fault::TooLarge),
-                    Some(Err(_)) | None => return Next::Failed(Fault::Lost),
+                let received = match read.next().await {
+                    Ok(received) => received,
+                    Err(e) if e.too_large() || meter.refused() => return Next::Failed(Fault::TooLarge),
+                    Err(_) => return Next::Failed(Fault::Lost),
                 };
                 meter.unit_yielded();
-                return match message {
-                    Message::Binary(data) => Next::Frame(Frame::Binary(data)),
-                    Message::Text(text) => Next::Frame(Frame::Text(text)),
-                    Message::Close(frame) => {
+                return match received {
+                    Received::Binary(data) => Next::Frame(Frame::Binary(data)),
+                    Received::Text(text) => Next::Frame(Frame::Text(text)),
+                    Received::Close(close) => {
                         meter.release_delivered();
-                        Next::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                        Next::Close(close)
                     }
-                    // Pings (tungstenite answers them) and pongs only prove the peer alive.
-                    _ => {
+                    // Pings (answered as they are read) and pongs only prove the peer alive.
+                    Received::Control => {
                         meter.release_delivered();
                         continue;
                     }
@@ -190,9 +187,9 @@ impl Sink {
     pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), ()> {
         match (self, frame) {
             (Sink::Quic(write), Frame::Binary(data)) => write.feed(data).await.map_err(drop),
-            (Sink::Quic(write), Frame::Text(text)) => write.feed(Bytes::from(text)).await.map_err(drop),
-            (Sink::Ws(write, _), Frame::Binary(data)) => write.feed(Message::Binary(data)).await.map_err(drop),
-            (Sink::Ws(write, _), Frame::Text(text)) => write.feed(Message::Text(text)).await.map_err(drop),
+            (Sink::Quic(write), Frame::Text(text)) => write.feed(text).await.map_err(drop),
+            (Sink::Ws(write, _), Frame::Binary(data)) => write.feed(false, data).await.map_err(drop),
+            (Sink::Ws(write, _), Frame::Text(text)) => write.feed(true, text).await.map_err(drop),
         }
     }
 
@@ -224,7 +221,7 @@ impl Sink {
             Sink::Ws(write, _) => {
                 let (code, reason) = close.unwrap_or((CLOSE_NORMAL, String::new()));
                 // Refused if this end closed first: its reply is already queued.
-                let _ = write.send(Message::Close(Some(frame(code, &reason)))).await;
+                let _ = write.send_close(code, &reason).await;
             }
         }
     }
@@ -243,7 +240,7 @@ impl Sink {
                 let _ = write.get_mut().reset(quic_code(code));
             }
             Sink::Ws(write, _) => {
-                let _ = write.send(Message::Close(Some(frame(ws_code, reason)))).await;
+                let _ = write.send_close(ws_code, reason).await;
             }
         }
     }
@@ -252,7 +249,7 @@ impl Sink {
     async fn ping(&mut self) -> Result<(), ()> {
         match self {
             Sink::Quic(_) => Ok(()),
-            Sink::Ws(write, _) => write.send(Message::Ping(Bytes::new())).await.map_err(drop),
+            Sink::Ws(write, _) => write.ping().await.map_err(drop),
         }
     }
 
@@ -269,11 +266,7 @@ impl Sink {
 /// `code`.
 pub(crate) async fn finish(source: Source, sink: Sink, code: StreamCode) {
     match (source, sink) {
-        (Source::Ws(read, _), Sink::Ws(write, _)) => {
-            if let Ok(mut ws) = read.reunite(write) {
-                close(&mut ws, None).await;
-            }
-        }
+        (Source::Ws(ws, _), Sink::Ws(..)) => ws.close(None).await,
         (mut source, _) => source.stop(code),
     }
 }

@@ -8,6 +8,7 @@
 mod bytes;
 pub(crate) mod close;
 mod messages;
+mod ws_end;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +21,7 @@ pub(crate) use bytes::cut;
 use bytes::splice_bytes;
 use messages::splice_messages;
 pub(crate) use messages::{Frame, Next, Sink, Source, finish, halves};
+pub(crate) use ws_end::WsEnd;
 
 use crate::budget::{Budget, Metered};
 use crate::config::Config;
@@ -63,7 +65,8 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A WebSocket at the relay, on a stream that meters what it reads (see [`crate::budget`]).
+/// A listener's control WebSocket at the relay, on a stream that meters what it reads (see
+/// [`crate::budget`]). Channel ends are [`WsEnd`]s.
 pub(crate) type WsStream = WebSocketStream<Metered<Box<dyn Io>>>;
 
 /// Which end of a splice failed.
@@ -85,7 +88,7 @@ pub(crate) enum End {
     /// A QUIC stream of length-prefixed frames.
     Quic(Pipe),
     /// A WebSocket: one message per frame.
-    Ws(Box<WsStream>),
+    Ws(WsEnd),
 }
 
 impl std::fmt::Debug for End {

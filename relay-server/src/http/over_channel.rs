@@ -258,7 +258,7 @@ async fn next_frame(source: &mut Source) -> Option<Bytes> {
     source.written_on();
     match source.next().await {
         Next::Frame(Frame::Binary(data)) => Some(data),
-        Next::Frame(Frame::Text(text)) => Some(Bytes::from(text)),
+        Next::Frame(Frame::Text(text)) => Some(text),
         Next::Close(_) | Next::Failed(_) => None,
     }
 }

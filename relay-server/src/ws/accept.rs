@@ -4,7 +4,6 @@ use relay_proto::hc::{CLOSE_GOING_AWAY, Target};
 
 use super::Request;
 use crate::channel::End;
-use crate::channel::close::{close, frame};
 use crate::rendezvous::Outcome;
 use crate::state::Shared;
 
@@ -24,11 +23,11 @@ pub(crate) async fn serve(shared: &Shared, request: Request) {
     let protocol = request.head.first_protocol();
     match request.upgrade(shared, protocol.as_deref(), None).await {
         Ok(ws) => {
-            let accepted = Outcome::Accepted { ws: Box::new(End::Ws(Box::new(ws))), protocol };
+            let accepted = Outcome::Accepted { ws: Box::new(End::Ws(ws)), protocol };
             if let Err(Outcome::Accepted { ws, .. }) = slot.send(accepted)
-                && let End::Ws(mut ws) = *ws
+                && let End::Ws(ws) = *ws
             {
-                close(&mut ws, Some(frame(CLOSE_GOING_AWAY, "the sender went away"))).await;
+                ws.close(Some((CLOSE_GOING_AWAY, "the sender went away"))).await;
             }
         }
         Err(e) => tracing::debug!(error = %e, "listener left during the rendezvous handshake"),

@@ -77,7 +77,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         }
         shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed());
         match request.upgrade(shared, None, None).await {
-            Ok(ws) => Box::pin(multicast::publish(shared, &channel, End::Ws(Box::new(ws)))).await,
+            Ok(ws) => Box::pin(multicast::publish(shared, &channel, End::Ws(ws))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
         }
         return;
@@ -98,7 +98,7 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
                     Ok(ws) => ws,
                     Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
                 };
-                let sender = End::Ws(Box::new(ws));
+                let sender = End::Ws(ws);
                 let failed = splice(sender, opened.end, opened.listener_dead, shared.splice_context()).await;
                 tracing::debug!(?failed, "channel closed");
             };

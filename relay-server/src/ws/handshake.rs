@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::{Io, WsStream};
 use crate::budget::Metered;
+use crate::channel::WsEnd;
 
 /// A parsed request head (see [`relay_proto::http`]).
 pub(crate) use relay_proto::http::RequestHead as Head;
@@ -45,7 +46,20 @@ pub(crate) async fn read_head(io: &mut Box<dyn Io>) -> Result<(Head, Vec<u8>, us
     }
 }
 
-/// Answers `101 Switching Protocols` and turns the connection into a WebSocket.
+/// Answers `101 Switching Protocols` and turns the connection into a channel's WebSocket end.
+pub(crate) async fn upgrade_end(
+    mut io: Metered<Box<dyn Io>>,
+    leftover: Vec<u8>,
+    key: &str,
+    (protocol, channel_id): (Option<&str>, Option<u64>),
+    max_message: usize,
+) -> std::io::Result<WsEnd> {
+    switch_protocols(&mut io, key, (protocol, channel_id)).await?;
+    Ok(WsEnd::new(io, leftover, max_message))
+}
+
+/// Answers `101 Switching Protocols` and turns the connection into a WebSocket, for a listener's
+/// control channel.
 pub(crate) async fn upgrade(
     mut io: Metered<Box<dyn Io>>,
     leftover: Vec<u8>,

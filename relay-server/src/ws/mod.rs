@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
 use crate::budget::{Framing, Metered, WsFraming};
-use crate::channel::{Io, WsStream};
+use crate::channel::{Io, WsEnd, WsStream};
 use crate::config::Config;
 use crate::limits::Slot;
 use crate::metrics::{HandshakeResult, OpenResult, Transport};
@@ -260,12 +260,12 @@ impl Request {
         shared: &Shared,
         protocol: Option<&str>,
         channel_id: Option<u64>,
-    ) -> std::io::Result<WsStream> {
+    ) -> std::io::Result<WsEnd> {
         let max = shared.config.max_frame_bytes;
         let framing = Framing::Ws(WsFraming::new(max));
         let io = Metered::new(self.io, framing, Some(&shared.budget));
         // Boxed: a channel's task holds its future for the channel's life, the answer only now.
-        Box::pin(handshake::upgrade(io, self.leftover, &self.key, (protocol, channel_id), max)).await
+        Box::pin(handshake::upgrade_end(io, self.leftover, &self.key, (protocol, channel_id), max)).await
     }
 
     /// Answers 101 and returns the WebSocket, for a listener's control channel: small messages
