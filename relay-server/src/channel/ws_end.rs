@@ -40,11 +40,14 @@ pub(crate) type WsIo = Metered<Box<dyn Io>>;
 const READ_CHUNK: usize = 16 * 1024;
 /// A binary frame whose payload still has this much to come is read into its message directly.
 const DIRECT_READ: u64 = 2 * 1024;
-/// The most one direct read takes.
-const MAX_DIRECT_READ: usize = 256 * 1024;
-/// Payloads up to this size are copied into the buffer small frames are gathered in; larger ones
-/// are written from their own bytes.
-const GATHER_MAX: usize = 8 * 1024;
+/// The most one direct read takes: what the metered stream reads at most at once (more would
+/// have it zero the rest of the buffer first).
+const MAX_DIRECT_READ: usize = 64 * 1024;
+/// Payloads up to this size are copied into the buffer small frames are gathered in; of larger
+/// ones, the first bytes (a TLS record's worth with the header) go with the frames before, and
+/// the rest is written from its own bytes.
+const GATHER_MAX: usize = 16 * 1024;
+const FIRST_PIECE: usize = 16 * 1024 - 14;
 /// Bytes queued past which queuing a frame first writes what is queued.
 const HIGH_WATER: usize = 256 * 1024;
 /// The longest reason a close frame carries (its payload is at most 125 bytes, 2 of them the code).
@@ -288,8 +291,10 @@ impl Inner {
             }
             if let Some(left) = self.reader.binary_left().filter(|&left| left >= DIRECT_READ) {
                 let start = self.message.len();
-                let want = usize::try_from(left).unwrap_or(usize::MAX).min(MAX_DIRECT_READ);
-                self.message.reserve(want);
+                let left = usize::try_from(left).unwrap_or(usize::MAX);
+                // The whole frame at once (its bytes are reserved from the budget already).
+                self.message.reserve(left);
+                let want = left.min(MAX_DIRECT_READ);
                 let n = ready!(tokio_util::io::poll_read_buf(
                     Pin::new(&mut self.io),
                     cx,
@@ -377,8 +382,9 @@ impl Inner {
         if payload.len() <= GATHER_MAX {
             self.gather.extend_from_slice(&payload);
         } else {
+            self.gather.extend_from_slice(&payload[..FIRST_PIECE]);
             self.queue.push_back(self.gather.split().freeze());
-            self.queue.push_back(payload);
+            self.queue.push_back(payload.slice(FIRST_PIECE..));
         }
     }
 
