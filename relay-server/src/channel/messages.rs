@@ -76,15 +76,16 @@ pub(crate) enum Next {
     Failed(Fault),
 }
 
-/// The receiving half of an end, frame by frame.
+/// The receiving half of an end, frame by frame. The QUIC half is boxed: a splice holds two
+/// sources and two sinks inline for its channel's life, most often WebSocket ends (a few words).
 pub(crate) enum Source {
-    Quic(FramedRead<Metered<RecvStream>, LengthDelimitedCodec>, Arc<Meter>),
+    Quic(Box<FramedRead<Metered<RecvStream>, LengthDelimitedCodec>>, Arc<Meter>),
     Ws(WsEnd, Arc<Meter>),
 }
 
 /// The sending half of an end, frame by frame.
 pub(crate) enum Sink {
-    Quic(FramedWrite<SendStream, LengthDelimitedCodec>),
+    Quic(Box<FramedWrite<SendStream, LengthDelimitedCodec>>),
     Ws(WsEnd, Arc<Meter>),
 }
 
@@ -97,7 +98,8 @@ pub(crate) fn halves(end: End, max_frame: usize, budget: &Budget) -> (Source, Si
                 || LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(max_frame).new_codec();
             let recv = Metered::new(pipe.recv, Framing::Prefixed(Prefixed::default()), Some(budget));
             let meter = recv.meter().clone();
-            (Source::Quic(FramedRead::new(recv, codec()), meter), Sink::Quic(FramedWrite::new(pipe.send, codec())))
+            let source = Source::Quic(Box::new(FramedRead::new(recv, codec())), meter);
+            (source, Sink::Quic(Box::new(FramedWrite::new(pipe.send, codec()))))
         }
         End::Ws(ws) => {
             let meter = ws.meter().clone();

@@ -551,7 +551,8 @@ async fn serve_caller(
         }
         return;
     }
-    let routed = route(shared, &request).await;
+    // Boxed: routing's state is large, and the stream's task lives as long as the channel.
+    let routed = Box::pin(route(shared, &request)).await;
     match &routed {
         Ok(_) => shared.metrics.channel_opened(Transport::quic, &request.address, started.elapsed()),
         Err(refusal) => shared.metrics.channel_refused(Transport::quic, refusal.open_result()),

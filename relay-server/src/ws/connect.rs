@@ -12,18 +12,59 @@ use tracing::Instrument;
 
 use super::Request;
 use crate::channel::{End, splice};
+use crate::limits::ChannelQuota;
 use crate::metrics::{OpenResult, Transport};
 use crate::multicast;
-use crate::router::{ChannelRequest, channel_span, route};
+use crate::router::{ChannelRequest, Opened, channel_span, route};
 use crate::state::{ChannelGuard, Shared};
 
-pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
+/// Serves a sender's connection: routes it, then serves its channel.
+///
+/// A channel's task is sized for the largest state it may be in and lives as long as the channel,
+/// so routing (and refusing) runs in a future of its own, boxed and gone once it has answered;
+/// only what the channel needs stays. `request` comes boxed for the same reason: an async fn
+/// keeps its arguments for its whole life.
+pub(crate) async fn serve(shared: &Arc<Shared>, request: Box<Request>) {
+    if let Some(routed) = Box::pin(open(shared, *request)).await {
+        serve_channel(shared, Box::new(routed)).await;
+    }
+}
+
+/// A sender routed to a listener: what its channel needs.
+struct Routed {
+    request: Request,
+    opened: Opened,
+    address: String,
+    _quota: ChannelQuota,
+}
+
+/// Serves a routed sender's channel: answers its handshake, then splices it to the listener's end.
+async fn serve_channel(shared: &Arc<Shared>, routed: Box<Routed>) {
+    let Routed { request, opened, address, _quota } = *routed;
+    let span = channel_span(opened.channel_id, &address, "websocket");
+    let remote = request.remote;
+    let served = async {
+        // Counted before the sender hears of it: whoever it tells sees it on the status page.
+        let _guard = ChannelGuard::new(shared, &address, opened.listener, remote);
+        let ws = match request.upgrade(shared, opened.protocol.as_deref(), Some(opened.channel_id)).await {
+            Ok(ws) => ws,
+            Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
+        };
+        let failed = splice(End::Ws(ws), opened.end, opened.listener_dead, shared.splice_context()).await;
+        tracing::debug!(?failed, "channel closed");
+    };
+    served.instrument(span).await
+}
+
+/// Authorizes and routes a sender; refuses it, or serves it as a multicast publisher, here.
+async fn open(shared: &Arc<Shared>, request: Request) -> Option<Routed> {
     let started = Instant::now();
     let opened = |result| shared.metrics.channel_refused(Transport::websocket, result);
     let path = request.target.path.clone();
     let candidates: Vec<&str> = address_prefixes(&path).collect();
     if candidates.is_empty() {
-        return request.refuse(404, "no address in the path").await;
+        request.refuse(404, "no address in the path").await;
+        return None;
     }
     // A browser page (it sends `Origin`) from an origin the address does not allow.
     let settings = shared.live();
@@ -31,7 +72,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         && !relay_proto::cors::allows(allowed, origin)
     {
         opened(OpenResult::refused);
-        return request.refuse(403, "this origin may not send to this address").await;
+        request.refuse(403, "this origin may not send to this address").await;
+        return None;
     }
     // The registered address is the longest prefix of the path the token covers that is in
     // multicast mode or has a listener (else the longest covered); the rest is a suffix for the
@@ -44,7 +86,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
             shared.metrics.auth_failure(denied.reason);
             opened(OpenResult::unauthorized);
             let code = ErrorCode::Auth(denied.reason);
-            return request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
+            request.refuse(http_status(code).0, &status_description(code, &denied.detail)).await;
+            return None;
         }
     };
     // The channel lives on with the settings it was opened under; the snapshot goes.
@@ -54,7 +97,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         Err(over) => {
             opened(OpenResult::rate_limited);
             let code = ErrorCode::RateLimited;
-            return request.refuse(http_status(code).0, &status_description(code, over)).await;
+            request.refuse(http_status(code).0, &status_description(code, over)).await;
+            return None;
         }
     };
     let contract = request.head.header(CONTRACT_HEADER).and_then(ContractInfo::from_header).unwrap_or_default();
@@ -73,43 +117,30 @@ pub(crate) async fn serve(shared: &Arc<Shared>, request: Request) {
         if shared.draining() {
             opened(OpenResult::shutting_down);
             let code = ErrorCode::ShuttingDown;
-            return request.refuse(http_status(code).0, &status_description(code, "")).await;
+            request.refuse(http_status(code).0, &status_description(code, "")).await;
+            return None;
         }
         shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed());
         match request.upgrade(shared, None, None).await {
             Ok(ws) => Box::pin(multicast::publish(shared, &channel, End::Ws(ws))).await,
             Err(e) => tracing::debug!(error = %e, "publisher left during the handshake"),
         }
-        return;
+        return None;
     }
-    let remote = request.remote;
     let routed = route(shared, &channel).await;
     match &routed {
         Ok(_) => shared.metrics.channel_opened(Transport::websocket, &channel.address, started.elapsed()),
         Err(refusal) => shared.metrics.channel_refused(Transport::websocket, refusal.open_result()),
     }
     match routed {
-        Ok(opened) => {
-            let span = channel_span(opened.channel_id, &channel.address, channel.transport);
-            let served = async {
-                // Counted before the sender hears of it: whoever it tells sees it on the status page.
-                let _guard = ChannelGuard::new(shared, &channel.address, opened.listener, remote);
-                let ws = match request.upgrade(shared, opened.protocol.as_deref(), Some(opened.channel_id)).await {
-                    Ok(ws) => ws,
-                    Err(e) => return tracing::debug!(error = %e, "sender left during the handshake"),
-                };
-                let sender = End::Ws(ws);
-                let failed = splice(sender, opened.end, opened.listener_dead, shared.splice_context()).await;
-                tracing::debug!(?failed, "channel closed");
-            };
-            served.instrument(span).await
-        }
+        Ok(opened) => Some(Routed { request, opened, address: channel.address, _quota }),
         Err(refusal) => {
             let (status, description) = refusal
                 .http
                 .unwrap_or_else(|| (http_status(refusal.code).0, status_description(refusal.code, &refusal.detail)));
             tracing::debug!(status, %description, "sender refused");
             request.refuse(status, &description).await;
+            None
         }
     }
 }
