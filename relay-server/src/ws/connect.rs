@@ -10,7 +10,7 @@ use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER, address_prefixes, http_stat
 use relay_proto::{ContractInfo, ErrorCode};
 use tracing::Instrument;
 
-use super::Request;
+use super::{Request, unbox};
 use crate::channel::{End, splice};
 use crate::limits::ChannelQuota;
 use crate::metrics::{OpenResult, Transport};
@@ -25,7 +25,7 @@ use crate::state::{ChannelGuard, Shared};
 /// only what the channel needs stays. `request` comes boxed for the same reason: an async fn
 /// keeps its arguments for its whole life.
 pub(crate) async fn serve(shared: &Arc<Shared>, request: Box<Request>) {
-    if let Some(routed) = Box::pin(open(shared, *request)).await {
+    if let Some(routed) = Box::pin(open(shared, unbox(request))).await {
         serve_channel(shared, Box::new(routed)).await;
     }
 }
@@ -40,7 +40,7 @@ struct Routed {
 
 /// Serves a routed sender's channel: answers its handshake, then splices it to the listener's end.
 async fn serve_channel(shared: &Arc<Shared>, routed: Box<Routed>) {
-    let Routed { request, opened, address, _quota } = *routed;
+    let Routed { request, opened, address, _quota } = unbox(routed);
     let span = channel_span(opened.channel_id, &address, "websocket");
     let remote = request.remote;
     let served = async {

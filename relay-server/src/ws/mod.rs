@@ -134,6 +134,13 @@ struct Slots {
     _open: Slot,
 }
 
+/// Moves a value out of its box and frees the box at once: an async fn that moves out of a box
+/// frees the box only when it ends, which for a channel's task is when the channel closes.
+#[expect(clippy::boxed_local, reason = "taking the box is the point: it is freed here")]
+pub(crate) fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
 /// Turns on TCP keepalive, probing after `idle_timeout_ms` of silence every `keep_alive_ms`: a
 /// peer whose host vanished (no FIN, no RST) is then found dead by the kernel even where no
 /// WebSocket ping reaches it (a connection still in its handshake, or blocked writing).
@@ -256,7 +263,7 @@ async fn dispatch(shared: Arc<Shared>, request: Box<Request>) {
     let remote = request.remote;
     let span = tracing::debug_span!("ws", %remote, action = ?request.target.action);
     match request.target.action {
-        Action::Listen => Box::pin(control::serve(&shared, *request)).instrument(span).await,
+        Action::Listen => Box::pin(control::serve(&shared, unbox(request))).instrument(span).await,
         Action::Connect if !shared.open_rates.try_take(remote.ip(), &shared.live().config, Instant::now()) => {
             let code = ErrorCode::RateLimited;
             shared.metrics.channel_refused(Transport::websocket, OpenResult::rate_limited);
@@ -264,8 +271,8 @@ async fn dispatch(shared: Arc<Shared>, request: Box<Request>) {
             refuse(request.io, http_status(code).0, &status_description(code, "too many channel opens")).await
         }
         Action::Connect => connect::serve(&shared, request).instrument(span).await,
-        Action::Accept => Box::pin(accept::serve(&shared, *request)).instrument(span).await,
-        Action::Request => Box::pin(request::serve(&shared, *request)).instrument(span).await,
+        Action::Accept => Box::pin(accept::serve(&shared, unbox(request))).instrument(span).await,
+        Action::Request => Box::pin(request::serve(&shared, unbox(request))).instrument(span).await,
         _ => refuse(request.io, 400, "unsupported action").await,
     }
 }
