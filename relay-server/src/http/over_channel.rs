@@ -257,7 +257,8 @@ async fn upload<B: RequestBody>(shared: &Shared, sink: &mut Sink, head: RequestH
 async fn next_frame(source: &mut Source) -> Option<Bytes> {
     source.written_on();
     match source.next().await {
-        Next::Frame(Frame::Binary(data) | Frame::Text(data)) => Some(data),
+        Next::Frame(Frame::Binary(data)) => Some(data),
+        Next::Frame(Frame::Text(text)) => Some(text),
         Next::Close(_) | Next::Failed(_) => None,
     }
 }
