@@ -80,13 +80,13 @@ pub(crate) enum Next {
 /// sources and two sinks inline for its channel's life, most often WebSocket ends (a few words).
 pub(crate) enum Source {
     Quic(Box<FramedRead<Metered<RecvStream>, LengthDelimitedCodec>>, Arc<Meter>),
-    Ws(WsEnd, Arc<Meter>),
+    Ws(WsEnd),
 }
 
 /// The sending half of an end, frame by frame.
 pub(crate) enum Sink {
     Quic(Box<FramedWrite<SendStream, LengthDelimitedCodec>>),
-    Ws(WsEnd, Arc<Meter>),
+    Ws(WsEnd),
 }
 
 /// Splits an end into frame source and sink; QUIC frames longer than `max_frame` are refused.
@@ -101,10 +101,7 @@ pub(crate) fn halves(end: End, max_frame: usize, budget: &Budget) -> (Source, Si
             let source = Source::Quic(Box::new(FramedRead::new(recv, codec())), meter);
             (source, Sink::Quic(Box::new(FramedWrite::new(pipe.send, codec()))))
         }
-        End::Ws(ws) => {
-            let meter = ws.meter().clone();
-            (Source::Ws(ws.clone(), meter.clone()), Sink::Ws(ws, meter))
-        }
+        End::Ws(ws) => (Source::Ws(ws.clone()), Sink::Ws(ws)),
     }
 }
 
@@ -125,7 +122,8 @@ impl Source {
                 Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Next::Failed(Fault::TooLarge),
                 Some(Err(_)) => Next::Failed(Fault::Lost),
             },
-            Source::Ws(read, meter) => loop {
+            Source::Ws(read) => loop {
+                let meter = read.meter();
                 let received = match read.next().await {
                     Ok(received) => received,
                     Err(e) if e.too_large() || meter.refused() => return Next::Failed(Fault::TooLarge),
@@ -151,9 +149,7 @@ impl Source {
 
     /// Everything this source yielded has been written on: its bytes go back to the budget.
     pub(crate) fn written_on(&self) {
-        match self {
-            Source::Quic(_, meter) | Source::Ws(_, meter) => meter.release_delivered(),
-        }
+        self.meter().release_delivered();
     }
 
     /// Stops reading, telling a QUIC peer why.
@@ -165,7 +161,8 @@ impl Source {
 
     fn meter(&self) -> &Arc<Meter> {
         match self {
-            Source::Quic(_, meter) | Source::Ws(_, meter) => meter,
+            Source::Quic(_, meter) => meter,
+            Source::Ws(ws) => ws.meter(),
         }
     }
 
@@ -173,7 +170,7 @@ impl Source {
     fn ws_meter(&self) -> Option<&Arc<Meter>> {
         match self {
             Source::Quic(..) => None,
-            Source::Ws(_, meter) => Some(meter),
+            Source::Ws(ws) => Some(ws.meter()),
         }
     }
 }
@@ -190,8 +187,8 @@ impl Sink {
         match (self, frame) {
             (Sink::Quic(write), Frame::Binary(data)) => write.feed(data).await.map_err(drop),
             (Sink::Quic(write), Frame::Text(text)) => write.feed(text).await.map_err(drop),
-            (Sink::Ws(write, _), Frame::Binary(data)) => write.feed(false, data).await.map_err(drop),
-            (Sink::Ws(write, _), Frame::Text(text)) => write.feed(true, text).await.map_err(drop),
+            (Sink::Ws(write), Frame::Binary(data)) => write.feed(false, data).await.map_err(drop),
+            (Sink::Ws(write), Frame::Text(text)) => write.feed(true, text).await.map_err(drop),
         }
     }
 
@@ -199,7 +196,7 @@ impl Sink {
     pub(crate) async fn flush(&mut self) -> Result<(), ()> {
         match self {
             Sink::Quic(write) => SinkExt::<Bytes>::flush(write).await.map_err(drop),
-            Sink::Ws(write, _) => write.flush().await.map_err(drop),
+            Sink::Ws(write) => write.flush().await.map_err(drop),
         }
     }
 
@@ -220,7 +217,7 @@ impl Sink {
                     Some(code) => stream.reset(quic_code(code)),
                 };
             }
-            Sink::Ws(write, _) => {
+            Sink::Ws(write) => {
                 let (code, reason) = close.unwrap_or((CLOSE_NORMAL, String::new()));
                 // Refused if this end closed first: its reply is already queued.
                 let _ = write.send_close(code, &reason).await;
@@ -241,7 +238,7 @@ impl Sink {
             Sink::Quic(write) => {
                 let _ = write.get_mut().reset(quic_code(code));
             }
-            Sink::Ws(write, _) => {
+            Sink::Ws(write) => {
                 let _ = write.send_close(ws_code, reason).await;
             }
         }
@@ -251,14 +248,14 @@ impl Sink {
     async fn ping(&mut self) -> Result<(), ()> {
         match self {
             Sink::Quic(_) => Ok(()),
-            Sink::Ws(write, _) => write.ping().await.map_err(drop),
+            Sink::Ws(write) => write.ping().await.map_err(drop),
         }
     }
 
     fn meter(&self) -> Option<&Arc<Meter>> {
         match self {
             Sink::Quic(_) => None,
-            Sink::Ws(_, meter) => Some(meter),
+            Sink::Ws(ws) => Some(ws.meter()),
         }
     }
 }
@@ -268,7 +265,7 @@ impl Sink {
 /// `code`.
 pub(crate) async fn finish(source: Source, sink: Sink, code: StreamCode) {
     match (source, sink) {
-        (Source::Ws(ws, _), Sink::Ws(..)) => ws.close(None).await,
+        (Source::Ws(ws), Sink::Ws(..)) => ws.close(None).await,
         (mut source, _) => source.stop(code),
     }
 }

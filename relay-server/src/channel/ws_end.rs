@@ -4,9 +4,9 @@
 //! - A read lands in a per-thread scratch buffer; what it brought is kept in a buffer of its own
 //!   size, and a message that arrived whole is a slice of it. The rest of a binary frame is read
 //!   straight into the buffer its message is gathered in.
-//! - Frames to send are whole frames in one queue. Small ones are gathered into one buffer per
-//!   flush (one write, one TLS record), large payloads are written from their own bytes, and the
-//!   buffers go back to the allocator as soon as they are written.
+//! - Frames to send are whole frames in one queue. Small ones, and a large one's header with its
+//!   first bytes, are gathered into one buffer per flush (one write); the rest of a large payload
+//!   is written from its own bytes, and the buffers go back to the allocator once written.
 //!
 //! tungstenite, which this replaces on channel ends, kept both its buffers at the largest size a
 //! connection had ever needed (a large message's length on the read side, the write buffer and a
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use relay_proto::ws_frame::{FrameHeader, MessageReader, Opcode, WsEvent, WsFrameError};
+use relay_proto::ws_frame::{FrameHeader, MAX_HEADER_LEN, MessageReader, Opcode, WsEvent, WsFrameError};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Io;
@@ -47,7 +47,7 @@ const MAX_DIRECT_READ: usize = 64 * 1024;
 /// ones, the first bytes (a TLS record's worth with the header) go with the frames before, and
 /// the rest is written from its own bytes.
 const GATHER_MAX: usize = 16 * 1024;
-const FIRST_PIECE: usize = 16 * 1024 - 14;
+const FIRST_PIECE: usize = GATHER_MAX - MAX_HEADER_LEN;
 /// Bytes queued past which queuing a frame first writes what is queued.
 const HIGH_WATER: usize = 256 * 1024;
 /// The longest reason a close frame carries (its payload is at most 125 bytes, 2 of them the code).

@@ -257,8 +257,7 @@ async fn upload<B: RequestBody>(shared: &Shared, sink: &mut Sink, head: RequestH
 async fn next_frame(source: &mut Source) -> Option<Bytes> {
     source.written_on();
     match source.next().await {
-        Next::Frame(Frame::Binary(data)) => Some(data),
-        Next::Frame(Frame::Text(text)) => Some(text),
+        Next::Frame(Frame::Binary(data) | Frame::Text(data)) => Some(data),
         Next::Close(_) | Next::Failed(_) => None,
     }
 }

@@ -106,13 +106,7 @@ const WS_READ_BUFFER: usize = 1024;
 
 /// Answers with an error status and closes. The description goes in the reason phrase (as
 /// Azure's relay does) and in the body.
-pub(crate) async fn refuse(io: Box<dyn Io>, status: u16, description: impl std::fmt::Display) {
-    // Boxed: a connection's future is sized for every state it may be in, refusals included, and
-    // a channel's connection future lives as long as the channel.
-    Box::pin(refuse_now(io, status, description.to_string())).await
-}
-
-async fn refuse_now(mut io: Box<dyn Io>, status: u16, description: String) {
+pub(crate) async fn refuse(mut io: Box<dyn Io>, status: u16, description: impl std::fmt::Display) {
     let reason: String = description
         .to_string()
         .chars()
