@@ -24,6 +24,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use relay_proto::ws_frame::{FrameHeader, MAX_HEADER_LEN, MessageReader, Opcode, WsEvent, WsFrameError};
@@ -129,12 +130,15 @@ struct Inner {
     answer_queued: bool,
     close_sent: bool,
     close_received: bool,
+    /// How long a closing handshake waits on a peer that makes no progress.
+    patience: Duration,
 }
 
 impl WsEnd {
     /// A WebSocket on `io`, whose handshake is done; `leftover` came after the handshake.
-    /// Messages may be `max_message` bytes long.
-    pub(crate) fn new(io: WsIo, leftover: Vec<u8>, max_message: usize) -> Self {
+    /// Messages may be `max_message` bytes long; a closing handshake waits `patience` on a peer
+    /// that makes no progress (see [`close`](Self::close)).
+    pub(crate) fn new(io: WsIo, leftover: Vec<u8>, max_message: usize, patience: Duration) -> Self {
         let meter = io.meter().clone();
         let inner = Inner {
             io,
@@ -147,6 +151,7 @@ impl WsEnd {
             answer_queued: false,
             close_sent: false,
             close_received: false,
+            patience,
         };
         Self { inner: Arc::new(Mutex::new(inner)), meter }
     }
@@ -209,27 +214,52 @@ impl WsEnd {
         Ok(self.flush().await?)
     }
 
-    /// Completes the closing handshake (RFC 6455, sections 5.5.1 and 7.1.1) within
-    /// [`CLOSE_GRACE`], whoever started it:
+    /// Completes the closing handshake (RFC 6455, sections 5.5.1 and 7.1.1), whoever started it:
     /// - sends `ours` if no close was sent yet;
-    /// - writes out what is queued (the reply to the peer's close among it);
-    /// - reads, dropping what arrives, until the peer's close (its reply to ours);
+    /// - writes out what is queued (the reply to the peer's close among it) for as long as the
+    ///   peer takes bytes, giving up after a whole `patience` in which it took none;
+    /// - reads, dropping what arrives, until the peer's close (its reply to ours), for at most
+    ///   `patience` from the last byte written;
     /// - shuts the stream down (TLS `close_notify`, TCP FIN: the server closes TCP first) and reads
-    ///   until the peer's end, because closing a socket with unread bytes resets the connection,
-    ///   and a reset can discard the close frame before the peer has read it.
+    ///   until the peer's end, within [`CLOSE_GRACE`], because closing a socket with unread bytes
+    ///   resets the connection, and a reset can discard the close frame before the peer has read
+    ///   it.
+    ///
+    /// The peer answers a close only once it has read everything sent before it, and most of that
+    /// can be in the socket buffers (megabytes), where the relay cannot see it being read. So a
+    /// peer that reads slowly is not cut for it: it gets `patience` (the idle timeout: as long as
+    /// a splice gives it to answer a ping, which waits behind the same bytes) after the last byte
+    /// went out, not a fixed time for the whole tail. A peer given up on is dropped, and what it
+    /// had not read yet may be lost.
     pub(crate) async fn close(&self, ours: Option<(u16, &str)>) {
-        let handshake = async {
-            if let Some((code, reason)) = ours {
-                self.lock().queue_close(code, reason);
+        if let Some((code, reason)) = ours {
+            self.lock().queue_close(code, reason);
+        }
+        let patience = self.lock().patience;
+        loop {
+            let queued = self.lock().queued;
+            match tokio::time::timeout(patience, self.flush()).await {
+                Ok(Ok(())) => break,
+                Ok(Err(_)) => return,
+                Err(_) if self.lock().queued < queued => {}
+                Err(_) => {
+                    tracing::debug!("websocket peer took nothing in time; dropping it");
+                    return;
+                }
             }
-            if self.flush().await.is_err() {
-                return;
-            }
+        }
+        let answered = async {
             while !self.lock().close_received {
                 if self.next().await.is_err() {
                     break;
                 }
             }
+        };
+        if tokio::time::timeout(patience, answered).await.is_err() {
+            tracing::debug!("websocket peer did not answer the close in time; dropping it");
+            return;
+        }
+        let end = async {
             // Around the meter: bytes after a refused frame are drained, not parsed.
             let _ = poll_fn(|cx| Pin::new(self.lock().io.get_mut()).poll_shutdown(cx)).await;
             let mut discard = vec![0u8; 1024];
@@ -245,8 +275,8 @@ impl WsEnd {
                 }
             }
         };
-        if tokio::time::timeout(CLOSE_GRACE, handshake).await.is_err() {
-            tracing::debug!("websocket peer did not finish the closing handshake in time; dropping it");
+        if tokio::time::timeout(CLOSE_GRACE, end).await.is_err() {
+            tracing::debug!("websocket peer did not end the connection in time; dropping it");
         }
     }
 }

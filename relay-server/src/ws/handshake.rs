@@ -2,6 +2,8 @@
 //! `101 Switching Protocols` or an error status. Written by hand rather than through
 //! tungstenite's `accept_hdr`, because a sender's answer waits for a listener's rendezvous.
 
+use std::time::Duration;
+
 use relay_proto::hc::CHANNEL_ID_HEADER;
 use relay_proto::http::{HeadError, MAX_HEAD, parse_request};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -52,10 +54,10 @@ pub(crate) async fn upgrade_end(
     leftover: Vec<u8>,
     key: &str,
     (protocol, channel_id): (Option<&str>, Option<u64>),
-    max_message: usize,
+    (max_message, patience): (usize, Duration),
 ) -> std::io::Result<WsEnd> {
     switch_protocols(&mut io, key, (protocol, channel_id)).await?;
-    Ok(WsEnd::new(io, leftover, max_message))
+    Ok(WsEnd::new(io, leftover, max_message, patience))
 }
 
 /// Answers `101 Switching Protocols` and turns the connection into a WebSocket, for a listener's

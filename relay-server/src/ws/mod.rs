@@ -308,7 +308,9 @@ impl Request {
         let framing = Framing::Ws(WsFraming::new(max));
         let io = Metered::new(self.io, framing, Some(&shared.budget));
         // Boxed: a channel's task holds its future for the channel's life, the answer only now.
-        Box::pin(handshake::upgrade_end(io, self.leftover, &self.key, (protocol, channel_id), max)).await
+        let patience = std::time::Duration::from_millis(shared.config.idle_timeout_ms);
+        let limits = (max, patience);
+        Box::pin(handshake::upgrade_end(io, self.leftover, &self.key, (protocol, channel_id), limits)).await
     }
 
     /// Answers 101 and returns the WebSocket, for a listener's control channel: small messages

@@ -14,13 +14,15 @@ use super::*;
 use crate::budget::{Budget, Framing, WsFraming};
 
 const MAX: usize = 2 << 20;
+/// How long a closing handshake waits on a peer that makes no progress.
+const PATIENCE: Duration = Duration::from_secs(1);
 
 /// A relay end and the raw client side of its pipe.
 fn pair(max: usize) -> (WsEnd, DuplexStream) {
     let (client, relay) = tokio::io::duplex(64 * 1024);
     let io =
         Metered::new(Box::new(relay) as Box<dyn Io>, Framing::Ws(WsFraming::new(max)), Some(&Budget::new(64 << 20)));
-    (WsEnd::new(io, Vec::new(), max), client)
+    (WsEnd::new(io, Vec::new(), max, PATIENCE), client)
 }
 
 async fn client(raw: DuplexStream) -> WebSocketStream<DuplexStream> {
@@ -146,6 +148,61 @@ async fn the_relay_closing_first_waits_for_the_peers_reply() {
     assert!(ws.next().await.is_none(), "the relay ends the connection once answered");
     drop(ws);
     tokio::time::timeout(Duration::from_secs(1), closing).await.unwrap().unwrap();
+}
+
+/// The messages a closing end has queued, `count` of `size` bytes.
+async fn queue_messages(end: &WsEnd, count: usize, size: usize) {
+    for i in 0..count {
+        end.feed(false, Bytes::from(vec![i as u8; size])).await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_reader_gets_every_byte_and_the_close_however_long_the_tail_takes() {
+    let (end, raw) = pair(MAX);
+    let mut ws = client(raw).await;
+    let (count, size) = (128, 16 * 1024);
+    let closing = tokio::spawn(async move {
+        queue_messages(&end, count, size).await;
+        end.close(Some((1000, "done"))).await;
+    });
+    // Two megabytes at 160 KiB/s: thirteen seconds, far past any fixed grace, never a whole
+    // `PATIENCE` without taking a byte.
+    for i in 0..count {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let message = ws.next().await.unwrap().unwrap();
+        assert_eq!(message, Message::binary(vec![i as u8; size]), "message {i}");
+    }
+    let Some(Ok(Message::Close(Some(close)))) = ws.next().await else { panic!("no close after the tail") };
+    assert_eq!(u16::from(close.code), 1000);
+    assert!(ws.next().await.is_none(), "the relay ends the connection once answered");
+    drop(ws);
+    tokio::time::timeout(Duration::from_secs(1), closing).await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_reads_nothing_is_dropped_after_the_patience() {
+    let (end, raw) = pair(MAX);
+    // More than the pipe takes: the first bytes go, then nothing for a whole `PATIENCE`.
+    queue_messages(&end, 8, 16 * 1024).await;
+    let started = tokio::time::Instant::now();
+    end.close(Some((1000, "done"))).await;
+    let waited = started.elapsed();
+    assert!((PATIENCE..=2 * PATIENCE).contains(&waited), "waited {waited:?}");
+    drop(raw);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_reads_all_but_never_answers_is_dropped_after_the_patience() {
+    let (end, raw) = pair(MAX);
+    let (mut from_relay, _to_relay) = tokio::io::split(raw);
+    let reading = tokio::spawn(async move { while from_relay.read(&mut [0; 4096]).await.unwrap() > 0 {} });
+    let started = tokio::time::Instant::now();
+    end.close(Some((1000, "done"))).await;
+    let waited = started.elapsed();
+    assert!((PATIENCE..=2 * PATIENCE).contains(&waited), "waited {waited:?}");
+    drop(end);
+    tokio::time::timeout(Duration::from_secs(1), reading).await.unwrap().unwrap();
 }
 
 #[tokio::test]
