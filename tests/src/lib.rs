@@ -333,6 +333,21 @@ impl Drop for HostProcess {
     }
 }
 
+/// Starts a self-healing calculator host on `address` over `url` (it connects and registers
+/// again after every loss, with `backoff`); returns its status.
+pub fn serve_calculator_online(
+    relay: &TestRelay,
+    url: &str,
+    address: &str,
+    backoff: relay_rpc::Backoff,
+) -> tokio::sync::watch::Receiver<relay_rpc::HostStatus> {
+    let (tx, rx) = tokio::sync::watch::channel(relay_rpc::HostStatus::Connecting);
+    let (url, address, options) = (url.to_owned(), address.to_owned(), relay.options());
+    let calc = calculator::ServeCalculator::new(calculator::Calc);
+    tokio::spawn(async move { Host::serve_online(&url, options, &address, calc, backoff, tx).await });
+    rx
+}
+
 /// The lab's next event, within 10 s (a guard against a hang, not a measure).
 pub async fn next_event(events: &mut UnboundedReceiver<LabEvent>) -> LabEvent {
     tokio::time::timeout(Duration::from_secs(10), events.recv()).await.expect("event in time").expect("host alive")

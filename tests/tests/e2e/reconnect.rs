@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use calculator::{Calc, CalculatorClient, ServeCalculator};
 use relay_rpc::{Backoff, CallContext, Host, HostStatus, OpenError};
-use relay_tests::{SLACK, TestRelay};
+use relay_tests::{SLACK, TestRelay, serve_calculator_online};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -20,16 +20,6 @@ async fn wait_for(status: &mut watch::Receiver<HostStatus>, wanted: impl Fn(&Hos
         .await
         .expect("status in time")
         .expect("host task alive");
-}
-
-/// Starts a self-healing calculator host on `address` over `url`; returns its status.
-fn serve_online(relay: &TestRelay, url: &str, address: &str, backoff: Backoff) -> watch::Receiver<HostStatus> {
-    let (tx, rx) = watch::channel(HostStatus::Connecting);
-    let (url, address, options) = (url.to_owned(), address.to_owned(), relay.options());
-    tokio::spawn(
-        async move { Host::serve_online(&url, options, &address, ServeCalculator::new(Calc), backoff, tx).await },
-    );
-    rx
 }
 
 async fn add(relay: &TestRelay, url: &str, address: &str) -> i64 {
@@ -62,7 +52,7 @@ async fn a_host_comes_back_online_after_a_relay_restart() {
     for transport in ["quic", "wss"] {
         let relay = TestRelay::start().await;
         let url = if transport == "quic" { relay.url.clone() } else { relay.ws_url.clone() };
-        let mut status = serve_online(&relay, &url, "calc", backoff);
+        let mut status = serve_calculator_online(&relay, &url, "calc", backoff);
         wait_for(&mut status, |s| *s == HostStatus::Online, SLACK).await;
         assert_eq!(add(&relay, &url, "calc").await, 5, "{transport}");
 
@@ -82,48 +72,6 @@ async fn a_host_comes_back_online_after_a_relay_restart() {
         );
         assert_eq!(*status.borrow(), HostStatus::Online, "{transport}");
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_hosts_return_after_a_restart_spread_out() {
-    let backoff = Backoff::default();
-    let relay = TestRelay::start().await;
-    let mut statuses: Vec<_> =
-        (0..200).map(|i| serve_online(&relay, &relay.url, &format!("calc-{i}"), backoff)).collect();
-    for status in &mut statuses {
-        wait_for(status, |s| *s == HostStatus::Online, Duration::from_secs(60)).await;
-    }
-    // Each host's moment back online, as it happens: watched from before the restart, so that no
-    // change is missed.
-    let mut returns = tokio::task::JoinSet::new();
-    for mut status in statuses {
-        returns.spawn(async move {
-            wait_for(&mut status, |s| *s != HostStatus::Online, Duration::from_secs(60)).await;
-            wait_for(&mut status, |s| *s == HostStatus::Online, Duration::from_secs(120)).await;
-            Instant::now()
-        });
-    }
-    let relay = relay.restart().await;
-    let restarted = Instant::now();
-    let mut back_at = Vec::new();
-    while let Some(at) = returns.join_next().await {
-        back_at.push(at.unwrap());
-    }
-    back_at.sort();
-    // Within the longest backoff step of the relay's return.
-    let last = back_at[back_at.len() - 1].saturating_duration_since(restarted);
-    assert!(last < backoff.cap + SLACK, "all 200 back online, the last {last:?} after the relay");
-    // Full jitter spreads the reconnects: over more than half a second, and no 100 ms holds half.
-    let spread = back_at[back_at.len() - 1] - back_at[0];
-    assert!(spread >= Duration::from_millis(500), "reconnects within {spread:?}");
-    let busiest = back_at
-        .iter()
-        .map(|&start| back_at.iter().filter(|&&t| t >= start && t < start + Duration::from_millis(100)).count())
-        .max()
-        .unwrap();
-    assert!(busiest < 100, "{busiest} of 200 reconnected within the same 100 ms");
-    assert_eq!(add(&relay, &relay.url, "calc-0").await, 5);
-    assert_eq!(add(&relay, &relay.url, "calc-199").await, 5);
 }
 
 /// Which of `relays` the host on `address` is registered on, waiting at most `limit`.
