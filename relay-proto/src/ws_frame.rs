@@ -220,10 +220,24 @@ pub fn declared_len(header: &[u8]) -> u64 {
 }
 
 /// XORs `payload`, which starts `offset` bytes into its frame's payload, with `mask`.
+///
+/// Eight bytes at a time (the compiler turns the loop into vector instructions): every byte of a
+/// client's message goes through here, and byte by byte it cost as much as decrypting the TLS
+/// record the byte came in.
 pub fn apply_mask(payload: &mut [u8], mask: [u8; 4], offset: u64) {
-    let start = (offset % 4) as usize;
-    for (i, byte) in payload.iter_mut().enumerate() {
-        *byte ^= mask[(start + i) % 4];
+    // The mask as it applies from this payload's first byte on.
+    let mut turned = mask;
+    turned.rotate_left((offset % 4) as usize);
+    let [a, b, c, d] = turned;
+    let wide = u64::from_ne_bytes([a, b, c, d, a, b, c, d]);
+    let mut words = payload.chunks_exact_mut(8);
+    for word in &mut words {
+        let masked = u64::from_ne_bytes((&*word).try_into().expect("eight bytes")) ^ wide;
+        word.copy_from_slice(&masked.to_ne_bytes());
+    }
+    // What is left starts a multiple of eight (so of four) bytes in.
+    for (byte, key) in words.into_remainder().iter_mut().zip(turned.iter().cycle()) {
+        *byte ^= key;
     }
 }
 

@@ -175,3 +175,18 @@ fn close_frames_carry_a_sendable_code_and_a_utf8_reason() {
     assert_eq!(close(&[0x03, 0xE8, 0xFF]), Err(WsFrameError::BadClose), "a reason that is not UTF-8");
     assert!(is_sendable_close_code(1011) && is_sendable_close_code(3000) && !is_sendable_close_code(1015));
 }
+
+#[test]
+fn masking_matches_the_byte_by_byte_definition_at_every_offset_and_length() {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    for offset in 0..8u64 {
+        for len in 0..40 {
+            let original: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let mut fast = original.clone();
+            apply_mask(&mut fast, mask, offset);
+            // RFC 6455, section 5.3: byte i of the payload is XORed with mask[i mod 4].
+            let slow: Vec<u8> = original.iter().enumerate().map(|(i, b)| b ^ mask[(offset as usize + i) % 4]).collect();
+            assert_eq!(fast, slow, "offset {offset}, {len} bytes");
+        }
+    }
+}

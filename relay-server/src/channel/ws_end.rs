@@ -363,6 +363,10 @@ impl Inner {
                 if last && self.message.is_empty() {
                     Received::Binary(read.freeze().slice(range))
                 } else {
+                    // Room for the rest of the frame at once (its bytes are reserved from the
+                    // budget already), rather than grown and copied as it comes.
+                    let rest = self.reader.binary_left().map_or(0, |left| usize::try_from(left).unwrap_or(0));
+                    self.message.reserve(range.len() + rest);
                     self.message.extend_from_slice(&read[range]);
                     if !last {
                         return None;
