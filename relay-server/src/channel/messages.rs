@@ -183,12 +183,31 @@ impl Sink {
     }
 
     /// Queues `frame` for sending without flushing; the sink writes out as its buffer fills.
-    pub(crate) async fn feed(&mut self, frame: Frame) -> Result<(), ()> {
+    ///
+    /// Readiness, then the frame, rather than each transport's own feed future: those are
+    /// several times larger, and a channel's splice holds this future for the channel's life.
+    pub(crate) fn feed(&mut self, frame: Frame) -> impl Future<Output = Result<(), ()>> + '_ {
+        let mut frame = Some(frame);
+        std::future::poll_fn(move |cx| {
+            std::task::ready!(self.poll_ready(cx))?;
+            std::task::Poll::Ready(self.start_send(frame.take().expect("not polled after it completed")))
+        })
+    }
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), ()>> {
+        match self {
+            Sink::Quic(write) => futures::Sink::<Bytes>::poll_ready(std::pin::Pin::new(write), cx).map_err(drop),
+            Sink::Ws(write) => write.poll_ready(cx).map_err(drop),
+        }
+    }
+
+    fn start_send(&mut self, frame: Frame) -> Result<(), ()> {
         match (self, frame) {
-            (Sink::Quic(write), Frame::Binary(data)) => write.feed(data).await.map_err(drop),
-            (Sink::Quic(write), Frame::Text(text)) => write.feed(text).await.map_err(drop),
-            (Sink::Ws(write), Frame::Binary(data)) => write.feed(false, data).await.map_err(drop),
-            (Sink::Ws(write), Frame::Text(text)) => write.feed(true, text).await.map_err(drop),
+            (Sink::Quic(write), Frame::Binary(data) | Frame::Text(data)) => {
+                futures::Sink::start_send(std::pin::Pin::new(write), data).map_err(drop)
+            }
+            (Sink::Ws(write), Frame::Binary(data)) => write.queue(false, data).map_err(drop),
+            (Sink::Ws(write), Frame::Text(text)) => write.queue(true, text).map_err(drop),
         }
     }
 
@@ -312,7 +331,9 @@ async fn pump(
                 let now = Instant::now();
                 let due = ping_due(to.meter().and_then(|m| m.last_heard()).unwrap_or(now), pinged, keep_alive);
                 if now >= due {
-                    to.ping().await.map_err(|()| lost(to_side))?;
+                    // Boxed, as the close below: rare, and inline they would size every
+                    // channel's splice for its whole life.
+                    Box::pin(to.ping()).await.map_err(|()| lost(to_side))?;
                     pinged = now;
                 }
                 ping.as_mut().reset(ping_due(now, pinged, keep_alive).max(due).into());
@@ -330,7 +351,7 @@ async fn pump(
                     to.feed(frame).await.map_err(|()| lost(to_side))?
                 }
                 Next::Close(close) => {
-                    to.close(close, from_side).await;
+                    Box::pin(to.close(close, from_side)).await;
                     return Ok(());
                 }
                 Next::Failed(fault) => return Err((from_side, fault)),
@@ -468,6 +489,27 @@ pub(super) async fn splice_messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A WebSocket end over an in-memory pipe.
+    fn ws_end(budget: &Budget) -> End {
+        use crate::budget::{Framing, WsFraming};
+        let (_client, relay) = tokio::io::duplex(1024);
+        let io =
+            Metered::new(Box::new(relay) as Box<dyn super::super::Io>, Framing::Ws(WsFraming::new(1024)), Some(budget));
+        End::Ws(WsEnd::new(io, Vec::new(), 1024, Duration::from_secs(1)))
+    }
+
+    #[tokio::test]
+    async fn a_splice_is_sized_for_its_traffic_not_its_rare_paths() {
+        // Every open channel with a WebSocket end holds this future, boxed, for its whole life:
+        // 2,232 bytes when each transport's feed future, the ping and the close were inline.
+        let (config, budget, phase) = (crate::Config::default(), Budget::new(1 << 20), crate::phase::RelayPhase::new());
+        let relayed = Relayed::default();
+        let context = SpliceContext { config: &config, budget: &budget, phase: &phase, relayed: &relayed };
+        let splice = splice_messages(ws_end(&budget), ws_end(&budget), None, context);
+        let size = std::mem::size_of_val(&splice);
+        assert!(size <= 2000, "{size} bytes");
+    }
 
     #[test]
     fn an_end_is_pinged_after_keep_alive_of_silence_and_idle_only_while_read() {

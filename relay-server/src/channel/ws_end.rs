@@ -170,23 +170,28 @@ impl WsEnd {
         poll_fn(|cx| self.lock().poll_next(cx)).await
     }
 
-    /// Queues a data message (text must be UTF-8) to go out with the next flush; writes what is
-    /// queued first when that is much.
-    pub(crate) async fn feed(&self, text: bool, payload: Bytes) -> Result<(), WsWriteError> {
-        let opcode = if text { Opcode::Text } else { Opcode::Binary };
-        let mut payload = Some(payload);
-        poll_fn(|cx| {
-            let mut inner = self.lock();
-            if inner.close_sent {
-                return Poll::Ready(Err(WsWriteError::Closed));
-            }
-            if inner.queued >= HIGH_WATER {
-                ready!(inner.poll_drain(cx))?;
-            }
-            inner.queue_frame(opcode, payload.take().unwrap_or_default());
-            Poll::Ready(Ok(()))
-        })
-        .await
+    /// Ready to [`queue`](Self::queue) a message: what is queued is written out first when that
+    /// is much. Readiness and queuing are apart so that a caller's future holds no future of
+    /// this end's: a channel's splice holds its own for the channel's life.
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), WsWriteError>> {
+        let mut inner = self.lock();
+        if inner.close_sent {
+            return Poll::Ready(Err(WsWriteError::Closed));
+        }
+        if inner.queued >= HIGH_WATER {
+            ready!(inner.poll_drain(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a data message (text must be UTF-8) to go out with the next flush.
+    pub(crate) fn queue(&self, text: bool, payload: Bytes) -> Result<(), WsWriteError> {
+        let mut inner = self.lock();
+        if inner.close_sent {
+            return Err(WsWriteError::Closed);
+        }
+        inner.queue_frame(if text { Opcode::Text } else { Opcode::Binary }, payload);
+        Ok(())
     }
 
     /// Writes out everything queued.

@@ -17,6 +17,14 @@ const MAX: usize = 2 << 20;
 /// How long a closing handshake waits on a peer that makes no progress.
 const PATIENCE: Duration = Duration::from_secs(1);
 
+impl WsEnd {
+    /// Queues a data message once the end is ready for it, as a splice does.
+    async fn feed(&self, text: bool, payload: Bytes) -> Result<(), WsWriteError> {
+        poll_fn(|cx| self.poll_ready(cx)).await?;
+        self.queue(text, payload)
+    }
+}
+
 /// A relay end and the raw client side of its pipe.
 fn pair(max: usize) -> (WsEnd, DuplexStream) {
     let (client, relay) = tokio::io::duplex(64 * 1024);
