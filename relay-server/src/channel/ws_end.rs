@@ -224,7 +224,8 @@ impl WsEnd {
     /// - writes out what is queued (the reply to the peer's close among it) for as long as the
     ///   peer takes bytes, giving up after a whole `patience` in which it took none;
     /// - reads, dropping what arrives, until the peer's close (its reply to ours), for at most
-    ///   `patience` from the last byte written;
+    ///   `patience` from the last byte written (without a close of ours, as for an end given up
+    ///   as lost, there is no reply to wait for);
     /// - shuts the stream down (TLS `close_notify`, TCP FIN: the server closes TCP first) and reads
     ///   until the peer's end, within [`CLOSE_GRACE`], because closing a socket with unread bytes
     ///   resets the connection, and a reset can discard the close frame before the peer has read
@@ -253,8 +254,10 @@ impl WsEnd {
                 }
             }
         }
+        // Only a close of ours gets a reply: an end given up as lost, with none sent, waits for none.
+        let awaiting = |inner: &Inner| inner.close_sent && !inner.close_received;
         let answered = async {
-            while !self.lock().close_received {
+            while awaiting(&self.lock()) {
                 if self.next().await.is_err() {
                     break;
                 }

@@ -213,6 +213,21 @@ async fn a_peer_that_reads_all_but_never_answers_is_dropped_after_the_patience()
     tokio::time::timeout(Duration::from_secs(1), reading).await.unwrap().unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_end_that_sent_no_close_waits_for_no_reply() {
+    let (end, raw) = pair(MAX);
+    // The peer reads until the relay's end of the connection, then ends its own.
+    let (mut from_relay, to_relay) = tokio::io::split(raw);
+    let peer = tokio::spawn(async move {
+        while from_relay.read(&mut [0; 4096]).await.unwrap() > 0 {}
+        drop(to_relay);
+    });
+    let started = tokio::time::Instant::now();
+    end.close(None).await;
+    assert!(started.elapsed() < PATIENCE, "waited {:?}", started.elapsed());
+    tokio::time::timeout(Duration::from_secs(1), peer).await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_broken_frame_and_an_end_without_close_are_errors() {
     let (end, mut raw) = pair(MAX);
