@@ -190,7 +190,8 @@ impl Sink {
         let mut frame = Some(frame);
         std::future::poll_fn(move |cx| {
             std::task::ready!(self.poll_ready(cx))?;
-            std::task::Poll::Ready(self.start_send(frame.take().expect("not polled after it completed")))
+            // Taken once: the future is done when it has sent it.
+            std::task::Poll::Ready(frame.take().map_or(Ok(()), |frame| self.start_send(frame)))
         })
     }
 
@@ -494,8 +495,11 @@ mod tests {
     fn ws_end(budget: &Budget) -> End {
         use crate::budget::{Framing, WsFraming};
         let (_client, relay) = tokio::io::duplex(1024);
-        let io =
-            Metered::new(Box::new(relay) as Box<dyn super::super::Io>, Framing::Ws(WsFraming::new(1024)), Some(budget));
+        let io = Metered::new(
+            Box::new(relay) as Box<dyn crate::channel::Io>,
+            Framing::Ws(WsFraming::new(1024)),
+            Some(budget),
+        );
         End::Ws(WsEnd::new(io, Vec::new(), 1024, Duration::from_secs(1)))
     }
 
