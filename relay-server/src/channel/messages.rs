@@ -394,8 +394,8 @@ pub(super) async fn splice_messages(
     context: SpliceContext<'_>,
 ) -> Option<Side> {
     let max_frame = context.config.max_frame_bytes;
-    let keep_alive = Duration::from_millis(context.config.keep_alive_ms);
-    let idle_timeout = Duration::from_millis(context.config.idle_timeout_ms);
+    let keep_alive = context.config.keep_alive();
+    let idle_timeout = context.config.idle_timeout();
     let (mut caller_source, mut caller_sink) = halves(caller, max_frame, context.budget);
     let (mut host_source, mut host_sink) = halves(host, max_frame, context.budget);
     let meters = [(Side::Caller, caller_source.ws_meter().cloned()), (Side::Host, host_source.ws_meter().cloned())];

@@ -64,16 +64,15 @@ pub(crate) fn bind(config: &Config, identity: &Identity) -> Result<Endpoint, End
 }
 
 fn transport_config(config: &Config) -> TransportConfig {
-    let mut transport = TransportConfig::default();
-    transport.keep_alive_interval(Some(std::time::Duration::from_millis(config.keep_alive_ms)));
-    transport.max_idle_timeout(IdleTimeout::try_from(std::time::Duration::from_millis(config.idle_timeout_ms)).ok());
+    let mut transport = relay_proto::io::transport_config();
+    transport.keep_alive_interval(Some(config.keep_alive()));
+    transport.max_idle_timeout(IdleTimeout::try_from(config.idle_timeout()).ok());
     transport.max_concurrent_bidi_streams(VarInt::from_u32(StreamGrant::initial(config.max_channels_per_connection)));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
     transport.stream_receive_window(VarInt::from_u32(config.stream_window_bytes));
     // What a connection may make the relay buffer before it has shown a token; raised to
     // `connection_window_bytes` by its first authorized hello.
     transport.receive_window(VarInt::from_u32(UNAUTHORIZED_WINDOW.min(config.connection_window_bytes)));
-    transport.mtu_discovery_config(Some(relay_proto::io::mtu_discovery()));
     transport
 }
 

@@ -2,7 +2,7 @@
 //! HTTP-mode `request`s and their `response`s, `renewToken`, keep-alive pings, and closing with
 //! 1008 when its token lapses.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -137,8 +137,8 @@ async fn hold(
     ws: &mut WsStream,
     mut accepts: mpsc::Receiver<ToListener>,
 ) -> (Held, Option<CloseFrame>) {
-    let keep_alive = Duration::from_millis(shared.config.keep_alive_ms);
-    let idle_timeout = Duration::from_millis(shared.config.idle_timeout_ms);
+    let keep_alive = shared.config.keep_alive();
+    let idle_timeout = shared.config.idle_timeout();
     let mut session = ListenerSession::new(expiry).with_liveness(keep_alive, idle_timeout, Instant::now());
     // Why a renewed token was refused, for the close frame.
     let mut refusal = String::new();

@@ -146,10 +146,10 @@ pub(crate) fn unbox<T>(boxed: Box<T>) -> T {
 /// WebSocket ping reaches it (a connection still in its handshake, or blocked writing).
 fn set_keepalive(tcp: &tokio::net::TcpStream, config: &Config) -> std::io::Result<()> {
     // The kernel counts in whole seconds.
-    let secs = |ms: u64| std::time::Duration::from_millis(ms).max(std::time::Duration::from_secs(1));
-    let keepalive = socket2::TcpKeepalive::new().with_time(secs(config.idle_timeout_ms));
+    let at_least_a_second = |time: std::time::Duration| time.max(std::time::Duration::from_secs(1));
+    let keepalive = socket2::TcpKeepalive::new().with_time(at_least_a_second(config.idle_timeout()));
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd", windows))]
-    let keepalive = keepalive.with_interval(secs(config.keep_alive_ms));
+    let keepalive = keepalive.with_interval(at_least_a_second(config.keep_alive()));
     socket2::SockRef::from(tcp).set_tcp_keepalive(&keepalive)
 }
 
@@ -308,7 +308,7 @@ impl Request {
         let framing = Framing::Ws(WsFraming::new(max));
         let io = Metered::new(self.io, framing, Some(&shared.budget));
         // Boxed: a channel's task holds its future for the channel's life, the answer only now.
-        let patience = std::time::Duration::from_millis(shared.config.idle_timeout_ms);
+        let patience = shared.config.idle_timeout();
         let limits = (max, patience);
         Box::pin(handshake::upgrade_end(io, self.leftover, &self.key, (protocol, channel_id), limits)).await
     }

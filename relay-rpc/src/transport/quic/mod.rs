@@ -111,7 +111,7 @@ async fn resolve(url: &RelayUrl) -> Result<SocketAddr, ConnectError> {
 }
 
 fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
-    let mut transport = TransportConfig::default();
+    let mut transport = io::transport_config();
     transport.keep_alive_interval(Some(options.keep_alive));
     transport.max_idle_timeout(IdleTimeout::try_from(options.idle_timeout).ok());
     let incoming = match role {
@@ -120,7 +120,6 @@ fn transport_config(options: &ConnectOptions, role: Role) -> TransportConfig {
     };
     transport.max_concurrent_bidi_streams(VarInt::from_u32(incoming));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    transport.mtu_discovery_config(Some(io::mtu_discovery()));
     transport
 }
 
