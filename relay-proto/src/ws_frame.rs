@@ -195,6 +195,27 @@ impl FrameHeader {
     }
 }
 
+/// Appends a whole frame to `out`: its header, and `payload` masked with `mask` if there is one
+/// (as every frame a client sends must be).
+///
+/// ```
+/// use relay_proto::ws_frame::{MessageReader, Opcode, WsEvent, encode_frame};
+///
+/// let mut bytes = Vec::new();
+/// encode_frame(true, Opcode::Binary, Some([9, 8, 7, 6]), b"hello", &mut bytes);
+/// let (_, event) = MessageReader::new(1024).read(&mut bytes).unwrap();
+/// let Some(WsEvent::Binary { range, last: true }) = event else { panic!("{event:?}") };
+/// assert_eq!(&bytes[range], b"hello");
+/// ```
+pub fn encode_frame(fin: bool, opcode: Opcode, mask: Option<[u8; 4]>, payload: &[u8], out: &mut Vec<u8>) {
+    FrameHeader { fin, opcode, mask, len: payload.len() as u64 }.encode(out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        apply_mask(&mut out[start..], mask, 0);
+    }
+}
+
 /// How many bytes follow a header's first two for its length, by its second byte.
 fn length_bytes(b1: u8) -> usize {
     match b1 & 0x7F {

@@ -5,10 +5,7 @@ const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 /// A client's frame.
 fn frame(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    FrameHeader { fin, opcode, mask: Some(MASK), len: payload.len() as u64 }.encode(&mut out);
-    let mut payload = payload.to_vec();
-    apply_mask(&mut payload, MASK, 0);
-    out.extend(payload);
+    encode_frame(fin, opcode, Some(MASK), payload, &mut out);
     out
 }
 

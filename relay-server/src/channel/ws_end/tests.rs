@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt as _, StreamExt as _};
-use relay_proto::ws_frame::{FrameHeader, apply_mask};
+use relay_proto::ws_frame::{FrameHeader, encode_frame};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -40,12 +40,8 @@ async fn client(raw: DuplexStream) -> WebSocketStream<DuplexStream> {
 
 /// A client's (masked) frame.
 fn masked(fin: bool, opcode: Opcode, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
     let mut frame = Vec::new();
-    FrameHeader { fin, opcode, mask: Some(mask), len: payload.len() as u64 }.encode(&mut frame);
-    let mut payload = payload.to_vec();
-    apply_mask(&mut payload, mask, 0);
-    frame.extend(payload);
+    encode_frame(fin, opcode, Some([0x11, 0x22, 0x33, 0x44]), payload, &mut frame);
     frame
 }
 
