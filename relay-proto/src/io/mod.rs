@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use quinn::{ConnectionError, ReadError, RecvStream, SendStream, WriteError};
 
-pub use udp::{MAX_UDP_PAYLOAD, UDP_BUFFER_BYTES, bind_endpoint, bind_udp, endpoint, mtu_discovery, transport_config};
+pub use udp::{MAX_UDP_PAYLOAD, UDP_BUFFER_BYTES, bind_endpoint, bind_udp, endpoint, transport_config};
 
 use crate::{FrameAssembler, ProtoError, StreamCode, encode_frame};
 

@@ -18,7 +18,7 @@ pub const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 /// AEAD call, a place in the sent-packet map, an ACK), so on a path that carries large datagrams
 /// (loopback, jumbo-frame LANs) fewer, larger packets move bulk data for much less CPU. Paths are
 /// not trusted to carry them: connections start at QUIC's 1,200 bytes and find the path's size
-/// by probing ([`mtu_discovery`]), so on the internet they stay at the usual 1,452.
+/// by probing ([`transport_config`]), so on the internet they stay at the usual 1,452.
 ///
 /// Why not 9,000 or 65,000: quinn hands the kernel up to ten packets at once as one
 /// segmented send (`UDP_SEGMENT`), and the kernel refuses a send whose total exceeds an IP
@@ -48,8 +48,8 @@ pub fn transport_config() -> quinn::TransportConfig {
 }
 
 /// Path MTU discovery up to [`MAX_UDP_PAYLOAD`], so that each connection finds out whether its
-/// path carries large datagrams ([`transport_config`] has it).
-pub fn mtu_discovery() -> quinn::MtuDiscoveryConfig {
+/// path carries large datagrams.
+fn mtu_discovery() -> quinn::MtuDiscoveryConfig {
     let mut discovery = quinn::MtuDiscoveryConfig::default();
     discovery.upper_bound(MAX_UDP_PAYLOAD);
     discovery
