@@ -81,10 +81,15 @@ pub async fn control(relay: &TestRelay, scheme: Scheme, address: &str, token: &s
     connect(relay, &url, Some(token)).await.expect("listener connects")
 }
 
-/// Waits on `control` for the next `accept` and opens its rendezvous socket.
+/// Waits on `control` (up to 10 s) for the next `accept` and opens its rendezvous socket.
 pub async fn accept(relay: &TestRelay, control: &mut Ws) -> Ws {
+    accept_within(relay, control, Duration::from_secs(10)).await
+}
+
+/// Waits on `control` (up to `wait`) for the next `accept` and opens its rendezvous socket.
+pub async fn accept_within(relay: &TestRelay, control: &mut Ws, wait: Duration) -> Ws {
     let address = loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), control.next())
+        let message = tokio::time::timeout(wait, control.next())
             .await
             .expect("accept in time")
             .expect("control channel open")

@@ -27,6 +27,12 @@ use relay_tests::{TestRelay, https};
 use tokio_tungstenite::tungstenite::Message;
 
 const WAIT: Duration = Duration::from_secs(10);
+/// How long the browser script may take, launching Chromium included (on a fresh machine under
+/// load, a launch alone can take seconds).
+const BROWSER_RUN: Duration = Duration::from_secs(90);
+/// How long a listener waits for the browser's first sender: longer than the browser may run,
+/// so that a browser that fails reports its own output rather than the listener timing out.
+const FIRST_SENDER: Duration = Duration::from_secs(100);
 
 /// The browser binary, or a failure that says how to get one.
 fn chromium() -> PathBuf {
@@ -50,8 +56,8 @@ struct PageSaw {
     error: Option<String>,
 }
 
-/// Runs `node SCRIPT ARGS...` (a script of `tests/node` driving the browser), within 90 s; the
-/// JSON lines it printed.
+/// Runs `node SCRIPT ARGS...` (a script of `tests/node` driving the browser), within
+/// [`BROWSER_RUN`]; the JSON lines it printed.
 async fn in_browser<T: serde::de::DeserializeOwned>(script: &'static str, args: Vec<String>) -> Vec<T> {
     let browser = chromium();
     let run = tokio::task::spawn_blocking(move || {
@@ -63,7 +69,7 @@ async fn in_browser<T: serde::de::DeserializeOwned>(script: &'static str, args: 
             .output()
             .expect("node runs (is Node.js installed?)")
     });
-    let output = tokio::time::timeout(Duration::from_secs(90), run).await.expect("the browser finishes").unwrap();
+    let output = tokio::time::timeout(BROWSER_RUN, run).await.expect("the browser finishes").unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{script} failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     stdout
@@ -91,8 +97,9 @@ fn sender_url(relay: &TestRelay, scheme: Scheme, address: &str) -> String {
 /// the sender's close or closes with 1000 "done"; returns how each rendezvous socket ended.
 async fn listen(relay: &TestRelay, control: &mut raw_ws::Ws, senders: usize, listener_closes: bool) -> Vec<Ending> {
     let mut endings = Vec::new();
-    for _ in 0..senders {
-        let mut rendezvous = raw_ws::accept(relay, control).await;
+    for sender in 0..senders {
+        let wait = if sender == 0 { FIRST_SENDER } else { WAIT };
+        let mut rendezvous = raw_ws::accept_within(relay, control, wait).await;
         let first = tokio::time::timeout(WAIT, rendezvous.next()).await.expect("a message").unwrap().unwrap();
         assert_eq!(first, Message::text("hello"));
         rendezvous.send(Message::text("hello")).await.unwrap();
@@ -112,12 +119,24 @@ async fn control(relay: &TestRelay, address: &str) -> raw_ws::Ws {
 /// A relay (with plain `ws://` too), a listener on `address`, and the page as a sender to it over
 /// `ws://` then `wss://`; the listener closes first if `listener_closes`, else the page does.
 /// Returns what the page saw, and how the listener's rendezvous sockets ended.
+///
+/// The listener runs in its own task and the browser's result is read first, so that whichever
+/// side fails, the failure shows what the page saw.
 async fn exchange(address: &str, listener_closes: bool) -> (Vec<PageSaw>, Vec<Ending>) {
     let relay = TestRelay::start_with(|c| c.ws_plain_listen = Some("127.0.0.1:0".parse().unwrap())).await;
+    let relay = std::sync::Arc::new(relay);
     let mut control = control(&relay, address).await;
     let urls = vec![sender_url(&relay, Scheme::Ws, address), sender_url(&relay, Scheme::Wss, address)];
     let mode = if listener_closes { "listener-closes" } else { "sender-closes" };
-    tokio::join!(browse(mode, urls), listen(&relay, &mut control, 2, listener_closes))
+    // The relay lives until the page is done, whenever the listener finishes.
+    let listening = relay.clone();
+    let listener = tokio::spawn(async move { listen(&listening, &mut control, 2, listener_closes).await });
+    let seen = browse(mode, urls).await;
+    match tokio::time::timeout(WAIT, listener).await {
+        Ok(Ok(endings)) => (seen, endings),
+        Ok(Err(failed)) => panic!("the listener failed ({failed}); the page saw {seen:?}"),
+        Err(_) => panic!("the listener did not finish; the page saw {seen:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
