@@ -84,24 +84,6 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-/// The runtime the tool runs on with `threads` threads (see [`Cli::threads`]): tokio's
-/// current-thread runtime for one, its multi-thread runtime for more.
-///
-/// ```
-/// let runtime = relay_forward::runtime(1).expect("a runtime");
-/// assert_eq!(runtime.block_on(async { 1 + 1 }), 2);
-/// ```
-pub fn runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads.into());
-        builder
-    };
-    builder.enable_all().build()
-}
-
 /// The tool's subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {

@@ -13,7 +13,7 @@ use relay_forward::Cli;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     relay_process::init_logs(cli.log_format, "info");
-    let runtime = match relay_forward::runtime(cli.threads) {
+    let runtime = match relay_process::runtime(Some(cli.threads)) {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -1,7 +1,7 @@
 //! What every binary of the workspace (`relay-server`, `relay`, the examples) needs from its
 //! process, written once so that they all behave alike: the signal that asks it to stop
-//! ([`shutdown`]), lines for whoever started it on stdout ([`tell`]), and the log on stderr
-//! ([`init_logs`], as text or JSON).
+//! ([`shutdown`]), lines for whoever started it on stdout ([`tell`]), the log on stderr
+//! ([`init_logs`], as text or JSON), and the runtime of its `--threads` ([`runtime()`]).
 //!
 //! ```no_run
 //! # async fn serve_until(_stop: impl std::future::Future<Output = ()>) {}
@@ -18,9 +18,11 @@
 #![deny(missing_docs)]
 
 pub mod logs;
+pub mod runtime;
 pub mod shutdown;
 
 pub use logs::{LogFormat, init_logs};
+pub use runtime::runtime;
 pub use shutdown::{Shutdown, Signal, requested};
 
 /// Prints `text` and a newline on stdout for whoever started the process. A reader that went

@@ -24,6 +24,10 @@ struct Cli {
     /// object per line).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    /// Worker threads [default: one per core]; 1 runs the relay on a single thread, leaving the
+    /// other cores to whatever shares the machine.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,9 +127,13 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let runtime = relay_process::runtime(cli.threads).context("cannot start the runtime")?;
+    runtime.block_on(start(cli))
+}
+
+async fn start(cli: Cli) -> anyhow::Result<()> {
     // The NATS client logs each reconnection attempt at `info`; the relay says once, itself, that
     // NATS is away and when it is back.
     relay_process::init_logs(cli.log_format, "info,async_nats=warn");

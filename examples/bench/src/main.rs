@@ -134,6 +134,10 @@ struct Args {
     /// With `--forward`: the tools' `--threads` (1, their default, runs each on one thread).
     #[arg(long, default_value_t = 1, requires = "forward", value_parser = clap::value_parser!(u16).range(1..))]
     tool_threads: u16,
+    /// The main figures' relay's `--threads` (default: one worker per core, the relay's own
+    /// default).
+    #[arg(long, conflicts_with_all = ["cluster", "forward"], value_parser = clap::value_parser!(u16).range(1..))]
+    relay_threads: Option<u16>,
     /// Repeat the whole measurement this many times and report the medians.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     runs: u32,
@@ -153,8 +157,9 @@ fn main() -> ExitCode {
         .init();
     // The relay tools run on the runtime the `relay` binary gives them.
     let runtime = match &args.role {
-        Some(roles::Role::ForwardTool(tool)) => relay_forward::runtime(tool.tool.threads),
-        Some(roles::Role::ConnectTool(tool)) => relay_forward::runtime(tool.tool.threads),
+        Some(roles::Role::ForwardTool(tool)) => relay_process::runtime(Some(tool.tool.threads)),
+        Some(roles::Role::ConnectTool(tool)) => relay_process::runtime(Some(tool.tool.threads)),
+        Some(roles::Role::Relay(relay)) => relay_process::runtime(relay.threads),
         _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     };
     let runtime = match runtime {
@@ -194,7 +199,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         return bench_wan(args).await;
     }
     let started = Instant::now();
-    let (runs, loads) = repeat(args.runs, "run", || run(&plan)).await?;
+    let (runs, loads) = repeat(args.runs, "run", || run(&plan, args.relay_threads)).await?;
     let summary = Summary::new(runs, loads)?;
     let took = started.elapsed();
     measure::progress("relay-bench", "done");
@@ -290,11 +295,11 @@ fn output(args: &Args, json: &str, table: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One full run: every subject's figures, then the scale figures, each against relays started
-/// for it.
-async fn run(plan: &Plan) -> anyhow::Result<Figures> {
+/// One full run: every subject's figures (through a relay on `relay_threads`), then the scale
+/// figures, each against relays started for it.
+async fn run(plan: &Plan, relay_threads: Option<u16>) -> anyhow::Result<Figures> {
     measure::progress("relay-bench", "starting the relay and the host");
-    let relay = RelayProc::start("transports", None).await?;
+    let relay = RelayProc::start("transports", None, relay_threads).await?;
     let host = relay.start_host(true, true, true).await?;
     let (tcp, tls) = host.baselines().context("the host serves no baselines")?;
     let subjects = [

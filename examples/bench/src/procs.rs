@@ -36,12 +36,16 @@ pub struct RelayProc {
 
 impl RelayProc {
     /// Starts a relay with a fresh data directory and waits until it listens. `max_channels`
-    /// replaces the default limit of channels per connection and per listener.
-    pub async fn start(tag: &str, max_channels: Option<u32>) -> anyhow::Result<Self> {
+    /// replaces the default limit of channels per connection and per listener, `threads` the
+    /// default of one worker thread per core.
+    pub async fn start(tag: &str, max_channels: Option<u32>, threads: Option<u16>) -> anyhow::Result<Self> {
         let dir = TempDir::new(tag)?;
         let mut args = vec!["relay".to_owned(), "--data-dir".to_owned(), dir.path().display().to_string()];
         if let Some(max) = max_channels {
             args.extend(["--max-channels".to_owned(), max.to_string()]);
+        }
+        if let Some(threads) = threads {
+            args.extend(["--threads".to_owned(), threads.to_string()]);
         }
         Self::spawn("relay", &args, max_channels, Some(dir)).await
     }

@@ -62,6 +62,9 @@ pub struct RelayRole {
     /// timers.
     #[arg(long)]
     cluster_nats: Option<String>,
+    /// The relay's worker threads, as `relay-server --threads` (default: one per core).
+    #[arg(long)]
+    pub threads: Option<u16>,
 }
 
 /// `host --cert C --key K [--quic URL] [--wss URL] [--tcp] [--tls-cert-out PATH]`: prints

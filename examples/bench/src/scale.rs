@@ -34,7 +34,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     // Room for every channel on one connection and one listener, with some to spare.
     let needed = plan.channels.max(plan.wss_channels) + 1_000;
     let max_channels = (needed > DEFAULT_MAX_CHANNELS).then(|| u32::try_from(needed).unwrap_or(u32::MAX));
-    let mut relay = RelayProc::start("scale", max_channels).await?;
+    let mut relay = RelayProc::start("scale", max_channels, None).await?;
 
     progress("scale", &format!("{} idle QUIC channels", plan.channels));
     let quic_host = relay.start_host(true, false, false).await?;
@@ -48,7 +48,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     // A fresh relay for WebSocket channels: memory the QUIC channels left free in the first one
     // would take their allocations without growing the process, and hide what they cost.
     progress("scale", &format!("{} idle WebSocket channels", plan.wss_channels));
-    let mut relay = RelayProc::start("scale-wss", max_channels).await?;
+    let mut relay = RelayProc::start("scale-wss", max_channels, None).await?;
     let wss_host = relay.start_host(false, true, false).await?;
     let wss = relay.target(&relay.wss_url, WSS_ADDRESS);
     let idle_wss =
@@ -58,7 +58,7 @@ pub async fn run(plan: &Plan) -> anyhow::Result<ScaleFigures> {
     relay.stop().await;
 
     progress("scale", &format!("{} idle listeners", plan.listeners));
-    let relay = RelayProc::start("listeners", None).await?;
+    let relay = RelayProc::start("listeners", None, None).await?;
     tokio::time::sleep(SETTLE).await;
     let rss_before_listeners_kib = procfs::rss_kib(relay.pid())?;
     let (hosts, hosts_rss_before_kib) = relay.start_idle_hosts(plan.listeners).await?;

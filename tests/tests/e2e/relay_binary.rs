@@ -1,5 +1,6 @@
 //! The `relay-server` binary: starts on its defaults (here with port 0 and a fresh data
-//! directory), generates its certificate, tells users how to connect, and stops on SIGTERM.
+//! directory), generates its certificate, tells users how to connect, and stops on SIGTERM;
+//! on one thread too.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -99,9 +100,11 @@ async fn one_channel_has_one_id_on_the_caller_the_relay_and_the_host() {
 
     let dir = std::env::temp_dir().join(format!("relay-binary-ids-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    // On one thread (`--threads 1`, tokio's current-thread runtime); the other tests run the
+    // binary on its default of one worker per core.
     let mut relay = Command::new(relay_tests::binary("relay-server", "relay-server", &[]))
         .args(["--quic-listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--admin-listen", "off"])
-        .args(["--data-dir", dir.to_str().unwrap(), "--log-format", "json"])
+        .args(["--data-dir", dir.to_str().unwrap(), "--log-format", "json", "--threads", "1"])
         .env("RUST_LOG", "relay_server=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -43,7 +43,7 @@ pub async fn run(plan: &Plan, threads: u16) -> anyhow::Result<ForwardFigures> {
     progress("forward", "starting the relay, the host, the plain forwarder and the relay tools");
     // Channel limits and open rates well above the idle connections opened at once.
     let max_channels = u32::try_from(plan.forward_connections * 2).unwrap_or(u32::MAX).max(10_000);
-    let relay = RelayProc::start("forward", Some(max_channels)).await?;
+    let relay = RelayProc::start("forward", Some(max_channels), None).await?;
     let host = relay.start_host(false, false, true).await?;
     let Some((Target::Tcp(service), _)) = host.baselines() else { anyhow::bail!("the host serves no tcp baseline") };
     let one_hop = ToolProc::plain(service).await?;

@@ -121,7 +121,7 @@ pub async fn run(plan: &WanPlan, args: &WanArgs) -> anyhow::Result<WanFigures> {
     let plan = &WanPlan { in_flight: args.bulk_in_flight as usize, ..plan.clone() };
     let delay = Duration::from_millis(args.delay_ms);
     progress("wan", "starting the relay, the proxies and the host");
-    let relay = RelayProc::start("wan", None).await?;
+    let relay = RelayProc::start("wan", None, None).await?;
     let relay_quic = socket_of(&relay.quic_url, "quic://")?;
     let relay_wss = socket_of(&relay.wss_url, "wss://")?;
     let loss = Loss::new(0.0);
