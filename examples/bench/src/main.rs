@@ -155,13 +155,14 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,tarpc=error".into()),
         )
         .init();
-    // The relay tools run on the runtime the `relay` binary gives them.
-    let runtime = match &args.role {
-        Some(roles::Role::ForwardTool(tool)) => relay_process::runtime(Some(tool.tool.threads)),
-        Some(roles::Role::ConnectTool(tool)) => relay_process::runtime(Some(tool.tool.threads)),
-        Some(roles::Role::Relay(relay)) => relay_process::runtime(relay.threads),
-        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+    // The relay and the relay tools run on the runtime their binaries give them for `--threads`.
+    let threads = match &args.role {
+        Some(roles::Role::ForwardTool(tool)) => Some(tool.tool.threads),
+        Some(roles::Role::ConnectTool(tool)) => Some(tool.tool.threads),
+        Some(roles::Role::Relay(relay)) => relay.threads,
+        _ => None,
     };
+    let runtime = relay_process::runtime(threads);
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
