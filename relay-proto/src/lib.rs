@@ -6,8 +6,8 @@
 //! Shared by hosts, callers and the relay. Nothing here touches a socket or waits: functions take
 //! bytes (and the time, where it matters) and return messages, decisions or a typed
 //! [`ProtoError`], so every decoder can be tested and fuzzed without a network. The only IO
-//! outside the optional `quic` feature's `io` module (reading and writing frames on quinn streams) is
-//! two conveniences for keys: [`auth::unix_now`] reads the clock and
+//! outside the optional `io` feature's [`io`] module (frames on quinn streams, WebSocket ends on
+//! async byte streams) is two conveniences for keys: [`auth::unix_now`] reads the clock and
 //! [`auth::SharedAccessKey::from_file`] a file.
 //!
 //! # Streams
@@ -44,7 +44,7 @@ pub mod hc;
 pub mod hc_http;
 pub mod http;
 pub mod http_channel;
-#[cfg(feature = "quic")]
+#[cfg(feature = "io")]
 pub mod io;
 mod message;
 pub mod session;

@@ -123,6 +123,9 @@ pub enum WsFrameError {
     /// A frame from a client is not masked.
     #[error("a client's frame is not masked")]
     Unmasked,
+    /// A frame from a server is masked.
+    #[error("a server's frame is masked")]
+    Masked,
     /// A continuation frame arrived with no message to continue.
     #[error("a continuation frame continues no message")]
     StrayContinuation,
@@ -323,7 +326,8 @@ struct Frame {
     read: u64,
 }
 
-/// Reads a client's frames (masked) into [`WsEvent`]s, from bytes fed in any chunking.
+/// Reads a client's frames (masked) into [`WsEvent`]s, from bytes fed in any chunking; or, made
+/// with [`of_server`](Self::of_server), a server's (unmasked).
 ///
 /// Text messages are gathered up to a limit; binary messages are passed on as the pieces of
 /// payload in each input, so the reader holds no more than a frame header, a control frame's
@@ -340,6 +344,8 @@ pub struct MessageReader {
     max_binary: u64,
     binary_read: u64,
     control: Vec<u8>,
+    /// Whether frames come masked: from a client.
+    masked: bool,
 }
 
 impl MessageReader {
@@ -355,7 +361,27 @@ impl MessageReader {
             max_binary: u64::MAX,
             binary_read: 0,
             control: Vec::new(),
+            masked: true,
         }
+    }
+
+    /// A reader of a server's frames, as a client reads them: unmasked, and a masked one is
+    /// refused ([`WsFrameError::Masked`], RFC 6455, section 5.1).
+    ///
+    /// ```
+    /// use relay_proto::ws_frame::{MessageReader, Opcode, WsEvent, WsFrameError, encode_frame};
+    ///
+    /// let mut bytes = Vec::new();
+    /// encode_frame(true, Opcode::Binary, None, b"hi", &mut bytes);
+    /// let (_, event) = MessageReader::of_server(1024).read(&mut bytes).unwrap();
+    /// assert_eq!(event, Some(WsEvent::Binary { range: 2..4, last: true }));
+    ///
+    /// let mut masked = Vec::new();
+    /// encode_frame(true, Opcode::Binary, Some([1, 2, 3, 4]), b"hi", &mut masked);
+    /// assert_eq!(MessageReader::of_server(1024).read(&mut masked), Err(WsFrameError::Masked));
+    /// ```
+    pub fn of_server(max_text: usize) -> Self {
+        Self { masked: false, ..Self::new(max_text) }
     }
 
     /// Refuses binary messages longer than `max` bytes, at the header of the frame that would
@@ -425,8 +451,10 @@ impl MessageReader {
 
     /// Starts reading a frame whose header is whole.
     fn begin(&mut self, header: FrameHeader) -> Result<(), WsFrameError> {
-        if header.mask.is_none() {
-            return Err(WsFrameError::Unmasked);
+        match (header.mask, self.masked) {
+            (None, true) => return Err(WsFrameError::Unmasked),
+            (Some(_), false) => return Err(WsFrameError::Masked),
+            _ => {}
         }
         match (header.opcode, self.message) {
             (Opcode::Text | Opcode::Binary, Some(_)) => return Err(WsFrameError::Interleaved),

@@ -1,6 +1,8 @@
-//! Frames on quinn streams (feature `quic`): the few IO helpers hosts, callers and the relay share.
+//! The few IO helpers hosts, callers and the relay share (feature `io`): frames on quinn
+//! streams, UDP sockets for QUIC endpoints, and [`ws`]: one end of a WebSocket.
 
 mod udp;
+pub mod ws;
 
 use std::time::Duration;
 

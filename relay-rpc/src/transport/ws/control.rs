@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::target::{Endpoint, channel_id};
-use super::{GOODBYE_TIMEOUT, WsLink, WsPending, WsStream, codes};
+use super::{ControlStream, GOODBYE_TIMEOUT, WsLink, WsPending, codes};
 use crate::error::ListenError;
 use crate::transport::IncomingChannel;
 use crate::transport::PendingChannel;
@@ -53,7 +53,7 @@ impl WsRegistration {
 pub(crate) fn spawn(
     link: WsLink,
     address: &str,
-    ws: WsStream,
+    ws: ControlStream,
     renewal: Renewal,
     queue: mpsc::Sender<IncomingChannel>,
 ) -> WsRegistration {
@@ -80,7 +80,7 @@ struct Control {
 }
 
 impl Control {
-    async fn run(&self, mut ws: WsStream, mut renewal: Renewal) -> ListenError {
+    async fn run(&self, mut ws: ControlStream, mut renewal: Renewal) -> ListenError {
         let options = self.link.options();
         let (keep_alive, idle_timeout) = (options.keep_alive, options.idle_timeout);
         let mut tick = tokio::time::interval_at(Instant::now() + keep_alive, keep_alive);
@@ -140,7 +140,7 @@ impl Control {
     }
 
     /// Sends `message`, giving the relay the handshake timeout to take it.
-    async fn send(&self, ws: &mut WsStream, message: Message) -> Result<(), ListenError> {
+    async fn send(&self, ws: &mut ControlStream, message: Message) -> Result<(), ListenError> {
         match tokio::time::timeout(self.link.options().handshake_timeout, ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(ListenError::ConnectionLost(e.to_string())),

@@ -10,10 +10,6 @@ use futures::{Sink, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::codes;
@@ -21,6 +17,7 @@ use super::stream::Heard;
 use crate::channel::ChannelError;
 use crate::transport::Role;
 use relay_proto::hc::{CLOSE_GOING_AWAY, CLOSE_NORMAL};
+use relay_proto::io::ws::{Received, WsConnection, WsReadError, WsWriteError};
 
 /// How a channel's WebSocket ended.
 #[derive(Debug, Clone)]
@@ -55,10 +52,10 @@ pub(crate) struct FrameLimits {
     pub(crate) idle_timeout: Duration,
 }
 
-/// A channel's frames over one WebSocket to the relay.
+/// A channel's frames over one WebSocket to the relay (the client end of a [`WsConnection`]).
 #[derive(Debug)]
 pub(crate) struct WsFrames<S> {
-    ws: WebSocketStream<Heard<S>>,
+    ws: WsConnection<Heard<S>>,
     role: Role,
     limits: FrameLimits,
     /// When to ping next, and check that the relay was heard from within the idle timeout.
@@ -74,7 +71,7 @@ pub(crate) struct WsFrames<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WsFrames<S> {
     /// The frames of `ws`, seen from `role`'s end; ends when `closed` is cancelled.
     pub(crate) fn new(
-        ws: WebSocketStream<Heard<S>>,
+        ws: WsConnection<Heard<S>>,
         role: Role,
         limits: FrameLimits,
         closed: CancellationToken,
@@ -103,16 +100,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsFrames<S> {
             return false;
         }
         // A host going away means "listener gone" to its callers; a caller just closes.
-        let (code, reason) = match self.role {
+        let goodbye = match self.role {
             Role::Host => (CLOSE_GOING_AWAY, "host closed"),
             Role::Caller => (CLOSE_NORMAL, "caller closed"),
         };
-        let mut ws = Pin::new(&mut self.ws);
-        if let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx) {
-            let frame = CloseFrame { code: code.into(), reason: reason.into() };
-            if ws.as_mut().start_send(Message::Close(Some(frame))).is_ok() {
-                let _ = ws.as_mut().poll_flush(cx);
-            }
+        if self.ws.queue_close(Some(goodbye)) {
+            let _ = self.ws.poll_flush(cx);
         }
         self.end.get_or_insert(End::Failed(ChannelError::ConnectionLost("closed locally".into())));
         true
@@ -126,10 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsFrames<S> {
             if now.duration_since(self.ws.get_ref().last_read()) >= self.limits.idle_timeout {
                 return Poll::Ready(ChannelError::ConnectionLost("the relay went silent".into()));
             }
-            let mut ws = Pin::new(&mut self.ws);
-            if let Poll::Ready(Ok(())) = ws.as_mut().poll_ready(cx)
-                && ws.as_mut().start_send(Message::Ping(Bytes::new())).is_ok()
-            {
+            if self.ws.queue_ping().is_ok() {
                 self.ping_unflushed = true;
                 self.flush_ping(cx);
             }
@@ -140,32 +130,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsFrames<S> {
 
     /// Flushes a ping until it is out: nothing else may flush an idle channel.
     fn flush_ping(&mut self, cx: &mut Context<'_>) {
-        if self.ping_unflushed && Pin::new(&mut self.ws).poll_flush(cx).is_ready() {
+        if self.ping_unflushed && self.ws.poll_flush(cx).is_ready() {
             self.ping_unflushed = false;
         }
     }
 
-    fn read_error(&self, e: WsError) -> ChannelError {
+    fn read_error(&self, e: WsReadError) -> ChannelError {
+        if e.too_large() {
+            return ChannelError::FrameTooLarge { max: self.limits.max_frame };
+        }
         match e {
-            WsError::Capacity(_) => ChannelError::FrameTooLarge { max: self.limits.max_frame },
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                ChannelError::ConnectionLost("the relay dropped the connection".into())
-            }
-            WsError::Io(e) => ChannelError::ConnectionLost(e.to_string()),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => ChannelError::Closed,
-            other => ChannelError::Protocol(other.to_string()),
+            WsReadError::Ended => ChannelError::ConnectionLost("the relay dropped the connection".into()),
+            WsReadError::Io(e) => ChannelError::ConnectionLost(e.to_string()),
+            WsReadError::Closed => ChannelError::Closed,
+            other => ChannelError::Protocol(relay_proto::error::chain(&other).to_string()),
         }
     }
 
-    fn write_error(&self, e: WsError) -> ChannelError {
+    fn write_error(&self, e: WsWriteError) -> ChannelError {
         if let Some(end) = &self.end {
             return end.error();
         }
         match e {
-            WsError::Capacity(_) => ChannelError::FrameTooLarge { max: self.limits.max_frame },
-            WsError::Io(e) => ChannelError::ConnectionLost(e.to_string()),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => ChannelError::Closed,
-            other => ChannelError::Protocol(other.to_string()),
+            WsWriteError::Io(e) => ChannelError::ConnectionLost(e.to_string()),
+            _ => ChannelError::Closed,
         }
     }
 }
@@ -182,30 +170,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Stream for WsFrames<S> {
             return Poll::Ready(this.end.as_ref().and_then(End::item));
         }
         loop {
-            let message = match Pin::new(&mut this.ws).poll_next(cx) {
-                Poll::Ready(Some(Ok(message))) => message,
-                Poll::Ready(Some(Err(e))) => {
+            let received = match this.ws.poll_next(cx) {
+                Poll::Ready(Ok(received)) => received,
+                Poll::Ready(Err(e)) => {
                     let e = this.read_error(e);
                     return Poll::Ready(this.finish(End::Failed(e)));
                 }
-                Poll::Ready(None) => return Poll::Ready(this.finish(End::Clean)),
                 Poll::Pending => break,
             };
-            match message {
-                Message::Binary(frame) => return Poll::Ready(Some(Ok(BytesMut::from(frame)))),
+            match received {
+                Received::Binary(frame) => return Poll::Ready(Some(Ok(BytesMut::from(frame)))),
                 // Hybrid Connections senders may send text; it is a frame all the same.
-                Message::Text(text) => return Poll::Ready(Some(Ok(BytesMut::from(Bytes::from(text))))),
-                Message::Close(frame) => {
-                    // tungstenite queued the reply (echoing the code); send it now, as nothing
-                    // polls this socket once the channel has ended (best effort).
-                    let _ = Pin::new(&mut this.ws).poll_flush(cx);
-                    let (code, reason) =
-                        frame.map_or((None, String::new()), |f| (Some(f.code.into()), f.reason.to_string()));
+                Received::Text(text) => return Poll::Ready(Some(Ok(BytesMut::from(text)))),
+                Received::Close(close) => {
+                    // The reply (echoing the code) is queued; send it now, as nothing polls this
+                    // socket once the channel has ended (best effort).
+                    let _ = this.ws.poll_flush(cx);
+                    let (code, reason) = close.map_or((None, String::new()), |(code, reason)| (Some(code), reason));
                     let end = codes::channel_closed(this.role, code, &reason).map_or(End::Clean, End::Failed);
                     return Poll::Ready(this.finish(end));
                 }
-                // tungstenite answers pings itself; pongs just prove the relay alive.
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                // Pings are answered as they are read; pongs just prove the relay alive.
+                Received::Control => continue,
             }
         }
         match this.poll_keep_alive(cx) {
@@ -226,7 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for WsFrames<S> {
         if let Some(end) = &this.end {
             return Poll::Ready(Err(end.error()));
         }
-        match Pin::new(&mut this.ws).poll_ready(cx) {
+        match this.ws.poll_ready(cx) {
             Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_error(e))),
             other => other.map(|_| Ok(())),
         }
@@ -237,24 +223,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for WsFrames<S> {
         if frame.len() > this.limits.max_frame {
             return Err(ChannelError::FrameTooLarge { max: this.limits.max_frame });
         }
-        Pin::new(&mut this.ws).start_send(Message::Binary(frame)).map_err(|e| this.write_error(e))
+        this.ws.queue_message(false, frame).map_err(|e| this.write_error(e))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.ws).poll_flush(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_error(e))),
+        match this.ws.poll_flush(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_error(e.into()))),
             other => other.map(|_| Ok(())),
         }
     }
 
+    /// Sends a close frame without a code (once) and flushes it.
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
         let this = self.get_mut();
         if this.end.is_some() {
             return Poll::Ready(Ok(()));
         }
-        match Pin::new(&mut this.ws).poll_close(cx) {
-            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_error(e))),
+        this.ws.queue_close(None);
+        match this.ws.poll_flush(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(this.write_error(e.into()))),
             other => other.map(|_| Ok(())),
         }
     }
@@ -264,8 +252,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Sink<Bytes> for WsFrames<S> {
 mod tests {
     use super::*;
     use futures::{SinkExt, StreamExt};
+    use relay_proto::io::ws::Side;
     use tokio::io::DuplexStream;
-    use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole};
 
     const LIMITS: FrameLimits = FrameLimits {
         max_frame: 1024,
@@ -275,7 +266,7 @@ mod tests {
 
     async fn pair(role: Role) -> (WsFrames<DuplexStream>, WebSocketStream<DuplexStream>, CancellationToken) {
         let (a, b) = tokio::io::duplex(64 * 1024);
-        let client = WebSocketStream::from_raw_socket(Heard::new(a), WsRole::Client, None).await;
+        let client = WsConnection::new(Heard::new(a), Side::Client, &[], LIMITS.max_frame);
         let relay = WebSocketStream::from_raw_socket(b, WsRole::Server, None).await;
         let closed = CancellationToken::new();
         (WsFrames::new(client, role, LIMITS, closed.clone(), None), relay, closed)
@@ -324,8 +315,7 @@ mod tests {
         assert!(matches!(frames.next().await, Some(Err(ChannelError::ConnectionLost(_)))));
 
         let (a, b) = tokio::io::duplex(64 * 1024);
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().max_message_size(Some(1024));
-        let client = WebSocketStream::from_raw_socket(Heard::new(a), WsRole::Client, Some(config)).await;
+        let client = WsConnection::new(Heard::new(a), Side::Client, &[], 1024);
         let mut relay = WebSocketStream::from_raw_socket(b, WsRole::Server, None).await;
         let mut frames = WsFrames::new(client, Role::Host, LIMITS, CancellationToken::new(), None);
         relay.send(Message::binary(vec![0; 2048])).await.unwrap();

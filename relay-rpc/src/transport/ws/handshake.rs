@@ -1,15 +1,14 @@
 //! The client side of the WebSocket opening handshake (RFC 6455 §4.1), written out here rather
 //! than left to tungstenite so that a refusal's status, reason phrase and body reach the caller:
 //! Hybrid Connections says in them why it refused. Request building and response parsing are
-//! sans-IO; [`upgrade`] drives them over any byte stream.
+//! sans-IO; [`upgrade`] drives them over any byte stream, and hands over the stream with what
+//! came after the answer.
 
 use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::target::Endpoint;
 use relay_proto::http::{self, MAX_HEAD};
@@ -38,9 +37,9 @@ pub(crate) enum HandshakeError {
 /// How the relay answered.
 #[derive(Debug)]
 pub(crate) enum Upgrade<S> {
-    /// `101 Switching Protocols`: the WebSocket is open; the relay's id for the channel, if it
-    /// said ([`hc::CHANNEL_ID_HEADER`]).
-    Accepted(Box<WebSocketStream<S>>, Option<u64>),
+    /// `101 Switching Protocols`: the WebSocket is open on `stream`, where `leftover` arrived
+    /// with the answer; the relay's id for the channel, if it said ([`hc::CHANNEL_ID_HEADER`]).
+    Accepted { stream: S, leftover: Vec<u8>, channel_id: Option<u64> },
     /// Another status, with the description the relay gave (reason phrase or body).
     Refused {
         /// The HTTP status.
@@ -109,7 +108,6 @@ pub(crate) async fn upgrade<S>(
     mut stream: S,
     endpoint: &Endpoint,
     headers: &[(&str, &str)],
-    config: WebSocketConfig,
 ) -> Result<Upgrade<S>, HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -134,9 +132,8 @@ where
     };
     match head {
         Head::Switching { len, channel_id } => {
-            let tail = buf.split_off(len);
-            let ws = WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(config)).await;
-            Ok(Upgrade::Accepted(Box::new(ws), channel_id))
+            let leftover = buf.split_off(len);
+            Ok(Upgrade::Accepted { stream, leftover, channel_id })
         }
         Head::Refused { status, reason, content_length, len } => {
             let mut body = buf.split_off(len);
@@ -158,9 +155,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::{SinkExt, StreamExt};
     use tokio::io::DuplexStream;
-    use tokio_tungstenite::tungstenite::Message;
 
     /// A forwarded connection's task awaits the handshake inline, and keeps what it holds inline
     /// for the connection's life.
@@ -168,7 +163,7 @@ mod tests {
     fn the_handshake_future_keeps_its_buffer_on_the_heap() {
         let (client, _relay) = tokio::io::duplex(64);
         let endpoint = endpoint();
-        let upgrade = upgrade(client, &endpoint, &[], WebSocketConfig::default());
+        let upgrade = upgrade(client, &endpoint, &[]);
         assert!(std::mem::size_of_val(&upgrade) < 1024, "{}", std::mem::size_of_val(&upgrade));
     }
 
@@ -231,7 +226,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn upgrades_and_keeps_frames_sent_with_the_answer() {
+    async fn upgrades_and_keeps_bytes_sent_with_the_answer() {
         let (client, mut server) = tokio::io::duplex(64 * 1024);
         let relay = tokio::spawn(async move {
             let (key, request) = read_request(&mut server).await;
@@ -243,15 +238,13 @@ mod tests {
             );
             // The answer and the first frame (unmasked binary "hi") in one write.
             server.write_all(&[answer.as_bytes(), b"\x82\x02hi"].concat()).await.unwrap();
-            let mut ws = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
-            ws.next().await.unwrap().unwrap()
+            server
         });
         let endpoint = endpoint();
-        let upgraded = upgrade(client, &endpoint, &[("Relay-Contract", "Calc;1;")], WebSocketConfig::default());
-        let Upgrade::Accepted(mut ws, _) = upgraded.await.unwrap() else { panic!("refused") };
-        assert_eq!(ws.next().await.unwrap().unwrap(), Message::binary(&b"hi"[..]));
-        ws.send(Message::binary(&b"back"[..])).await.unwrap();
-        assert_eq!(relay.await.unwrap(), Message::binary(&b"back"[..]));
+        let upgraded = upgrade(client, &endpoint, &[("Relay-Contract", "Calc;1;")]);
+        let Upgrade::Accepted { leftover, channel_id, .. } = upgraded.await.unwrap() else { panic!("refused") };
+        assert_eq!((&leftover[..], channel_id), (&b"\x82\x02hi"[..], None));
+        drop(relay.await.unwrap());
     }
 
     #[tokio::test]
@@ -271,14 +264,14 @@ mod tests {
                 server.write_all(answer.as_bytes()).await.unwrap();
                 server // Kept open: the client must not wait for the end of the stream.
             });
-            let upgraded = upgrade(client, &endpoint(), &[], WebSocketConfig::default()).await.unwrap();
+            let upgraded = upgrade(client, &endpoint(), &[]).await.unwrap();
             let Upgrade::Refused { status: s, description } = upgraded else { panic!("accepted") };
             assert_eq!((s, description.as_str()), (status, expected));
             drop(relay.await);
         }
         let (client, mut server) = tokio::io::duplex(1024);
         let relay = tokio::spawn(async move { read_request(&mut server).await });
-        let err = upgrade(client, &endpoint(), &[], WebSocketConfig::default()).await.unwrap_err();
+        let err = upgrade(client, &endpoint(), &[]).await.unwrap_err();
         assert!(matches!(err, HandshakeError::Eof), "{err:?}");
         relay.await.unwrap();
     }

@@ -8,8 +8,10 @@
 //!
 //! - `target`, `codes`: sans-IO: URLs, and what statuses and close codes mean;
 //! - `handshake`: the HTTP upgrade, keeping a refusal's description;
-//! - `stream`: TCP or TLS underneath; `frames`: a channel over a WebSocket;
-//! - `control`: a listener's control channel: accepts, token renewal, keep-alive.
+//! - `stream`: TCP or TLS underneath; `frames`: a channel over a WebSocket (a
+//!   [`relay_proto::io::ws::WsConnection`], as the relay's channel ends are);
+//! - `control`: a listener's control channel (over tungstenite: a few small JSON messages):
+//!   accepts, token renewal, keep-alive.
 
 mod codes;
 mod control;
@@ -29,7 +31,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
 use self::frames::{FrameLimits, WsFrames};
@@ -47,20 +49,17 @@ use crate::transport::IncomingChannel;
 use crate::url::{RelayUrl, Scheme};
 use relay_proto::error::chain;
 use relay_proto::hc::{CONTRACT_HEADER, TOKEN_HEADER};
+use relay_proto::io::ws::{Side, WsConnection};
 use relay_proto::{ContractInfo, ErrorCode, MAX_HANDSHAKE_FRAME};
 
 pub(crate) use control::WsRegistration;
 
-/// Bytes read from a WebSocket at a time. tungstenite zero-fills this much before every read, so
-/// a large buffer costs a memset per read, and it stays allocated for as long as the socket
-/// lives: every stream of `relay connect` and `relay forward` over wss is a WebSocket of its
-/// own, and 1 KiB instead of 4 brought them from 18.5 to about 16 KiB per idle connection with
-/// no loss in bulk throughput measured (a large message reserves its own length anyway, and
-/// these reads only copy from rustls's buffer, which reads the socket 4 KiB at a time).
-const READ_BUFFER: usize = 1024;
+/// Bytes the control WebSocket reads at a time: tungstenite zero-fills this much before every
+/// read and keeps it for the socket's life, and control messages are small.
+const CONTROL_READ_BUFFER: usize = 1024;
 
-/// A WebSocket to the relay.
-type WsStream = WebSocketStream<Heard<MaybeTls>>;
+/// A listener's control WebSocket to the relay.
+type ControlStream = WebSocketStream<Heard<MaybeTls>>;
 
 /// The ALPN protocol offered on TLS connections for WebSockets.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -189,23 +188,15 @@ impl WsLink {
         Ok(MaybeTls::Tls(Box::new(tls)))
     }
 
-    /// Opens a WebSocket to `endpoint` within the handshake timeout, refusing messages larger
-    /// than `max_message`.
+    /// Opens a WebSocket to `endpoint` within the handshake timeout.
     async fn upgrade(
         &self,
         endpoint: &Endpoint,
         headers: &[(&str, &str)],
-        max_message: usize,
     ) -> Result<Upgrade<Heard<MaybeTls>>, DialError> {
-        let write_buffer = WebSocketConfig::default().write_buffer_size;
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_BUFFER)
-            .max_write_buffer_size(write_buffer.saturating_add(max_message).saturating_add(1024))
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message));
         let attempt = async {
             let stream = self.stream(endpoint).await?;
-            Ok(handshake::upgrade(Heard::new(stream), endpoint, headers, config).await?)
+            Ok(handshake::upgrade(Heard::new(stream), endpoint, headers).await?)
         };
         tokio::select! {
             upgraded = tokio::time::timeout(self.options().handshake_timeout, attempt) => {
@@ -215,13 +206,21 @@ impl WsLink {
         }
     }
 
-    fn frames(&self, ws: WsStream, role: Role, permit: Option<OwnedSemaphorePermit>) -> WsFrames<MaybeTls> {
+    /// A channel's frames on an accepted WebSocket.
+    fn frames(
+        &self,
+        stream: Heard<MaybeTls>,
+        leftover: &[u8],
+        role: Role,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> WsFrames<MaybeTls> {
         let options = self.options();
         let limits = FrameLimits {
             max_frame: options.max_frame,
             keep_alive: options.keep_alive,
             idle_timeout: options.idle_timeout,
         };
+        let ws = WsConnection::new(stream, Side::Client, leftover, options.max_frame);
         WsFrames::new(ws, role, limits, self.inner.closed.clone(), permit)
     }
 
@@ -237,10 +236,11 @@ impl WsLink {
         let mut headers = Vec::new();
         headers.extend(token.as_ref().map(|t| (TOKEN_HEADER, t.value())));
         headers.extend(contract.as_deref().map(|c| (CONTRACT_HEADER, c)));
-        match self.upgrade(&endpoint, &headers, self.options().max_frame).await {
-            Ok(Upgrade::Accepted(ws, id)) => {
+        match self.upgrade(&endpoint, &headers).await {
+            Ok(Upgrade::Accepted { stream, leftover, channel_id }) => {
                 let scheme = self.inner.relay.scheme().as_str();
-                Ok(Channel::new(self.frames(*ws, Role::Caller, None), Arc::from(address), id.unwrap_or(0), scheme))
+                let frames = self.frames(stream, &leftover, Role::Caller, None);
+                Ok(Channel::new(frames, Arc::from(address), channel_id.unwrap_or(0), scheme))
             }
             Ok(Upgrade::Refused { status, description }) => {
                 Err(OpenError::from_refusal(address, codes::refusal(status, &description)))
@@ -265,8 +265,15 @@ impl WsLink {
         if takes_http {
             headers.push((relay_proto::http_channel::TAKES_HTTP_HEADER, "1"));
         }
-        match self.upgrade(&endpoint, &headers, MAX_HANDSHAKE_FRAME).await {
-            Ok(Upgrade::Accepted(ws, _)) => Ok(control::spawn(self.clone(), address, *ws, renewal, queue)),
+        match self.upgrade(&endpoint, &headers).await {
+            Ok(Upgrade::Accepted { stream, leftover, .. }) => {
+                let config = WebSocketConfig::default()
+                    .read_buffer_size(CONTROL_READ_BUFFER)
+                    .max_message_size(Some(MAX_HANDSHAKE_FRAME))
+                    .max_frame_size(Some(MAX_HANDSHAKE_FRAME));
+                let ws = WebSocketStream::from_partially_read(stream, leftover, WsRole::Client, Some(config)).await;
+                Ok(control::spawn(self.clone(), address, ws, renewal, queue))
+            }
             Ok(Upgrade::Refused { status, description }) => {
                 let refusal = codes::refusal(status, &description);
                 Err(match refusal.code {
@@ -304,10 +311,10 @@ impl WsPending {
 
     /// Opens the rendezvous WebSocket: the relay joins it to the sender's.
     pub(crate) async fn accept(self, address: Arc<str>, id: u64) -> Result<Channel, ChannelError> {
-        match self.link.upgrade(&self.endpoint, &[], self.link.options().max_frame).await {
-            Ok(Upgrade::Accepted(ws, _)) => {
+        match self.link.upgrade(&self.endpoint, &[]).await {
+            Ok(Upgrade::Accepted { stream, leftover, .. }) => {
                 let scheme = self.transport();
-                Ok(Channel::new(self.link.frames(*ws, Role::Host, self.permit), address, id, scheme))
+                Ok(Channel::new(self.link.frames(stream, &leftover, Role::Host, self.permit), address, id, scheme))
             }
             Ok(Upgrade::Refused { status, description }) => Err(codes::rendezvous_refused(status, &description)),
             Err(e) => Err(ChannelError::ConnectionLost(format!("cannot open the rendezvous: {}", chain(&e)))),
@@ -319,11 +326,13 @@ impl WsPending {
     pub(crate) async fn reject(self, code: ErrorCode, detail: &str) -> Result<(), ChannelError> {
         let url = target::reject_url(&self.rendezvous, code, detail);
         let endpoint = Endpoint::parse(&url).map_err(ChannelError::Protocol)?;
-        match self.link.upgrade(&endpoint, &[], MAX_HANDSHAKE_FRAME).await {
+        match self.link.upgrade(&endpoint, &[]).await {
             Ok(Upgrade::Refused { .. }) => Ok(()),
             // A relay that opened it anyway: the sender is refused all the same when it closes.
-            Ok(Upgrade::Accepted(mut ws, _)) => {
-                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, ws.close(None)).await;
+            Ok(Upgrade::Accepted { stream, leftover, .. }) => {
+                let mut ws = WsConnection::new(stream, Side::Client, &leftover, MAX_HANDSHAKE_FRAME);
+                ws.queue_close(None);
+                let _ = tokio::time::timeout(GOODBYE_TIMEOUT, std::future::poll_fn(|cx| ws.poll_flush(cx))).await;
                 Ok(())
             }
             Err(e) => Err(ChannelError::ConnectionLost(format!("cannot deliver the refusal: {}", chain(&e)))),
