@@ -298,8 +298,14 @@ fn quic_code(code: StreamCode) -> VarInt {
 const MAX_BATCH: usize = 64;
 
 /// When a ping is due to a WebSocket end last heard from at `heard`, last pinged at `pinged`.
-fn ping_due(heard: Instant, pinged: Instant, keep_alive: Duration) -> Instant {
-    heard.max(pinged) + keep_alive
+///
+/// An end the relay is not reading (`heard` is `None`: it waits for budget, or for the other end
+/// to take what it sent) is pinged once per interval all the same. Its own pings, and its
+/// answers, wait behind what it is held back from sending, so the relay's pings are all it hears
+/// to know the relay alive: without them a caller held back by a slow host for longer than its
+/// idle timeout gave the channel up as lost.
+fn ping_due(heard: Option<Instant>, pinged: Instant, keep_alive: Duration) -> Instant {
+    heard.map_or(pinged, |heard| heard.max(pinged)) + keep_alive
 }
 
 /// Whether an end last heard from at `heard` (`None`: the relay is not reading it, for want of
@@ -330,14 +336,14 @@ async fn pump(
             next = from.next() => next,
             () = &mut ping, if pinging => {
                 let now = Instant::now();
-                let due = ping_due(to.meter().and_then(|m| m.last_heard()).unwrap_or(now), pinged, keep_alive);
+                let due = ping_due(to.meter().and_then(|m| m.last_heard()), pinged, keep_alive);
                 if now >= due {
                     // Boxed, as the close below: rare, and inline they would size every
                     // channel's splice for its whole life.
                     Box::pin(to.ping()).await.map_err(|()| lost(to_side))?;
                     pinged = now;
                 }
-                ping.as_mut().reset(ping_due(now, pinged, keep_alive).max(due).into());
+                ping.as_mut().reset(ping_due(Some(now), pinged, keep_alive).max(due).into());
                 continue;
             }
         };
@@ -519,9 +525,10 @@ mod tests {
     fn an_end_is_pinged_after_keep_alive_of_silence_and_idle_only_while_read() {
         let t0 = Instant::now();
         let second = Duration::from_secs(1);
-        assert_eq!(ping_due(t0, t0, second), t0 + second);
-        assert_eq!(ping_due(t0 + 3 * second, t0, second), t0 + 4 * second, "heard since: later");
-        assert_eq!(ping_due(t0, t0 + 2 * second, second), t0 + 3 * second, "pinged since: once per interval");
+        assert_eq!(ping_due(Some(t0), t0, second), t0 + second);
+        assert_eq!(ping_due(Some(t0 + 3 * second), t0, second), t0 + 4 * second, "heard since: later");
+        assert_eq!(ping_due(Some(t0), t0 + 2 * second, second), t0 + 3 * second, "pinged since: once per interval");
+        assert_eq!(ping_due(None, t0 + 2 * second, second), t0 + 3 * second, "not read: once per interval");
         assert!(!is_idle(Some(t0), t0 + 7 * second, 8 * second));
         assert!(is_idle(Some(t0), t0 + 8 * second, 8 * second));
         assert!(!is_idle(None, t0 + 100 * second, 8 * second), "an end the relay is not reading is not idle");

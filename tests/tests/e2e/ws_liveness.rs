@@ -3,6 +3,8 @@
 //! all; a relay-wide budget for buffered message bytes that holds senders back instead of
 //! allocating, and refuses a message larger than itself.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -90,6 +92,53 @@ async fn a_quiet_channel_whose_ends_answer_pings_outlives_the_idle_timeout() {
     // About one ping per 200 ms of silence, each way.
     assert!(listener_pings >= 5 && sender_pings >= 5, "pings: listener {listener_pings}, sender {sender_pings}");
     assert_eq!(relay.stats.open_channels(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_held_back_by_a_listener_that_reads_nothing_is_still_pinged() {
+    // Pings after 200 ms of silence; the listener is not cut for its silence within the test.
+    let relay = TestRelay::start_with(|c| {
+        c.keep_alive_ms = 200;
+        c.idle_timeout_ms = 5_000;
+    })
+    .await;
+    let (control, sender, _rendezvous) = raw_ws::channel(&relay, Scheme::Wss, "echo").await;
+    let _control = read_on(control);
+    let (mut sender_tx, sender_rx) = sender.split();
+    let mut to_sender = read_on(sender_rx);
+    // The listener reads nothing: the relay's writes to it fill the socket, and then the relay
+    // stops reading the sender, whose own pings (and answers) wait behind its messages.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flood = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            while sender_tx.send(Message::binary(vec![7u8; 64 * 1024])).await.is_ok() {
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let held_back = async {
+        loop {
+            let before = sent.load(Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if sent.load(Ordering::Relaxed) == before {
+                break before;
+            }
+        }
+    };
+    let held_at = tokio::time::timeout(WAIT, held_back).await.expect("the sender is held back");
+    while to_sender.try_recv().is_ok() {}
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(sent.load(Ordering::Relaxed), held_at, "still held back");
+    // The relay, which hears nothing from the sender while it is not reading it, still tells the
+    // sender that it is alive: about one ping per 200 ms.
+    let mut pings = 0;
+    while let Ok(message) = to_sender.try_recv() {
+        assert!(matches!(message, Message::Ping(_)), "{message:?}");
+        pings += 1;
+    }
+    assert!(pings >= 4, "{pings} pings in 1.5 s to a sender held back");
+    flood.abort();
 }
 
 /// The `tr` (active timer) column of the kernel's line for the TCP socket from `local` to
