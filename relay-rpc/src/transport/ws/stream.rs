@@ -1,5 +1,5 @@
 //! The byte stream under a WebSocket to the relay: TCP, with TLS unless the URL said `ws://`,
-//! remembering when it last received anything.
+//! remembering when it last heard from the relay.
 
 use std::io;
 use std::pin::Pin;
@@ -17,22 +17,41 @@ pub(crate) enum MaybeTls {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// A stream that notes when it last read bytes: any byte from the relay, a whole message or a
-/// part of a large one, proves the relay alive.
+/// A stream that notes when it last heard from the relay: any byte from it, a whole message or a
+/// part of a large one, and a write that goes on after the stream would take no more (the
+/// relay's side took some of what waited). A channel held back by a slow reader on the other
+/// side sends its pings behind what it cannot send yet, so their answers come late; that its
+/// bytes move at all says the relay is there.
 #[derive(Debug)]
 pub(crate) struct Heard<S> {
     inner: S,
     last_read: Instant,
+    /// The last write found the stream full.
+    write_blocked: bool,
 }
 
 impl<S> Heard<S> {
     pub(crate) fn new(inner: S) -> Self {
-        Self { inner, last_read: Instant::now() }
+        Self { inner, last_read: Instant::now(), write_blocked: false }
     }
 
-    /// When bytes last arrived (or when the stream was made).
+    /// When the relay was last heard from (or when the stream was made).
     pub(crate) fn last_read(&self) -> Instant {
         self.last_read
+    }
+
+    /// Notes how a write went: progress after the stream was full is news from the relay.
+    fn wrote<T>(&mut self, result: Poll<io::Result<T>>, progress: impl FnOnce(&T) -> bool) -> Poll<io::Result<T>> {
+        match &result {
+            Poll::Pending => self.write_blocked = true,
+            Poll::Ready(Ok(value)) if progress(value) => {
+                if std::mem::take(&mut self.write_blocked) {
+                    self.last_read = Instant::now();
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+        result
     }
 }
 
@@ -49,7 +68,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Heard<S> {
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(result, |&n| n > 0)
     }
 
     fn poll_write_vectored(
@@ -57,7 +77,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(result, |&n| n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -65,7 +86,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Heard<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let result = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(result, |()| true)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -120,5 +142,40 @@ impl AsyncWrite for MaybeTls {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_and_writes_that_go_on_after_a_full_stream_are_news_from_the_relay() {
+        let (ours, mut relay) = tokio::io::duplex(16);
+        let mut stream = Heard::new(ours);
+        let made = stream.last_read();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        stream.write_all(&[0; 16]).await.unwrap();
+        assert_eq!(stream.last_read(), made, "writes into room say nothing");
+
+        // Full: the next write waits until the relay reads.
+        let write = tokio::spawn(async move {
+            stream.write_all(&[0; 8]).await.unwrap();
+            stream
+        });
+        tokio::time::advance(Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        relay.read_exact(&mut [0; 16]).await.unwrap();
+        let mut stream = write.await.unwrap();
+        assert_eq!(stream.last_read(), made + Duration::from_secs(2), "it went on");
+
+        tokio::time::advance(Duration::from_secs(1)).await;
+        relay.write_all(b"x").await.unwrap();
+        stream.read_exact(&mut [0; 1]).await.unwrap();
+        assert_eq!(stream.last_read(), made + Duration::from_secs(3), "a byte read");
     }
 }
