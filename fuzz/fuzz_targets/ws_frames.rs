@@ -1,8 +1,9 @@
-//! The WebSocket frame reader a rendezvous's bodies stream through: fed a client's bytes in any
-//! chunking (the first byte of the input chooses the chunk sizes), it never panics, reads the
-//! same messages and fails with the same error as when fed everything at once, uses all of its
-//! input whenever it has no event, and never holds more than a header, a control frame and the
-//! text message in progress.
+//! The WebSocket frame reader every WebSocket channel end reads through (the relay's, a client's):
+//! fed a client's or a server's bytes in any chunking (the first byte of the input says which
+//! side's reader, in its top bit, and chooses the chunk sizes), it never panics, reads the same
+//! messages and fails with the same error as when fed everything at once, uses all of its input
+//! whenever it has no event, and never holds more than a header, a control frame and the text
+//! message in progress.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -25,8 +26,8 @@ enum Seen {
     Other(WsEvent),
 }
 
-fn read(input: &[u8], chunk_sizes: impl Fn(usize) -> usize) -> Reading {
-    let mut reader = MessageReader::new(MAX_TEXT);
+fn read(input: &[u8], of_server: bool, chunk_sizes: impl Fn(usize) -> usize) -> Reading {
+    let mut reader = if of_server { MessageReader::of_server(MAX_TEXT) } else { MessageReader::new(MAX_TEXT) };
     let (mut events, mut binary) = (Vec::new(), Vec::new());
     let (mut at, mut step) = (0, 0);
     while at < input.len() {
@@ -62,8 +63,10 @@ fn read(input: &[u8], chunk_sizes: impl Fn(usize) -> usize) -> Reading {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, input)) = data.split_first() else { return };
-    let whole = read(input, |_| usize::MAX);
-    let chunked = read(input, |step| 1 + step % (usize::from(seed) + 1));
+    let of_server = seed & 0x80 != 0;
+    let most = usize::from(seed & 0x7F) + 1;
+    let whole = read(input, of_server, |_| usize::MAX);
+    let chunked = read(input, of_server, |step| 1 + step % most);
     // A message still in progress at the end is not in either reading's events.
     assert_eq!(whole, chunked);
 });
