@@ -1,8 +1,9 @@
 //! One-way operations (WCF's `NetOnewayRelayBinding`) through a real relay, over QUIC and over
 //! `wss://`: a `#[oneway]` call returns without waiting for the host; the host runs one-way
 //! requests in order, and a two-way call after them sees their effects; a caller faster than the
-//! host is held back rather than buffered without bound; a broken channel fails one-way calls
-//! with a typed error rather than a hang.
+//! host is held back rather than buffered without bound, and keeps its channel however long a
+//! slow host holds it back; a broken channel fails one-way calls with a typed error rather than a
+//! hang.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -224,6 +225,44 @@ async fn a_caller_faster_than_the_host_is_held_back_not_buffered_without_bound()
         client.gated(ctx(), accepted, Vec::new()).await.unwrap();
         assert_eq!(client.entries(ctx()).await.unwrap().len() as u64, accepted + 1, "{transport}");
     }
+}
+
+#[tokio::test]
+async fn a_wss_caller_held_back_by_a_slow_host_keeps_its_channel_past_its_idle_timeout() {
+    // The relay pings rarely, and the caller gives the relay up after 1 s without news: held back
+    // behind megabytes that drain slowly, its own pings are answered only seconds later, so it
+    // must take its writes going on as the news.
+    let relay = TestRelay::start_with(|c| {
+        c.keep_alive_ms = 10_000;
+        c.idle_timeout_ms = 30_000;
+    })
+    .await;
+    let Served { entries, gate, .. } = serve(&relay, &relay.ws_url, "journal-slow").await;
+    let options = relay.options().with_keep_alive(Duration::from_millis(200), Duration::from_secs(1));
+    let caller = relay_rpc::Connection::connect(&relay.ws_url, options).await.unwrap();
+    let client = JournalClient::connect(&caller, "journal-slow").await.unwrap();
+    // The host takes a 64 KiB message every 20 ms: slower than the caller sends.
+    let draining = tokio::spawn({
+        let gate = gate.clone();
+        async move {
+            loop {
+                gate.add_permits(1);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    let padding = vec![7u8; 64 * 1024];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        client.gated(ctx(), sent, padding.clone()).await.unwrap_or_else(|e| panic!("after {sent} messages: {e:?}"));
+        sent += 1;
+    }
+    draining.abort();
+    gate.add_permits(usize::MAX >> 4);
+    let all = eventually(Duration::from_secs(20), || entries.lock().unwrap().len() as u64 == sent).await;
+    assert!(all, "{} of {sent} arrived", entries.lock().unwrap().len());
+    assert_eq!(client.entries(ctx()).await.unwrap().len() as u64, sent);
 }
 
 #[tokio::test]
