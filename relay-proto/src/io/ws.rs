@@ -56,8 +56,10 @@ const MAX_DIRECT_READ: usize = 64 * 1024;
 /// frames before, and the rest is written from its own bytes.
 const GATHER_MAX: usize = 16 * 1024;
 const FIRST_PIECE: usize = GATHER_MAX - MAX_HEADER_LEN;
-/// The most of a large payload a client masks for one write.
+/// The most of a large payload a client masks for one write, and the least once a write took
+/// less than was masked.
 const MASK_CHUNK: usize = 64 * 1024;
+const MIN_MASK_CHUNK: usize = 4 * 1024;
 /// Bytes queued past which [`WsConnection::poll_ready`] first writes what is queued.
 const HIGH_WATER: usize = 256 * 1024;
 /// The longest reason a close frame carries (its payload is at most 125 bytes, 2 of them the code).
@@ -405,7 +407,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConnection<IO> {
         if first < payload.len() {
             self.queue.push_back(Outgoing::plain(self.gather.split().freeze()));
             let rest = payload.slice(first..);
-            self.queue.push_back(Outgoing { bytes: rest, mask: mask.map(|mask| (mask, first as u64)) });
+            self.queue.push_back(match mask {
+                Some(mask) => Outgoing::masked(rest, mask, first as u64),
+                None => Outgoing::plain(rest),
+            });
         }
     }
 }
@@ -417,24 +422,40 @@ struct Outgoing {
     bytes: Bytes,
     /// The frame's mask, and how far into the frame's payload `bytes` starts.
     mask: Option<([u8; 4], u64)>,
+    /// How much to mask for the next write: what the stream took last time, so that a stream
+    /// taking little at a time does not have much masked again for every write.
+    piece: usize,
 }
 
 impl Outgoing {
     fn plain(bytes: Bytes) -> Self {
-        Self { bytes, mask: None }
+        Self { bytes, mask: None, piece: MASK_CHUNK }
+    }
+
+    fn masked(bytes: Bytes, mask: [u8; 4], offset: u64) -> Self {
+        Self { bytes, mask: Some((mask, offset)), piece: MASK_CHUNK }
     }
 
     /// Writes the next bytes: how many the stream took.
-    fn poll_write<IO: AsyncWrite + Unpin>(&self, io: Pin<&mut IO>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    fn poll_write<IO: AsyncWrite + Unpin>(
+        &mut self,
+        io: Pin<&mut IO>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
         let Some((mask, offset)) = self.mask else { return io.poll_write(cx, &self.bytes) };
-        MASKED.with(|masked| {
+        let offered = self.bytes.len().min(self.piece);
+        let written = MASKED.with(|masked| {
             let mut masked = masked.borrow_mut();
             masked.clear();
-            masked.extend_from_slice(&self.bytes[..self.bytes.len().min(MASK_CHUNK)]);
+            masked.extend_from_slice(&self.bytes[..offered]);
             apply_mask(&mut masked, mask, offset);
             // What the stream does not take now is masked again next time.
             io.poll_write(cx, &masked)
-        })
+        });
+        if let Poll::Ready(Ok(n)) = written {
+            self.piece = if n < offered { n.max(MIN_MASK_CHUNK) } else { (self.piece * 2).min(MASK_CHUNK) };
+        }
+        written
     }
 
     fn advance(&mut self, n: usize) {

@@ -119,3 +119,50 @@ fn a_close_reason_is_cut_to_what_a_frame_holds_at_a_character() {
     assert!(std::str::from_utf8(&payload[2..]).is_ok());
     assert_eq!(close_payload(None, "ignored"), Bytes::new());
 }
+
+#[tokio::test]
+async fn a_large_masked_payload_survives_writes_taken_a_few_bytes_at_a_time() {
+    // The pipe takes 100 bytes at a time: each masked piece is mostly not taken, and masked
+    // again from where the write stopped.
+    let (a, b) = tokio::io::duplex(100);
+    let (mut client, mut server) =
+        (WsConnection::new(a, Side::Client, &[], MAX), WsConnection::new(b, Side::Server, &[], MAX));
+    let message = pattern(200 * 1024 + 3);
+    let (_, received) = tokio::join!(send(&mut client, false, message.clone()), next(&mut server));
+    assert_eq!(received.unwrap(), Received::Binary(message));
+}
+
+#[tokio::test]
+async fn queuing_waits_once_much_is_queued_until_the_peer_reads() {
+    let (a, mut raw) = tokio::io::duplex(1024);
+    let mut client = WsConnection::new(a, Side::Client, &[], MAX);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    // Queued without a flush, a message at a time, until the end wants what it holds written.
+    let mut queued = 0;
+    while client.poll_ready(&mut cx).is_ready() {
+        client.queue_message(false, pattern(64 * 1024)).unwrap();
+        queued += 1;
+        assert!(queued <= 5, "{queued} messages of 64 KiB queued and still ready");
+    }
+    assert_eq!(queued, 4, "ready until 256 KiB are queued");
+    // The peer reads: the end is ready again once less is queued, and everything goes out.
+    let reading = tokio::spawn(async move {
+        let (mut sink, mut total) = (vec![0u8; 64 * 1024], 0);
+        loop {
+            match raw.read(&mut sink).await.unwrap() {
+                0 => break total,
+                n => total += n,
+            }
+        }
+    });
+    poll_fn(|cx| client.poll_ready(cx)).await.unwrap();
+    assert!(client.queued() < 256 * 1024, "{}", client.queued());
+    poll_fn(|cx| client.poll_flush(cx)).await.unwrap();
+    assert_eq!(client.queued(), 0);
+    drop(client);
+    assert_eq!(
+        reading.await.unwrap(),
+        4 * (2 + 8 + 4 + 64 * 1024),
+        "four frames: 2 bytes, a 64-bit length, a mask, 64 KiB"
+    );
+}
