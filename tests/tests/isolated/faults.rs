@@ -299,7 +299,12 @@ async fn blackholed_host_case(transport: &str, promise: Promise) {
     // Resumed, the host finds its registration gone and exits: it does not come back as a zombie,
     // and its channels end (over wss, only now), so its stubs reopen on the survivor.
     blackholed.signal("-CONT");
-    assert!(blackholed.exits_within(SLACK).await, "{transport}: the resumed host exits");
+    // Over QUIC the relay's idle timeout is silent: the host learns that its connection is gone
+    // from a stateless reset, which the relay's endpoint sends back for a packet of a connection it
+    // no longer knows, or at worst from its own idle timeout (a loaded CI machine once took longer
+    // than 5 s).
+    let exits_within = if transport == "quic" { relay_rpc::DEFAULT_IDLE_TIMEOUT + SLACK } else { SLACK };
+    assert!(blackholed.exits_within(exits_within).await, "{transport}: the resumed host exits");
     let names = who_answers(&caller, 4).await;
     assert!(names.iter().all(|n| n == "survivor"), "{transport}: after SIGCONT: {names:?}");
     for stub in &to_blackholed {
