@@ -406,11 +406,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConnection<IO> {
         }
         if first < payload.len() {
             self.queue.push_back(Outgoing::plain(self.gather.split().freeze()));
-            let rest = payload.slice(first..);
-            self.queue.push_back(match mask {
-                Some(mask) => Outgoing::masked(rest, mask, first as u64),
-                None => Outgoing::plain(rest),
-            });
+            self.queue.push_back(Outgoing::rest(payload.slice(first..), mask, first as u64));
         }
     }
 }
@@ -420,8 +416,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> WsConnection<IO> {
 #[derive(Debug)]
 struct Outgoing {
     bytes: Bytes,
-    /// The frame's mask, and how far into the frame's payload `bytes` starts.
-    mask: Option<([u8; 4], u64)>,
+    masking: Option<Masking>,
+}
+
+/// How the rest of a client's large payload is masked as it is written.
+#[derive(Debug)]
+struct Masking {
+    key: [u8; 4],
+    /// How far into the frame's payload the bytes left start.
+    offset: u64,
     /// How much to mask for the next write: what the stream took last time, so that a stream
     /// taking little at a time does not have much masked again for every write.
     piece: usize,
@@ -429,11 +432,12 @@ struct Outgoing {
 
 impl Outgoing {
     fn plain(bytes: Bytes) -> Self {
-        Self { bytes, mask: None, piece: MASK_CHUNK }
+        Self { bytes, masking: None }
     }
 
-    fn masked(bytes: Bytes, mask: [u8; 4], offset: u64) -> Self {
-        Self { bytes, mask: Some((mask, offset)), piece: MASK_CHUNK }
+    /// The rest of a payload, `offset` bytes into it, masked with `key` if there is one.
+    fn rest(bytes: Bytes, key: Option<[u8; 4]>, offset: u64) -> Self {
+        Self { bytes, masking: key.map(|key| Masking { key, offset, piece: MASK_CHUNK }) }
     }
 
     /// Writes the next bytes: how many the stream took.
@@ -442,26 +446,26 @@ impl Outgoing {
         io: Pin<&mut IO>,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<usize>> {
-        let Some((mask, offset)) = self.mask else { return io.poll_write(cx, &self.bytes) };
-        let offered = self.bytes.len().min(self.piece);
+        let Some(masking) = &mut self.masking else { return io.poll_write(cx, &self.bytes) };
+        let offered = self.bytes.len().min(masking.piece);
         let written = MASKED.with(|masked| {
             let mut masked = masked.borrow_mut();
             masked.clear();
             masked.extend_from_slice(&self.bytes[..offered]);
-            apply_mask(&mut masked, mask, offset);
+            apply_mask(&mut masked, masking.key, masking.offset);
             // What the stream does not take now is masked again next time.
             io.poll_write(cx, &masked)
         });
         if let Poll::Ready(Ok(n)) = written {
-            self.piece = if n < offered { n.max(MIN_MASK_CHUNK) } else { (self.piece * 2).min(MASK_CHUNK) };
+            masking.piece = if n < offered { n.max(MIN_MASK_CHUNK) } else { (masking.piece * 2).min(MASK_CHUNK) };
         }
         written
     }
 
     fn advance(&mut self, n: usize) {
         self.bytes.advance(n);
-        if let Some((_, offset)) = &mut self.mask {
-            *offset += n as u64;
+        if let Some(masking) = &mut self.masking {
+            masking.offset += n as u64;
         }
     }
 }
