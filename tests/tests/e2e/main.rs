@@ -12,7 +12,6 @@ mod browser;
 mod calls;
 mod channel_limit_cycles;
 mod cluster;
-mod cluster_faults;
 mod contract_shapes;
 mod early_data;
 mod evolution;

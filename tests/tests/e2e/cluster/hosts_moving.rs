@@ -7,18 +7,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt as _;
-use relay_proto::cluster::{Heartbeat, Subjects};
-use relay_rpc::{Backoff, CallContext, Connection, Host, HostStatus, OpenError, RelayUrls};
+use relay_rpc::{Backoff, Connection, Host, HostStatus, OpenError, RelayUrls};
 use relay_tests::cluster::{ClusterNode, settle};
 use relay_tests::lab::{LabClient, LabHost, ServeLab};
 use relay_tests::nats::TestNats;
 use relay_tests::{SLACK, temp_dir};
 use tokio::task::JoinHandle;
 
-fn ctx() -> CallContext {
-    CallContext::with_timeout(Duration::from_secs(20))
-}
+use super::{Heartbeats, ctx};
 
 /// A host named `name` serving the lab on `address` through whichever node of `relays` answers,
 /// moving when it loses it.
@@ -33,28 +29,10 @@ fn serve_online(node: &ClusterNode, relays: &[&ClusterNode], address: &str, name
     })
 }
 
-/// The listeners node `url` reports in its next heartbeat.
-async fn listeners_on(nats: &TestNats, cluster: &str, url: &str) -> u64 {
-    let client = async_nats::connect(nats.url()).await.expect("test connects to nats");
-    let mut heartbeats = client.subscribe(Subjects::new(cluster).unwrap().heartbeat()).await.expect("subscribes");
-    let deadline = tokio::time::Instant::now() + SLACK;
-    loop {
-        let message = tokio::time::timeout_at(deadline, heartbeats.next())
-            .await
-            .unwrap_or_else(|_| panic!("no heartbeat from {url} within {SLACK:?}"))
-            .expect("subscription open");
-        let heartbeat = Heartbeat::decode(&message.payload).expect("a well-formed heartbeat");
-        if heartbeat.quic_url == url {
-            return heartbeat.listeners;
-        }
-    }
-}
-
 /// Starts hosts on `address` over `relays` (random order each) until `target` has at least two
 /// of them; returns the hosts' tasks and names.
 async fn hosts_with_two_on(
-    nats: &TestNats,
-    cluster: &str,
+    heartbeats: &Heartbeats,
     target: &ClusterNode,
     relays: &[&ClusterNode],
     address: &str,
@@ -67,7 +45,7 @@ async fn hosts_with_two_on(
         names.insert(name);
         if hosts.len() >= 4 {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            if listeners_on(nats, cluster, &target.url).await >= 2 {
+            if heartbeats.next_from(&target.url).await.listeners >= 2 {
                 return (hosts, names);
             }
         }
@@ -117,7 +95,8 @@ impl Cluster {
         let a = ClusterNode::start(&nats.url(), name, &data);
         let b = ClusterNode::start(&nats.url(), name, &data);
         let c = ClusterNode::start(&nats.url(), name, &data);
-        let (hosts, names) = hosts_with_two_on(&nats, name, &a, &[&a, &b], "lab").await;
+        let heartbeats = Heartbeats::watch(&nats, name).await;
+        let (hosts, names) = hosts_with_two_on(&heartbeats, &a, &[&a, &b], "lab").await;
         let caller = Connection::connect(&c.url, c.options()).await.expect("caller connects to node c");
         until_every_host_answers(&caller, "lab", &names, settle()).await;
         Self { _nats: nats, a, _b: b, _c: c, _hosts: hosts, names, caller }
