@@ -56,9 +56,9 @@ const MAX_DIRECT_READ: usize = 64 * 1024;
 /// frames before, and the rest is written from its own bytes.
 const GATHER_MAX: usize = 16 * 1024;
 const FIRST_PIECE: usize = GATHER_MAX - MAX_HEADER_LEN;
-/// The most of a large payload a client masks for one write, and the least once a write took
-/// less than was masked.
+/// The most of a large payload a client masks for one write.
 const MASK_CHUNK: usize = 64 * 1024;
+/// The least it masks for one write once a write took less than was masked.
 const MIN_MASK_CHUNK: usize = 4 * 1024;
 /// Bytes queued past which [`WsConnection::poll_ready`] first writes what is queued.
 const HIGH_WATER: usize = 256 * 1024;
